@@ -1,0 +1,93 @@
+"""The interface every bridge implements, and the errors its `send` may raise.
+
+A bridge turns platform events into `bot.model` records and posts into platform calls, and
+nothing else: it owns its connection (reconnecting with capped, jittered backoff), ignoring
+its own and other bots' messages, rendering markdown for its platform and splitting to its
+size limit. It knows nothing about agents or channels; the core decides what a room means.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bot.model import BridgeEvent
+
+EventSink = Callable[[BridgeEvent], Awaitable[None]]
+"""The core's entry point: a bridge awaits it for every event, in the order received.
+
+When it returns, the event is stored (R1.3, R8.1); a bridge that tracks a sync position
+(Matrix `next_batch`) saves it only after the sink has returned for every event of the
+batch (R8.2).
+"""
+
+
+class SendError(Exception):
+    """A post could not be delivered now. The outbox keeps it and retries."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, permanent: bool = False):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.permanent = permanent
+
+
+class RateLimited(SendError):
+    """The platform said slow down (Slack 429 `Retry-After`, Matrix `M_LIMIT_EXCEEDED`)."""
+
+    def __init__(self, retry_after_s: float, message: str = "rate limited"):
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class RoomUnresolvable(Exception):
+    """A configured room (id, alias or #name) cannot be found or reached (R1.2, R11.4)."""
+
+
+class Bridge(Protocol):
+    platform: str
+
+    async def start(self, sink: EventSink) -> None:
+        """Connect and begin delivering events to `sink`; return once connected.
+
+        Raises a clear exception (bad token, unreachable server) when the first connection
+        cannot be made; after that, losing the link is reported as `ConnectionChanged`
+        and retried in the background, never raised.
+        """
+
+    async def resolve_room(self, ref: str) -> str:
+        """Turn a configured room reference into the platform's room id, joining if invited.
+
+        Raises `RoomUnresolvable` naming the reference when it cannot.
+        """
+
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+        """Post markdown `text` to `room`, rendered and split for the platform.
+
+        `key` is stable across retries of the same post. Raises `RateLimited` or `SendError`;
+        the outbox owns retrying, the bridge never sleeps on a failure itself.
+        """
+
+    async def stop(self) -> None:
+        """Disconnect; idempotent."""
+
+
+def backoff_delay(attempt: int, *, base_s: float = 1.0, cap_s: float = 60.0,
+                  rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: the delay before retry number `attempt` (1-based).
+
+    Full jitter spreads reconnecting clients apart; the cap keeps a long outage from turning
+    into hour-long silences once the platform is back.
+    """
+    ceiling = min(cap_s, base_s * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class KeyValueStore(Protocol):
+    """Small durable state a bridge keeps between runs (Matrix `next_batch`, direct rooms).
+
+    Implemented by `bot.store.Store`; keys are namespaced by the bridge (`matrix.next_batch`).
+    """
+
+    async def get_value(self, key: str) -> str | None: ...
+
+    async def put_value(self, key: str, value: str) -> None: ...

@@ -1,0 +1,1 @@
+"""Pytest fixtures for the Slack tier (the local Slack emulator); registered in tests/conftest.py."""
