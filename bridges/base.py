@@ -45,6 +45,8 @@ class RoomUnresolvable(Exception):
 
 class Bridge(Protocol):
     platform: str
+    post_interval_s: float
+    """The least time between two posts to one room (Slack: about 1 s); the outbox paces by it."""
 
     async def start(self, sink: EventSink) -> None:
         """Connect and begin delivering events to `sink`; return once connected.
