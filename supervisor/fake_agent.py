@@ -1,0 +1,516 @@
+"""A stand-in for the `claude` CLI that speaks its stream-json protocol (R10.1, R10.3).
+
+crewbridge starts its agents as ``command -p --input-format stream-json --output-format
+stream-json --verbose (--session-id <uuid> | --resume <id>) [--append-system-prompt <text>]``.
+This module accepts exactly that command line (and ignores any other flag, such as the
+``--permission-mode`` or ``--model`` the real CLI is given), reads one stream-json user
+message per stdin line and writes events on stdout, one JSON object per line, flushed at
+once, in the shapes the real CLI 2.1.330 prints (see ``tests/fixtures/claude/``). It exits
+0 at end of input.
+
+Its name comes from ``CREWBRIDGE_AGENT`` (default ``agent``). It is fast and can show every
+failure mode on demand, so the demo and the tests can drive the supervisor through each
+row of the spec from an ordinary chat message.
+
+Directives, found anywhere in a user message (the first one wins):
+
+=============================== ==========================================================
+``(none)``                      echo: ``"<name>: got it — <text after the [header]>"``
+``fake:tool``                   text, Bash ``tool_use``, ``tool_result``, text, success
+``fake:error``                  assistant event with ``"error": "server_error"`` (API Error:
+                                500), then a result with ``is_error: true``, subtype success
+``fake:error-late=<s>``         the same, sleeping ``s`` seconds between text and result
+``fake:text-then-error=<s>``    a normal-looking text, sleep ``s``, then an error result
+``fake:auth``                   the real not-logged-in turn (``authentication_failed``),
+                                then exit 1
+``fake:crash``                  one normal text, then exit 3 without a result
+``fake:crash-now``              exit 3 at once
+``fake:hang``                   print nothing more and sleep forever (SIGTERM still kills)
+``fake:slow=<n>,<interval>``    ``n`` texts ``interval`` seconds apart, then success
+``fake:flood=<n>``              ``n`` texts in separate assistant events, as fast as possible
+``fake:big=<chars>``            one text of exactly ``chars`` characters, ~500-char paragraphs
+``fake:say=<words_with_underscores>``  reply exactly that text, underscores as spaces
+``fake:post=<channel>``         run ``crewbridge post <channel> "<name> posted via CLI"``
+                                and say its exit status
+``fake:task=<assignee>``        run ``crewbridge task create --assignee <assignee> "<rest>"``
+``fake:garbage``                print a line that is not JSON, then echo as usual
+=============================== ==========================================================
+
+Modes chosen by the environment (``FAKE_AGENT_MODE``), for start-time behaviour:
+
+- ``crash-start``: exit 2 before reading stdin, with a message on stderr;
+- ``auth``: every turn is the auth failure above, then exit 1;
+- ``forget-sessions``: ``--resume <id>`` prints the real CLI's "No conversation found"
+  error result (subtype ``error_during_execution``) at once and exits 1;
+- ``exit-after-turn``: exit 0 after each turn's result;
+- ``hang-start``: never answer anything (and never read stdin).
+
+``FAKE_AGENT_CREWBRIDGE=<path>`` names the ``crewbridge`` CLI that ``fake:post`` and
+``fake:task`` run (default: the one beside this interpreter, else the one on PATH).
+
+``FAKE_AGENT_LOG=<path>`` appends one JSON line per received user message
+(``agent``, ``session_id``, ``text``), so tests see what an agent received and in what order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+MODEL = "fake-1"
+DIRECTIVE_RE = re.compile(r"fake:([a-z][a-z-]*)(?:=(\S*))?")
+HEADER_RE = re.compile(r"^\s*\[[^\]]*\]\s*")
+AUTH_TEXT = "Not logged in · Please run /login"
+SERVER_ERROR_TEXT = "API Error: 500 Internal server error"
+
+
+@dataclass
+class Agent:
+    """One fake session: where it writes, who it is, and how far it has got."""
+
+    name: str
+    session_id: str
+    out: Any = field(default=sys.stdout)
+    turns: int = 0
+    init_sent: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    # --- writing events ------------------------------------------------------------------
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Write one event as one line and flush it, like the real CLI does."""
+        self.out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+    def init(self) -> None:
+        """`system`/`init`, once, at the start of the first turn of this process."""
+        if self.init_sent:
+            return
+        self.init_sent = True
+        self.emit(
+            {
+                "type": "system",
+                "subtype": "init",
+                "cwd": os.getcwd(),
+                "session_id": self.session_id,
+                "tools": ["Bash", "Read", "Edit", "Write"],
+                "mcp_servers": [],
+                "model": MODEL,
+                "permissionMode": "default",
+                "slash_commands": [],
+                "apiKeySource": "none",
+                "claude_code_version": "fake",
+                "output_style": "default",
+                "uuid": _uuid(),
+            }
+        )
+
+    def assistant(self, *blocks: dict[str, Any], error: str | None = None) -> None:
+        """An `assistant` event; with `error`, the synthetic API-error shape (R10.2)."""
+        event: dict[str, Any] = {
+            "type": "assistant",
+            "message": {
+                "id": f"msg_{uuid.uuid4().hex[:24]}",
+                "type": "message",
+                "role": "assistant",
+                "model": "<synthetic>" if error else MODEL,
+                "content": list(blocks),
+                "stop_reason": "stop_sequence" if error else None,
+                "stop_sequence": "" if error else None,
+                "usage": {"input_tokens": 0 if error else 5, "output_tokens": 0 if error else 1},
+                "context_management": None,
+            },
+            "parent_tool_use_id": None,
+            "session_id": self.session_id,
+            "uuid": _uuid(),
+        }
+        if error:
+            event["error"] = error
+            event["is_api_error_message"] = True
+        self.emit(event)
+
+    def text(self, text: str) -> None:
+        self.assistant({"type": "text", "text": text})
+
+    def tool_result(self, tool_id: str, content: str, *, is_error: bool = False) -> None:
+        self.emit(
+            {
+                "type": "user",
+                "message": {
+                    "role": "user",
+                    "content": [
+                        {
+                            "tool_use_id": tool_id,
+                            "type": "tool_result",
+                            "content": content,
+                            "is_error": is_error,
+                        }
+                    ],
+                },
+                "parent_tool_use_id": None,
+                "session_id": self.session_id,
+                "uuid": _uuid(),
+                "tool_use_result": {"stdout": content, "stderr": "", "interrupted": False},
+            }
+        )
+
+    def result(
+        self,
+        text: str | None,
+        *,
+        is_error: bool = False,
+        subtype: str = "success",
+        errors: list[str] | None = None,
+        num_turns: int = 1,
+    ) -> None:
+        """The `result` event that ends a turn. Judge it by `is_error`, not `subtype`."""
+        event: dict[str, Any] = {
+            "type": "result",
+            "subtype": subtype,
+            "is_error": is_error,
+            "duration_ms": int((time.monotonic() - self.started) * 1000),
+            "duration_api_ms": 0,
+            "num_turns": num_turns,
+            "stop_reason": "stop_sequence" if is_error else "end_turn",
+            "session_id": self.session_id,
+            "total_cost_usd": 0,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "modelUsage": {},
+            "permission_denials": [],
+            "uuid": _uuid(),
+        }
+        if text is not None:
+            event["result"] = text
+        if errors is not None:
+            event["errors"] = errors
+        self.emit(event)
+
+    # --- composite turns -----------------------------------------------------------------
+
+    def api_error(self, kind: str, text: str) -> None:
+        self.assistant({"type": "text", "text": text}, error=kind)
+
+    def auth_failure(self) -> NoReturn:
+        """Exactly the real CLI's not-logged-in turn, then exit 1 (R10.2)."""
+        self.api_error("authentication_failed", AUTH_TEXT)
+        self.result(AUTH_TEXT, is_error=True)
+        sys.exit(1)
+
+
+# --- directive handlers --------------------------------------------------------------------
+
+Handler = Callable[[Agent, str, str], None]  # (agent, directive argument, message body)
+
+
+def do_echo(agent: Agent, _arg: str, body: str) -> None:
+    reply = f"{agent.name}: got it — {body}"
+    agent.text(reply)
+    agent.result(reply)
+
+
+def do_tool(agent: Agent, _arg: str, _body: str) -> None:
+    tool_id = f"toolu_{uuid.uuid4().hex[:24]}"
+    agent.text(f"{agent.name}: let me check.")
+    agent.assistant(
+        {
+            "type": "tool_use",
+            "id": tool_id,
+            "name": "Bash",
+            "input": {"command": "echo fake-tool-output", "description": "Say something"},
+        }
+    )
+    agent.tool_result(tool_id, "fake-tool-output")
+    reply = f"{agent.name}: the tool said fake-tool-output"
+    agent.text(reply)
+    agent.result(reply, num_turns=2)
+
+
+def do_error(agent: Agent, arg: str, _body: str) -> None:
+    agent.api_error("server_error", SERVER_ERROR_TEXT)
+    if arg:
+        time.sleep(_float(arg))
+    agent.result(SERVER_ERROR_TEXT, is_error=True)
+
+
+def do_text_then_error(agent: Agent, arg: str, _body: str) -> None:
+    agent.text(f"{agent.name}: this looks fine but the turn will fail")
+    time.sleep(_float(arg))
+    agent.result(
+        "fake: turn failed after text",
+        is_error=True,
+        subtype="error_during_execution",
+        errors=["fake: turn failed after text"],
+    )
+
+
+def do_auth(agent: Agent, _arg: str, _body: str) -> None:
+    agent.auth_failure()
+
+
+def do_crash(agent: Agent, _arg: str, _body: str) -> None:
+    agent.text(f"{agent.name}: working on it")
+    print("fake-agent: crashing mid-turn", file=sys.stderr, flush=True)
+    sys.exit(3)
+
+
+def do_crash_now(_agent: Agent, _arg: str, _body: str) -> None:
+    print("fake-agent: crashing", file=sys.stderr, flush=True)
+    sys.exit(3)
+
+
+def do_hang(_agent: Agent, _arg: str, _body: str) -> None:
+    hang()
+
+
+def do_slow(agent: Agent, arg: str, _body: str) -> None:
+    count_s, _, interval_s = arg.partition(",")
+    count = int(count_s or "3")
+    interval = _float(interval_s or "0.5")
+    for i in range(1, count + 1):
+        if i > 1:
+            time.sleep(interval)
+        agent.text(f"{agent.name}: part {i} of {count}")
+    agent.result(f"{agent.name}: done after {count} parts", num_turns=count)
+
+
+def do_flood(agent: Agent, arg: str, _body: str) -> None:
+    count = int(arg or "100")
+    for i in range(1, count + 1):
+        agent.text(f"{agent.name}: flood {i} of {count}")
+    agent.result(f"{agent.name}: flooded {count}")
+
+
+def do_big(agent: Agent, arg: str, _body: str) -> None:
+    text = big_text(int(arg or "10000"))
+    agent.text(text)
+    agent.result(text)
+
+
+def do_say(agent: Agent, arg: str, _body: str) -> None:
+    text = arg.replace("_", " ")
+    agent.text(text)
+    agent.result(text)
+
+
+def do_post(agent: Agent, arg: str, _body: str) -> None:
+    status = run_crewbridge(["post", arg, f"{agent.name} posted via CLI"])
+    reply = f"{agent.name}: crewbridge post {arg} exited {status}"
+    agent.text(reply)
+    agent.result(reply)
+
+
+def do_task(agent: Agent, arg: str, body: str) -> None:
+    match = re.search(r"fake:task=\S*\s*(.*)", body, re.DOTALL)
+    subject = (match.group(1) if match else "").strip() or "a task"
+    status = run_crewbridge(["task", "create", "--assignee", arg, subject])
+    reply = f"{agent.name}: crewbridge task create for {arg} exited {status}"
+    agent.text(reply)
+    agent.result(reply)
+
+
+def do_garbage(agent: Agent, arg: str, body: str) -> None:
+    agent.out.write("this line is not JSON {\n")
+    agent.out.flush()
+    do_echo(agent, arg, body)
+
+
+DIRECTIVES: dict[str, Handler] = {
+    "tool": do_tool,
+    "error": do_error,
+    "error-late": do_error,
+    "text-then-error": do_text_then_error,
+    "auth": do_auth,
+    "crash": do_crash,
+    "crash-now": do_crash_now,
+    "hang": do_hang,
+    "slow": do_slow,
+    "flood": do_flood,
+    "big": do_big,
+    "say": do_say,
+    "post": do_post,
+    "task": do_task,
+    "garbage": do_garbage,
+}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def _float(value: str) -> float:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 0.0
+
+
+def hang() -> NoReturn:
+    """Sleep forever; SIGTERM keeps its default action, so the process still dies on it."""
+    while True:
+        time.sleep(3600)
+
+
+def big_text(chars: int) -> str:
+    """Exactly `chars` characters of prose in paragraphs of about 500 characters."""
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "and", "ships"]
+    paragraphs: list[str] = []
+    total = 0
+    n = 0
+    while total < chars:
+        n += 1
+        para = f"Paragraph {n}:"
+        i = 0
+        while len(para) < 495:
+            para += " " + words[i % len(words)]
+            i += 1
+        para += "."
+        paragraphs.append(para)
+        total += len(para) + 2
+    return "\n\n".join(paragraphs)[:chars]
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a stream-json user message: a string or a list of text blocks."""
+    content = message.get("message", {}).get("content", "")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(b.get("text", ""))
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "text"
+        )
+    return str(content)
+
+
+def crewbridge_command() -> list[str]:
+    """The `crewbridge` CLI: `FAKE_AGENT_CREWBRIDGE` if set (tests), else the one beside this
+    interpreter (the project's venv), else the one on PATH."""
+    override = os.environ.get("FAKE_AGENT_CREWBRIDGE")
+    if override:
+        return [override]
+    beside = Path(sys.executable).parent / "crewbridge"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("crewbridge")
+    return [found] if found else ["crewbridge"]
+
+
+def run_crewbridge(args: list[str]) -> int | str:
+    """Run the crewbridge CLI as this agent would; return its exit status (or why it failed)."""
+    try:
+        done = subprocess.run(
+            [*crewbridge_command(), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"error ({type(exc).__name__})"
+    if done.stderr:
+        sys.stderr.write(done.stderr)
+        sys.stderr.flush()
+    return done.returncode
+
+
+def log_received(agent: Agent, text: str) -> None:
+    path = os.environ.get("FAKE_AGENT_LOG")
+    if not path:
+        return
+    line = json.dumps({"agent": agent.name, "session_id": agent.session_id, "text": text})
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def handle(agent: Agent, text: str, mode: str) -> None:
+    """Run one turn for one user message."""
+    agent.turns += 1
+    log_received(agent, text)
+    agent.init()
+    if mode == "auth":
+        agent.auth_failure()
+    body = HEADER_RE.sub("", text, count=1)
+    handler: Handler = do_echo
+    arg = ""
+    for match in DIRECTIVE_RE.finditer(text):
+        if match.group(1) in DIRECTIVES:
+            handler, arg = DIRECTIVES[match.group(1)], match.group(2) or ""
+            break
+    handler(agent, arg, body)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The flags crewbridge gives the real CLI; anything else is ignored."""
+    parser = argparse.ArgumentParser(prog="crewbridge-fake-agent", allow_abbrev=False)
+    parser.add_argument("-p", "--print", action="store_true")
+    parser.add_argument("--input-format", default="text")
+    parser.add_argument("--output-format", default="text")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--session-id")
+    parser.add_argument("--resume", "-r")
+    parser.add_argument("--append-system-prompt", default="")
+    args, _unknown = parser.parse_known_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    mode = os.environ.get("FAKE_AGENT_MODE", "")
+    name = os.environ.get("CREWBRIDGE_AGENT") or "agent"
+    session_id = args.resume or args.session_id or _uuid()
+    agent = Agent(name=name, session_id=session_id)
+
+    if mode == "crash-start":
+        print(f"fake-agent {name}: crash at start (FAKE_AGENT_MODE=crash-start)", file=sys.stderr)
+        sys.exit(2)
+    if mode == "hang-start":
+        hang()
+    if mode == "forget-sessions" and args.resume:
+        message = f"No conversation found with session ID: {args.resume}"
+        agent.result(
+            None, is_error=True, subtype="error_during_execution", errors=[message], num_turns=0
+        )
+        print(message, file=sys.stderr, flush=True)
+        sys.exit(1)
+
+    try:
+        for raw in sys.stdin:
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                print(f"fake-agent: ignoring a line that is not JSON: {line[:80]}", file=sys.stderr)
+                continue
+            if not isinstance(message, dict) or message.get("type") != "user":
+                continue
+            handle(agent, message_text(message), mode)
+            if mode == "exit-after-turn":
+                sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        # The reader went away: nothing more can be said.
+        os._exit(0)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,498 @@
+"""The fake agent, run as a real subprocess, prints what the real CLI prints (R10.1–R10.3).
+
+The supervisor's tests lean on the fake agent to show every failure mode quickly; they are
+only worth something if each mode's output has the shapes of Claude Code's stream-json.
+So each test here starts `python -m supervisor.fake_agent` with the flags crewbridge gives
+the real CLI, writes user messages on its stdin, and parses its stdout line by line with
+`json.loads`. Nothing sleeps to wait: every read has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+READ_TIMEOUT = 10.0
+HEADER = "[alice via console in #general]"
+
+
+class FakeAgentProcess:
+    """One running fake agent with line-oriented, time-limited access to its pipes."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, session_id: str) -> None:
+        self.proc = proc
+        self.session_id = session_id
+
+    async def send(self, content: str | list[dict[str, str]]) -> None:
+        assert self.proc.stdin is not None
+        message = {"type": "user", "message": {"role": "user", "content": content}}
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def close_stdin(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
+    async def line(self, timeout: float = READ_TIMEOUT) -> str:
+        """The next stdout line ('' at end of output); fails the test after `timeout`."""
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        return raw.decode()
+
+    async def event(self, timeout: float = READ_TIMEOUT) -> dict[str, Any]:
+        line = await self.line(timeout)
+        assert line, "stdout closed while an event was expected"
+        event = json.loads(line)
+        assert isinstance(event, dict)
+        return event
+
+    async def turn(self, timeout: float = READ_TIMEOUT) -> list[dict[str, Any]]:
+        """Events up to and including the next `result`."""
+        events: list[dict[str, Any]] = []
+        while True:
+            event = await self.event(timeout)
+            events.append(event)
+            if event["type"] == "result":
+                return events
+
+    async def rest(self, timeout: float = READ_TIMEOUT) -> list[dict[str, Any]]:
+        """Every remaining event until stdout closes."""
+        events = []
+        while line := await self.line(timeout):
+            events.append(json.loads(line))
+        return events
+
+    async def exit_code(self, timeout: float = READ_TIMEOUT) -> int:
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def stderr(self) -> str:
+        assert self.proc.stderr is not None
+        return (await asyncio.wait_for(self.proc.stderr.read(), READ_TIMEOUT)).decode()
+
+    async def no_output_for(self, seconds: float) -> bool:
+        """True when nothing arrives on stdout within `seconds` (a bounded negative check)."""
+        try:
+            await self.line(timeout=seconds)
+        except TimeoutError:
+            return True
+        return False
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Any]:
+    """Start fake agents as crewbridge would; every one still running is killed at the end."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def _start(
+        *extra: str,
+        env: dict[str, str] | None = None,
+        name: str | None = "general",
+        resume: str | None = None,
+    ) -> FakeAgentProcess:
+        session_id = resume or str(uuid.uuid4())
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("FAKE_", "CREW"))}
+        if name is not None:
+            full_env["CREWBRIDGE_AGENT"] = name
+        full_env.update(env or {})
+        args = [
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            *(["--resume", resume] if resume else ["--session-id", session_id]),
+            "--append-system-prompt",
+            "You lead the general channel.",
+            *extra,
+        ]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "supervisor.fake_agent",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=full_env,
+            cwd=tmp_path,
+        )
+        procs.append(proc)
+        return FakeAgentProcess(proc, session_id)
+
+    yield _start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def texts(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        block["text"]
+        for e in events
+        if e["type"] == "assistant"
+        for block in e["message"]["content"]
+        if block["type"] == "text"
+    ]
+
+
+def assert_init(event: dict[str, Any], session_id: str) -> None:
+    assert event["type"] == "system"
+    assert event["subtype"] == "init"
+    assert event["session_id"] == session_id
+    assert event["model"] == "fake-1"
+
+
+def assert_success(result: dict[str, Any], session_id: str) -> None:
+    assert result["type"] == "result"
+    assert result["subtype"] == "success"
+    assert result["is_error"] is False
+    assert result["session_id"] == session_id
+    assert result["total_cost_usd"] == 0
+    assert isinstance(result["num_turns"], int)
+    assert isinstance(result["duration_ms"], int)
+
+
+def assert_api_error_event(event: dict[str, Any], kind: str, text: str) -> None:
+    """The synthetic assistant event Claude Code prints for an API failure (R10.2)."""
+    assert event["type"] == "assistant"
+    assert event["error"] == kind
+    assert event["is_api_error_message"] is True
+    assert event["message"]["model"] == "<synthetic>"
+    assert event["message"]["content"] == [{"type": "text", "text": text}]
+
+
+# --- default turn --------------------------------------------------------------------------
+
+
+async def test_echo_turn_has_init_text_and_success_result(start: Any) -> None:
+    """R10.1/R10.3: a plain message gets init, one echo text and a success result; unknown
+    flags (`--model`, `--permission-mode`) are ignored; end of input exits 0."""
+    agent = await start("--model", "opus", "--permission-mode", "bypassPermissions")
+    await agent.send(f"{HEADER} hello there")
+    events = await agent.turn()
+    assert [e["type"] for e in events] == ["system", "assistant", "result"]
+    assert_init(events[0], agent.session_id)
+    assert texts(events) == ["general: got it — hello there"]
+    assert events[1]["session_id"] == agent.session_id
+    assert_success(events[2], agent.session_id)
+    assert events[2]["result"] == "general: got it — hello there"
+
+    # Init comes once per process, at its first turn; later turns start with their text.
+    await agent.send([{"type": "text", "text": f"{HEADER} second"}])
+    events = await agent.turn()
+    assert [e["type"] for e in events] == ["assistant", "result"]
+    assert texts(events) == ["general: got it — second"]
+
+    await agent.close_stdin()
+    assert await agent.rest() == []
+    assert await agent.exit_code() == 0
+
+
+async def test_name_defaults_to_agent_and_resume_keeps_the_session_id(start: Any) -> None:
+    """R10.1/R10.4: without CREWBRIDGE_AGENT the name is "agent"; `--resume <id>` answers in
+    the resumed session."""
+    agent = await start(name=None, resume="resumed-session-1")
+    await agent.send("plain text without a header")
+    events = await agent.turn()
+    assert_init(events[0], "resumed-session-1")
+    assert texts(events) == ["agent: got it — plain text without a header"]
+    assert_success(events[-1], "resumed-session-1")
+
+
+# --- directives ----------------------------------------------------------------------------
+
+
+async def test_tool_turn_has_tool_use_and_tool_result(start: Any) -> None:
+    """R10.3: `fake:tool` prints text, a Bash tool_use, its tool_result, text and success."""
+    agent = await start()
+    await agent.send(f"{HEADER} please run fake:tool")
+    events = await agent.turn()
+    assert [e["type"] for e in events] == [
+        "system",
+        "assistant",
+        "assistant",
+        "user",
+        "assistant",
+        "result",
+    ]
+    tool_use = events[2]["message"]["content"][0]
+    assert tool_use["type"] == "tool_use"
+    assert tool_use["name"] == "Bash"
+    assert tool_use["id"].startswith("toolu_")
+    assert isinstance(tool_use["input"], dict)
+    tool_result = events[3]["message"]["content"][0]
+    assert tool_result["type"] == "tool_result"
+    assert tool_result["tool_use_id"] == tool_use["id"]
+    assert tool_result["is_error"] is False
+    assert len(texts(events)) == 2
+    assert_success(events[-1], agent.session_id)
+
+
+async def test_error_turn_is_shaped_like_a_claude_api_error(start: Any) -> None:
+    """R10.2: `fake:error` prints the synthetic server_error assistant event, then a result
+    with is_error true whose subtype still reads "success"; the session lives on."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:error")
+    events = await agent.turn()
+    assert [e["type"] for e in events] == ["system", "assistant", "result"]
+    assert_api_error_event(events[1], "server_error", "API Error: 500 Internal server error")
+    assert events[2]["is_error"] is True
+    assert events[2]["subtype"] == "success"
+
+    await agent.send(f"{HEADER} still there?")
+    assert texts(await agent.turn()) == ["general: got it — still there?"]
+
+
+async def test_error_late_holds_the_result_back(start: Any) -> None:
+    """R5.3/R10.3: `fake:error-late=<s>` leaves a gap between the error text and the error
+    result, so the quarantine can be tested across a flush."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:error-late=1.5")
+    assert (await agent.event())["subtype"] == "init"
+    assert (await agent.event())["error"] == "server_error"
+    assert await agent.no_output_for(0.5)
+    result = await agent.event()
+    assert result["type"] == "result"
+    assert result["is_error"] is True
+
+
+async def test_text_then_error_prints_normal_text_then_an_error_result(start: Any) -> None:
+    """R5.3/R10.3: a normal-looking text (no `error` field), a pause, then is_error true."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:text-then-error=1")
+    assert (await agent.event())["subtype"] == "init"
+    text_event = await agent.event()
+    assert text_event["type"] == "assistant"
+    assert "error" not in text_event
+    assert text_event["message"]["content"][0]["type"] == "text"
+    assert await agent.no_output_for(0.3)
+    result = await agent.event()
+    assert result["type"] == "result"
+    assert result["is_error"] is True
+
+
+async def test_auth_directive_is_the_real_not_logged_in_turn(start: Any) -> None:
+    """R10.2: `fake:auth` prints authentication_failed / "Not logged in · Please run /login",
+    an is_error result with subtype "success", and exits 1 right after."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:auth")
+    events = await agent.rest()
+    assert [e["type"] for e in events] == ["system", "assistant", "result"]
+    assert_api_error_event(events[1], "authentication_failed", "Not logged in · Please run /login")
+    assert events[2]["is_error"] is True
+    assert events[2]["subtype"] == "success"
+    assert events[2]["result"] == "Not logged in · Please run /login"
+    assert await agent.exit_code() == 1
+
+
+async def test_crash_prints_text_then_exits_3_without_result(start: Any) -> None:
+    """R10.3: `fake:crash` is a crash in the middle of a turn."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:crash")
+    events = await agent.rest()
+    assert [e["type"] for e in events] == ["system", "assistant"]
+    assert await agent.exit_code() == 3
+
+
+async def test_crash_now_exits_3_at_once(start: Any) -> None:
+    """R10.3: `fake:crash-now` prints no events for the turn and exits 3."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:crash-now")
+    assert [e["type"] for e in await agent.rest()] == ["system"]
+    assert await agent.exit_code() == 3
+
+
+async def test_hang_prints_nothing_and_dies_on_sigterm(start: Any) -> None:
+    """R4.8/R10.3: `fake:hang` goes silent mid-turn but SIGTERM still ends it."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:hang")
+    assert (await agent.event())["subtype"] == "init"
+    assert await agent.no_output_for(0.3)
+    agent.proc.terminate()
+    assert await agent.exit_code() == -signal.SIGTERM
+
+
+async def test_slow_prints_n_texts_then_success(start: Any) -> None:
+    """R5.2/R10.3: `fake:slow=<n>,<interval>` is a long turn with output spread over time."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:slow=3,0.05")
+    events = await agent.turn()
+    assert texts(events) == [f"general: part {i} of 3" for i in (1, 2, 3)]
+    assert_success(events[-1], agent.session_id)
+
+
+async def test_flood_prints_n_separate_assistant_events(start: Any) -> None:
+    """R5.2/R10.3: `fake:flood=<n>` gives n assistant events as fast as it can."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:flood=200")
+    events = await agent.turn()
+    assert sum(e["type"] == "assistant" for e in events) == 200
+    assert texts(events)[-1] == "general: flood 200 of 200"
+    assert_success(events[-1], agent.session_id)
+
+
+async def test_big_prints_one_text_of_exact_length_in_paragraphs(start: Any) -> None:
+    """R5.2/R10.3: `fake:big=<chars>` is one long text made of ~500-character paragraphs."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:big=12345")
+    (text,) = texts(await agent.turn())
+    assert len(text) == 12345
+    paragraphs = text.split("\n\n")
+    assert len(paragraphs) >= 24
+    assert all(len(p) <= 500 for p in paragraphs)
+
+
+async def test_say_replies_with_exactly_that_text(start: Any) -> None:
+    """R2.6/R10.3: `fake:say=` lets a test make an agent write a mention."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:say=@alice_please_look")
+    events = await agent.turn()
+    assert texts(events) == ["@alice please look"]
+    assert events[-1]["result"] == "@alice please look"
+
+
+def recording_cli(tmp_path: Path, status: int) -> tuple[Path, Path]:
+    """A stand-in `crewbridge` CLI that records its argv and agent name, then exits."""
+    record = tmp_path / "cli-calls.jsonl"
+    script = tmp_path / "crewbridge"
+    script.write_text(
+        textwrap.dedent(
+            f"""\
+            #!{sys.executable}
+            import json, os, sys
+            with open({str(record)!r}, "a") as f:
+                f.write(json.dumps({{"argv": sys.argv[1:],
+                                     "agent": os.environ.get("CREWBRIDGE_AGENT")}}) + "\\n")
+            sys.exit({status})
+            """
+        )
+    )
+    script.chmod(0o755)
+    return script, record
+
+
+async def test_post_runs_the_crewbridge_cli_and_reports_its_status(
+    start: Any, tmp_path: Path
+) -> None:
+    """R7.2/R10.4: `fake:post=<channel>` runs `crewbridge post` as this agent."""
+    cli, record = recording_cli(tmp_path, status=0)
+    agent = await start(env={"FAKE_AGENT_CREWBRIDGE": str(cli)})
+    await agent.send(f"{HEADER} fake:post=webui")
+    events = await agent.turn()
+    assert texts(events) == ["general: crewbridge post webui exited 0"]
+    call = json.loads(record.read_text())
+    assert call == {"argv": ["post", "webui", "general posted via CLI"], "agent": "general"}
+
+
+async def test_task_runs_crewbridge_task_create_with_the_rest_of_the_text(
+    start: Any, tmp_path: Path
+) -> None:
+    """R7.2/R10.4: `fake:task=<assignee>` creates a task whose subject is the rest."""
+    cli, record = recording_cli(tmp_path, status=4)
+    agent = await start(env={"FAKE_AGENT_CREWBRIDGE": str(cli)})
+    await agent.send(f"{HEADER} fake:task=alice fix the login bug")
+    events = await agent.turn()
+    assert texts(events) == ["general: crewbridge task create for alice exited 4"]
+    call = json.loads(record.read_text())
+    assert call["argv"] == ["task", "create", "--assignee", "alice", "fix the login bug"]
+
+
+async def test_garbage_prints_a_non_json_line_then_echoes(start: Any) -> None:
+    """R10.1: a line that is not JSON must be survivable; the fake prints one on demand."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:garbage")
+    assert (await agent.event())["subtype"] == "init"
+    line = await agent.line()
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(line)
+    events = await agent.turn()
+    assert texts(events) == ["general: got it — fake:garbage"]
+
+
+# --- modes chosen by the environment -------------------------------------------------------
+
+
+async def test_mode_crash_start_exits_2_before_reading(start: Any) -> None:
+    """R4.2/R10.3: a command that fails at start: exit 2, a reason on stderr, no events."""
+    agent = await start(env={"FAKE_AGENT_MODE": "crash-start"})
+    assert await agent.exit_code() == 2
+    assert await agent.rest() == []
+    assert "crash at start" in await agent.stderr()
+
+
+async def test_mode_auth_fails_every_turn_and_exits_1(start: Any) -> None:
+    """R6.2/R10.2: FAKE_AGENT_MODE=auth makes the first turn an auth failure, then exit 1."""
+    agent = await start(env={"FAKE_AGENT_MODE": "auth"})
+    await agent.send(f"{HEADER} hello")
+    events = await agent.rest()
+    assert_api_error_event(events[1], "authentication_failed", "Not logged in · Please run /login")
+    assert events[-1]["is_error"] is True
+    assert await agent.exit_code() == 1
+
+
+async def test_mode_forget_sessions_fails_a_resume_like_the_real_cli(start: Any) -> None:
+    """R4.10: a resume of an unknown session prints, before reading any input, one error
+    result (subtype error_during_execution) whose errors say "No conversation found",
+    and exits 1 — as Claude Code 2.1.330 does."""
+    agent = await start(env={"FAKE_AGENT_MODE": "forget-sessions"}, resume="old-session")
+    events = await agent.rest()
+    assert len(events) == 1
+    (result,) = events
+    assert result["type"] == "result"
+    assert result["is_error"] is True
+    assert result["subtype"] == "error_during_execution"
+    assert result["session_id"] == "old-session"
+    assert result["errors"] == ["No conversation found with session ID: old-session"]
+    assert await agent.exit_code() == 1
+
+
+async def test_mode_forget_sessions_still_starts_fresh_sessions(start: Any) -> None:
+    """R4.10: after the id is cleared, a fresh `--session-id` spawn works."""
+    agent = await start(env={"FAKE_AGENT_MODE": "forget-sessions"})
+    await agent.send(f"{HEADER} hi")
+    assert_success((await agent.turn())[-1], agent.session_id)
+
+
+async def test_mode_exit_after_turn_exits_0_after_the_result(start: Any) -> None:
+    """R4.7: a healthy session that stops by itself after a turn."""
+    agent = await start(env={"FAKE_AGENT_MODE": "exit-after-turn"})
+    await agent.send(f"{HEADER} hi")
+    events = await agent.rest()
+    assert_success(events[-1], agent.session_id)
+    assert await agent.exit_code() == 0
+
+
+async def test_mode_hang_start_never_answers(start: Any) -> None:
+    """R4.8/R4.9: a session that never answers, not even at end of input, until killed."""
+    agent = await start(env={"FAKE_AGENT_MODE": "hang-start"})
+    await agent.send(f"{HEADER} hi")
+    await agent.close_stdin()
+    assert await agent.no_output_for(0.3)
+    agent.proc.terminate()
+    assert await agent.exit_code() == -signal.SIGTERM
+
+
+async def test_log_records_every_message_in_order(start: Any, tmp_path: Path) -> None:
+    """R3.1/R3.4: FAKE_AGENT_LOG shows exactly what an agent received, in order."""
+    log = tmp_path / "received.jsonl"
+    agent = await start(env={"FAKE_AGENT_LOG": str(log)})
+    for word in ("one", "two", "three"):
+        await agent.send(f"{HEADER} {word}")
+        await agent.turn()
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entries == [
+        {"agent": "general", "session_id": agent.session_id, "text": f"{HEADER} {word}"}
+        for word in ("one", "two", "three")
+    ]
