@@ -45,6 +45,9 @@ Modes chosen by the environment (``FAKE_AGENT_MODE``), for start-time behaviour:
 - ``exit-after-turn``: exit 0 after each turn's result;
 - ``hang-start``: never answer anything (and never read stdin).
 
+Every turn starts with a ``system``/``init`` event, as the real CLI's turns do in
+stream-json input mode.
+
 ``FAKE_AGENT_CREWBRIDGE=<path>`` names the ``crewbridge`` CLI that ``fake:post`` and
 ``fake:task`` run (default: the one beside this interpreter, else the one on PATH).
 
@@ -83,7 +86,6 @@ class Agent:
     session_id: str
     out: Any = field(default=sys.stdout)
     turns: int = 0
-    init_sent: bool = False
     started: float = field(default_factory=time.monotonic)
 
     # --- writing events ------------------------------------------------------------------
@@ -94,10 +96,8 @@ class Agent:
         self.out.flush()
 
     def init(self) -> None:
-        """`system`/`init`, once, at the start of the first turn of this process."""
-        if self.init_sent:
-            return
-        self.init_sent = True
+        """`system`/`init` at the start of every turn, as Claude Code 2.1.330 prints it in
+        stream-json input mode (not only once per process)."""
         self.emit(
             {
                 "type": "system",

@@ -189,10 +189,11 @@ async def test_echo_turn_has_init_text_and_success_result(start: Any) -> None:
     assert_success(events[2], agent.session_id)
     assert events[2]["result"] == "general: got it — hello there"
 
-    # Init comes once per process, at its first turn; later turns start with their text.
+    # Like the real CLI in stream-json input mode, every turn starts with an init.
     await agent.send([{"type": "text", "text": f"{HEADER} second"}])
     events = await agent.turn()
-    assert [e["type"] for e in events] == ["assistant", "result"]
+    assert [e["type"] for e in events] == ["system", "assistant", "result"]
+    assert_init(events[0], agent.session_id)
     assert texts(events) == ["general: got it — second"]
 
     await agent.close_stdin()
