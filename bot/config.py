@@ -121,7 +121,7 @@ class Config:
         return next((c for c in self.channels if c.name == name), None)
 
 
-# --- field tables ------------------------------------------------------------------------
+# --- field tables ---------------------------------------------------------------------------
 
 Check = Callable[[Any], str | None]  # returns what is expected when the value is wrong
 
@@ -344,7 +344,8 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     r = _Reader(path, env, path.resolve().parent)
     for key in data:
         if key not in TOP_LEVEL:
-            r.problem(key, "unknown section (expected one of: " + ", ".join(sorted(TOP_LEVEL)) + ")")
+            expected = ", ".join(sorted(TOP_LEVEL))
+            r.problem(key, f"unknown section (expected one of: {expected})")
 
     bot = BotConfig(**r.section(data.get("bot", {}), "bot", BOT_FIELDS))
     agent = AgentConfig(**r.section(data.get("agent", {}), "agent", AGENT_FIELDS))
@@ -352,7 +353,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     admin = AdminConfig(**r.section(data.get("admin", {}), "admin", ADMIN_FIELDS))
     slack = _optional(r, data, "slack", SLACK_FIELDS, SlackConfig)
     matrix = _optional(r, data, "matrix", MATRIX_FIELDS, MatrixConfig)
-    console_default = slack is None and matrix is None and "slack" not in data and "matrix" not in data
+    console_default = "slack" not in data and "matrix" not in data
     console_data = data.get("console", {"enabled": console_default})
     console = ConsoleConfig(**r.section(console_data, "console", CONSOLE_FIELDS))
 

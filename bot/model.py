@@ -59,7 +59,7 @@ class RoomRef:
         return f"{self.platform}:{self.room}"
 
 
-# --- what bridges hand to the core -------------------------------------------------------
+# --- what bridges hand to the core ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class ConnectionChanged:
 BridgeEvent = Inbound | RoomJoined | ConnectionChanged
 
 
-# --- what the core hands to bridges ------------------------------------------------------
+# --- what the core hands to bridges ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class OutboundPost:
     kind: str = "agent"  # agent | relay | notice | alert
 
 
-# --- routing -----------------------------------------------------------------------------
+# --- routing --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,7 @@ class Nudge:
     agent: str
     text: str
     hops: int = 0
+    origin: str = ""  # the channel the message was posted in: where notices about it go
 
 
 @dataclass(frozen=True)

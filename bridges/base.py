@@ -26,7 +26,8 @@ batch (R8.2).
 class SendError(Exception):
     """A post could not be delivered now. The outbox keeps it and retries."""
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, permanent: bool = False):
+    def __init__(self, message: str, *, retry_after_s: float | None = None,
+                 permanent: bool = False):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.permanent = permanent

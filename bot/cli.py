@@ -1,0 +1,212 @@
+"""`crewbridge`: run the bot, check a config, and talk to a running bot (R11.2).
+
+Every failure is one clear line on stderr and a non-zero exit: 2 for a wrong config or
+usage, 1 for a bot that cannot be reached or refuses a request. No tracebacks for
+anything a user can cause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from bot.config import Config, ConfigError, load_config
+from bot.control import ControlError, request
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"crewbridge: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except ControlError as e:
+        print(f"crewbridge: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crewbridge",
+        description="Talk to a crew of headless coding agents from Slack, Matrix or a console.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the bot in the foreground until SIGINT/SIGTERM",
+                         description="Run the bot until SIGINT/SIGTERM (or end of console input).")
+    run.add_argument("--config", required=True, type=Path, help="the TOML config file")
+    run.add_argument("--log-level", default=os.environ.get("CREWBRIDGE_LOG_LEVEL", "info"),
+                     choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check", help="validate a config file (exit 0 or 2)",
+                           description="Validate a config; --online also checks tokens and rooms.")
+    check.add_argument("--config", required=True, type=Path)
+    check.add_argument("--online", action="store_true",
+                       help="also log in to each platform and resolve every bound room")
+    check.set_defaults(func=cmd_check)
+
+    status = sub.add_parser("status", help="print the agents table of the running bot")
+    _socket_args(status)
+    status.set_defaults(func=cmd_status)
+
+    post = sub.add_parser("post", help="post a message to a channel of the running bot",
+                          description="Post to a channel; run by an agent, it posts as that agent.")
+    _socket_args(post)
+    post.add_argument("channel")
+    post.add_argument("text", nargs="+")
+    post.set_defaults(func=cmd_post)
+
+    task = sub.add_parser("task", help="create, finish or list tasks")
+    tsub = task.add_subparsers(dest="task_command", required=True, metavar="ACTION")
+    create = tsub.add_parser("create", help="create a task and start its worker")
+    _socket_args(create)
+    create.add_argument("--assignee", required=True, help="the worker's name")
+    create.add_argument("--channel", help="the topic channel (default: the caller's)")
+    create.add_argument("subject", nargs="+")
+    create.set_defaults(func=cmd_task_create)
+    done = tsub.add_parser("done", help="finish a task and stop its worker")
+    _socket_args(done)
+    done.add_argument("id", type=int)
+    done.set_defaults(func=cmd_task_done)
+    lst = tsub.add_parser("list", help="list open tasks")
+    _socket_args(lst)
+    lst.add_argument("--all", action="store_true", help="include finished tasks")
+    lst.set_defaults(func=cmd_task_list)
+    return p
+
+
+def _socket_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="the bot's config (to find its control socket)")
+    p.add_argument("--socket", type=Path, help="the control socket (default: $CREWBRIDGE_SOCKET)")
+
+
+def socket_path(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return args.socket
+    if os.environ.get("CREWBRIDGE_SOCKET"):
+        return Path(os.environ["CREWBRIDGE_SOCKET"])
+    if args.config:
+        return load_config(args.config).bot.data_dir / "control.sock"
+    raise ControlError("no bot to talk to: pass --config FILE or --socket PATH "
+                       "(agents get $CREWBRIDGE_SOCKET)")
+
+
+def _call(args: argparse.Namespace, payload: dict[str, Any]) -> Any:
+    agent = os.environ.get("CREWBRIDGE_AGENT")
+    if agent:
+        payload["agent"] = agent
+    return request(socket_path(args), payload)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiosqlite", "asyncio", "slack_bolt", "slack_sdk", "nio", "aiohttp"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    return asyncio.run(_run(config))
+
+
+async def _run(config: Config) -> int:
+    from bot.app import App, StartupError
+
+    app = App(config, stdin=sys.stdin, stdout=sys.stdout)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.stopping.set)
+    try:
+        await app.start()
+    except StartupError as e:
+        for line in str(e).splitlines():
+            print(f"crewbridge: {line}", file=sys.stderr)
+        await app.stop()
+        return EXIT_USAGE
+    except Exception as e:
+        print(f"crewbridge: cannot start: {e}", file=sys.stderr)
+        await app.stop()
+        return EXIT_FAILURE
+    console = app.bridges.get("console")
+    waits = [asyncio.ensure_future(app.stopping.wait())]
+    if console is not None:
+        waits.append(asyncio.ensure_future(console.eof.wait()))
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in pending:
+        w.cancel()
+    if not app.stopping.is_set():
+        await app.drain_after_eof()
+    await app.stop()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.online:
+        from bot.wiring import check_online
+        problems = asyncio.run(check_online(config))
+        if problems:
+            for problem in problems:
+                print(f"crewbridge: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    platforms = [n for n, on in (("slack", config.slack), ("matrix", config.matrix),
+                                 ("console", config.console.enabled)) if on]
+    print(f"{args.config}: ok ({len(config.channels)} channel(s); "
+          f"bridges: {', '.join(platforms) or 'none'})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bot.admin import status_rows, table
+    from supervisor.supervisor import AgentStatus
+
+    rows = [AgentStatus(**r) for r in _call(args, {"op": "status"})]
+    print(table(status_rows(rows)) if rows else "no agents yet")
+    return 0
+
+
+def cmd_post(args: argparse.Namespace) -> int:
+    user = os.environ.get("USER", "cli")
+    print(_call(args, {"op": "post", "channel": args.channel, "text": " ".join(args.text),
+                       "user": user}))
+    return 0
+
+
+def cmd_task_create(args: argparse.Namespace) -> int:
+    print(_call(args, {"op": "task_create", "assignee": args.assignee, "channel": args.channel,
+                       "subject": " ".join(args.subject)}))
+    return 0
+
+
+def cmd_task_done(args: argparse.Namespace) -> int:
+    print(_call(args, {"op": "task_done", "id": args.id}))
+    return 0
+
+
+def cmd_task_list(args: argparse.Namespace) -> int:
+    tasks = _call(args, {"op": "task_list", "all": args.all})
+    if not tasks:
+        print("no open tasks")
+    for t in tasks:
+        print(f"#{t['id']}  {t['status']:<5} @{t['assignee']:<12} #{t['channel']:<12} "
+              f"{t['subject']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

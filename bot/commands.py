@@ -1,0 +1,85 @@
+"""Commands people type in rooms: tasks (R7.2) and admin commands (R6.4). Pure parsing.
+
+Room commands start with `!` (`!task @alice fix it`, `!done 12`). In the admin channel the
+`!` is optional (`status`, `reset webui`), since everything said there is meant for the bot.
+An admin command typed anywhere else is recognised so that it can be refused, not
+mistaken for a message to a lead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskCreate:
+    assignee: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class TaskDone:
+    task_id: int
+
+
+@dataclass(frozen=True)
+class Admin:
+    verb: str  # status | restart | stop | reset | tasks | auth-login | help
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Looked like a command but was not well formed; `usage` says how to write it."""
+
+    usage: str
+
+
+Command = TaskCreate | TaskDone | Admin | Invalid
+
+AGENT_VERBS = ("restart", "stop", "reset")
+PLAIN_VERBS = ("status", "tasks", "help")
+USAGE = {
+    "task": "!task @<worker> <subject>",
+    "done": "!done <task id>",
+    "restart": "restart <agent>",
+    "stop": "stop <agent>",
+    "reset": "reset <agent>",
+    "auth": "auth login",
+}
+ADMIN_HELP = ("Admin commands: status · tasks · restart <agent> · stop <agent> · "
+              "reset <agent> · auth login · help")
+
+
+def parse(text: str, *, in_admin: bool) -> Command | None:
+    """The command in `text`, or None when it is an ordinary message."""
+    stripped = text.strip()
+    bang = stripped.startswith("!")
+    if not bang and not in_admin:
+        return None
+    words = stripped.lstrip("!").split()
+    if not words:
+        return None
+    verb, args = words[0].lower(), words[1:]
+    if verb == "task":
+        m = re.fullmatch(r"!?task\s+@([A-Za-z0-9][\w-]*)[,:]?\s+(.+)", stripped, re.DOTALL)
+        return TaskCreate(m.group(1).lower(), m.group(2).strip()) if m else Invalid(USAGE["task"])
+    if verb == "done":
+        ok = len(args) == 1 and args[0].lstrip("#").isdigit()
+        return TaskDone(int(args[0].lstrip("#"))) if ok else Invalid(USAGE["done"])
+    if verb in PLAIN_VERBS:
+        return Admin(verb)
+    if verb in AGENT_VERBS:
+        if len(args) != 1:
+            return Invalid(USAGE[verb])
+        return Admin(verb, args[0].lstrip("@").lower())
+    if verb == "auth":
+        login = [a.lower() for a in args] == ["login"]
+        return Admin("auth-login") if login else Invalid(USAGE["auth"])
+    return Admin("help") if in_admin else None
+
+
+def is_admin_command(cmd: Command | None) -> bool:
+    return isinstance(cmd, Admin) or (isinstance(cmd, Invalid) and cmd.usage in {
+        USAGE[v] for v in (*AGENT_VERBS, "auth")})

@@ -1,0 +1,116 @@
+"""Delivering stored posts to the platforms: in order per room, paced, retried (R8.3).
+
+Every post is a row in the store's outbox before anything is sent, so a crash or a
+platform outage loses nothing. One worker per room sends that room's posts strictly in
+order; rooms do not wait for each other. A post is removed only after the platform
+accepted it. Rate limits (`RateLimited`) wait exactly as long as the platform asked;
+other transient errors back off exponentially with jitter; a permanent error (the bot
+was removed from the room) is logged and the post set aside, so one dead room cannot
+block the others forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+
+from bot.clock import Clock
+from bot.store import NewPost, OutboxRow, Store
+from bridges.base import Bridge, RateLimited, SendError, backoff_delay
+
+log = logging.getLogger(__name__)
+
+NOTICE_KINDS = {"agent", "notice", "alert", "relay"}
+
+
+class Outbox:
+    def __init__(self, store: Store, bridges: Mapping[str, Bridge], clock: Clock):
+        self.store = store
+        self.bridges = bridges
+        self.clock = clock
+        self._workers: dict[tuple[str, str], asyncio.Task] = {}
+        self._last_sent: dict[tuple[str, str], float] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+
+    async def add(self, posts: Iterable[NewPost]) -> None:
+        posts = [p for p in posts if p.platform in self.bridges]
+        if posts:
+            await self.store.add_posts(posts, self.clock.now())
+            self._wake({(p.platform, p.room) for p in posts})
+
+    async def resume(self) -> None:
+        """Send what a previous run left in the outbox (R8.3)."""
+        pending = await self.store.pending_posts()
+        self._wake({(p.platform, p.room) for p in pending if p.platform in self.bridges})
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until every stored post is sent (or set aside); False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._workers.values():
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        self._workers.clear()
+
+    def _wake(self, rooms: set[tuple[str, str]]) -> None:
+        if self._stopping:
+            return
+        for key in rooms:
+            task = self._workers.get(key)
+            if task is None or task.done():
+                self._idle.clear()
+                self._workers[key] = asyncio.create_task(self._room_worker(key),
+                                                         name=f"outbox-{key[0]}-{key[1]}")
+
+    async def _room_worker(self, key: tuple[str, str]) -> None:
+        bridge = self.bridges[key[0]]
+        try:
+            while True:
+                pending = await self.store.pending_posts(key, limit=1)
+                if not pending:
+                    return
+                post = pending[0]
+                due = max(post.next_at, self._last_sent.get(key, 0.0) + bridge.post_interval_s)
+                await self.clock.sleep(due - self.clock.now())
+                await self._send_one(bridge, key, post)
+        finally:
+            if self._workers.get(key) is asyncio.current_task():
+                del self._workers[key]
+            if not self._workers:
+                self._idle.set()
+
+    async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> None:
+        try:
+            await bridge.send(post.room, post.text, key=post.key, notice=post.kind in NOTICE_KINDS)
+        except RateLimited as e:
+            wait = max(e.retry_after_s or 1.0, 0.0)
+            log.info("%s %s rate limited; retrying in %.1fs", key[0], key[1], wait)
+            await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
+            return
+        except SendError as e:
+            if e.permanent:
+                log.error("cannot post to %s %s (%s); post set aside: %.200s",
+                          key[0], key[1], e, post.text)
+                await self.store.post_set_aside(post.id, str(e))
+                return
+            wait = e.retry_after_s or backoff_delay(post.attempts + 1, cap_s=300)
+            log.warning("posting to %s %s failed (%s); retry %d in %.1fs",
+                        key[0], key[1], e, post.attempts + 1, wait)
+            await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
+            return
+        except Exception as e:  # a bridge bug must not kill the room's worker
+            log.exception("posting to %s %s crashed", key[0], key[1])
+            wait = backoff_delay(post.attempts + 1, cap_s=300)
+            await self.store.post_failed(post.id, self.clock.now() + wait, repr(e))
+            return
+        self._last_sent[key] = self.clock.now()
+        await self.store.post_sent(post.id)

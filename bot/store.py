@@ -1,0 +1,418 @@
+"""The durable store: SQLite through aiosqlite, WAL mode, one connection (R8.4).
+
+One aiosqlite connection runs every statement on one thread, in order, so there is exactly
+one writer and no "database is locked". Each public method is one transaction: a kill at
+any instant leaves either all of it or none of it. The schema is versioned with
+`PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i+1, and they only move forward.
+
+What lives here, and why it must outlive the process:
+- channels created at run time (R1.1), DM attachments (R1.6), tasks (R7);
+- agents with their session ids, so a restart resumes rather than forgets (R3.2);
+- the inbox with a unique (platform, event_id): re-deliveries are ignored (R8.1);
+- per-agent queues of undelivered nudges (R3.4, R3.5);
+- health records (cooldowns, failure counts, breakers) and open escalations (R4.6, R6.1);
+- the outbox of posts not yet delivered (R8.3) and bridge cursors such as Matrix
+  `next_batch` (R8.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from bot.model import AgentKind, Inbound, Nudge
+from supervisor.breaker import Health
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE channels (
+        name TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE TABLE dm_attachments (
+        platform TEXT NOT NULL, room TEXT NOT NULL, worker TEXT NOT NULL,
+        PRIMARY KEY (platform, room));
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY, kind TEXT NOT NULL, channel TEXT NOT NULL, task_id INTEGER,
+        session_id TEXT, last_error TEXT NOT NULL DEFAULT '', hops INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, channel TEXT NOT NULL,
+        assignee TEXT NOT NULL, status TEXT NOT NULL, created_by TEXT NOT NULL,
+        created_at REAL NOT NULL, done_at REAL);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, platform TEXT NOT NULL,
+        room TEXT NOT NULL, sender TEXT NOT NULL, sender_name TEXT NOT NULL,
+        event_id TEXT NOT NULL, text TEXT NOT NULL, ts REAL NOT NULL,
+        UNIQUE (platform, event_id));
+    CREATE TABLE queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, text TEXT NOT NULL,
+        hops INTEGER NOT NULL, origin TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX queue_agent ON queue (agent, id);
+    CREATE TABLE health (key TEXT PRIMARY KEY, json TEXT NOT NULL);
+    CREATE TABLE escalations (key TEXT PRIMARY KEY, opened_at REAL NOT NULL, detail TEXT NOT NULL);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, platform TEXT NOT NULL, room TEXT NOT NULL,
+        text TEXT NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '', set_aside INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX outbox_room ON outbox (platform, room, id);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    name: str
+    kind: AgentKind
+    channel: str
+    task_id: int | None
+    session_id: str | None
+    last_error: str
+    hops: int
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    id: int
+    subject: str
+    channel: str
+    assignee: str
+    status: str
+    created_by: str
+
+
+@dataclass(frozen=True)
+class QueuedNudge:
+    id: int
+    agent: str
+    text: str
+    hops: int
+    origin: str
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    platform: str
+    room: str
+    text: str
+    kind: str
+    attempts: int
+    next_at: float
+
+    @property
+    def key(self) -> str:
+        """Stable across retries and restarts: the Matrix transaction id (R8.3)."""
+        return f"crewbridge-{self.id}"
+
+
+@dataclass(frozen=True)
+class NewPost:
+    platform: str
+    room: str
+    text: str
+    kind: str = "agent"
+
+
+class StoreError(Exception):
+    """The data directory or database cannot be used; the message says which and why."""
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection, path: Path):
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()  # one transaction at a time on the one connection
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except OSError as e:
+            raise StoreError(f"cannot open the store at {path}: {e.strerror or e}") from None
+        except Exception as e:  # sqlite3.OperationalError and friends
+            raise StoreError(f"cannot open the store at {path}: {e}") from None
+        store = cls(db, path)
+        await store._prepare()
+        return store
+
+    async def _prepare(self) -> None:
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        version = (await self._one("PRAGMA user_version"))[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(f"{self.path} was written by a newer crewbridge "
+                             f"(schema {version}, this one knows {len(MIGRATIONS)})")
+        for i in range(version, len(MIGRATIONS)):
+            await self._db.executescript(
+                f"BEGIN; {MIGRATIONS[i]} PRAGMA user_version = {i + 1}; COMMIT;")
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _one(self, sql: str, args: Iterable = ()) -> tuple | None:
+        async with self._db.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: Iterable = ()) -> list[tuple]:
+        async with self._db.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _run(self, statements: list[tuple[str, tuple]]) -> list[int | None]:
+        """Run statements inside the current transaction.
+
+        Returns, per statement, the new row id for an insert that inserted, the number of
+        rows changed for any other statement that changed some, and None when nothing changed.
+        """
+        results: list[int | None] = []
+        for sql, args in statements:
+            cur = await self._db.execute(sql, args)
+            if cur.rowcount <= 0:
+                results.append(None)
+            elif sql.lstrip().upper().startswith("INSERT"):
+                results.append(cur.lastrowid)
+            else:
+                results.append(cur.rowcount)
+            await cur.close()
+        return results
+
+    async def _write(self, statements: list[tuple[str, tuple]]) -> list[int | None]:
+        """Run statements in one transaction of their own."""
+        async with self._transaction():
+            return await self._run(statements)
+
+    # --- key/value (bridge cursors, one-off flags) -------------------------------------------
+
+    async def get_value(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM kv WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    async def put_value(self, key: str, value: str) -> None:
+        await self._write([("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) "
+                            "DO UPDATE SET value = excluded.value", (key, value))])
+
+    async def put_value_once(self, key: str, value: str) -> bool:
+        """Set `key` unless it is set; True when this call set it (a one-time flag)."""
+        ids = await self._write([("INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)",
+                                  (key, value))])
+        return ids[0] is not None
+
+    # --- channels and DM attachments ---------------------------------------------------------
+
+    async def ensure_channel(self, name: str, kind: str, now: float) -> None:
+        await self._write([("INSERT OR IGNORE INTO channels (name, kind, created_at) "
+                            "VALUES (?, ?, ?)", (name, kind, now))])
+
+    async def channels(self) -> dict[str, str]:
+        return {n: k for n, k in await self._all("SELECT name, kind FROM channels ORDER BY name")}
+
+    async def attach_dm(self, platform: str, room: str, worker: str) -> None:
+        await self._write([("INSERT INTO dm_attachments (platform, room, worker) VALUES (?, ?, ?) "
+                            "ON CONFLICT(platform, room) DO UPDATE SET worker = excluded.worker",
+                            (platform, room, worker))])
+
+    async def dm_attachments(self) -> list[tuple[str, str, str]]:
+        return [tuple(r) for r in await self._all(
+            "SELECT platform, room, worker FROM dm_attachments ORDER BY platform, room")]
+
+    # --- inbox and queues --------------------------------------------------------------------
+
+    async def accept_inbound(self, channel: str, msg: Inbound, nudges: Iterable[Nudge],
+                             now: float) -> bool:
+        """Store a person's message and queue its nudges atomically (R1.3, R8.1).
+
+        False when the platform event was stored before: a re-delivery, ignored whole.
+        """
+        async with self._transaction():
+            stored = await self._run([(
+                "INSERT OR IGNORE INTO messages (channel, platform, room, sender, sender_name, "
+                "event_id, text, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (channel, msg.platform, msg.room, msg.sender, msg.sender_name, msg.event_id,
+                 msg.text, msg.ts))])
+            if stored[0] is None:
+                return False
+            await self._run([self._enqueue_sql(n, now) for n in nudges])
+        return True
+
+    async def is_stored(self, platform: str, event_id: str) -> bool:
+        return await self._one("SELECT 1 FROM messages WHERE platform = ? AND event_id = ?",
+                               (platform, event_id)) is not None
+
+    @staticmethod
+    def _enqueue_sql(n: Nudge, now: float) -> tuple[str, tuple]:
+        return ("INSERT INTO queue (agent, text, hops, origin, created_at) VALUES (?, ?, ?, ?, ?)",
+                (n.agent, n.text, n.hops, n.origin, now))
+
+    async def enqueue(self, nudges: Iterable[Nudge], now: float) -> None:
+        statements = [self._enqueue_sql(n, now) for n in nudges]
+        if statements:
+            await self._write(statements)
+
+    async def queued(self, agent: str) -> list[QueuedNudge]:
+        rows = await self._all("SELECT id, agent, text, hops, origin FROM queue WHERE agent = ? "
+                               "ORDER BY id", (agent,))
+        return [QueuedNudge(*r) for r in rows]
+
+    async def requeue_front(self, nudges: list[QueuedNudge], now: float) -> None:
+        """Put nudges consumed by a run that failed back before everything else queued.
+
+        A message written to a session that never worked was not answered; it goes back to
+        the head of the queue, in its order, so the next run gets it first (R3.4).
+        """
+        if not nudges:
+            return
+        async with self._transaction():
+            row = await self._one("SELECT MIN(id) FROM queue")
+            first = min(row[0] if row and row[0] is not None else 1, 1) - len(nudges)
+            await self._run([
+                ("INSERT INTO queue (id, agent, text, hops, origin, created_at) "
+                 "VALUES (?, ?, ?, ?, ?, ?)", (first + i, n.agent, n.text, n.hops, n.origin, now))
+                for i, n in enumerate(nudges)])
+
+    async def agents_with_queue(self) -> list[str]:
+        return [r[0] for r in await self._all("SELECT DISTINCT agent FROM queue ORDER BY agent")]
+
+    async def queue_lengths(self) -> dict[str, int]:
+        return {a: n for a, n in await self._all(
+            "SELECT agent, COUNT(*) FROM queue GROUP BY agent")}
+
+    async def dequeue(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if ids:
+            await self._write([(f"DELETE FROM queue WHERE id IN ({','.join('?' * len(ids))})",
+                                tuple(ids))])
+
+    # --- agents ------------------------------------------------------------------------------
+
+    async def upsert_agent(self, name: str, kind: AgentKind, channel: str,
+                           task_id: int | None) -> None:
+        await self._write([(
+            "INSERT INTO agents (name, kind, channel, task_id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, channel = excluded.channel, "
+            "task_id = COALESCE(excluded.task_id, agents.task_id)",
+            (name, str(kind), channel, task_id))])
+
+    async def agent(self, name: str) -> AgentRow | None:
+        row = await self._one("SELECT name, kind, channel, task_id, session_id, last_error, hops "
+                              "FROM agents WHERE name = ?", (name,))
+        return self._agent_row(row) if row else None
+
+    async def agents(self) -> list[AgentRow]:
+        rows = await self._all("SELECT name, kind, channel, task_id, session_id, last_error, "
+                               "hops FROM agents ORDER BY kind, name")
+        return [self._agent_row(r) for r in rows]
+
+    @staticmethod
+    def _agent_row(r: tuple) -> AgentRow:
+        return AgentRow(r[0], AgentKind(r[1]), r[2], r[3], r[4], r[5], r[6])
+
+    async def set_session_id(self, name: str, session_id: str | None) -> None:
+        await self._write([("UPDATE agents SET session_id = ? WHERE name = ?",
+                            (session_id, name))])
+
+    async def set_agent_error(self, name: str, error: str) -> None:
+        await self._write([("UPDATE agents SET last_error = ? WHERE name = ?", (error, name))])
+
+    async def set_agent_hops(self, name: str, hops: int) -> None:
+        await self._write([("UPDATE agents SET hops = ? WHERE name = ?", (hops, name))])
+
+    # --- tasks -------------------------------------------------------------------------------
+
+    async def create_task(self, subject: str, channel: str, assignee: str, created_by: str,
+                          now: float) -> TaskRow:
+        ids = await self._write([(
+            "INSERT INTO tasks (subject, channel, assignee, status, created_by, created_at) "
+            "VALUES (?, ?, ?, 'open', ?, ?)", (subject, channel, assignee, created_by, now))])
+        return TaskRow(ids[0] or 0, subject, channel, assignee, "open", created_by)
+
+    async def finish_task(self, task_id: int, now: float) -> TaskRow | None:
+        """Mark a task done; None when there is no such open task."""
+        async with self._transaction():
+            task = await self.task(task_id)
+            if task is None or task.status != "open":
+                return None
+            await self._run([("UPDATE tasks SET status = 'done', done_at = ? WHERE id = ?",
+                              (now, task_id))])
+        return TaskRow(task.id, task.subject, task.channel, task.assignee, "done", task.created_by)
+
+    async def task(self, task_id: int) -> TaskRow | None:
+        row = await self._one("SELECT id, subject, channel, assignee, status, created_by "
+                              "FROM tasks WHERE id = ?", (task_id,))
+        return TaskRow(*row) if row else None
+
+    async def tasks(self, *, open_only: bool = False) -> list[TaskRow]:
+        where = "WHERE status = 'open'" if open_only else ""
+        rows = await self._all(f"SELECT id, subject, channel, assignee, status, created_by "
+                               f"FROM tasks {where} ORDER BY id")
+        return [TaskRow(*r) for r in rows]
+
+    # --- health and escalations --------------------------------------------------------------
+
+    async def health(self, key: str) -> Health:
+        row = await self._one("SELECT json FROM health WHERE key = ?", (key,))
+        return Health.from_json(row[0]) if row else Health()
+
+    async def put_health(self, key: str, h: Health) -> None:
+        await self._write([("INSERT INTO health (key, json) VALUES (?, ?) ON CONFLICT(key) "
+                            "DO UPDATE SET json = excluded.json", (key, h.to_json()))])
+
+    async def open_escalation(self, key: str, detail: str, now: float) -> bool:
+        """Record an open problem; True only the first time, so an alert is sent once (R6.1)."""
+        ids = await self._write([("INSERT OR IGNORE INTO escalations (key, opened_at, detail) "
+                                  "VALUES (?, ?, ?)", (key, now, detail))])
+        return ids[0] is not None
+
+    async def close_escalation(self, key: str) -> bool:
+        """Forget an open problem; True when it was open (so "recovered" is said once)."""
+        ids = await self._write([("DELETE FROM escalations WHERE key = ?", (key,))])
+        return ids[0] is not None
+
+    async def escalations(self) -> dict[str, str]:
+        return {k: d for k, d in await self._all("SELECT key, detail FROM escalations")}
+
+    # --- outbox ------------------------------------------------------------------------------
+
+    async def add_posts(self, posts: Iterable[NewPost], now: float) -> list[int]:
+        statements = [("INSERT INTO outbox (platform, room, text, kind, created_at, next_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (p.platform, p.room, p.text, p.kind, now, now))
+                      for p in posts]
+        return [i for i in await self._write(statements) if i is not None] if statements else []
+
+    async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1
+                            ) -> list[OutboxRow]:
+        """Posts not yet sent, oldest first; of one (platform, room) when given."""
+        where, args = ("AND platform = ? AND room = ?", room) if room else ("", ())
+        rows = await self._all("SELECT id, platform, room, text, kind, attempts, next_at FROM "
+                               f"outbox WHERE set_aside = 0 {where} ORDER BY id LIMIT ?",
+                               (*args, limit))
+        return [OutboxRow(*r) for r in rows]
+
+    async def post_sent(self, post_id: int) -> None:
+        await self._write([("DELETE FROM outbox WHERE id = ?", (post_id,))])
+
+    async def post_set_aside(self, post_id: int, error: str) -> None:
+        """Keep a post the platform will never take (for inspection), but stop sending it."""
+        await self._write([("UPDATE outbox SET set_aside = 1, last_error = ? WHERE id = ?",
+                            (error, post_id))])
+
+    async def post_failed(self, post_id: int, next_at: float, error: str) -> None:
+        await self._write([("UPDATE outbox SET attempts = attempts + 1, next_at = ?, "
+                            "last_error = ? WHERE id = ?", (next_at, error, post_id))])

@@ -1,0 +1,64 @@
+"""Which bridges a config asks for, built lazily so a console-only bot imports no SDK."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from bot.config import Config
+from bridges.base import Bridge, KeyValueStore, RoomUnresolvable
+
+
+class _NoState:
+    """A throwaway key/value store for `check --online`, which must not touch the real one."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+
+    async def get_value(self, key: str) -> str | None:
+        return self._values.get(key)
+
+    async def put_value(self, key: str, value: str) -> None:
+        self._values[key] = value
+
+
+def build_bridges(config: Config, kv: KeyValueStore, *, stdin: TextIO | None = None,
+                  stdout: TextIO | None = None) -> dict[str, Bridge]:
+    bridges: dict[str, Bridge] = {}
+    if config.console.enabled:
+        from bridges.console import ConsoleBridge
+        bridges["console"] = ConsoleBridge(stdin, stdout)
+    if config.slack is not None:
+        from bridges.slack import SlackBridge
+        bridges["slack"] = SlackBridge(config.slack, kv)
+    if config.matrix is not None:
+        from bridges.matrix import MatrixBridge
+        bridges["matrix"] = MatrixBridge(config.matrix, kv)
+    return bridges
+
+
+async def check_online(config: Config) -> list[str]:
+    """Log in to each platform and resolve every bound room; the problems found."""
+    problems: list[str] = []
+    bridges = build_bridges(config, _NoState())
+    bridges.pop("console", None)
+
+    async def ignore(_event: object) -> None:
+        return None
+
+    rooms = {"slack": [r for c in config.channels for r in c.slack] + list(config.admin.slack),
+             "matrix": [r for c in config.channels for r in c.matrix] + list(config.admin.matrix)}
+    for name, bridge in bridges.items():
+        try:
+            await bridge.start(ignore)
+        except Exception as e:
+            problems.append(f"{name}: {e}")
+            continue
+        try:
+            for ref in rooms[name]:
+                try:
+                    await bridge.resolve_room(ref)
+                except RoomUnresolvable as e:
+                    problems.append(f"{name}: {e}")
+        finally:
+            await bridge.stop()
+    return problems

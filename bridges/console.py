@@ -1,0 +1,107 @@
+"""The console bridge: standard input and output, for trying the bot with no platform (R9.3).
+
+Input lines (R11.3):
+  `#<channel> <text>`   post <text> in that channel as the local user
+  `/dm <worker> <text>` write to a worker directly (its `dm-<worker>` channel)
+Output: every post of every channel as `#<channel> <author>: <text>`, further lines of a
+post indented by two spaces. At end of input `eof` is set; the app then lets the turns in
+progress finish and stops, which makes `printf '#general hi\\n' | crewbridge run` a
+complete, scriptable run.
+
+The console is bound to every channel, so its room id is simply the channel name.
+Standard input is read by a daemon thread: that works for a terminal, a pipe and a
+redirected file alike, and never keeps the process alive at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import itertools
+import re
+import sys
+import threading
+import time
+import uuid
+from typing import TextIO
+
+from bot.model import Inbound
+from bridges.base import EventSink
+
+LINE = re.compile(r"#(?P<channel>\S+)\s*(?P<text>.*)|/dm\s+@?(?P<worker>\S+)\s*(?P<dm>.*)",
+                  re.DOTALL)
+USAGE = "type `#<channel> <text>` or `/dm <worker> <text>`"
+
+
+def format_post(room: str, text: str) -> str:
+    """`#room first line`, then every further line indented by two spaces."""
+    first, *rest = text.split("\n")
+    return "\n".join([f"#{room} {first}", *(f"  {line}" for line in rest)])
+
+
+class ConsoleBridge:
+    platform = "console"
+    post_interval_s = 0.0
+
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None,
+                 user: str | None = None):
+        self._stdin = stdin or sys.stdin
+        self._stdout = stdout or sys.stdout
+        self.user = user or _login_name()
+        self.eof = asyncio.Event()
+        self._ids = itertools.count(1)
+        self._run = uuid.uuid4().hex[:12]  # event ids unique across runs: the inbox dedups
+
+    async def start(self, sink: EventSink) -> None:
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def read() -> None:
+            for raw in self._stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, raw)
+            loop.call_soon_threadsafe(lines.put_nowait, None)
+
+        threading.Thread(target=read, name="console-stdin", daemon=True).start()
+        self._consumer = asyncio.create_task(self._consume(lines, sink), name="console-in")
+
+    async def _consume(self, lines: asyncio.Queue[str | None], sink: EventSink) -> None:
+        while (raw := await lines.get()) is not None:
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                continue
+            m = LINE.fullmatch(line.strip())
+            if m is None:
+                self._write(f"(console) {USAGE}")
+                continue
+            room = m["channel"] or f"dm-{m['worker'].lower()}"
+            text = m["text"] if m["channel"] else m["dm"]
+            if not text.strip():
+                self._write(f"(console) nothing to send to #{room}; {USAGE}")
+                continue
+            await sink(Inbound(platform=self.platform, room=room.lower(), sender="local",
+                               sender_name=self.user, text=text,
+                               event_id=f"console-{self._run}-{next(self._ids)}",
+                               ts=time.time()))
+        self.eof.set()
+
+    async def resolve_room(self, ref: str) -> str:
+        return ref.lstrip("#")
+
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+        self._write(format_post(room, text))
+
+    def _write(self, text: str) -> None:
+        self._stdout.write(text + "\n")
+        self._stdout.flush()
+
+    async def stop(self) -> None:
+        task = getattr(self, "_consumer", None)
+        if task is not None:
+            task.cancel()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "you"

@@ -1,0 +1,186 @@
+"""One agent process speaking stream-json: spawn, write, read, stop. No policy lives here.
+
+The process runs in its own process group so that stopping it also stops whatever it
+started (a tool's shell, a build), which is how a shutdown leaves no orphans (R4.9).
+stdout and stderr are read by their own tasks so a full pipe never blocks the agent; the
+last lines of stderr are kept for alerts. Lines are parsed by `supervisor.protocol` and
+handed to the owner in order; the owner is told exactly once when the process has exited
+and all of its output has been read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from supervisor.protocol import AgentEvent, encode_user_message, parse_line
+
+log = logging.getLogger(__name__)
+
+STREAM_FLAGS = ("-p", "--input-format", "stream-json", "--output-format", "stream-json",
+                "--verbose")
+LINE_LIMIT = 64 * 1024 * 1024  # one stream-json line can carry a whole tool result
+
+
+class SpawnError(Exception):
+    """The agent command could not be started at all (R4.2: a failure)."""
+
+
+def find_command(program: str) -> str:
+    """`program` as given, or found on PATH or beside our own interpreter.
+
+    The second place matters for a virtualenv that is not activated: `make run` starts the
+    bot as `.venv/bin/crewbridge`, and the bundled fake agent sits right beside it.
+    """
+    if os.sep in program:
+        return program
+    search = os.pathsep.join([os.environ.get("PATH", os.defpath), str(Path(sys.executable).parent)])
+    return shutil.which(program, path=search) or program
+
+
+def agent_argv(command: Sequence[str], *, session_id: str | None, resume: str | None,
+               prompt: str) -> list[str]:
+    """The command line for a fresh session (`--session-id`) or a resumed one (`--resume`)."""
+    argv = [find_command(command[0]), *command[1:], *STREAM_FLAGS]
+    if resume:
+        argv += ["--resume", resume]
+    elif session_id:
+        argv += ["--session-id", session_id]
+    if prompt:
+        argv += ["--append-system-prompt", prompt]
+    return argv
+
+
+class Session:
+    def __init__(self, name: str, argv: list[str], *, cwd: Path, env: dict[str, str],
+                 on_event: Callable[[AgentEvent], Awaitable[None]],
+                 on_exit: Callable[[int], Awaitable[None]]):
+        self.name = name
+        self.argv = argv
+        self.cwd = cwd
+        self.env = env
+        self._on_event = on_event
+        self._on_exit = on_exit
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.exited = asyncio.Event()
+        self.returncode: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self) -> None:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True, limit=LINE_LIMIT)
+        except FileNotFoundError:
+            raise SpawnError(f"agent command not found: {self.argv[0]}") from None
+        except PermissionError:
+            raise SpawnError(f"agent command is not executable: {self.argv[0]}") from None
+        except NotADirectoryError:
+            raise SpawnError(f"agent working directory does not exist: {self.cwd}") from None
+        except OSError as e:
+            raise SpawnError(f"cannot start {self.argv[0]}: {e.strerror or e}") from None
+        self._tasks = [asyncio.create_task(self._read_stdout(), name=f"{self.name}-stdout"),
+                       asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr")]
+        self._waiter = asyncio.create_task(self._wait(), name=f"{self.name}-wait")
+
+    async def send(self, text: str) -> bool:
+        """Write one user message; False when the process can no longer take input."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.returncode is not None:
+            return False
+        try:
+            proc.stdin.write(encode_user_message(text))
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            return False
+        return True
+
+    async def stop(self, grace_s: float) -> None:
+        """Close stdin, terminate the group, kill it after `grace_s`.
+
+        Returns once the process has exited and the owner has handled its exit, so that a
+        caller shutting down never closes what the exit handler still needs.
+        """
+        proc = self._proc
+        if proc is None:
+            return
+        if self.exited.is_set():
+            await asyncio.shield(self._waiter)
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()
+        self._signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.exited.wait(), grace_s)
+        except TimeoutError:
+            log.warning("%s did not stop within %.0fs; killing it", self.name, grace_s)
+            self._signal(signal.SIGKILL)
+        await asyncio.shield(self._waiter)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:  # the group leader changed its group: signal it alone
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(sig)
+
+    async def _read_stdout(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        stream = self._proc.stdout
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # longer than LINE_LIMIT; the reader has dropped it
+                log.warning("%s wrote a line over %d bytes; skipped", self.name, LINE_LIMIT)
+                continue
+            if not line:
+                return
+            for event in parse_line(line):
+                try:
+                    await self._on_event(event)
+                except Exception:
+                    log.exception("%s: handling %r failed", self.name, type(event).__name__)
+
+    async def _read_stderr(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        while line := await self._proc.stderr.readline():
+            text = line.decode("utf-8", "replace").rstrip()
+            if text:
+                self.stderr_tail.append(text[:500])
+                log.debug("%s stderr: %s", self.name, text)
+
+    async def _wait(self) -> None:
+        assert self._proc is not None
+        code = await self._proc.wait()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.returncode = code
+        # The group may still hold children that outlived the agent: end them too (R4.9).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self.exited.set()
+        try:
+            await self._on_exit(code)
+        except Exception:
+            log.exception("%s: exit handling failed", self.name)
