@@ -1,0 +1,69 @@
+"""The bot as a real subprocess on the console bridge with the fake agent (R9.3, R11.3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.botproc import BotProcess, crewbridge, write_config
+
+
+def test_r11_3_scripted_run_prints_lead_reply_and_exits_0(tmp_path: Path) -> None:
+    """R11.3/R9.3: `printf '#general hello\\n' | crewbridge run` is a complete run."""
+    config = write_config(tmp_path / "c.toml")
+    result = crewbridge("run", "--config", str(config), stdin="#general hello\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("#general general: ") and "hello" in line for line in lines), (
+        result.stdout)
+
+
+def test_r11_3_multiline_posts_are_indented(tmp_path: Path) -> None:
+    """R11.3: further lines of a post are indented by two spaces."""
+    config = write_config(tmp_path / "c.toml")
+    result = crewbridge("run", "--config", str(config), stdin="#general fake:tool\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    first = next(i for i, line in enumerate(out) if line.startswith("#general general: "))
+    assert out[first + 1].startswith("  "), result.stdout
+
+
+def test_r1_1_unknown_channel_gets_a_clear_notice(tmp_path: Path) -> None:
+    """R1.1/R11.3: `#nosuch hi` names the channels that exist; nothing crashes."""
+    config = write_config(tmp_path / "c.toml")
+    result = crewbridge("run", "--config", str(config), stdin="#nosuch hi\n#general ok\n")
+    assert result.returncode == 0, result.stderr
+    assert "#nosuch crewbridge: No channel #nosuch. Channels: #general, #ops." in result.stdout
+    assert "#general general: " in result.stdout
+
+
+def test_r4_9_sigterm_stops_agents_and_exits_cleanly(tmp_path: Path) -> None:
+    """R4.9: SIGTERM ends every agent process and the bot exits 0 with no orphans."""
+    config = write_config(tmp_path / "c.toml", channels=[{"name": "webui"}])
+    bot = BotProcess(config)
+    try:
+        bot.send("#general hello")
+        bot.send("#webui fake:hang")
+        bot.wait_for(r"^#general general: ")
+        status = crewbridge("status", "--config", str(config))
+        assert status.returncode == 0, status.stderr
+        assert "webui" in status.stdout and "running" in status.stdout
+        pids = _agent_pids(bot.stderr)
+        assert len(pids) == 2
+        assert bot.terminate() == 0
+        for pid in pids:
+            assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"agent {pid} survived"
+    finally:
+        bot.close()
+
+
+def _agent_pids(stderr: str) -> list[int]:
+    import re
+
+    return [int(p) for p in re.findall(r"spawned \S+ \(pid (\d+)\)", stderr)]
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
