@@ -1,1 +1,29 @@
-"""Pytest fixtures for the Slack tier (the local Slack emulator); registered in tests/conftest.py."""
+"""Pytest fixtures for the Slack tier (the local Slack emulator); registered in tests/conftest.py.
+
+The emulator starts in milliseconds, so each test gets a fresh one: no state leaks between
+tests, and every server a test starts is stopped when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.platform.slack.emulator import SlackEmulator
+
+
+@pytest.fixture
+async def slack_emulator() -> AsyncIterator[SlackEmulator]:
+    """A running Slack emulator with two people, two channels and an IM.
+
+    People: `U0ALICE` (display name "alice"), `U0BOB` ("bob"). Channels: `C0GENERAL`
+    (#general), `C0WEBUI` (#webui). IM with alice: `D0ALICE`.
+    """
+    async with SlackEmulator() as emulator:
+        emulator.add_user("U0ALICE", "alice.smith", real_name="Alice Smith", display_name="alice")
+        emulator.add_user("U0BOB", "bob", real_name="Bob Jones", display_name="bob")
+        emulator.add_channel("C0GENERAL", "general")
+        emulator.add_channel("C0WEBUI", "webui")
+        emulator.add_im("D0ALICE", "U0ALICE")
+        yield emulator

@@ -1,0 +1,629 @@
+"""A local Slack emulator that speaks Slack's wire protocol to the real slack-bolt/slack_sdk.
+
+The Slack tests exercise the real clients end to end, so they need something on the other
+side of the wire that behaves like Slack where our bridge depends on it. This emulator is an
+aiohttp server on 127.0.0.1 (a free port) that offers:
+
+* **Web API** under `/api/<method>`, form, query or JSON parameters, the token from
+  `Authorization: Bearer …` (or a `token` parameter): `auth.test`, `chat.postMessage`,
+  `conversations.info`, `conversations.list` (cursor-paginated), `users.info` and
+  `apps.connections.open` (app token only; returns a one-time `ws://127.0.0.1:<port>/link`
+  URL). Errors are Slack's: HTTP 200 with `{"ok": false, "error": …}`, or 429 with a
+  `Retry-After` header.
+* **Socket Mode**: the websocket sends `hello`, pushes `events_api` envelopes
+  (`envelope_id`, `payload` = the event callback, `retry_attempt`, `retry_reason`), records
+  the acks, and can send a `disconnect` envelope or drop the TCP connection outright.
+* **HTTP Events API**: event callbacks POSTed to `events_url`, signed like Slack signs them
+  (`X-Slack-Signature: v0=` HMAC-SHA256 of `v0:{timestamp}:{body}` with the signing secret,
+  `X-Slack-Request-Timestamp`, `X-Slack-Retry-Num`/`-Reason` on retries), or deliberately
+  forged, stale or unsigned.
+* **Fault switches**: `fail_next` (the next N calls of a method answer 429 + `Retry-After`
+  or any Slack error), `redeliver` (a retry of an event, same `event_id`), `send_disconnect`,
+  `drop_connections`, and a per-channel rate limiter on `chat.postMessage` (a token bucket:
+  about one post per second per channel with a small burst; beyond it 429 + `Retry-After`),
+  which counts the 429s it sent in `rate_limited`.
+* **People and the bot's output**: `post_as` builds a `message` event from a person and
+  delivers it (socket or HTTP); `posts(channel)` / `wait_for_posts` read what the bot posted.
+  Like real Slack, every bot post is echoed back to the app as a `message` event carrying the
+  bot's `user` and `bot_id`, so tests see that the bridge drops its own messages (R5.5).
+
+Everything a test may wait on is signalled through one condition (`wait_until`), so tests
+wait for a state, never for "long enough".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+from aiohttp import web
+
+Signature = Literal["valid", "forged", "stale", "missing"]
+Via = Literal["socket", "http"]
+
+
+@dataclass
+class User:
+    """A workspace member as `users.info` describes them."""
+
+    id: str
+    name: str
+    real_name: str = ""
+    display_name: str = ""
+    is_bot: bool = False
+
+    def to_api(self, team_id: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "team_id": team_id,
+            "name": self.name,
+            "real_name": self.real_name,
+            "deleted": False,
+            "is_bot": self.is_bot,
+            "profile": {"real_name": self.real_name, "display_name": self.display_name},
+        }
+
+
+@dataclass
+class Channel:
+    """A conversation: public (`C…`), private (`G…`) or an IM with the bot (`D…`)."""
+
+    id: str
+    name: str = ""
+    is_private: bool = False
+    im_user: str | None = None  # set for an IM: the person on the other side
+    bot_is_member: bool = True
+
+    @property
+    def is_im(self) -> bool:
+        return self.im_user is not None
+
+    @property
+    def channel_type(self) -> str:
+        """The `channel_type` Slack puts on message events in this conversation."""
+        return "im" if self.is_im else ("group" if self.is_private else "channel")
+
+    def to_api(self) -> dict[str, Any]:
+        if self.is_im:
+            return {"id": self.id, "is_im": True, "user": self.im_user, "is_open": True}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "is_channel": not self.is_private,
+            "is_group": self.is_private,
+            "is_im": False,
+            "is_private": self.is_private,
+            "is_archived": False,
+            "is_member": self.bot_is_member,
+        }
+
+
+@dataclass(frozen=True)
+class Posted:
+    """One message the bot posted with `chat.postMessage`, as recorded by the emulator."""
+
+    channel: str
+    ts: str
+    text: str
+    thread_ts: str | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One Web API request as it arrived (method, merged parameters, bearer token)."""
+
+    method: str
+    params: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class _Fault:
+    """A canned answer for the next `times` calls of one method."""
+
+    times: int
+    status: int
+    error: str
+    retry_after: int | None
+
+
+@dataclass
+class _Bucket:
+    """Token bucket of one channel's `chat.postMessage` allowance."""
+
+    tokens: float
+    updated: float
+
+
+@dataclass
+class _Link:
+    """One open Socket Mode websocket."""
+
+    ws: web.WebSocketResponse
+    transport: asyncio.BaseTransport | None
+    number: int
+
+
+@dataclass
+class Delivery:
+    """An event callback that was delivered to the app, and how."""
+
+    payload: dict[str, Any]
+    via: Via
+    envelope_id: str | None = None  # socket mode
+    status: int | None = None  # http mode: the app's HTTP status
+
+    @property
+    def event_id(self) -> str:
+        return self.payload["event_id"]
+
+
+@dataclass
+class _State:
+    """Everything the emulator recorded; mutated only by the emulator."""
+
+    calls: list[ApiCall] = field(default_factory=list)
+    posts: dict[str, list[Posted]] = field(default_factory=dict)
+    acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    connections_opened: int = 0
+    rate_limited: int = 0
+
+
+class SlackEmulator:
+    """A Slack workspace with one app installed, served on 127.0.0.1.
+
+    Use as an async context manager (or `start`/`stop`). The defaults give a bot user
+    `UBOT0001` (bot id `BBOT0001`) with valid tokens `bot_token`/`app_token`; add people
+    with `add_user` and conversations with `add_channel`/`add_im`.
+    """
+
+    def __init__(self, *, bot_token: str = "xoxb-1-emulated-bot-token",
+                 app_token: str = "xapp-1-emulated-app-token",
+                 signing_secret: str = "emulated-signing-secret",
+                 team_id: str = "T0EMULATED", app_id: str = "A0EMULATED",
+                 bot_user_id: str = "UBOT0001", bot_id: str = "BBOT0001",
+                 bot_name: str = "crewbridge",
+                 posts_per_second: float = 1.0, post_burst: int = 3,
+                 echo_bot_posts: bool = True) -> None:
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.signing_secret = signing_secret
+        self.team_id = team_id
+        self.app_id = app_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.posts_per_second = posts_per_second
+        self.post_burst = post_burst
+        self.echo_bot_posts = echo_bot_posts
+        self.events_url: str | None = None
+        """Where HTTP-mode event callbacks go (the app's Request URL); None: Socket Mode."""
+
+        self.users: dict[str, User] = {}
+        self.channels: dict[str, Channel] = {}
+        self.state = _State()
+        self.add_user(bot_user_id, bot_name, real_name=bot_name, is_bot=True)
+
+        self._faults: dict[str, _Fault] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self._tickets: set[str] = set()
+        self._links: list[_Link] = []
+        self._ts = itertools.count(1)
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> SlackEmulator:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/link", self._socket)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self._http = aiohttp.ClientSession()
+        return self
+
+    async def stop(self) -> None:
+        """Close every websocket, the HTTP client and the server; safe to call twice."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for link in list(self._links):
+            await link.ws.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SlackEmulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL to give the app (`SlackConfig.api_url`); ends in `/api/`."""
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    # --- the workspace -------------------------------------------------------------------
+
+    def add_user(self, user_id: str, name: str, *, real_name: str = "",
+                 display_name: str = "", is_bot: bool = False) -> User:
+        user = User(user_id, name, real_name or name, display_name, is_bot)
+        self.users[user_id] = user
+        return user
+
+    def add_channel(self, channel_id: str, name: str, *, is_private: bool = False,
+                    bot_is_member: bool = True) -> Channel:
+        channel = Channel(channel_id, name, is_private=is_private, bot_is_member=bot_is_member)
+        self.channels[channel_id] = channel
+        return channel
+
+    def add_im(self, channel_id: str, user_id: str) -> Channel:
+        """An IM between the bot and `user_id` (Slack ids these `D…`)."""
+        channel = Channel(channel_id, im_user=user_id)
+        self.channels[channel_id] = channel
+        return channel
+
+    # --- reading what happened -----------------------------------------------------------
+
+    def posts(self, channel: str) -> list[Posted]:
+        """What the bot posted to `channel`, in the order Slack accepted it."""
+        return list(self.state.posts.get(channel, []))
+
+    def calls(self, method: str) -> list[ApiCall]:
+        return [c for c in self.state.calls if c.method == method]
+
+    @property
+    def rate_limited(self) -> int:
+        """How many 429s the per-channel `chat.postMessage` limiter has answered."""
+        return self.state.rate_limited
+
+    @property
+    def connections(self) -> int:
+        """Socket Mode websockets open right now."""
+        return len(self._links)
+
+    @property
+    def connections_opened(self) -> int:
+        """Socket Mode websockets ever opened (a reconnection makes it grow)."""
+        return self.state.connections_opened
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait until `predicate()` holds (checked on every change the emulator sees)."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def wait_for_posts(self, channel: str, count: int,
+                             timeout: float = 5.0) -> list[Posted]:
+        """Wait until the bot has posted at least `count` messages to `channel`."""
+        await self.wait_until(lambda: len(self.state.posts.get(channel, [])) >= count, timeout)
+        return self.posts(channel)
+
+    async def wait_connected(self, opened: int = 1, timeout: float = 5.0) -> None:
+        """Wait until `opened` websockets have ever been opened and one is open now."""
+        await self.wait_until(lambda: self.state.connections_opened >= opened
+                              and bool(self._links), timeout)
+
+    async def wait_ack(self, envelope_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Wait for the app's ack of a Socket Mode envelope; returns the ack message."""
+        await self.wait_until(lambda: envelope_id in self.state.acks, timeout)
+        return self.state.acks[envelope_id]
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- fault switches ------------------------------------------------------------------
+
+    def fail_next(self, method: str, times: int = 1, *, status: int = 429,
+                  error: str = "ratelimited", retry_after: int | None = 3) -> None:
+        """Answer the next `times` calls of `method` with `error` (default: 429 + Retry-After).
+
+        For a plain Slack error pass `status=200` (Slack's usual `ok: false` answer).
+        """
+        self._faults[method] = _Fault(times, status, error, retry_after if status == 429 else None)
+
+    def refill_rate_limits(self) -> None:
+        """Give every channel a full burst again, as if the limiter had been idle a while."""
+        self._buckets.clear()
+
+    async def send_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Send a `disconnect` envelope on every open websocket (Slack does before a restart)."""
+        for link in list(self._links):
+            await link.ws.send_json({"type": "disconnect", "reason": reason,
+                                     "debug_info": {"host": "emulator"}})
+
+    async def drop_connections(self) -> None:
+        """Cut every websocket's TCP connection without a close frame (a network failure)."""
+        for link in list(self._links):
+            if link.transport is not None:
+                link.transport.abort()
+
+    # --- people talking ------------------------------------------------------------------
+
+    def message_event(self, user: str, channel: str, text: str, *, thread_ts: str | None = None,
+                      subtype: str | None = None, bot_id: str | None = None,
+                      extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An Events API callback for a `message` event, as Slack would send it."""
+        ts = self._next_ts()
+        event: dict[str, Any] = {
+            "type": "message", "channel": channel, "user": user, "text": text, "ts": ts,
+            "event_ts": ts, "team": self.team_id,
+            "channel_type": self._channel(channel).channel_type,
+        }
+        if bot_id is None and subtype is None:
+            event["client_msg_id"] = secrets.token_hex(8)
+        if thread_ts is not None:
+            event["thread_ts"] = thread_ts
+        if subtype is not None:
+            event["subtype"] = subtype
+        if bot_id is not None:
+            event["bot_id"] = bot_id
+        event.update(extra or {})
+        return self.event_callback(event)
+
+    def event_callback(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Wrap an event the way the Events API does (`event_id`, `authorizations`, …)."""
+        return {
+            "token": "legacy-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": self.team_id,
+                                "user_id": self.bot_user_id, "is_bot": True,
+                                "is_enterprise_install": False}],
+            "is_ext_shared_channel": False,
+        }
+
+    async def post_as(self, user: str, channel: str, text: str, *, via: Via | None = None,
+                      **kwargs: Any) -> Delivery:
+        """A person posts `text` in `channel`; the event is delivered to the app.
+
+        `via` defaults to the socket when one is open, else HTTP to `events_url`.
+        """
+        return await self.deliver(self.message_event(user, channel, text, **kwargs), via=via)
+
+    async def deliver(self, payload: dict[str, Any], *, via: Via | None = None,
+                      retry_attempt: int = 0, retry_reason: str = "",
+                      signature: Signature = "valid") -> Delivery:
+        """Deliver one event callback. Socket: push an envelope; HTTP: POST it, signed.
+
+        `signature` applies to HTTP only: `forged` (wrong secret), `stale` (a timestamp
+        ten minutes old, correctly signed) or `missing` (no signature headers at all).
+        """
+        via = via or ("socket" if self._links else "http")
+        if via == "socket":
+            if not self._links:
+                raise RuntimeError("no Socket Mode connection is open to deliver to")
+            envelope_id = secrets.token_hex(16)
+            await self._links[-1].ws.send_json({
+                "envelope_id": envelope_id, "payload": payload, "type": "events_api",
+                "accepts_response_payload": False, "retry_attempt": retry_attempt,
+                "retry_reason": retry_reason,
+            })
+            return Delivery(payload, "socket", envelope_id=envelope_id)
+        if self.events_url is None or self._http is None:
+            raise RuntimeError("no socket is open and events_url is not set")
+        body = json.dumps(payload)
+        headers = {"Content-Type": "application/json"}
+        if signature != "missing":
+            stamp = int(time.time()) - (600 if signature == "stale" else 0)
+            secret = "not-the-signing-secret" if signature == "forged" else self.signing_secret
+            headers["X-Slack-Request-Timestamp"] = str(stamp)
+            headers["X-Slack-Signature"] = sign(secret, stamp, body)
+        if retry_attempt:
+            headers["X-Slack-Retry-Num"] = str(retry_attempt)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        async with self._http.post(self.events_url, data=body, headers=headers) as resp:
+            await resp.read()
+            return Delivery(payload, "http", status=resp.status)
+
+    async def redeliver(self, delivery: Delivery, attempt: int = 1,
+                        reason: str = "timeout") -> Delivery:
+        """Deliver the same event again as a Slack retry (same `event_id`, retry markers)."""
+        return await self.deliver(delivery.payload, via=delivery.via, retry_attempt=attempt,
+                                  retry_reason=reason)
+
+    # --- Web API -------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(await request.post())
+        auth = request.headers.get("Authorization", "")
+        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else params.get("token")
+        self.state.calls.append(ApiCall(method, params, token))
+        try:
+            return self._fault(method) or await self._method(method, params, token)
+        finally:
+            await self._notify()
+
+    def _fault(self, method: str) -> web.Response | None:
+        fault = self._faults.get(method)
+        if fault is None or fault.times <= 0:
+            return None
+        fault.times -= 1
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        return _error(fault.error, status=fault.status, headers=headers)
+
+    async def _method(self, method: str, params: dict[str, Any],
+                      token: str | None) -> web.Response:
+        if method == "apps.connections.open":
+            if token != self.app_token:
+                return _error("not_allowed_token_type" if token == self.bot_token
+                              else "invalid_auth")
+            ticket = secrets.token_hex(12)
+            self._tickets.add(ticket)
+            return _ok(url=f"ws://127.0.0.1:{self.port}/link?ticket={ticket}&app_id={self.app_id}")
+        if token != self.bot_token:
+            return _error("invalid_auth" if token else "not_authed")
+        handler = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "conversations.info": self._conversations_info,
+            "conversations.list": self._conversations_list,
+            "users.info": self._users_info,
+        }.get(method)
+        if handler is None:
+            return _error("unknown_method", status=404)
+        return await handler(params)
+
+    async def _auth_test(self, params: dict[str, Any]) -> web.Response:
+        return _ok(url="https://emulated.slack.com/", team="Emulated", user="crewbridge",
+                   team_id=self.team_id, user_id=self.bot_user_id, bot_id=self.bot_id,
+                   is_enterprise_install=False)
+
+    async def _post_message(self, params: dict[str, Any]) -> web.Response:
+        channel = self.channels.get(str(params.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        if not channel.bot_is_member:
+            return _error("not_in_channel")
+        text = str(params.get("text") or "")
+        if not text and not params.get("blocks"):
+            return _error("no_text")
+        if len(text) > 40_000:
+            return _error("msg_too_long")
+        wait = self._take_post_token(channel.id)
+        if wait is not None:
+            self.state.rate_limited += 1
+            return _error("ratelimited", status=429, headers={"Retry-After": str(wait)})
+        ts = self._next_ts()
+        thread_ts = params.get("thread_ts")
+        posted = Posted(channel.id, ts, text, thread_ts, params)
+        self.state.posts.setdefault(channel.id, []).append(posted)
+        if self.echo_bot_posts:
+            self._echo(channel, posted)
+        message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
+                   "text": text, "ts": ts}
+        return _ok(channel=channel.id, ts=ts, message=message)
+
+    def _take_post_token(self, channel: str) -> int | None:
+        """Spend one post from the channel's bucket; None if allowed, else seconds to wait."""
+        now = time.monotonic()
+        bucket = self._buckets.setdefault(channel, _Bucket(float(self.post_burst), now))
+        bucket.tokens = min(float(self.post_burst),
+                            bucket.tokens + (now - bucket.updated) * self.posts_per_second)
+        bucket.updated = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return None
+        return max(1, math.ceil((1.0 - bucket.tokens) / self.posts_per_second))
+
+    def _echo(self, channel: Channel, posted: Posted) -> None:
+        """Send the bot's own post back to the app, as Slack does for `message.*` events."""
+        event = {"type": "message", "channel": channel.id, "user": self.bot_user_id,
+                 "bot_id": self.bot_id, "app_id": self.app_id, "text": posted.text,
+                 "ts": posted.ts, "event_ts": posted.ts, "team": self.team_id,
+                 "channel_type": channel.channel_type,
+                 "bot_profile": {"id": self.bot_id, "app_id": self.app_id, "name": "crewbridge"}}
+        if self._links or self.events_url:
+            task = asyncio.ensure_future(self.deliver(self.event_callback(event)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _conversations_info(self, params: dict[str, Any]) -> web.Response:
+        channel = self.channels.get(str(params.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        return _ok(channel=channel.to_api())
+
+    async def _conversations_list(self, params: dict[str, Any]) -> web.Response:
+        types = str(params.get("types") or "public_channel").split(",")
+        wanted = [c for c in self.channels.values()
+                  if (c.is_im and "im" in types)
+                  or (not c.is_im and c.is_private and "private_channel" in types)
+                  or (not c.is_im and not c.is_private and "public_channel" in types)]
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 100)
+        page = wanted[start:start + limit]
+        more = start + limit < len(wanted)
+        return _ok(channels=[c.to_api() for c in page],
+                   response_metadata={"next_cursor": str(start + limit) if more else ""})
+
+    async def _users_info(self, params: dict[str, Any]) -> web.Response:
+        user = self.users.get(str(params.get("user", "")))
+        if user is None:
+            return _error("user_not_found")
+        return _ok(user=user.to_api(self.team_id))
+
+    # --- Socket Mode ---------------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid ticket")
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.state.connections_opened += 1
+        link = _Link(ws, request.transport, self.state.connections_opened)
+        self._links.append(link)
+        try:
+            await ws.send_json({"type": "hello", "num_connections": len(self._links),
+                                "debug_info": {"host": "emulator", "build_number": 1,
+                                               "approximate_connection_time": 18060},
+                                "connection_info": {"app_id": self.app_id}})
+            await self._notify()
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    ack = json.loads(message.data)
+                    if "envelope_id" in ack:
+                        self.state.acks[ack["envelope_id"]] = ack
+                        await self._notify()
+        finally:
+            self._links.remove(link)
+            await self._notify()
+        return ws
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _channel(self, channel_id: str) -> Channel:
+        if channel_id not in self.channels:
+            raise KeyError(f"unknown channel {channel_id}: add it with add_channel/add_im")
+        return self.channels[channel_id]
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+
+def sign(secret: str, timestamp: int, body: str) -> str:
+    """Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`."""
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def _ok(**fields: Any) -> web.Response:
+    return web.json_response({"ok": True, **fields})
+
+
+def _error(error: str, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"ok": False, "error": error}, status=status, headers=headers)

@@ -1,0 +1,467 @@
+"""The real `SlackBridge` (real slack-bolt and slack_sdk) against the local Slack emulator.
+
+Nothing here is mocked but the core: the sink is a recorder and the key-value store a dict.
+Every wait is on a condition (an event reaching the sink, an ack reaching the emulator), and
+"nothing reached the sink" is proven by ordering: a marker message sent after the event under
+test is awaited, and the bridge hands events to the sink in order, acking each only after
+the sink returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from bot.config import SlackConfig
+from bot.model import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
+from bridges.base import RateLimited, RoomUnresolvable, SendError
+from bridges.render import to_slack_mrkdwn
+from bridges.slack import SLACK_TEXT_LIMIT, SlackBridge, SlackStartError, slack_to_plain
+from tests.platform.slack.emulator import SlackEmulator
+
+TIMEOUT = 5.0
+
+
+class MemoryKV:
+    """The bridge's `KeyValueStore`, in memory (the real one is `bot.store.Store`)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get_value(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    async def put_value(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+class Sink:
+    """Records what the bridge hands to the core, and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.events: list[BridgeEvent] = []
+        self.refuse = 0
+        """Fail this many coming events, as a core whose store is unavailable would."""
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, event: BridgeEvent) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise OSError("the store is unavailable")
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    @property
+    def inbound(self) -> list[Inbound]:
+        return [e for e in self.events if isinstance(e, Inbound)]
+
+    @property
+    def links(self) -> list[bool]:
+        return [e.up for e in self.events if isinstance(e, ConnectionChanged)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    async def wait_inbound(self, text: str) -> Inbound:
+        await self.wait_for(lambda: any(m.text == text for m in self.inbound))
+        return next(m for m in self.inbound if m.text == text)
+
+
+StartBridge = Callable[..., Awaitable[tuple[SlackBridge, Sink]]]
+
+
+def slack_config(emulator: SlackEmulator, **changes: object) -> SlackConfig:
+    config = SlackConfig(bot_token=emulator.bot_token, app_token=emulator.app_token,
+                         signing_secret=emulator.signing_secret, http_host="127.0.0.1",
+                         http_port=0, api_url=emulator.api_url)
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture
+async def start_bridge(slack_emulator: SlackEmulator) -> AsyncIterator[StartBridge]:
+    """Start real bridges against the emulator; every one is stopped when the test ends."""
+    bridges: list[SlackBridge] = []
+
+    async def start(**changes: object) -> tuple[SlackBridge, Sink]:
+        bridge = SlackBridge(slack_config(slack_emulator, **changes), MemoryKV(),
+                             ping_interval_s=0.5, connect_timeout_s=TIMEOUT)
+        bridges.append(bridge)
+        sink = Sink()
+        await bridge.start(sink)
+        slack_emulator.events_url = bridge.events_url
+        return bridge, sink
+
+    yield start
+    for bridge in bridges:
+        await bridge.stop()
+
+
+# --- inbound -------------------------------------------------------------------------------
+
+
+async def test_socket_mode_message_becomes_one_inbound_with_names(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R9.1, R1.3: a person's message over Socket Mode is one Inbound, names resolved
+    (sender and mentions, cached), acked once the sink has it."""
+    _, sink = await start_bridge()
+    delivery = await slack_emulator.post_as("U0ALICE", "C0WEBUI", "hi <@U0BOB>, look &amp; see")
+    message = await sink.wait_inbound("hi @bob, look & see")
+    await slack_emulator.wait_ack(delivery.envelope_id or "")
+    assert message == Inbound(platform="slack", room="C0WEBUI", sender="U0ALICE",
+                              sender_name="alice", text="hi @bob, look & see",
+                              event_id=delivery.event_id, ts=message.ts, is_direct=False)
+    assert message.ts == float(delivery.payload["event"]["ts"])
+
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "again")
+    await sink.wait_inbound("again")
+    assert len(sink.inbound) == 2
+    looked_up = [c.params["user"] for c in slack_emulator.calls("users.info")]
+    assert sorted(looked_up) == ["U0ALICE", "U0BOB"]  # each once: the cache answered
+
+
+async def test_bot_mention_prefix_is_stripped(slack_emulator: SlackEmulator,
+                                              start_bridge: StartBridge) -> None:
+    """R2.2: addressing the bot (`@crewbridge: …`) is not content; routing sees the rest."""
+    _, sink = await start_bridge()
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "<@UBOT0001>: @lead please fix it")
+    assert (await sink.wait_inbound("@lead please fix it")).sender_name == "alice"
+
+
+async def test_im_message_is_direct(slack_emulator: SlackEmulator,
+                                    start_bridge: StartBridge) -> None:
+    """R1.6: a message in the bot's IM is marked direct, so the core can attach workers."""
+    _, sink = await start_bridge()
+    await slack_emulator.post_as("U0ALICE", "D0ALICE", "@carol start on the tests")
+    message = await sink.wait_inbound("@carol start on the tests")
+    assert message.is_direct and message.room == "D0ALICE"
+
+
+async def test_thread_reply_keeps_its_thread(slack_emulator: SlackEmulator,
+                                             start_bridge: StartBridge) -> None:
+    """R1.3: a reply in a thread is stored with the thread it belongs to."""
+    _, sink = await start_bridge()
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "in a thread", thread_ts="1700000000.000100")
+    assert (await sink.wait_inbound("in a thread")).thread == "1700000000.000100"
+
+
+async def test_own_and_other_bots_messages_never_reach_the_sink(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R5.5: the bot's own posts (echoed back by Slack), other bots, bot_message and edits
+    are acked and dropped; only the person's message after them reaches the core."""
+    bridge, sink = await start_bridge()
+    await bridge.send("C0WEBUI", "agent output", key="k1")  # Slack echoes it as an event
+    emu = slack_emulator
+    emu.add_user("U0OTHERBOT", "ci-bot", is_bot=True)
+    for payload in [
+        emu.message_event("U0OTHERBOT", "C0WEBUI", "build passed", bot_id="B0OTHER"),
+        emu.message_event("U0OTHERBOT", "C0WEBUI", "legacy hook", subtype="bot_message",
+                          bot_id="B0HOOK"),
+        emu.message_event("U0ALICE", "C0WEBUI", "edited", subtype="message_changed"),
+        emu.message_event("U0ALICE", "C0WEBUI", "", subtype="channel_join"),
+    ]:
+        await emu.deliver(payload)
+    await emu.wait_until(lambda: len(emu.state.acks) == 5)  # the echo and the four above
+    await emu.post_as("U0ALICE", "C0WEBUI", "marker")
+    await sink.wait_inbound("marker")
+    assert [m.text for m in sink.inbound] == ["marker"]
+
+
+async def test_member_joined_channel_for_the_bot_is_room_joined(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R1.5: the bot being added to a channel is reported; someone else joining is not."""
+    _, sink = await start_bridge()
+    for user in ("U0BOB", "UBOT0001"):
+        await slack_emulator.deliver(slack_emulator.event_callback({
+            "type": "member_joined_channel", "user": user, "channel": "C0NEW",
+            "channel_type": "C", "team": slack_emulator.team_id, "inviter": "U0ALICE"}))
+    await sink.wait_for(lambda: bool(sink.events))
+    assert sink.events == [RoomJoined("slack", "C0NEW", inviter="U0ALICE")]
+
+
+async def test_http_mode_signed_event_becomes_inbound(slack_emulator: SlackEmulator,
+                                                      start_bridge: StartBridge) -> None:
+    """R9.1: HTTP Events API: a correctly signed callback is answered 200 and delivered."""
+    bridge, sink = await start_bridge(mode="http")
+    assert bridge.events_url is not None and bridge.events_url.startswith("http://127.0.0.1:")
+    delivery = await slack_emulator.post_as("U0BOB", "C0WEBUI", "over http")
+    assert delivery.status == 200
+    assert (await sink.wait_inbound("over http")).event_id == delivery.event_id
+
+
+@pytest.mark.parametrize("signature", ["forged", "stale", "missing"])
+async def test_http_mode_rejects_bad_signatures(slack_emulator: SlackEmulator,
+                                                start_bridge: StartBridge,
+                                                signature: str) -> None:
+    """R9.1: forged, stale (10 min old) or missing signatures get 401 and nothing runs."""
+    _, sink = await start_bridge(mode="http")
+    payload = slack_emulator.message_event("U0ALICE", "C0WEBUI", "sneaky")
+    rejected = await slack_emulator.deliver(payload, signature=signature)  # type: ignore[arg-type]
+    assert rejected.status == 401
+    await slack_emulator.post_as("U0BOB", "C0WEBUI", "marker")
+    await sink.wait_inbound("marker")
+    assert [m.text for m in sink.inbound] == ["marker"]
+    assert [c.params["user"] for c in slack_emulator.calls("users.info")] == ["U0BOB"]
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_redelivery_keeps_the_event_id(slack_emulator: SlackEmulator,
+                                             start_bridge: StartBridge, mode: str) -> None:
+    """R8.1: a Slack retry (`retry_attempt` / `X-Slack-Retry-Num`) reaches the core with the
+    same event_id as the first delivery, so the store's dedup ignores it."""
+    _, sink = await start_bridge(mode=mode)
+    first = await slack_emulator.post_as("U0ALICE", "C0WEBUI", "only once please")
+    retry = await slack_emulator.redeliver(first, attempt=1)
+    if mode == "http":
+        assert (first.status, retry.status) == (200, 200)
+    await sink.wait_for(lambda: len(sink.inbound) == 2)
+    assert [m.event_id for m in sink.inbound] == [first.event_id, first.event_id]
+
+
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_an_event_the_core_did_not_store_is_not_acked(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge, mode: str) -> None:
+    """R1.3, R8.1: the ack waits for the sink; when the core could not store an event, Slack
+    gets no ack (Socket Mode) or a 500 (HTTP), so it delivers it again, and the retry is
+    taken with the same event_id."""
+    _, sink = await start_bridge(mode=mode)
+    sink.refuse = 1
+    first = await slack_emulator.post_as("U0ALICE", "C0WEBUI", "store me")
+    marker = await slack_emulator.post_as("U0ALICE", "C0WEBUI", "marker")
+    await sink.wait_inbound("marker")
+    if mode == "socket":
+        await slack_emulator.wait_ack(marker.envelope_id or "")
+        assert first.envelope_id not in slack_emulator.state.acks
+    else:
+        assert (first.status, marker.status) == (500, 200)
+    retry = await slack_emulator.redeliver(first)
+    assert (await sink.wait_inbound("store me")).event_id == first.event_id
+    if mode == "socket":
+        await slack_emulator.wait_ack(retry.envelope_id or "")
+
+
+# --- outbound ------------------------------------------------------------------------------
+
+
+def long_markdown() -> str:
+    """About 10,000 characters of agent markdown: paragraphs, bold, a link, a code block."""
+    paragraphs = [f"Paragraph {i:02d} is **important** and says: " + "lorem ipsum " * 25
+                  for i in range(30)]
+    paragraphs.insert(15, "```python\n" + "\n".join(f"x{i} = {i}" for i in range(40)) + "\n```")
+    paragraphs.append("See [the docs](https://example.org/docs) for more.")
+    return "\n\n".join(paragraphs)
+
+
+async def test_long_markdown_is_rendered_and_split_in_order(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R5.2, R5.6: 10,000 characters of markdown become several mrkdwn posts, each under
+    4,000 characters, in order, with nothing lost and the code block intact."""
+    bridge, _ = await start_bridge()
+    slack_emulator.post_burst = 10
+    text = long_markdown()
+    assert len(text) > 10_000
+    await bridge.send("C0WEBUI", text, key="long")
+    posts = slack_emulator.posts("C0WEBUI")
+    assert len(posts) >= 3
+    assert all(len(p.text) < 4000 for p in posts)
+    joined = "\n".join(p.text for p in posts)
+    assert re.findall(r"Paragraph (\d\d)", joined) == [f"{i:02d}" for i in range(30)]
+    assert "**" not in joined and "*important*" in joined
+    assert "<https://example.org/docs|the docs>" in joined
+    assert sum(p.text.count("```") for p in posts) == 2
+    assert any("x0 = 0" in p.text and "x39 = 39" in p.text for p in posts)
+    assert re.sub(r"\s+", "", joined) == re.sub(r"\s+", "", to_slack_mrkdwn(text))
+    assert all(p.params.get("unfurl_links") is False for p in posts)
+
+
+async def test_a_retried_split_post_does_not_repeat_parts(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R8.3: when part 2 of a split post hits the rate limit, the outbox's retry (same key)
+    posts parts 2.. only; every part appears exactly once, in order."""
+    bridge, _ = await start_bridge()
+    slack_emulator.post_burst = 1
+    text = long_markdown()
+    with pytest.raises(RateLimited):
+        await bridge.send("C0WEBUI", text, key="split-1")
+    assert len(slack_emulator.posts("C0WEBUI")) == 1
+    slack_emulator.post_burst = 10
+    slack_emulator.refill_rate_limits()
+    await bridge.send("C0WEBUI", text, key="split-1")
+    posts = slack_emulator.posts("C0WEBUI")
+    joined = "\n".join(p.text for p in posts)
+    assert re.findall(r"Paragraph (\d\d)", joined) == [f"{i:02d}" for i in range(30)]
+    assert len(posts) == len(set(p.text for p in posts))
+    assert all(len(p.text) <= SLACK_TEXT_LIMIT for p in posts)
+
+
+async def test_429_raises_rate_limited_with_the_retry_after_value(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R8.3: a 429 surfaces at once as RateLimited(Retry-After); the SDK does not sleep and
+    retry behind the outbox's back (one call, nothing posted)."""
+    bridge, _ = await start_bridge()
+    slack_emulator.fail_next("chat.postMessage", retry_after=7)
+    with pytest.raises(RateLimited) as caught:
+        await bridge.send("C0WEBUI", "hello", key="p1")
+    assert caught.value.retry_after_s == 7.0
+    assert len(slack_emulator.calls("chat.postMessage")) == 1
+    assert slack_emulator.posts("C0WEBUI") == []
+    await bridge.send("C0WEBUI", "hello", key="p1")
+    assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["hello"]
+
+
+async def test_send_errors_say_whether_a_retry_can_help(slack_emulator: SlackEmulator,
+                                                        start_bridge: StartBridge) -> None:
+    """R8.3: channel_not_found / not_in_channel are permanent (the outbox gives up);
+    a Slack internal_error is worth retrying."""
+    bridge, _ = await start_bridge()
+    slack_emulator.add_channel("C0OUTSIDE", "outside", bot_is_member=False)
+    for room in ("C0NOWHERE", "C0OUTSIDE"):
+        with pytest.raises(SendError) as caught:
+            await bridge.send(room, "hello", key=f"to-{room}")
+        assert caught.value.permanent and room in str(caught.value)
+    slack_emulator.fail_next("chat.postMessage", status=200, error="internal_error")
+    with pytest.raises(SendError) as transient:
+        await bridge.send("C0WEBUI", "hello", key="t")
+    assert not transient.value.permanent and not isinstance(transient.value, RateLimited)
+
+
+# --- connection ------------------------------------------------------------------------------
+
+
+async def test_disconnect_envelope_reconnects_and_reports_it(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R6.3: Slack's `disconnect` envelope: the SDK reconnects by itself; the core hears
+    down, then up, and messages flow on the new connection."""
+    _, sink = await start_bridge()
+    await slack_emulator.send_disconnect()
+    await sink.wait_for(lambda: sink.links == [False, True])
+    await slack_emulator.wait_connected(opened=2)
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "still there?")
+    await sink.wait_inbound("still there?")
+
+
+async def test_dropped_socket_reconnects_and_reports_it(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R6.3: a socket cut without a close frame is noticed, reconnected with a fresh URL,
+    and reported down then up."""
+    _, sink = await start_bridge()
+    await slack_emulator.drop_connections()
+    await sink.wait_for(lambda: sink.links == [False, True])
+    await slack_emulator.wait_connected(opened=2)
+    assert len(slack_emulator.calls("apps.connections.open")) == 2
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "back again")
+    await sink.wait_inbound("back again")
+
+
+async def test_failing_reconnects_are_retried_until_slack_is_back(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R6.3: while Slack cannot hand out a websocket URL the link stays down (reported once)
+    and reconnecting is retried at the ping interval, not given up and not in a hot loop."""
+    _, sink = await start_bridge()
+    slack_emulator.fail_next("apps.connections.open", times=2, status=200,
+                             error="internal_error")
+    await slack_emulator.drop_connections()
+    await sink.wait_for(lambda: sink.links == [False, True])
+    assert len(slack_emulator.calls("apps.connections.open")) == 4  # start, 2 failures, ok
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "made it")
+    await sink.wait_inbound("made it")
+
+
+# --- start-up ---------------------------------------------------------------------------------
+
+
+def shown(error: BaseException) -> str:
+    """What a user would see if the exception were printed with its traceback."""
+    return "".join(traceback.format_exception(error))
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"bot_token": "xoxb-revoked"}, "Slack rejected the bot token (invalid_auth)"),
+    ({"app_token": "xapp-wrong"}, "Slack rejected the app token (invalid_auth)"),
+])
+async def test_bad_token_is_one_clear_error(slack_emulator: SlackEmulator,
+                                            changes: dict[str, str], expected: str) -> None:
+    """R9.1, R11.1: a bad token stops start-up with one clear message that names it, with no
+    chained library traceback and no secret in it."""
+    bridge = SlackBridge(slack_config(slack_emulator, **changes), MemoryKV())
+    with pytest.raises(SlackStartError) as caught:
+        await bridge.start(Sink())
+    assert str(caught.value).startswith(expected)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert "SlackApiError" not in shown(caught.value)
+    assert "xoxb-revoked" not in str(caught.value) and "xapp-wrong" not in str(caught.value)
+    assert slack_emulator.connections == 0
+    await bridge.stop()
+
+
+async def test_unreachable_api_is_one_clear_error(slack_emulator: SlackEmulator) -> None:
+    """R9.1: a wrong api_url fails start-up naming the URL."""
+    url = slack_emulator.api_url.replace(str(slack_emulator.port), "1")
+    bridge = SlackBridge(slack_config(slack_emulator, api_url=url), MemoryKV())
+    with pytest.raises(SlackStartError) as caught:
+        await bridge.start(Sink())
+    assert str(caught.value).startswith(f"cannot reach the Slack API at {url}: ")
+
+
+async def test_stop_is_idempotent(slack_emulator: SlackEmulator) -> None:
+    """R4.9: stopping twice is harmless, and the socket is closed after the first."""
+    bridge = SlackBridge(slack_config(slack_emulator), MemoryKV(), ping_interval_s=0.5)
+    await bridge.start(Sink())
+    assert slack_emulator.connections == 1
+    await bridge.stop()
+    await slack_emulator.wait_until(lambda: slack_emulator.connections == 0)
+    await bridge.stop()
+
+
+# --- rooms ----------------------------------------------------------------------------------
+
+
+async def test_resolve_room_by_id_and_by_name(slack_emulator: SlackEmulator,
+                                              start_bridge: StartBridge) -> None:
+    """R1.2: ids are checked, `#name` is found (across conversations.list pages)."""
+    bridge, _ = await start_bridge()
+    for i in range(250):
+        slack_emulator.add_channel(f"C1{i:04d}", f"team-{i}")
+    assert await bridge.resolve_room("C0GENERAL") == "C0GENERAL"
+    assert await bridge.resolve_room("D0ALICE") == "D0ALICE"
+    assert await bridge.resolve_room("#webui") == "C0WEBUI"
+    assert await bridge.resolve_room("#team-249") == "C10249"
+
+
+@pytest.mark.parametrize(("ref", "says"), [
+    ("#no-such-room", "was not found"),
+    ("C0MISSING", "cannot be found (channel_not_found)"),
+    ("C0OUTSIDE", "the bot is not a member"),
+    ("webui", "neither a channel id"),
+])
+async def test_unresolvable_room_names_it(slack_emulator: SlackEmulator,
+                                          start_bridge: StartBridge, ref: str, says: str) -> None:
+    """R1.2: an unresolvable room is a clear error naming the reference."""
+    bridge, _ = await start_bridge()
+    slack_emulator.add_channel("C0OUTSIDE", "outside", bot_is_member=False)
+    with pytest.raises(RoomUnresolvable) as caught:
+        await bridge.resolve_room(ref)
+    assert f"Slack channel {ref} " in str(caught.value) and says in str(caught.value)
+
+
+# --- text --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "plain"), [
+    ("<@UBOT0001> hello", "hello"),
+    ("<@UBOT0001|crewbridge>: @alice, look", "@alice, look"),
+    ("ask <@U0BOB> and <@U0ZED|zed>", "ask @bob and @zed"),
+    ("see <#C0WEBUI|webui> and <#C0GENERAL>", "see #webui and #C0GENERAL"),
+    ("<!here> deploy <https://x.org/a|the page> <https://x.org/b>",
+     "@here deploy the page (https://x.org/a) https://x.org/b"),
+    ("a &lt; b &amp;&amp; c &gt; d", "a < b && c > d"),
+])
+def test_slack_markup_becomes_plain_text(raw: str, plain: str) -> None:
+    """R2.2: routing sees names, not Slack ids or markup."""
+    assert slack_to_plain(raw, {"U0BOB": "bob"}, "UBOT0001") == plain
