@@ -83,6 +83,7 @@ class SlackConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 3000
     api_url: str = "https://slack.com/api/"
+    post_interval_s: float = 1.0  # Slack allows about one post per second per channel
 
     def __repr__(self) -> str:  # never show tokens in logs or tracebacks
         return f"SlackConfig(mode={self.mode!r}, api_url={self.api_url!r})"
@@ -212,6 +213,7 @@ SLACK_FIELDS = (
     Field("http_host", "str", "127.0.0.1"),
     Field("http_port", "int", 3000, port),
     Field("api_url", "str", "https://slack.com/api/", url),
+    Field("post_interval_s", "number", 1.0, positive),
 )
 MATRIX_FIELDS = (
     Field("homeserver", "str", REQUIRED, url),

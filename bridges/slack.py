@@ -121,6 +121,16 @@ def _retry_after(e: SlackApiError) -> float:
         return 1.0
 
 
+def _unused_token_warning(record: logging.LogRecord) -> bool:
+    """Hide bolt's "`token` will be unused" warning at start-up.
+
+    Bolt reads `SLACK_BOT_TOKEN` from the environment even when it is given a client, then
+    warns that the token goes unused; here the token reaches bolt through `authorize`, and
+    the warning would send an operator looking for a problem that is not there.
+    """
+    return "`token` will be unused" not in record.getMessage()
+
+
 async def _ready(event: BridgeEvent) -> BridgeEvent:
     """An event that needs no look-up, in the shape the pump takes (an awaitable)."""
     return event
@@ -133,7 +143,9 @@ class SlackBridge:
     """One Slack workspace through one bot user (see the module docstring for the design)."""
 
     platform = PLATFORM
-    post_interval_s = 1.0
+    post_interval_s: float
+    """The outbox's pace per channel: `[slack] post_interval_s`, by default 1 s, Slack's
+    limit of about one post per second per channel (R8.3)."""
 
     def __init__(self, config: SlackConfig, kv: KeyValueStore, *,
                  ping_interval_s: float = 10.0, connect_timeout_s: float = 30.0) -> None:
@@ -141,6 +153,7 @@ class SlackBridge:
         long a dropped socket goes unnoticed; tests shorten it."""
         self._config = config
         self._kv = kv
+        self.post_interval_s = config.post_interval_s
         self._ping_interval_s = ping_interval_s
         self._connect_timeout_s = connect_timeout_s
         self._client = AsyncWebClient(base_url=config.api_url, token=config.bot_token)
@@ -180,15 +193,20 @@ class SlackBridge:
         async def on_other_event() -> None:
             """Acknowledge and ignore (bolt acks when the listener returns)."""
 
-        app = AsyncApp(
-            name="crewbridge",
-            # bolt gets the bot token per request from `authorize`; this client only carries
-            # the API base URL (R9.1) to bolt and to the Socket Mode client.
-            client=AsyncWebClient(base_url=self._config.api_url),
-            authorize=authorize,
-            signing_secret=self._config.signing_secret or "",
-            process_before_response=True,
-        )
+        bolt_log = logging.getLogger("slack_bolt.AsyncApp")
+        bolt_log.addFilter(_unused_token_warning)
+        try:
+            app = AsyncApp(
+                name="crewbridge",
+                # bolt gets the bot token per request from `authorize`; this client only
+                # carries the API base URL (R9.1) to bolt and to the Socket Mode client.
+                client=AsyncWebClient(base_url=self._config.api_url),
+                authorize=authorize,
+                signing_secret=self._config.signing_secret or "",
+                process_before_response=True,
+            )
+        finally:
+            bolt_log.removeFilter(_unused_token_warning)
         app.event("message")(on_message)
         app.event("member_joined_channel")(on_member_joined)
         # Everything else (app_mention duplicates a message event) is acked and dropped, so

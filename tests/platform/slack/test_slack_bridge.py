@@ -315,6 +315,15 @@ async def test_429_raises_rate_limited_with_the_retry_after_value(
     assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["hello"]
 
 
+def test_posts_are_paced_to_one_per_second_per_channel_by_default() -> None:
+    """R8.3: the outbox paces Slack posts by the bridge's interval: Slack's one per second
+    unless `[slack] post_interval_s` says otherwise."""
+    config = SlackConfig(bot_token="xoxb-1")
+    assert SlackBridge(config, MemoryKV()).post_interval_s == 1.0
+    fast = dataclasses.replace(config, post_interval_s=0.25)
+    assert SlackBridge(fast, MemoryKV()).post_interval_s == 0.25
+
+
 async def test_send_errors_say_whether_a_retry_can_help(slack_emulator: SlackEmulator,
                                                         start_bridge: StartBridge) -> None:
     """R8.3: channel_not_found / not_in_channel are permanent (the outbox gives up);
