@@ -121,7 +121,8 @@ class Supervisor:
         self.socket_path = socket_path
         self.always_on = set(always_on)
         self._runtimes: dict[str, Runtime] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Future] = set()
+        self._kicks: set[asyncio.Future] = set()  # scheduled deliveries not yet carried out
         self._changed = asyncio.Event()
         self._closing = False
         self._open_tasks: Callable[[str], bool] = lambda _name: False
@@ -135,7 +136,10 @@ class Supervisor:
     def schedule_kick(self, names: Iterable[str], *, start: bool = False) -> None:
         """Handle agents' queues soon, each in its own task (never under another's lock)."""
         for name in dict.fromkeys(names):
-            self._spawn_task(self.kick(name, start=start), f"kick-{name}")
+            task = self._spawn_task(self.kick(name, start=start), f"kick-{name}")
+            self._kicks.add(task)
+            task.add_done_callback(self._kicks.discard)
+            task.add_done_callback(lambda _t: self._changed.set())
 
     async def kick(self, name: str, *, start: bool = False) -> None:
         """Deliver `name`'s queue, starting or resuming it if allowed; `start` even if empty."""
@@ -179,6 +183,8 @@ class Supervisor:
         return True
 
     async def _busy(self) -> bool:
+        if any(not t.done() for t in self._kicks):
+            return True
         for rt in self._runtimes.values():
             if rt.run in (RunState.STARTING, RunState.STOPPING) or rt.pending_turns > 0:
                 return True
@@ -561,11 +567,12 @@ class Supervisor:
 
     # --- plumbing ----------------------------------------------------------------------------
 
-    def _spawn_task(self, coro: Awaitable, name: str) -> None:
+    def _spawn_task(self, coro: Awaitable, name: str) -> asyncio.Future:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _runtime(self, name: str) -> Runtime | None:
         rt = self._runtimes.get(name)
