@@ -1,0 +1,378 @@
+"""Rendering agent markdown for Slack and Matrix (R5.6) and splitting posts to the
+platforms' limits (R5.2)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridges.render import (
+    MATRIX_LIMIT_BYTES,
+    SLACK_LIMIT_CHARS,
+    matrix_measure,
+    slack_measure,
+    split_message,
+    to_matrix_html,
+    to_slack_mrkdwn,
+)
+
+
+def utf8(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+# --- splitting: what "nothing is lost" means ---------------------------------------------
+
+
+def _is_fence_line(line: str) -> bool:
+    return line.lstrip(" ").startswith(("```", "~~~"))
+
+
+def _bodies(part: str) -> list[str]:
+    """The part, and the part without the fence lines a cut may have added around it."""
+    lines = part.split("\n")
+    opened = len(lines) > 1 and _is_fence_line(lines[0])
+    closed = len(lines) > 1 and _is_fence_line(lines[-1])
+    bodies = [part]
+    if closed:
+        bodies.append("\n".join(lines[:-1]))
+    if opened:
+        bodies.append("\n".join(lines[1:]))
+    if opened and closed and len(lines) > 2:
+        bodies.append("\n".join(lines[1:-1]))
+    return bodies
+
+
+def loses_nothing(text: str, parts: list[str]) -> bool:
+    """Whether, with added fence lines removed, the parts are slices of `text` in order with
+    nothing but whitespace between them, before the first and after the last."""
+
+    @cache
+    def explained(index: int, position: int) -> bool:
+        if index == len(parts):
+            return not text[position:].strip()
+        for body in _bodies(parts[index]):
+            gap_end = position
+            while True:
+                if text.startswith(body, gap_end) and explained(index + 1, gap_end + len(body)):
+                    return True
+                if gap_end < len(text) and text[gap_end].isspace():
+                    gap_end += 1
+                else:
+                    break
+        return False
+
+    return explained(0, 0)
+
+
+def test_loses_nothing_can_tell_a_lost_character():
+    assert loses_nothing("ab\n\ncd", ["ab", "cd"])
+    assert not loses_nothing("ab\n\ncd", ["ab", "c"])
+    assert not loses_nothing("ab\n\ncd", ["cd", "ab"])
+    assert not loses_nothing("ab x cd", ["ab", "cd"])
+
+
+# --- splitting: examples -----------------------------------------------------------------
+
+
+def test_r5_2_a_post_that_fits_is_one_part_unchanged():
+    assert split_message("hello\n\nworld\n", 100) == ["hello\n\nworld\n"]
+    assert split_message(" \n\n ", 100) == []
+
+
+def test_r5_2_split_prefers_paragraph_boundaries():
+    p1, p2, p3 = "a" * 30, "b" * 30, "c" * 30
+    assert split_message(f"{p1}\n\n{p2}\n\n{p3}", 65) == [f"{p1}\n\n{p2}", p3]
+
+
+def test_r5_2_split_prefers_a_paragraph_boundary_to_a_fuller_part():
+    text = "short intro\n\n" + "\n".join(f"line {i:02}" for i in range(10))
+    parts = split_message(text, 50)
+    assert parts[0] == "short intro"
+    assert all(len(part) <= 50 for part in parts)
+    assert loses_nothing(text, parts)
+
+
+def test_r5_2_split_falls_back_to_line_boundaries():
+    text = "\n".join(f"line {i:02}" for i in range(10))  # 7 chars a line
+    assert split_message(text, 23) == [
+        "line 00\nline 01\nline 02",
+        "line 03\nline 04\nline 05",
+        "line 06\nline 07\nline 08",
+        "line 09",
+    ]
+
+
+def test_r5_2_a_long_line_is_cut_after_a_space_else_anywhere():
+    assert split_message("aaaa bbbb cccc dddd", 10) == ["aaaa bbbb", "cccc dddd"]
+    assert split_message("x" * 25, 10) == ["x" * 10, "x" * 10, "x" * 5]
+
+
+def test_r5_2_a_code_block_that_fits_a_part_is_never_cut():
+    fence = "```python\n" + "\n".join(f"x = {i}" for i in range(8)) + "\n```"
+    text = "intro " * 8 + "\n\n" + fence + "\n\nafter"
+    parts = split_message(text, len(fence) + 5)
+    assert fence in parts
+    assert loses_nothing(text, parts)
+
+
+def test_r5_2_a_code_block_too_big_is_closed_and_reopened_at_line_ends():
+    code = [f"    value_{i} = compute({i})" for i in range(20)]
+    text = "~~~~python\n" + "\n".join(code) + "\n~~~~"
+    parts = split_message(text, 120)
+    assert len(parts) > 1
+    for part in parts:
+        assert len(part) <= 120
+        assert part.startswith("~~~~python\n") and part.endswith("\n~~~~")
+        assert all(line in code for line in part.split("\n")[1:-1])  # whole lines only
+    assert loses_nothing(text, parts)
+
+
+def test_r5_2_a_cut_never_goes_through_the_closing_fence_line():
+    """Regression (found by hypothesis): cutting inside "```" looked cheaper than closing."""
+    text = "```python\n\n" + ";" * 16 + "\n```"
+    assert split_message(text, 30) == ["```python\n\n" + ";" * 15 + "\n```", "```python\n;\n```"]
+
+
+def test_r5_2_an_unclosed_code_block_is_not_closed_by_the_last_part():
+    text = "```\n" + "\n".join(f"line {i}" for i in range(20))
+    parts = split_message(text, 40)
+    assert all(part.endswith("\n```") for part in parts[:-1])
+    assert not parts[-1].endswith("```")
+    assert loses_nothing(text, parts)
+
+
+def test_r5_2_split_by_bytes_counts_multibyte_characters():
+    text = "é" * 50 + "\n\n" + "🙂" * 30
+    parts = split_message(text, 40, measure=utf8)
+    assert all(utf8(part) <= 40 for part in parts)
+    assert "".join(parts) == text.replace("\n", "")
+
+
+def test_r5_2_fence_lines_are_dropped_when_they_alone_exceed_the_limit():
+    text = "```" + "i" * 30 + "\n" + "code\n" * 10 + "```"
+    parts = split_message(text, 20)
+    assert all(len(part) <= 20 for part in parts)
+
+
+def test_r5_2_a_limit_below_one_character_is_an_error():
+    with pytest.raises(ValueError, match="limit"):
+        split_message("🙂🙂", 3, measure=utf8)
+
+
+def test_r5_2_a_megabyte_splits_in_linear_work():
+    """R5.2: no quadratic behaviour — counted in characters measured, not in seconds."""
+    paragraph = " ".join(f"word{i}" for i in range(60))
+    code = "```js\n" + "\n".join(f"let v{i} = {i};" for i in range(300)) + "\n```"
+    text = "\n\n".join([paragraph] * 1500 + [code] * 40 + ["x" * 200_000])
+    assert len(text) > 1_000_000
+    measured = 0
+
+    def counting(part: str) -> int:
+        nonlocal measured
+        measured += len(part)
+        return len(part)
+
+    parts = split_message(text, SLACK_LIMIT_CHARS, measure=counting)
+    assert all(len(part) <= SLACK_LIMIT_CHARS for part in parts)
+    assert measured < 20 * len(text)
+    fences_and_space = re.compile(r"```(?:js)?|\s")
+    assert fences_and_space.sub("", "".join(parts)) == fences_and_space.sub("", text)
+
+
+def test_r5_2_platform_measures_count_what_is_sent():
+    assert slack_measure("a & b") == len("a &amp; b")
+    assert matrix_measure("**é**") == utf8("**é**") + utf8("<p><strong>é</strong></p>")
+    assert SLACK_LIMIT_CHARS == 4000
+    assert MATRIX_LIMIT_BYTES * 3 < 65_536  # \u-escaping at most triples the bytes
+
+
+# --- splitting: properties ---------------------------------------------------------------
+
+prose_line = st.text(alphabet="abcdé漢🙂 *_<>&#-", min_size=1, max_size=90).filter(str.strip)
+code_line = st.text(alphabet="xyz(){}=; é", max_size=70)
+paragraph = st.lists(prose_line, min_size=1, max_size=4).map("\n".join)
+
+
+@st.composite
+def fences(draw) -> str:
+    info = draw(st.sampled_from(["", "python", "js"]))
+    lines = draw(st.lists(code_line, max_size=8))
+    return "\n".join([f"```{info}", *lines, "```"])
+
+
+@st.composite
+def documents(draw) -> tuple[str, list[str]]:
+    blocks = draw(st.lists(paragraph | fences(), min_size=1, max_size=8))
+    text = ""
+    for block in blocks:
+        text += draw(st.sampled_from(["\n", "\n\n", "\n\n\n"])) if text else ""
+        text += block
+    if draw(st.booleans()):  # the agent stopped inside a code block
+        text += "\n```sh\n" + "\n".join(draw(st.lists(code_line, max_size=6)))
+    return text, [block for block in blocks if block.startswith("```")]
+
+
+@given(documents(), st.integers(30, 400), st.sampled_from([len, utf8]))
+def test_r5_2_property_split_fits_loses_nothing_and_keeps_small_code_blocks_whole(
+    document, limit, measure
+):
+    text, code_blocks = document
+    parts = split_message(text, limit, measure=measure)
+    assert all(measure(part) <= limit for part in parts)
+    assert all(part.strip() for part in parts)
+    assert loses_nothing(text, parts)
+    for block in code_blocks:
+        if measure(block) <= limit:
+            assert any(block in part for part in parts), block
+    for part in parts[:-1]:  # every part but the last renders with its fences balanced
+        assert sum(_is_fence_line(line) for line in part.split("\n")) % 2 == 0
+
+
+@given(st.text(), st.integers(12, 200))
+def test_r5_2_property_split_never_fails_on_arbitrary_text(text, limit):
+    parts = split_message(text, limit)
+    assert all(len(part) <= limit for part in parts)
+    assert loses_nothing(text, parts)
+
+
+# --- Slack mrkdwn ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("md", "mrkdwn"),
+    [
+        ("**bold** and __bold__", "*bold* and *bold*"),
+        ("*italic* and _italic_", "_italic_ and _italic_"),
+        ("~~struck~~", "~struck~"),
+        ("**bold _nested_**", "*bold _nested_*"),
+        (
+            "[the docs](https://example.org/a_b?x=1&y=2)",
+            "<https://example.org/a_b?x=1&amp;y=2|the docs>",
+        ),
+        ("[a|b](https://example.org/x|y)", "<https://example.org/x%7Cy|a|b>"),
+        ("[click](javascript:alert(1))", "[click](javascript:alert(1))"),
+        ("# Heading", "*Heading*"),
+        ("## **Already bold** heading ##", "*Already bold heading*"),
+        ("- one\n- **two**\n* three\n1. four", "- one\n- *two*\n* three\n1. four"),
+        ("> quoted <b>", "> quoted &lt;b&gt;"),
+        (
+            "a & b < c > d <!channel> <@U123>",
+            "a &amp; b &lt; c &gt; d &lt;!channel&gt; &lt;@U123&gt;",
+        ),
+        ("keep `**code** <x> _y_` verbatim", "keep `**code** &lt;x&gt; _y_` verbatim"),
+        ("```python\n**x** = _y_ < 3\n```", "```\n**x** = _y_ &lt; 3\n```"),
+        ("snake_case_name and 2*3", "snake_case_name and 2*3"),
+        ("see https://example.org/_a_/b", "see https://example.org/_a_/b"),
+        ("NUL\x00here", "NUL\ufffdhere"),
+    ],
+)
+def test_r5_6_slack_mrkdwn(md, mrkdwn):
+    assert to_slack_mrkdwn(md) == mrkdwn
+
+
+_SLACK_LINK = re.compile(r"<(?:https?://|mailto:)[^<>|]*\|[^<>]*>")
+markdownish = st.lists(
+    st.sampled_from(
+        [
+            *"abc <>&\"'`*_~[]()#-:/.!@\n",
+            *["https://", "javascript:", "mailto:", "```", "<script>", "&amp;", "**", "> ", "1. "],
+        ]
+    ),
+    max_size=40,
+).map("".join)
+
+
+@given(markdownish)
+def test_r5_6_property_slack_output_has_no_control_sequence_but_our_links(md):
+    """R5.6: agent text can't @-mention the channel or forge links: every `<` or `&` is
+    one we wrote, and `>` appears raw only to end our links or start a quote."""
+    out = _SLACK_LINK.sub("", to_slack_mrkdwn(md))
+    assert "<" not in out
+    assert not re.search(r"&(?!amp;|lt;|gt;)", out)
+    assert all(">" not in line[1:] for line in out.split("\n"))
+
+
+# --- Matrix HTML -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("md", "html"),
+    [
+        ("hello", "<p>hello</p>"),
+        ("one\ntwo", "<p>one<br>two</p>"),
+        ("one\n\ntwo", "<p>one</p>\n<p>two</p>"),
+        (
+            "**b** __b__ *i* _i_ ~~s~~ `c`",
+            "<p><strong>b</strong> <strong>b</strong> <em>i</em> <em>i</em> <del>s</del> "
+            "<code>c</code></p>",
+        ),
+        ("``a `tick` b``", "<p><code>a `tick` b</code></p>"),
+        (
+            "```python\nif x < 1:\n    **y**\n```",
+            '<pre><code class="language-python">if x &lt; 1:\n    **y**\n</code></pre>',
+        ),
+        ("```\nplain\n```", "<pre><code>plain\n</code></pre>"),
+        ("```\nunclosed", "<pre><code>unclosed\n</code></pre>"),
+        (
+            '```"><script>\nx\n```',
+            '<pre><code class="language-&quot;&gt;&lt;script&gt;">x\n</code></pre>',
+        ),
+        ("# One\n### Three", "<h1>One</h1>\n<h3>Three</h3>"),
+        (
+            "- a\n- **b**\n  more\n\nafter",
+            "<ul><li>a</li><li><strong>b</strong><br>more</li></ul>\n<p>after</p>",
+        ),
+        ("1. a\n2. b", "<ol><li>a</li><li>b</li></ol>"),
+        ("3) c\n4) d", '<ol start="3"><li>c</li><li>d</li></ol>'),
+        ("> said\n> this", "<blockquote>said<br>this</blockquote>"),
+        ("text\n\n---\n\nmore", "<p>text</p>\n<hr>\n<p>more</p>"),
+        (
+            '[docs](https://example.org/?a=1&b="2")',
+            '<p><a href="https://example.org/?a=1&amp;b=&quot;2&quot;">docs</a></p>',
+        ),
+        ("[mail](mailto:a@example.org)", '<p><a href="mailto:a@example.org">mail</a></p>'),
+        ("[x](javascript:alert(1))", "<p>[x](javascript:alert(1))</p>"),
+        (
+            "<script>alert('x')</script> & co",
+            "<p>&lt;script&gt;alert('x')&lt;/script&gt; &amp; co</p>",
+        ),
+        ("snake_case_name", "<p>snake_case_name</p>"),
+    ],
+)
+def test_r5_6_matrix_html(md, html):
+    assert to_matrix_html(md) == html
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, attrs))
+
+
+ALLOWED_TAGS = {
+    "p", "br", "strong", "em", "del", "code", "pre", "a", "ul", "ol", "li", "blockquote", "hr",
+    "h1", "h2", "h3", "h4", "h5", "h6",
+}  # fmt: skip
+
+
+@given(markdownish)
+def test_r5_6_property_matrix_html_carries_only_our_markup(md):
+    """R5.6: whatever the agent writes, the HTML holds only the tags and attributes the
+    converter emits, and links only to http, https or mailto."""
+    parser = _Tags()
+    parser.feed(to_matrix_html(md))
+    for tag, attrs in parser.tags:
+        assert tag in ALLOWED_TAGS
+        for name, value in attrs:
+            assert (tag, name) in {("a", "href"), ("code", "class"), ("ol", "start")}
+            if name == "href":
+                assert value.startswith(("http://", "https://", "mailto:"))
