@@ -21,14 +21,16 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   or any Slack error), `redeliver` (a retry of an event, same `event_id`), `send_disconnect`,
   `drop_connections`, and a per-channel rate limiter on `chat.postMessage` (a token bucket:
   about one post per second per channel with a small burst; beyond it 429 + `Retry-After`),
-  which counts the 429s it sent in `rate_limited`.
+  which counts the 429s it sent in `rate_limited` (`refill_rate_limits` resets it).
 * **People and the bot's output**: `post_as` builds a `message` event from a person and
   delivers it (socket or HTTP); `posts(channel)` / `wait_for_posts` read what the bot posted.
   Like real Slack, every bot post is echoed back to the app as a `message` event carrying the
   bot's `user` and `bot_id`, so tests see that the bridge drops its own messages (R5.5).
 
-Everything a test may wait on is signalled through one condition (`wait_until`), so tests
-wait for a state, never for "long enough".
+Everything a test may wait on is signalled through one condition (`wait_until`, and its
+shorthands `wait_for_posts`, `wait_connected`, `wait_ack`), so tests wait for a state, never
+for "long enough". Every API call is recorded (`calls(method)`), so a test can also assert
+what the app did not do (no second `users.info`, no silent retry of a 429).
 """
 
 from __future__ import annotations
@@ -163,10 +165,11 @@ class Delivery:
     via: Via
     envelope_id: str | None = None  # socket mode
     status: int | None = None  # http mode: the app's HTTP status
+    body: str = ""  # http mode: the app's response body
 
     @property
     def event_id(self) -> str:
-        return self.payload["event_id"]
+        return str(self.payload.get("event_id", ""))
 
 
 @dataclass
@@ -439,8 +442,7 @@ class SlackEmulator:
             headers["X-Slack-Retry-Num"] = str(retry_attempt)
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
         async with self._http.post(self.events_url, data=body, headers=headers) as resp:
-            await resp.read()
-            return Delivery(payload, "http", status=resp.status)
+            return Delivery(payload, "http", status=resp.status, body=await resp.text())
 
     async def redeliver(self, delivery: Delivery, attempt: int = 1,
                         reason: str = "timeout") -> Delivery:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -193,6 +194,18 @@ async def test_http_mode_signed_event_becomes_inbound(slack_emulator: SlackEmula
     delivery = await slack_emulator.post_as("U0BOB", "C0WEBUI", "over http")
     assert delivery.status == 200
     assert (await sink.wait_inbound("over http")).event_id == delivery.event_id
+
+
+async def test_http_mode_answers_slacks_url_verification(slack_emulator: SlackEmulator,
+                                                         start_bridge: StartBridge) -> None:
+    """R9.1: setting the Request URL in the app settings works: Slack's signed
+    `url_verification` challenge is answered with the challenge."""
+    _, sink = await start_bridge(mode="http")
+    challenge = {"token": "legacy", "challenge": "3eZbrw1aBm2rZgRNFdxV", "type": "url_verification"}
+    answer = await slack_emulator.deliver(challenge)
+    assert answer.status == 200
+    assert json.loads(answer.body) == {"challenge": "3eZbrw1aBm2rZgRNFdxV"}
+    assert sink.events == []
 
 
 @pytest.mark.parametrize("signature", ["forged", "stale", "missing"])
