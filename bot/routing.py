@@ -104,7 +104,7 @@ def route(msg: Message, d: Directory, max_hops: int = 8) -> Routing:
     text = nudge_text(msg)
     nudges = []
     for agent in targets:
-        if agent in seen or agent == msg.author:
+        if agent in seen or (msg.author_is_agent and agent == msg.author):
             continue
         seen.add(agent)
         nudges.append(Nudge(agent, text, hops, msg.channel))

@@ -15,7 +15,8 @@ row of the spec from an ordinary chat message.
 Directives, found anywhere in a user message (the first one wins):
 
 =============================== ==========================================================
-``(none)``                      echo: ``"<name>: got it — <text after the [header]>"``
+``(none)``                      echo: ``got it — `<text after the [header]>` `` (quoted as
+                                code, so an echoed ``@name`` does not route again)
 ``fake:tool``                   text, Bash ``tool_use``, ``tool_result``, text, success
 ``fake:error``                  assistant event with ``"error": "server_error"`` (API Error:
                                 500), then a result with ``is_error: true``, subtype success
@@ -50,6 +51,9 @@ stream-json input mode.
 
 ``FAKE_AGENT_CREWBRIDGE=<path>`` names the ``crewbridge`` CLI that ``fake:post`` and
 ``fake:task`` run (default: the one beside this interpreter, else the one on PATH).
+
+``FAKE_AGENT_REPLY=<text>`` makes every echo reply exactly ``<text>`` (two agents that
+always mention each other make an endless chain, for the hop limit of R2.6).
 
 ``FAKE_AGENT_LOG=<path>`` appends one JSON line per received user message
 (``agent``, ``session_id``, ``text``), so tests see what an agent received and in what order.
@@ -213,8 +217,15 @@ class Agent:
 Handler = Callable[[Agent, str, str], None]  # (agent, directive argument, message body)
 
 
+def quoted(text: str) -> str:
+    """`text` as markdown code, so an echoed `@name` is not a mention that routes again."""
+    if "\n" in text or "`" in text:
+        return f"\n```\n{text}\n```"
+    return f"`{text}`"
+
+
 def do_echo(agent: Agent, _arg: str, body: str) -> None:
-    reply = f"{agent.name}: got it — {body}"
+    reply = os.environ.get("FAKE_AGENT_REPLY") or f"got it — {quoted(body)}"
     agent.text(reply)
     agent.result(reply)
 

@@ -184,17 +184,17 @@ async def test_echo_turn_has_init_text_and_success_result(start: Any) -> None:
     events = await agent.turn()
     assert [e["type"] for e in events] == ["system", "assistant", "result"]
     assert_init(events[0], agent.session_id)
-    assert texts(events) == ["general: got it — hello there"]
+    assert texts(events) == ["got it — `hello there`"]
     assert events[1]["session_id"] == agent.session_id
     assert_success(events[2], agent.session_id)
-    assert events[2]["result"] == "general: got it — hello there"
+    assert events[2]["result"] == "got it — `hello there`"
 
     # Like the real CLI in stream-json input mode, every turn starts with an init.
     await agent.send([{"type": "text", "text": f"{HEADER} second"}])
     events = await agent.turn()
     assert [e["type"] for e in events] == ["system", "assistant", "result"]
     assert_init(events[0], agent.session_id)
-    assert texts(events) == ["general: got it — second"]
+    assert texts(events) == ["got it — `second`"]
 
     await agent.close_stdin()
     assert await agent.rest() == []
@@ -208,7 +208,7 @@ async def test_name_defaults_to_agent_and_resume_keeps_the_session_id(start: Any
     await agent.send("plain text without a header")
     events = await agent.turn()
     assert_init(events[0], "resumed-session-1")
-    assert texts(events) == ["agent: got it — plain text without a header"]
+    assert texts(events) == ["got it — `plain text without a header`"]
     assert_success(events[-1], "resumed-session-1")
 
 
@@ -253,7 +253,7 @@ async def test_error_turn_is_shaped_like_a_claude_api_error(start: Any) -> None:
     assert events[2]["subtype"] == "success"
 
     await agent.send(f"{HEADER} still there?")
-    assert texts(await agent.turn()) == ["general: got it — still there?"]
+    assert texts(await agent.turn()) == ["got it — `still there?`"]
 
 
 async def test_error_late_holds_the_result_back(start: Any) -> None:
@@ -419,7 +419,7 @@ async def test_garbage_prints_a_non_json_line_then_echoes(start: Any) -> None:
     with pytest.raises(json.JSONDecodeError):
         json.loads(line)
     events = await agent.turn()
-    assert texts(events) == ["general: got it — fake:garbage"]
+    assert texts(events) == ["got it — `fake:garbage`"]
 
 
 # --- modes chosen by the environment -------------------------------------------------------
