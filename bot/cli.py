@@ -119,8 +119,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("aiosqlite", "asyncio", "slack_bolt", "slack_sdk", "nio", "aiohttp"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    quiet = max(logging.WARNING, logging.getLogger().level)
+    for noisy in ("aiosqlite", "asyncio", "slack_bolt", "slack_bolt.AsyncApp", "slack_sdk",
+                  "nio", "aiohttp"):
+        logging.getLogger(noisy).setLevel(quiet)
     return asyncio.run(_run(config))
 
 

@@ -325,7 +325,7 @@ class _Reader:
     def resolve(self, text: str) -> Path:
         """Relative paths are relative to the config file, so a config works from any cwd."""
         p = Path(text).expanduser()
-        return p if p.is_absolute() else (self.base / p)
+        return Path(os.path.normpath(p if p.is_absolute() else self.base / p))
 
 
 TOP_LEVEL = {"bot", "agent", "channel", "admin", "slack", "matrix", "console"}

@@ -153,6 +153,9 @@ class BotProcess:
     def close(self) -> None:
         if self.proc.poll() is None:
             self.terminate()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None and not pipe.closed:
+                pipe.close()
         self._stderr.close()
 
 
