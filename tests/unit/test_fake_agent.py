@@ -210,6 +210,8 @@ async def test_name_defaults_to_agent_and_resume_keeps_the_session_id(start: Any
     assert_init(events[0], "resumed-session-1")
     assert texts(events) == ["got it — `plain text without a header`"]
     assert_success(events[-1], "resumed-session-1")
+    await agent.send("fake:slow=1,0")  # a reply that carries the agent's name
+    assert texts(await agent.turn()) == ["agent: part 1 of 1"]
 
 
 # --- directives ----------------------------------------------------------------------------
