@@ -99,12 +99,15 @@ _PROTECTED = re.compile(
     r"|\[(?P<label>[^\]\n]+)\]\((?P<url>(?:[^()\s]|\([^()\s]*\))+)\)"
     r"|(?P<bare>https?://[^\s<>]+)"
 )
+# A span never runs past the next delimiter like its own (`**a **b` cannot be one bold span
+# holding `**`): an opener without a closer then costs a scan to the next delimiter, not to
+# the end of the line, which keeps a line full of stray `*` linear instead of quadratic.
 _EMPHASIS = re.compile(
-    r"\*\*(?=\S)(?P<bold>.+?)(?<=\S)\*\*"
-    r"|(?<!\w)__(?=\S)(?P<bold_>.+?)(?<=\S)__(?!\w)"
-    r"|~~(?=\S)(?P<strike>.+?)(?<=\S)~~"
-    r"|\*(?=[^\s*])(?P<italic>.+?)(?<=[^\s*])\*"
-    r"|(?<!\w)_(?=[^\s_])(?P<italic_>.+?)(?<=[^\s_])_(?!\w)"
+    r"\*\*(?=\S)(?P<bold>(?:[^*]|\*(?!\*))+?)(?<=\S)\*\*"
+    r"|(?<!\w)__(?=\S)(?P<bold_>(?:[^_]|_(?!_))+?)(?<=\S)__(?!\w)"
+    r"|~~(?=\S)(?P<strike>(?:[^~]|~(?!~))+?)(?<=\S)~~"
+    r"|\*(?=[^\s*])(?P<italic>[^*]+?)(?<=[^\s*])\*"
+    r"|(?<!\w)_(?=[^\s_])(?P<italic_>[^_]+?)(?<=[^\s_])_(?!\w)"
 )
 _MARKUP = re.compile(r"[`\[*_~:\x00]")  # what can start a construct `_inline` converts
 _PLACEHOLDER = re.compile("\x00(\\d+)\x00")

@@ -276,6 +276,15 @@ def test_r5_6_slack_mrkdwn(md, mrkdwn):
     assert to_slack_mrkdwn(md) == mrkdwn
 
 
+@pytest.mark.parametrize("unit", ["*a ", "_a ", "**a ", "__a ", "~~a ", "``a `", "[a]( "])
+def test_r5_6_stray_delimiters_render_in_linear_time(unit):
+    """R5.6: a long line of unmatched `*` once took minutes (each opener scanned to the end
+    of the line); now each scans to the next delimiter. Quadratic would not finish here."""
+    line = unit * 30_000
+    assert len(to_slack_mrkdwn(line)) >= len(line)
+    assert len(to_matrix_html(line)) >= len(line)
+
+
 _SLACK_LINK = re.compile(r"<(?:https?://|mailto:)[^<>|]*\|[^<>]*>")
 markdownish = st.lists(
     st.sampled_from(
@@ -343,6 +352,7 @@ def test_r5_6_property_slack_output_has_no_control_sequence_but_our_links(md):
             "<p>&lt;script&gt;alert('x')&lt;/script&gt; &amp; co</p>",
         ),
         ("snake_case_name", "<p>snake_case_name</p>"),
+        ("**bold *it* x** a * b", "<p><strong>bold <em>it</em> x</strong> a * b</p>"),
     ],
 )
 def test_r5_6_matrix_html(md, html):
