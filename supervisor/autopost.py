@@ -30,6 +30,7 @@ quarantined is kept in `quarantined` for the caller to log (`take_quarantined`).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
@@ -44,6 +45,9 @@ from supervisor.protocol import (
 
 POST_SEPARATOR = "\n\n"
 """Text blocks of one post are separate paragraphs."""
+
+QUARANTINE_KEPT = 100
+"""Quarantined texts kept for the log; a session whose owner never collects them stays small."""
 
 
 class _Phase(Enum):
@@ -133,8 +137,8 @@ class TurnOutput:
         self._held: str | None = None
         self._buffer: list[str] = []
         self._buffered_since: float | None = None
-        self.quarantined: list[Quarantined] = []
-        """Every quarantined text, oldest first; `take_quarantined` empties it."""
+        self.quarantined: deque[Quarantined] = deque(maxlen=QUARANTINE_KEPT)
+        """The latest quarantined texts, oldest first; `take_quarantined` empties it."""
 
     @property
     def failed(self) -> bool:
@@ -167,7 +171,8 @@ class TurnOutput:
 
     def take_quarantined(self) -> list[Quarantined]:
         """Hand over (and forget) the quarantined texts, so each is logged once."""
-        taken, self.quarantined = self.quarantined, []
+        taken = list(self.quarantined)
+        self.quarantined.clear()
         return taken
 
     # --- transitions ---------------------------------------------------------------------
