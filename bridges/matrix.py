@@ -182,6 +182,7 @@ class MatrixBridge:
         self._sink: EventSink | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_batch: str | None = None
+        self._first_batch: SyncResponse | None = None
         self._direct: set[str] = set()
         self._names: dict[str, str] = {}
         self._batch_lock = asyncio.Lock()
@@ -276,16 +277,16 @@ class MatrixBridge:
         return resp
 
     async def _first_sync(self) -> None:
-        """First run: one `sync(timeout=0)` gives "now". Pending invites are handled (they
-        are state, not history); the rooms' old timelines are not delivered."""
+        """First run: one `sync(timeout=0)` gives "now"; the rooms' old timelines are never
+        delivered. Its pending invites (state, not history) are handled by the sync loop,
+        because the core may not take events before every bridge has started."""
         client = self._require_client()
         resp = await self._startup_call(
             lambda: client.sync(timeout=0, sync_filter=self._filter(1)), "sync")
         if not isinstance(resp, SyncResponse):
             raise MatrixStartError(f"Matrix: first sync with {self.config.homeserver} "
                                    f"failed ({_describe(resp)})")
-        await self._handle_invites(resp)
-        await self._save_position(resp.next_batch)
+        self._first_batch = resp
 
     async def stop(self) -> None:
         """Stop syncing and close the HTTP session; idempotent. A batch being handed to the
@@ -333,6 +334,20 @@ class MatrixBridge:
     async def _sync_loop(self) -> None:
         client = self._require_client()
         failures = 0  # consecutive failed syncs: drives backoff and the up/down reports
+        sink_failures = 0
+        while self._first_batch is not None and not self._stopping:
+            async with self._batch_lock:
+                try:
+                    await self._handle_invites(self._first_batch)
+                    await self._save_position(self._first_batch.next_batch)
+                    self._first_batch = None
+                    continue
+                except Exception as e:
+                    log.warning("matrix: the core did not take the pending invites (%s)",
+                                _describe(e))
+            sink_failures += 1
+            await asyncio.sleep(backoff_delay(sink_failures, base_s=self.backoff_base_s,
+                                              cap_s=self.backoff_cap_s))
         sink_failures = 0
         while not self._stopping:
             try:

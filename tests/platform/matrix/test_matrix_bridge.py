@@ -7,13 +7,14 @@ requirement it checks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from bot.config import MatrixConfig
-from bot.model import Inbound
+from bot.model import BridgeEvent, Inbound
 from bridges.base import RateLimited, RoomUnresolvable
 from bridges.matrix import (
     KV_DEVICE,
@@ -136,6 +137,25 @@ async def test_server_suffix_allows_local_users(synapse: SynapseServer, bot_acco
                                     allow_invites_from=(f":{synapse.server_name}",)), sink=sink)
     room = await alice.create_room(invite=(bot_account.user_id,))
     assert (await sink.wait_for_join(room)).inviter == alice.user_id
+
+
+async def test_invites_pending_at_first_start_are_joined_once_running(
+        synapse: SynapseServer, bot_account: Account, alice: Person,
+        make_bridge: MakeBridge) -> None:
+    """R1.5/R11.4: invites waiting before the bot's very first start are accepted — after
+    `start` returned, because the core takes no event before every bridge has started."""
+    room = await alice.create_room(invite=(bot_account.user_id,))
+    ready = asyncio.Event()
+    inner = RecordingSink()
+
+    async def core(event: BridgeEvent) -> None:
+        await ready.wait()  # like bot.app: nothing is taken before start-up is complete
+        await inner(event)
+
+    config = matrix_config(synapse, bot_account, allow_invites_from=(alice.user_id,))
+    await asyncio.wait_for(make_bridge(config, sink=core), 15)
+    ready.set()
+    assert (await inner.wait_for_join(room)).inviter == alice.user_id
 
 
 async def test_direct_room_messages_are_direct(synapse: SynapseServer, bot_account: Account,
