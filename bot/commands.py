@@ -63,10 +63,11 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
         return None
     verb, args = words[0].lower(), words[1:]
     if verb == "task":
-        m = re.fullmatch(r"!?task\s+@([A-Za-z0-9][\w-]*)[,:]?\s+(.+)", stripped, re.DOTALL)
+        m = re.fullmatch(r"!?task\s+@([A-Za-z0-9][\w-]*)[,:]?\s+(.+)", stripped,
+                         re.DOTALL | re.IGNORECASE)
         return TaskCreate(m.group(1).lower(), m.group(2).strip()) if m else Invalid(USAGE["task"])
     if verb == "done":
-        ok = len(args) == 1 and args[0].lstrip("#").isdigit()
+        ok = len(args) == 1 and re.fullmatch(r"#?[0-9]+", args[0]) is not None
         return TaskDone(int(args[0].lstrip("#"))) if ok else Invalid(USAGE["done"])
     if verb in PLAIN_VERBS:
         return Admin(verb)

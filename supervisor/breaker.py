@@ -98,10 +98,13 @@ Gate = Allowed | Blocked
 
 
 def gate(h: Health, now: float) -> Gate:
-    """May the agent be started (spawned or resumed) now?"""
-    if h.state is BreakerState.HALF_OPEN:
-        return Blocked(h.retry_at, "auth" if h.auth_failed else "breaker")
-    if h.state is BreakerState.OPEN:
+    """May the agent be started (spawned or resumed) now?
+
+    Half-open is treated like open: the gate is asked only about a *stopped* agent, and a
+    stopped agent whose breaker says a trial is under way lost that trial (the bot was
+    restarted, or an admin stopped it) — it may have another, or it would wait forever.
+    """
+    if h.state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
         if now >= h.retry_at:
             return Allowed(trial=True)
         return Blocked(h.retry_at, "auth" if h.auth_failed else "breaker")
@@ -119,11 +122,15 @@ def failed(h: Health, now: float, p: Policy, error: str, *, auth: bool = False
     failures = h.failures + 1
     base = replace(h, failures=failures, cooldown_until=now + p.cooldown_s,
                    last_error=error, auth_failed=h.auth_failed or auth)
+    # An auth failure seen for the first time while already open still needs its alert (R6.2).
+    newly_auth: list[Effect] = ([BreakerOpened(failures, error, True)]
+                                if auth and not h.auth_failed else [])
     if h.state is BreakerState.HALF_OPEN:
         wait = min(max(h.wait_s, p.reset_s) * 2, p.max_reset_s)
-        return replace(base, state=BreakerState.OPEN, wait_s=wait, retry_at=now + wait), []
+        return (replace(base, state=BreakerState.OPEN, wait_s=wait, retry_at=now + wait),
+                newly_auth)
     if h.state is BreakerState.OPEN:  # a failure reported late for an already-open breaker
-        return base, []
+        return base, newly_auth
     if auth or failures >= p.max_failures:
         opened = replace(base, state=BreakerState.OPEN, wait_s=p.reset_s, retry_at=now + p.reset_s)
         return opened, [BreakerOpened(failures, error, auth)]

@@ -516,6 +516,11 @@ class Supervisor:
         await self.outputs.notice(origin or rt.spec.channel, text)
 
     async def _post(self, rt: Runtime, texts: list[str]) -> None:
+        """Post what the quarantine let through; log what it held back (R5.3)."""
+        if rt.output is not None:
+            for q in rt.output.take_quarantined():
+                log.warning("%s: withheld from #%s (%s): %s", rt.name, rt.spec.channel,
+                            q.reason.value, redact(q.text)[:300])
         for text in texts:
             await self.outputs.agent_posted(rt.name, rt.spec.channel, text, rt.hops)
 
