@@ -125,6 +125,15 @@ class BotProcess:
                         f"{self.stderr[-4000:]}")
                 self._cond.wait(min(remaining, 0.5))
 
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the bot logged that it runs (its control socket is up)."""
+        deadline = time.monotonic() + timeout
+        while "crewbridge is running" not in self.stderr:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"crewbridge did not start.\n--- stderr ---\n"
+                                     f"{self.stderr[-4000:]}")
+            time.sleep(0.02)
+
     async def await_line(self, pattern: str | Callable[[str], bool], timeout: float = 20.0,
                          start: int = 0) -> str:
         return await asyncio.to_thread(self.wait_for, pattern, timeout, start)

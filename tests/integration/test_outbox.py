@@ -1,0 +1,146 @@
+"""The durable outbox (R8.3): order per room, pacing, rate limits, retries, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bot.clock import FakeClock
+from bot.outbox import Outbox
+from bot.store import NewPost, Store
+from bridges.base import RateLimited, SendError
+from tests.integration.harness import until
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@dataclass
+class FlakyBridge:
+    """Records (time, room, text) of accepted posts; fails the next calls as scripted."""
+
+    clock: FakeClock
+    platform: str = "chat"
+    post_interval_s: float = 0.0
+    failures: list[Exception] = field(default_factory=list)
+    sent: list[tuple[float, str, str]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+        self.keys.append(key)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((self.clock.now(), room, text))
+
+    def texts(self, room: str) -> list[str]:
+        return [t for _, r, t in self.sent if r == room]
+
+
+async def outbox_with(tmp_path: Path, **bridge: object) -> tuple[Outbox, FlakyBridge, Store]:
+    store = await Store.open(tmp_path / "s.db")
+    clock = FakeClock()
+    chat = FlakyBridge(clock, **bridge)  # type: ignore[arg-type]
+    return Outbox(store, {"chat": chat}, clock), chat, store
+
+
+def posts(room: str, *texts: str) -> list[NewPost]:
+    return [NewPost("chat", room, t) for t in texts]
+
+
+async def test_r8_3_rate_limit_waits_retry_after_and_keeps_order(tmp_path: Path) -> None:
+    """R8.3: a 429 waits exactly Retry-After, then the posts go out in order."""
+    outbox, chat, store = await outbox_with(tmp_path, failures=[RateLimited(5.0)])
+    try:
+        await outbox.add(posts("A", "one", "two", "three"))
+        await until(lambda: len(chat.keys) == 1, what="first attempt")
+        await chat.clock.advance(4.9)
+        assert chat.sent == []
+        await chat.clock.advance(0.2)
+        await until(lambda: len(chat.sent) == 3, what="all sent")
+        assert chat.texts("A") == ["one", "two", "three"]
+        assert chat.sent[0][0] >= chat.clock.now() - 0.2
+        assert await store.pending_posts() == []
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_r8_3_transient_errors_back_off_and_retry_same_key(tmp_path: Path) -> None:
+    """R8.3: a failing send is retried with backoff, with the same idempotency key."""
+    outbox, chat, store = await outbox_with(
+        tmp_path, failures=[SendError("502"), SendError("timeout")])
+    try:
+        await outbox.add(posts("A", "hello", "world"))
+        await until(lambda: len(chat.keys) == 1, what="first try")
+        for _ in range(20):
+            await chat.clock.advance(10)
+            if len(chat.sent) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert chat.texts("A") == ["hello", "world"]
+        assert chat.keys[0] == chat.keys[1] == chat.keys[2]  # the same post, three tries
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_r8_3_permanent_error_sets_post_aside_without_blocking(tmp_path: Path) -> None:
+    """A post the platform will never take is set aside; the room's next post goes out."""
+    outbox, chat, store = await outbox_with(
+        tmp_path, failures=[SendError("channel_not_found", permanent=True)])
+    try:
+        await outbox.add(posts("A", "lost", "next"))
+        await until(lambda: chat.texts("A") == ["next"], what="next post")
+        assert await store.pending_posts() == []
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_r8_3_paced_per_room_and_rooms_do_not_wait_for_each_other(
+        tmp_path: Path) -> None:
+    """R8.3: about one post per second per room; another room is not held up."""
+    outbox, chat, store = await outbox_with(tmp_path, post_interval_s=1.0)
+    try:
+        await outbox.add(posts("A", "a1", "a2", "a3") + posts("B", "b1"))
+        await until(lambda: len(chat.sent) == 2, what="first of each room")
+        assert sorted(t for _, _, t in chat.sent) == ["a1", "b1"]
+        for _ in range(2):
+            await chat.clock.advance(1.0)
+            await asyncio.sleep(0.05)
+        await until(lambda: len(chat.texts("A")) == 3, what="paced posts")
+        times = [t for t, r, _ in chat.sent if r == "A"]
+        assert all(b - a >= 1.0 for a, b in zip(times, times[1:], strict=False))
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_r8_3_pending_posts_survive_restart_and_are_not_sent_twice(
+        tmp_path: Path) -> None:
+    """R8.3, R8.4: what was sent is gone from the outbox; what was not is sent after a
+    restart, once."""
+    outbox, chat, store = await outbox_with(
+        tmp_path, failures=[SendError("down"), SendError("down")])
+    await outbox.add(posts("A", "one", "two"))
+    await until(lambda: len(chat.keys) == 1, what="attempt")
+    await outbox.stop()
+    await store.close()
+
+    store = await Store.open(tmp_path / "s.db")
+    clock = FakeClock()
+    chat2 = FlakyBridge(clock)
+    outbox2 = Outbox(store, {"chat": chat2}, clock)
+    try:
+        await outbox2.resume()
+        await clock.advance(600)
+        await until(lambda: len(chat2.sent) == 2, what="resent after restart")
+        assert chat2.texts("A") == ["one", "two"]
+        await outbox2.resume()
+        await asyncio.sleep(0.05)
+        assert len(chat2.sent) == 2
+    finally:
+        await outbox2.stop()
+        await store.close()
