@@ -189,6 +189,12 @@ class MatrixBridge:
         self._stopping = False
         self._stopped = False
         self._encrypted_warned: set[str] = set()
+        # nio logs every room event at INFO and every expected error response as a schema
+        # "validation" WARNING; the bridge logs what matters itself. An operator's explicit
+        # level for these loggers is kept.
+        for name, level in (("nio", logging.WARNING), ("nio.responses", logging.ERROR)):
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(level)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -239,10 +245,10 @@ class MatrixBridge:
             client.access_token = self.config.access_token
             who = await self._startup_call(client.whoami, f"check the access token on {hs}")
             if not isinstance(who, WhoamiResponse):
-                raise MatrixStartError(f"Matrix: {hs} refused the access token for "
+                raise MatrixStartError(f"{hs} refused the access token for "
                                        f"{self.config.user_id} ({_describe(who)})")
             if who.user_id != self.config.user_id:
-                raise MatrixStartError(f"Matrix: the access token belongs to {who.user_id}, "
+                raise MatrixStartError(f"the access token belongs to {who.user_id}, "
                                        f"but matrix.user_id is {self.config.user_id}")
             client.user_id = who.user_id
             client.device_id = who.device_id
@@ -258,7 +264,7 @@ class MatrixBridge:
             lambda: client.login(self.config.password, device_name="crewbridge"),
             f"log in to {hs}")
         if not isinstance(resp, LoginResponse):
-            raise MatrixStartError(f"Matrix: {hs} refused the password login of "
+            raise MatrixStartError(f"{hs} refused the password login of "
                                    f"{self.config.user_id} ({_describe(resp)})")
         self.device_id = resp.device_id
         await self.kv.put_value(KV_DEVICE, resp.device_id)
@@ -269,7 +275,7 @@ class MatrixBridge:
             try:
                 resp = await call()
             except (ClientError, TimeoutError, OSError) as e:
-                raise MatrixStartError(f"Matrix: cannot {what}: {_describe(e)}") from None
+                raise MatrixStartError(f"cannot {what}: {_describe(e)}") from None
             if not _is_rate_limited(resp):
                 return resp
             assert isinstance(resp, ErrorResponse)
@@ -284,7 +290,7 @@ class MatrixBridge:
         resp = await self._startup_call(
             lambda: client.sync(timeout=0, sync_filter=self._filter(1)), "sync")
         if not isinstance(resp, SyncResponse):
-            raise MatrixStartError(f"Matrix: first sync with {self.config.homeserver} "
+            raise MatrixStartError(f"first sync with {self.config.homeserver} "
                                    f"failed ({_describe(resp)})")
         self._first_batch = resp
 
@@ -527,7 +533,7 @@ class MatrixBridge:
                 log.info("matrix: not joining %s: inviter %s is not in allow_invites_from",
                          room_id, inviter)
                 continue
-            joined = await self._join(room_id)
+            joined, _ = await self._join(room_id)
             if joined is None:
                 continue
             if is_direct and room_id not in self._direct:
@@ -538,18 +544,18 @@ class MatrixBridge:
             await self._deliver(RoomJoined(PLATFORM, room_id, is_direct=is_direct,
                                            inviter=inviter))
 
-    async def _join(self, room: str) -> str | None:
-        """Join a room id or alias; the joined room id, or None (logged) when refused."""
+    async def _join(self, room: str) -> tuple[str | None, str]:
+        """Join a room id or alias: (the joined room id, "") or (None, why not), logged."""
         client = self._require_client()
         try:
             resp = await self._startup_call(lambda: client.join(room), f"join {room}")
         except MatrixStartError as e:
             log.warning("matrix: %s", e)
-            return None
+            return None, str(e)
         if isinstance(resp, JoinResponse):
-            return resp.room_id
+            return resp.room_id, ""
         log.warning("matrix: cannot join %s: %s", room, _describe(resp))
-        return None
+        return None, _describe(resp)
 
     # --- rooms and posts ----------------------------------------------------------------
 
@@ -579,10 +585,10 @@ class MatrixBridge:
                 return room_id
         except MatrixStartError as e:
             raise RoomUnresolvable(f"Matrix room {ref}: {e}") from None
-        joined_id = await self._join(room_id)
+        joined_id, why = await self._join(room_id)
         if joined_id is None:
             raise RoomUnresolvable(f"Matrix room {ref}: {self.user_id} is not a member and "
-                                   f"cannot join; invite {self.user_id} to the room")
+                                   f"cannot join ({why}); invite {self.user_id} to the room")
         return joined_id
 
     @staticmethod

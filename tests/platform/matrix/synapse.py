@@ -13,7 +13,8 @@ it may belong to one loop. People (`Person`) are async and live in one test's lo
 API
 ---
 - `SynapseServer(data_dir, rate_limits="raised"|"default")`: `start()`, `stop()`,
-  `restart()`, `url`, `server_name`, `register(localpart, ...) -> Account`, `log_tail()`.
+  `restart()`, `url`, `server_name`, `register(localpart, ...) -> Account`,
+  `new_localpart(prefix)`, `override_ratelimit(user_id, ...)`, `log_tail()`.
 - `Person.connect(server, account)`: a matrix-nio client with a background sync:
   `create_room`, `invite`, `send_text`, `wait_for_message`, `wait_for_membership`,
   `messages`, `close`.
@@ -147,6 +148,7 @@ class SynapseServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
         self._counter = 0
+        self._admin: Account | None = None
 
     @property
     def url(self) -> str:
@@ -317,6 +319,15 @@ class SynapseServer:
         out = self._request("POST", "/_synapse/admin/v1/register", body)
         return Account(user_id=out["user_id"], localpart=localpart, password=password,
                        access_token=out["access_token"], device_id=out["device_id"])
+
+    def override_ratelimit(self, user_id: str, *, per_second: float, burst_count: int) -> None:
+        """Set `user_id`'s message rate limit through the admin API (Synapse's
+        `override_ratelimit`, as an operator would for a bot)."""
+        if self._admin is None:
+            self._admin = self.register(self.new_localpart("admin"), admin=True)
+        self._request("POST", f"/_synapse/admin/v1/users/{user_id}/override_ratelimit",
+                      {"messages_per_second": per_second, "burst_count": burst_count},
+                      token=self._admin.access_token)
 
     def new_localpart(self, prefix: str = "user") -> str:
         """A localpart no earlier registration on this server used."""
