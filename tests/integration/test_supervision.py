@@ -253,7 +253,8 @@ async def test_r5_3_error_text_never_posted_even_after_flush_interval(tmp_path: 
 async def _tick_until_turn_ends(bot: Bot, agent: str) -> None:
     """Fire the flush timer again and again while the agent's turn is open, so that a
     flush falls between the error text and the error result."""
-    await until(lambda: bot.app.supervisor._runtimes[agent].pending_turns > 0, what="turn")
+    runtimes = bot.app.supervisor._runtimes
+    await until(lambda: agent in runtimes and runtimes[agent].pending_turns > 0, what="turn")
     ticks = 0
     while bot.app.supervisor._runtimes[agent].pending_turns > 0:
         await bot.clock.advance(0.3)
@@ -385,5 +386,24 @@ async def test_r4_6_r6_1_breaker_and_alert_survive_restart(tmp_path: Path) -> No
         assert not any("Circuit breaker open" in t for t in alerts(bot))
         assert bot.received("webui") == []
         assert len(await bot.app.store.queued("webui")) == 2  # both messages kept
+    finally:
+        await bot.stop()
+
+
+async def test_r5_2_long_turn_is_posted_in_batches_and_nothing_is_lost(tmp_path: Path) -> None:
+    """R5.2: during a long turn, output is posted every flush interval, not only at the end;
+    every part arrives once, in order."""
+    bot = await start_bot(tmp_path, agent={"flush_interval_s": 0.2})
+    try:
+        await bot.say("general", "fake:slow=6,0.3")
+        await _tick_until_turn_ends(bot, "general")
+        await until(lambda: any("part 6 of 6" in t for t in bot.rec.in_room("general")),
+                    what="last part")
+        posts = bot.rec.in_room("general")
+        assert len(posts) >= 3, posts  # batched during the turn, not one post at the end
+        text = "\n".join(posts)
+        positions = [text.index(f"part {i} of 6") for i in range(1, 7)]
+        assert positions == sorted(positions)
+        assert all(text.count(f"part {i} of 6") == 1 for i in range(1, 7))
     finally:
         await bot.stop()
