@@ -92,6 +92,7 @@ class TurnResult:
     text: str
     session_id: str | None
     errors: tuple[str, ...]
+    queued_turns: int | None = None  # `queued_turn_count`: messages still waiting for a turn
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ def _parse_user(obj: dict[str, Any]) -> list[AgentEvent]:
 def _parse_result(obj: dict[str, Any]) -> list[AgentEvent]:
     errors = obj.get("errors")
     session_id = obj.get("session_id")
+    queued = obj.get("queued_turn_count")
     return [
         TurnResult(
             is_error=obj.get("is_error") is True,
@@ -245,6 +247,7 @@ def _parse_result(obj: dict[str, Any]) -> list[AgentEvent]:
                 error if isinstance(error, str) else json.dumps(error)
                 for error in (errors if isinstance(errors, list) else ())
             ),
+            queued_turns=queued if type(queued) is int and queued >= 0 else None,
         )
     ]
 

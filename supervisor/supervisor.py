@@ -190,9 +190,9 @@ class Supervisor:
                 return True
         now = self.clock.now()
         for name in await self.store.agents_with_queue():
-            rt = self._runtimes.get(name)
-            if rt is None or isinstance(breaker.gate(await self._health(rt), now),
-                                        breaker.Allowed):
+            rt = await self._runtime(name)  # None: no such agent any more; nothing to wait for
+            if rt is not None and isinstance(breaker.gate(await self._health(rt), now),
+                                             breaker.Allowed):
                 return True
         return False
 
@@ -376,7 +376,10 @@ class Supervisor:
             self._changed.set()
 
     async def _turn_ended(self, rt: Runtime, result: TurnResult) -> None:
-        rt.pending_turns = max(0, rt.pending_turns - 1)
+        # The CLI says how many messages still wait for a turn; trust it over our count,
+        # which would drift if it ever folded two messages into one turn.
+        rt.pending_turns = (result.queued_turns if result.queued_turns is not None
+                            else max(0, rt.pending_turns - 1))
         if not result.is_error:
             await self._mark_healthy(rt)
             return

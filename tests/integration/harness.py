@@ -75,7 +75,10 @@ class Bot:
         """What agents read on stdin, in order (the fake agent's FAKE_AGENT_LOG)."""
         if not self.log.exists():
             return []
-        rows = [json.loads(line) for line in self.log.read_text().splitlines() if line]
+        rows = []
+        for line in self.log.read_text().splitlines(keepends=True):
+            if line.endswith("\n"):  # the last line may still be being written
+                rows.append(json.loads(line))
         return [r for r in rows if agent is None or r.get("agent") == agent]
 
     async def tick(self, seconds: float) -> None:

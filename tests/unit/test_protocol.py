@@ -53,6 +53,7 @@ def test_r10_2_not_logged_in_fixture_is_an_auth_api_error_then_a_failed_turn():
             text="Not logged in · Please run /login",
             session_id="44f17269-7557-496b-ad5f-e60c9ccff55e",
             errors=(),
+            queued_turns=0,
         ),
     ]
     assert is_auth_failure(events[1])
@@ -83,6 +84,7 @@ def test_r10_1_good_turn_fixture_is_init_text_success():
             text="Hello from the loopback stub",
             session_id="1038941e-f0a7-4669-b1d7-addc87b37eae",
             errors=(),
+            queued_turns=0,
         ),
     ]
     assert events[0] == Init(
@@ -153,6 +155,14 @@ def test_r10_2_result_is_judged_by_is_error_never_by_subtype():
     failed = parse_line(line(type="result", subtype="success", is_error=True, result="x"))
     assert ok == [TurnResult(False, "error_max_turns", "x", None, ())]
     assert failed[0].is_error is True
+
+
+def test_r3_1_result_carries_the_queued_turn_count_when_sane():
+    """R3.1: `queued_turn_count` tells how many delivered messages still wait for a turn."""
+    assert parse_line(line(type="result", is_error=False, queued_turn_count=2))[0].queued_turns == 2
+    for bad in (-1, "2", 2.5, True, None):
+        parsed = parse_line(line(type="result", is_error=False, queued_turn_count=bad))
+        assert parsed[0].queued_turns is None
 
 
 def test_r10_2_result_with_null_result_and_error_list():
