@@ -585,7 +585,8 @@ class MatrixBridge:
                 return room_id
         except MatrixStartError as e:
             raise RoomUnresolvable(f"Matrix room {ref}: {e}") from None
-        joined_id, why = await self._join(room_id)
+        # Joining by alias lets the homeserver find the room's servers over federation.
+        joined_id, why = await self._join(ref if ref.startswith("#") else room_id)
         if joined_id is None:
             raise RoomUnresolvable(f"Matrix room {ref}: {self.user_id} is not a member and "
                                    f"cannot join ({why}); invite {self.user_id} to the room")
