@@ -126,7 +126,7 @@ async def test_invites_joined_only_from_allowed_users(
     assert joined.inviter == alice.user_id
     assert joined.is_direct is False
     assert [j.room for j in sink.joined()] == [alices_room]
-    assert eve.membership(eves_room, bridge.user_id) == "invite"
+    await eve.wait_for_membership(eves_room, bridge.user_id, "invite")  # and still only that
 
 
 async def test_server_suffix_allows_local_users(synapse: SynapseServer, bot_account: Account,
