@@ -138,7 +138,11 @@ class Store:
         except Exception as e:  # sqlite3.OperationalError and friends
             raise StoreError(f"cannot open the store at {path}: {e}") from None
         store = cls(db, path)
-        await store._prepare()
+        try:
+            await store._prepare()
+        except BaseException:
+            await db.close()  # a refused store must not leave its worker thread behind
+            raise
         return store
 
     async def _prepare(self) -> None:
