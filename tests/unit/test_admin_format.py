@@ -1,0 +1,96 @@
+"""The admin room's agents table and task list (R6.4, R11.2 `crewbridge status`). Pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.admin import COLUMNS, format_status, format_tasks, format_uptime, status_rows, table
+from bot.store import TaskRow
+from supervisor.supervisor import AgentStatus
+
+AGENTS = [
+    AgentStatus("general", "lead", "running", "general", None, 0, "closed", "", 3725.0, 0),
+    AgentStatus("webui", "lead", "paused", "webui", None, 3, "open",
+                "exit status 1 after 2.0 s:\nAPI Error: 500 " + "x" * 200, None, 4),
+    AgentStatus("data_eng", "worker", "cooling down", "dm-data_eng", 12, 1, "closed",
+                "crashed", None, 1),
+    AgentStatus("al", "worker", "starting", "dm-al", 7, 0, "half_open", "", 59.9, 0),
+]
+
+
+def column_starts(header: str) -> list[int]:
+    return [header.index(c) for c in COLUMNS]
+
+
+def code_lines(text: str) -> list[str]:
+    lines = text.splitlines()
+    assert lines[0] == "```" and lines[-1] == "```", "the table is a code block"
+    return lines[1:-1]
+
+
+def test_r6_4_status_has_every_column_the_spec_asks_for() -> None:
+    """R6.4: every agent with state, channel, task, failures, breaker, last error, uptime."""
+    header = code_lines(format_status(AGENTS))[0]
+    for word in ("agent", "state", "channel", "task", "fails", "breaker", "last error",
+                 "uptime"):
+        assert word in header, word
+
+
+def test_r6_4_status_columns_line_up() -> None:
+    """R6.4: in a fixed-width block every cell starts under its column's heading."""
+    lines = code_lines(format_status(AGENTS))
+    starts = column_starts(lines[0])
+    assert starts == sorted(starts)
+    rows = status_rows(AGENTS)
+    assert len(lines) == 1 + len(rows)
+    for line, row in zip(lines[1:], rows, strict=True):
+        for start, cell in zip(starts, row, strict=True):
+            assert line[start:].startswith(cell), (line, cell)
+            assert start == 0 or line[start - 1] == " "
+
+
+def test_r6_4_status_rows_show_each_agent() -> None:
+    """R6.4: the values, readable: channel and task as #refs, uptime, failures, breaker,
+    last error on one line and truncated."""
+    general, webui, data_eng, al = status_rows(AGENTS)
+    assert general == ("general", "lead", "running", "#general", "-", "0", "closed", "1h02m",
+                       "0", "-")
+    assert webui[:8] == ("webui", "lead", "paused", "#webui", "-", "3", "open", "-")
+    assert "\n" not in webui[9] and len(webui[9]) <= 80
+    assert webui[9].startswith("exit status 1 after 2.0 s: API Error: 500")
+    assert data_eng[3:6] == ("#dm-data_eng", "#12", "1")
+    assert al[7] == "59s"
+
+
+def test_r6_4_one_line_per_agent_even_with_multiline_errors() -> None:
+    """R6.4: a multi-line last error does not break the table."""
+    assert len(code_lines(format_status(AGENTS))) == 1 + len(AGENTS)
+
+
+def test_r6_4_status_without_agents_says_so() -> None:
+    """R6.4: no agents yet is a sentence, not an empty table."""
+    assert "No agents" in format_status([])
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (None, "-"), (0, "0s"), (59.9, "59s"), (60, "1m00s"), (61, "1m01s"), (3599, "59m59s"),
+    (3600, "1h00m"), (3725, "1h02m"), (90000, "25h00m"),
+])
+def test_r6_4_uptime_format(seconds: float | None, shown: str) -> None:
+    """R6.4: uptime is short and readable."""
+    assert format_uptime(seconds) == shown
+
+
+def test_r6_4_table_pads_to_the_widest_cell_and_trims_line_ends() -> None:
+    """R6.4: widths follow the widest cell of each column; no trailing spaces."""
+    text = table([("a", "bbbbbb"), ("cccc", "")], ("x", "y"))
+    assert text.splitlines() == ["x     y", "a     bbbbbb", "cccc"]
+
+
+def test_r6_4_tasks_list() -> None:
+    """R6.4 `tasks`: one line per open task with id, assignee, channel and subject."""
+    assert format_tasks([]) == "No open tasks."
+    out = format_tasks([TaskRow(12, "fix the login bug", "webui", "alice", "open", "Dana"),
+                        TaskRow(13, "load", "backend", "bob", "open", "backend")])
+    assert out.splitlines() == ["#12 @alice in #webui: fix the login bug",
+                                "#13 @bob in #backend: load"]

@@ -1,0 +1,152 @@
+"""Parsing what people type: task commands (R7.2) and admin commands (R6.4). Pure."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.commands import (
+    USAGE,
+    Admin,
+    Command,
+    Invalid,
+    TaskCreate,
+    TaskDone,
+    is_admin_command,
+    parse,
+)
+
+TOPIC: dict[str, tuple[str, Command | None]] = {
+    # R7.2 — !task @worker subject
+    "r7_2-task": ("!task @alice fix the login bug", TaskCreate("alice", "fix the login bug")),
+    "r7_2-task-colon": ("!task @alice: x", TaskCreate("alice", "x")),
+    "r7_2-task-comma": ("!task @alice, fix it", TaskCreate("alice", "fix it")),
+    "r7_2-task-upper-name": ("!task @Alice Fix It", TaskCreate("alice", "Fix It")),
+    "r7_2-task-dash-name": ("!task @web-dev add css", TaskCreate("web-dev", "add css")),
+    "r7_2-task-underscore-name": ("!task @data_eng load", TaskCreate("data_eng", "load")),
+    "r7_2-task-surrounding-space": ("  !task @alice  fix it  ", TaskCreate("alice", "fix it")),
+    "r7_2-task-multiline-subject": ("!task @alice fix\nand test", TaskCreate("alice",
+                                                                             "fix\nand test")),
+    "r7_2-task-no-at": ("!task alice fix it", Invalid(USAGE["task"])),
+    "r7_2-task-only-name": ("!task alice", Invalid(USAGE["task"])),
+    "r7_2-task-no-subject": ("!task @alice", Invalid(USAGE["task"])),
+    "r7_2-task-no-args": ("!task", Invalid(USAGE["task"])),
+    # R7.2 — !done id
+    "r7_2-done": ("!done 12", TaskDone(12)),
+    "r7_2-done-hash": ("!done #12", TaskDone(12)),
+    "r7_2-done-upper-verb": ("!DONE 7", TaskDone(7)),
+    "r7_2-done-word": ("!done x", Invalid(USAGE["done"])),
+    "r7_2-done-missing": ("!done", Invalid(USAGE["done"])),
+    "r7_2-done-two-ids": ("!done 1 2", Invalid(USAGE["done"])),
+    "r7_2-done-negative": ("!done -3", Invalid(USAGE["done"])),
+    # ordinary messages are not commands
+    "plain-text": ("hello team", None),
+    "admin-verb-without-bang-outside-admin": ("status please", None),
+    "task-without-bang-outside-admin": ("task @alice fix", None),
+    "unknown-bang-word": ("!wow great", None),
+    "bang-alone": ("!", None),
+    "empty": ("", None),
+    # R6.4 — admin commands typed outside the admin room are recognised (to refuse them)
+    "r6_4-status-outside-admin": ("!status", Admin("status")),
+    "r6_4-tasks-outside-admin": ("!tasks", Admin("tasks")),
+    "r6_4-reset-outside-admin": ("!reset webui", Admin("reset", "webui")),
+    "r6_4-auth-login-outside-admin": ("!auth login", Admin("auth-login")),
+    "r6_4-restart-missing-agent-outside-admin": ("!restart", Invalid(USAGE["restart"])),
+}
+
+ADMIN: dict[str, tuple[str, Command | None]] = {
+    # R6.4 — in the admin channel the `!` is optional
+    "r6_4-status": ("status", Admin("status")),
+    "r6_4-status-bang": ("!status", Admin("status")),
+    "r6_4-status-upper": ("STATUS", Admin("status")),
+    "r6_4-tasks": ("tasks", Admin("tasks")),
+    "r6_4-help": ("help", Admin("help")),
+    "r6_4-restart": ("restart webui", Admin("restart", "webui")),
+    "r6_4-restart-bang": ("!restart webui", Admin("restart", "webui")),
+    "r6_4-restart-at-name": ("restart @Alice", Admin("restart", "alice")),
+    "r6_4-stop": ("stop alice", Admin("stop", "alice")),
+    "r6_4-stop-bang": ("!stop alice", Admin("stop", "alice")),
+    "r6_4-reset": ("reset webui", Admin("reset", "webui")),
+    "r6_4-reset-bang": ("!reset webui", Admin("reset", "webui")),
+    "r6_4-restart-missing-agent": ("restart", Invalid(USAGE["restart"])),
+    "r6_4-stop-missing-agent": ("stop", Invalid(USAGE["stop"])),
+    "r6_4-reset-missing-agent": ("!reset", Invalid(USAGE["reset"])),
+    "r6_4-reset-two-agents": ("reset a b", Invalid(USAGE["reset"])),
+    "r6_4-auth-login": ("auth login", Admin("auth-login")),
+    "r6_4-auth-login-bang": ("!auth login", Admin("auth-login")),
+    "r6_4-auth-login-upper": ("Auth Login", Admin("auth-login")),
+    "r6_4-auth-alone": ("auth", Invalid(USAGE["auth"])),
+    "r6_4-auth-other": ("auth logout", Invalid(USAGE["auth"])),
+    "r6_4-plain-text-is-help": ("what can you do?", Admin("help")),
+    "r6_4-unknown-verb-is-help": ("!frobnicate", Admin("help")),
+    "r7_2-task-in-admin": ("!task @alice x", TaskCreate("alice", "x")),
+    "r7_2-done-in-admin": ("done 3", TaskDone(3)),
+    "empty-in-admin": ("   ", None),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), list(TOPIC.values()), ids=list(TOPIC))
+def test_r7_2_r6_4_parse_outside_admin(text: str, expected: Command | None) -> None:
+    """R7.2, R6.4: commands in topic rooms need `!`; anything else is an ordinary message."""
+    assert parse(text, in_admin=False) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), list(ADMIN.values()), ids=list(ADMIN))
+def test_r6_4_parse_in_admin(text: str, expected: Command | None) -> None:
+    """R6.4: in the admin room the `!` is optional and plain text asks for help."""
+    assert parse(text, in_admin=True) == expected
+
+
+@pytest.mark.parametrize(("text", "admin"), [
+    ("!status", True), ("!tasks", True), ("!help", True), ("!restart webui", True),
+    ("!stop", True), ("!reset", True), ("!auth login", True), ("!auth", True),
+    ("!task @alice x", False), ("!task alice", False), ("!done 1", False), ("!done x", False),
+    ("hello", False), ("status", False),
+], ids=lambda v: str(v))
+def test_r6_4_admin_commands_outside_admin_are_recognised_to_be_refused(
+        text: str, admin: bool) -> None:
+    """R6.4: an admin command anywhere else is recognised, so it is refused and nothing runs
+    — and not mistaken for a message to the lead. Task commands are not admin commands."""
+    assert is_admin_command(parse(text, in_admin=False)) is admin
+
+
+ASCII_WORD = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=6)
+VERBS = st.sampled_from(["task", "done", "status", "tasks", "help", "restart", "stop", "reset",
+                         "auth", "login", "hello"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.text(max_size=40),
+    st.tuples(st.sampled_from(["", "!", " !"]), VERBS, st.lists(ASCII_WORD, max_size=3)).map(
+        lambda t: t[0] + " ".join([t[1], *t[2]])),
+), st.booleans())
+def test_r6_4_r7_2_parse_never_raises(text: str, in_admin: bool) -> None:
+    """R6.4/R7.2: any text parses to a command, an Invalid usage, or None — never an error."""
+    result = parse(text, in_admin=in_admin)
+    assert result is None or isinstance(result, TaskCreate | TaskDone | Admin | Invalid)
+    if not in_admin and not text.strip().startswith("!"):
+        assert result is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**9), st.sampled_from(["", "#"]), st.booleans())
+def test_r7_2_done_round_trips_any_id(n: int, hash_: str, in_admin: bool) -> None:
+    """R7.2: `!done <id>` and `!done #<id>` give that id."""
+    assert parse(f"!done {hash_}{n}", in_admin=in_admin) == TaskDone(n)
+
+
+@pytest.mark.parametrize("text", ["!done ²", "!done #²", "!done 1²", "!done ½"],
+                         ids=["superscript", "hash-superscript", "mixed", "fraction"])
+def test_r7_2_done_with_non_ascii_digits_is_invalid_usage(text: str) -> None:
+    """R7.2: a malformed `!done` gets the usage line; it does not crash the handler
+    (`'²'.isdigit()` is true but `int('²')` raises — found by this suite, fixed in ce39af2)."""
+    assert parse(text, in_admin=False) == Invalid(USAGE["done"])
+
+
+@pytest.mark.parametrize("text", ["!Task @alice fix it", "!TASK @alice fix it"])
+def test_r7_2_task_verb_is_case_insensitive_like_the_others(text: str) -> None:
+    """R7.2: `!Task @alice fix it` (phone keyboards capitalise) creates the task, as
+    `!DONE 7` finishes one (found by this suite, fixed in ce39af2)."""
+    assert parse(text, in_admin=False) == TaskCreate("alice", "fix it")
