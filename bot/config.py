@@ -30,7 +30,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class BotConfig:
-    data_dir: Path
+    data_dir: Path = Path("var")
     general_channel: str = "general"
     admin_channel: str = "ops"
 
@@ -223,7 +223,7 @@ MATRIX_FIELDS = (
     Field("device_id", "str", None, non_empty),
     Field("allow_invites_from", "strlist", ()),
 )
-CONSOLE_FIELDS = (Field("enabled", "bool", True),)
+RESERVED_NAMES = ("all", "lead")  # mention words with a fixed meaning (R2.2, R2.3)
 
 TYPE_NAMES = {
     "str": "a string",
@@ -270,6 +270,8 @@ class _Reader:
             if f.key not in data:
                 if f.default is REQUIRED:
                     self.problem(dotted, f"missing; expected {TYPE_NAMES[f.kind]}")
+                elif f.kind == "path" and f.default is not None:
+                    out[f.key] = self.resolve(str(f.default))  # like the same value written
                 else:
                     out[f.key] = f.default
                 continue
@@ -277,7 +279,7 @@ class _Reader:
             if value is None:
                 continue
             if f.check is not None and (expected := f.check(value)) is not None:
-                shown = "(hidden)" if f.key in SECRET_KEYS else repr(data[f.key])
+                shown = "(hidden)" if f.key in SECRET_KEYS else redact(repr(data[f.key]))
                 self.problem(dotted, f"expected {expected}, got {shown}")
                 continue
             out[f.key] = value
@@ -285,6 +287,8 @@ class _Reader:
 
     def convert(self, key: str, f: Field, raw: Any) -> Any:
         wrong = f"expected {TYPE_NAMES[f.kind]}, got {type(raw).__name__}"
+        if f.kind in ("int", "number", "bool") and isinstance(raw, str) and ENV_REF.search(raw):
+            return self.scalar_from_env(key, f, raw)
         if f.kind in ("str", "path"):
             if not isinstance(raw, str):
                 self.problem(key, wrong)
@@ -322,6 +326,21 @@ class _Reader:
             return None if None in pairs.values() else pairs
         raise AssertionError(f"unknown field kind {f.kind}")
 
+    def scalar_from_env(self, key: str, f: Field, raw: str) -> Any:
+        """`http_port = "${PORT}"`: a number or flag may come from the environment too."""
+        text = self.expand(key, raw)
+        if text is None:
+            return None
+        try:
+            if f.kind == "bool":
+                if text.lower() not in ("true", "false"):
+                    raise ValueError
+                return text.lower() == "true"
+            return int(text) if f.kind == "int" else float(text)
+        except ValueError:
+            self.problem(key, f"expected {TYPE_NAMES[f.kind]} from {raw}, got {text!r}")
+            return None
+
     def resolve(self, text: str) -> Path:
         """Relative paths are relative to the config file, so a config works from any cwd."""
         p = Path(text).expanduser()
@@ -355,9 +374,8 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     admin = AdminConfig(**r.section(data.get("admin", {}), "admin", ADMIN_FIELDS))
     slack = _optional(r, data, "slack", SLACK_FIELDS, SlackConfig)
     matrix = _optional(r, data, "matrix", MATRIX_FIELDS, MatrixConfig)
-    console_default = "slack" not in data and "matrix" not in data
-    console_data = data.get("console", {"enabled": console_default})
-    console = ConsoleConfig(**r.section(console_data, "console", CONSOLE_FIELDS))
+    console_fields = (Field("enabled", "bool", "slack" not in data and "matrix" not in data),)
+    console = ConsoleConfig(**r.section(data.get("console", {}), "console", console_fields))
 
     if slack is not None:
         if slack.mode == "socket" and not slack.app_token:
@@ -368,6 +386,9 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
         r.problem("matrix.access_token", "set access_token or password")
     if bot.general_channel == bot.admin_channel:
         r.problem("bot.admin_channel", "a name different from bot.general_channel")
+    if agent.breaker_reset_s > agent.breaker_max_s:
+        r.problem("agent.breaker_reset_s", f"at most agent.breaker_max_s "
+                  f"({agent.breaker_max_s:g}), got {agent.breaker_reset_s:g}")
     if r.problems:
         raise ConfigError(r.problems)
     return Config(path=path, bot=bot, agent=agent, channels=channels, admin=admin,
@@ -395,7 +416,7 @@ def _channels(r: _Reader, raw: Any, bot: BotConfig) -> tuple[ChannelConfig, ...]
         name = values["name"]
         if name in seen:
             r.problem(f"channel[{i}].name", f"a unique name; {name!r} is used twice")
-        if name.startswith("dm-") or name == bot.admin_channel:
+        if name.startswith("dm-") or name == bot.admin_channel or name in RESERVED_NAMES:
             r.problem(f"channel[{i}].name", f"a topic channel name; {name!r} is reserved")
         seen.add(name)
         out.append(ChannelConfig(**values))

@@ -3,7 +3,9 @@
 The rules, in the order they apply:
 
 - The admin channel nudges nobody; its messages are commands (R6.4).
-- A person's message in `dm-<name>` reaches worker `<name>` and nobody else (R1.7).
+- A person's message in `dm-<name>` reaches worker `<name>` and nobody else (R1.7); an
+  agent's message there (a lead's `crewbridge post dm-alice …`) reaches the worker too,
+  plus whom it mentions (R2.6: like a person's message).
 - A top-level message in a topic channel nudges the channel's lead (R2.1).
 - `@<agent>` nudges that agent, `@lead` the channel's lead, `@<channel>` that channel's
   lead; names are case-insensitive, `-` and `_` belong to names, trailing punctuation does
@@ -12,8 +14,9 @@ The rules, in the order they apply:
   channel, wherever the worker lives (R2.3); in the general channel, every lead and every
   worker with an open task (R2.4).
 - Each agent at most once per message, never the author (R2.5, R2.6).
-- An agent's message that continues a chain of `max_hops` agent-to-agent nudges nudges
-  nobody and leaves one notice (R2.6).
+- An agent's message that would continue a chain of `max_hops` agent-to-agent nudges
+  nudges nobody and leaves one notice (R2.6); one that would nudge nobody anyway is no
+  chain and leaves no notice.
 - Unknown names get the sender one short notice (R2.2) — for people only: agents write
   `@decorators` and `@scope/packages`, and a notice per false mention would be noise.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 from bot.model import ChannelKind, Message, Notice, Nudge, worker_of_dm
 
 MENTION = re.compile(r"(?<![\w@./])@([A-Za-z0-9][A-Za-z0-9_-]*)")
-CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
+CODE = re.compile(r"```.*?(?:```|\Z)|``.*?``|`[^`\n]*`", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -79,17 +82,12 @@ def route(msg: Message, d: Directory, max_hops: int = 8) -> Routing:
     kind = d.kind_of(msg.channel)
     if kind is ChannelKind.ADMIN:
         return Routing()
-    if msg.author_is_agent and msg.hops >= max_hops:
-        text = (f"Stopped a chain of {msg.hops} agent-to-agent messages here; "
-                "a person needs to step in for it to go on.")
-        return Routing(notices=(Notice(msg.channel, text),))
-
     targets: list[str] = []
     unknown: list[str] = []
     dm_worker = worker_of_dm(msg.channel)
-    if dm_worker is not None and not msg.author_is_agent:
+    if dm_worker is not None:
         targets.append(dm_worker)
-    else:
+    if dm_worker is None or msg.author_is_agent:
         lead = msg.channel if kind is not ChannelKind.DM else None
         if lead is not None and msg.top_level:
             targets.append(lead)
@@ -99,15 +97,15 @@ def route(msg: Message, d: Directory, max_hops: int = 8) -> Routing:
                 unknown.append(name)
             targets.extend(resolved or ())
 
-    seen: set[str] = set()
+    own = msg.author if msg.author_is_agent else None
+    targets = [a for a in dict.fromkeys(targets) if a != own]
+    if msg.author_is_agent and msg.hops >= max_hops and targets:
+        text = (f"Stopped a chain of {msg.hops} agent-to-agent messages here; "
+                "a person needs to step in for it to go on.")
+        return Routing(notices=(Notice(msg.channel, text),))
     hops = msg.hops + 1 if msg.author_is_agent else 0
     text = nudge_text(msg)
-    nudges = []
-    for agent in targets:
-        if agent in seen or (msg.author_is_agent and agent == msg.author):
-            continue
-        seen.add(agent)
-        nudges.append(Nudge(agent, text, hops, msg.channel))
+    nudges = [Nudge(agent, text, hops, msg.channel) for agent in targets]
 
     notices: tuple[Notice, ...] = ()
     if unknown and not msg.author_is_agent:

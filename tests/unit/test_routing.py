@@ -266,16 +266,12 @@ def test_r2_5_only_an_agent_own_message_is_excluded_not_a_person_with_its_name(
     assert targets(route(msg, CREW, MAX_HOPS)) == nudged
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an agent's post into dm-<name> nudges nobody; "
-                   "per R2.6 it is routed like a person's, and R1.7 sends that to <name>")
 def test_r1_7_r2_6_lead_post_into_dm_channel_reaches_its_worker() -> None:
     """R1.7 + R2.6: `crewbridge post dm-alice "also fix the tests"` by lead webui reaches alice."""
     r = route(agent("webui", "dm-alice", "also fix the tests"), CREW, MAX_HOPS)
     assert targets(r) == ["alice"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the hop-limit notice is left even when the message "
-                   "would nudge nobody, so every post of an agent at the limit adds a notice")
 def test_r2_6_no_hop_limit_notice_when_nothing_would_be_nudged() -> None:
     """R2.6: the notice says a chain was stopped; a lead's plain answer at hop 8 stops nothing.
 
@@ -287,8 +283,6 @@ def test_r2_6_no_hop_limit_notice_when_nothing_would_be_nudged() -> None:
     assert r.notices == ()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a double-backtick code span (``@alice``) is not "
-                   "treated as code, so the mention inside it counts")
 def test_r2_2_double_backtick_code_span_is_code() -> None:
     """R2.2 (routing docstring): mentions inside code spans are code, not mentions."""
     assert mentions("use ``@alice`` as a decorator") == []
