@@ -210,11 +210,15 @@ class App:
 
     # --- where rooms and channels meet -------------------------------------------------------
 
-    def rooms_of(self, channel: str) -> list[RoomRef]:
-        """Every room that shows `channel`: bound rooms, DMs attached to its worker, console."""
+    def rooms_of(self, channel: str, *, with_dms: bool = True) -> list[RoomRef]:
+        """Every room that shows `channel`: bound rooms, DMs attached to its worker, console.
+
+        `with_dms=False` leaves out the attached DMs: one person's words to a worker are
+        not copied into another person's private conversation with the bot.
+        """
         rooms = list(self.rooms.get(channel, []))
         worker = worker_of_dm(channel)
-        if worker is not None:
+        if worker is not None and with_dms:
             rooms += [ref for ref, w in self.dms.items() if w == worker and ref not in rooms]
         if Platform.CONSOLE in self.bridges:
             rooms.append(RoomRef(Platform.CONSOLE, channel))
@@ -234,7 +238,8 @@ class App:
                    origin: RoomRef | None = None, origin_platform: str | None = None,
                    only: RoomRef | None = None) -> None:
         """Queue `author: text` for every room of `channel` but `origin` (or only `only`)."""
-        targets = [only] if only else [r for r in self.rooms_of(channel) if r != origin]
+        rooms = self.rooms_of(channel, with_dms=kind != "relay")
+        targets = [only] if only else [r for r in rooms if r != origin]
         label = f"{author} ({origin_platform})" if origin_platform else author
         await self.outbox.add(NewPost(r.platform, r.room, f"{label}: {text}", kind)
                               for r in targets)

@@ -200,3 +200,23 @@ async def test_r10_1_garbage_lines_and_a_1mb_message_lose_nothing(tmp_path: Path
                     what="big echo posted")
     finally:
         await bot.stop()
+
+
+async def test_r1_6_a_persons_dm_is_not_copied_into_another_persons_dm(tmp_path: Path) -> None:
+    """R1.6: worker output reaches every attached DM, but one person's DM text is not
+    relayed into another person's DM with the same worker."""
+    bot, slack = await chat_bot(tmp_path)
+    try:
+        await bot.say("webui", "!task @alice fix the login bug")
+        await until(lambda: bot.received("alice"), what="worker")
+        await bot.app.on_event(slack_msg("D1", "@alice", sender="U1", name="bob", direct=True))
+        await bot.app.on_event(slack_msg("D2", "@alice", sender="U2", name="eve", direct=True))
+        await bot.app.on_event(slack_msg("D1", "my password is hunter2", direct=True))
+        await until(lambda: any("hunter2" in r["text"] for r in bot.received("alice")),
+                    what="delivered to alice")
+        await until(lambda: any("got it" in t for t in slack.in_room("D2")),
+                    what="alice's answer in eve's DM too")
+        assert not any(t.startswith("bob (slack)") for t in slack.in_room("D2"))
+        assert "bob (slack): my password is hunter2" in bot.rec.in_room("dm-alice")
+    finally:
+        await bot.stop()
