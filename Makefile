@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 SYNAPSE_VENV := .venv-synapse
 PIP_QUIET := --quiet --disable-pip-version-check
+# pip's output goes to a log, shown only when an install fails.
+LOGGED = > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log >&2; exit 1; }
 
 .PHONY: run test lint bench clean
 
@@ -24,11 +26,13 @@ $(VENV)/bin/python:
 	@$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
 
 $(VENV)/.run-installed: pyproject.toml $(VENV)/bin/python
-	@$(VENV)/bin/pip install $(PIP_QUIET) -e . >&2
+	@echo "Installing crewbridge into $(VENV) ..." >&2
+	@$(VENV)/bin/pip install $(PIP_QUIET) -e . $(LOGGED)
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml $(VENV)/bin/python
-	@$(VENV)/bin/pip install $(PIP_QUIET) -e '.[test]' >&2
+	@echo "Installing crewbridge and its test tools into $(VENV) ..." >&2
+	@$(VENV)/bin/pip install $(PIP_QUIET) -e '.[test]' $(LOGGED)
 	@touch $@ $(VENV)/.run-installed
 
 # Synapse lives in its own virtualenv: the tests run it as a separate server process,
@@ -36,7 +40,9 @@ $(VENV)/.test-installed: pyproject.toml $(VENV)/bin/python
 $(SYNAPSE_VENV)/.installed:
 	@$(PYTHON) -m venv $(SYNAPSE_VENV)
 	@$(SYNAPSE_VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
-	@$(SYNAPSE_VENV)/bin/pip install $(PIP_QUIET) matrix-synapse >&2
+	@echo "Installing a Synapse homeserver for the tests into $(SYNAPSE_VENV) ..." >&2
+	@$(SYNAPSE_VENV)/bin/pip install $(PIP_QUIET) matrix-synapse > $(SYNAPSE_VENV)/install.log 2>&1 \
+		|| { cat $(SYNAPSE_VENV)/install.log >&2; exit 1; }
 	@touch $@
 
 clean:

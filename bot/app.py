@@ -16,6 +16,7 @@ import contextlib
 import logging
 import re
 import sqlite3
+import sys
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,6 +133,10 @@ class App:
         self._spawn(self._watch_connections(), "connection-watch")
         self.ready.set()
         log.info("crewbridge is running: channels %s", ", ".join(sorted(self.channels)))
+        console = self.bridges.get(Platform.CONSOLE)
+        if console is not None and getattr(console, "interactive", False):
+            print("Type `#general hello` (or any #channel), `/dm <worker> <text>`, "
+                  "`#ops status`; Ctrl-D to stop.", file=sys.stderr)
 
     async def stop(self) -> None:
         """Stop taking messages, end the agents, flush posts, close (R4.9)."""

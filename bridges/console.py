@@ -48,6 +48,7 @@ class ConsoleBridge:
         self._stdin = stdin or sys.stdin
         self._stdout = stdout or sys.stdout
         self.user = user or _login_name()
+        self.interactive = self._stdin.isatty()
         self.eof = asyncio.Event()
         self._ids = itertools.count(1)
         self._run = uuid.uuid4().hex[:12]  # event ids unique across runs: the inbox dedups
