@@ -23,7 +23,7 @@ bench: $(VENV)/.test-installed
 
 $(VENV)/bin/python:
 	@$(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
+	@$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip $(LOGGED)
 
 $(VENV)/.run-installed: pyproject.toml $(VENV)/bin/python
 	@echo "Installing crewbridge into $(VENV) ..." >&2
@@ -39,7 +39,7 @@ $(VENV)/.test-installed: pyproject.toml $(VENV)/bin/python
 # and its many dependencies stay out of the bot's environment.
 $(SYNAPSE_VENV)/.installed:
 	@$(PYTHON) -m venv $(SYNAPSE_VENV)
-	@$(SYNAPSE_VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
+	@$(SYNAPSE_VENV)/bin/pip install $(PIP_QUIET) --upgrade pip > $(SYNAPSE_VENV)/install.log 2>&1
 	@echo "Installing a Synapse homeserver for the tests into $(SYNAPSE_VENV) ..." >&2
 	@$(SYNAPSE_VENV)/bin/pip install $(PIP_QUIET) matrix-synapse > $(SYNAPSE_VENV)/install.log 2>&1 \
 		|| { cat $(SYNAPSE_VENV)/install.log >&2; exit 1; }
