@@ -90,10 +90,14 @@ class Runtime:
 
     @property
     def health_key(self) -> str:
-        """Leads are keyed by channel, workers by task (R4.3)."""
-        if self.spec.kind is AgentKind.LEAD:
-            return f"lead:{self.spec.channel}"
-        return f"task:{self.spec.task_id}" if self.spec.task_id else f"worker:{self.name}"
+        return health_key(self.spec)
+
+
+def health_key(spec: AgentSpec) -> str:
+    """Leads are keyed by channel, workers by task (R4.3): a new task starts with a clean slate."""
+    if spec.kind is AgentKind.LEAD:
+        return f"lead:{spec.channel}"
+    return f"task:{spec.task_id}" if spec.task_id else f"worker:{spec.name}"
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ class Supervisor:
             rt = self._runtimes.get(agent.name)
             spec = rt.spec if rt else AgentSpec(agent.name, agent.kind, agent.channel,
                                                 agent.task_id)
-            h = await self.store.health(Runtime(spec).health_key)
+            h = await self.store.health(health_key(spec))
             running = rt is not None and rt.run is not RunState.STOPPED
             state = rt.run.value if rt else RunState.STOPPED.value
             if not running and isinstance(breaker.gate(h, now), breaker.Blocked):
