@@ -1,0 +1,284 @@
+"""Matrix round trip: person → bot → fake agent → bot → person through a real Synapse, beside
+a bare matrix-nio echo bot on the same homeserver (the floor), in the same run (issue 4).
+
+Why a floor: most of a Matrix round trip is the homeserver and the two long-poll syncs (the
+bot's, to see the message; the person's, to see the answer). Those costs are the same for
+any bot. Comparing against the thinnest possible bot on the same Synapse, interleaved message
+by message, isolates what crewbridge adds — storing the message, routing, the agent's stdin
+and stdout, the quarantine, the durable outbox — and gives a ratio that does not depend on
+the machine or the day. Target: crewbridge's median within 1.3× of the echo bot's.
+
+Set-up, all on 127.0.0.1:
+- one Synapse from `.venv-synapse`, started by the test harness (`tests/platform/matrix/
+  synapse.py`) with its rate limits raised, so neither bot ever waits on a 429;
+- crewbridge: `crewbridge run` as a subprocess with one channel bound to room A, the fake
+  agent as its lead (default echo reply), `flush_interval_s` at the spec's default of 2 s
+  (a turn's text is posted at turn end, never on the timer, so it does not matter here);
+- the floor: a second process (this module with `--echo-bot`) — matrix-nio `AsyncClient`,
+  one `sync(timeout=0)`, then `sync_forever` with a `RoomMessageText` callback that sends
+  `echo: <body>` back as an `m.notice`: no store, no routing, no agent;
+- the person: one matrix-nio client (the tests' `Person`) in both rooms, with its own
+  background long-poll sync.
+
+Each sample is closed-loop: the person sends `ping rt-<n>`, and the clock stops when the
+person's sync has delivered the bot's answer that contains `rt-<n>`. The two bots alternate
+message by message (and which one goes first alternates every round), after a warm-up that
+is not counted (it spawns the lead).
+
+Run: `.venv/bin/python -m bench.matrix_roundtrip [--count 100] [--warmup 5]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from nio import AsyncClient, AsyncClientConfig, JoinError, MatrixRoom, RoomMessageText
+
+from tests.platform.matrix.synapse import (
+    Account,
+    Person,
+    SynapseServer,
+    body_of,
+    check_synapse_installed,
+)
+from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
+
+TARGET_RATIO = 1.3
+REPLY_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 60.0
+ECHO_TOKEN_ENV = "BENCH_ECHO_TOKEN"
+
+
+# --- the floor: a bare matrix-nio echo bot (runs in its own process) ----------------------
+
+
+async def echo_bot(homeserver: str, user_id: str, room: str) -> int:
+    """The thinnest bot matrix-nio makes: join, skip history, echo every text as a notice."""
+    client = AsyncClient(homeserver, user_id, config=AsyncClientConfig(
+        max_limit_exceeded=0, max_timeouts=3, encryption_enabled=False, request_timeout=60))
+    client.access_token = os.environ[ECHO_TOKEN_ENV]
+    client.user_id = user_id
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        joined = await client.join(room)
+        if isinstance(joined, JoinError):
+            print(f"echo bot: join failed: {joined.message}", file=sys.stderr, flush=True)
+            return 1
+        await client.sync(timeout=0)  # "now": old history must not replay into the callback
+
+        async def on_text(r: MatrixRoom, event: RoomMessageText) -> None:
+            if event.sender != user_id:
+                await client.room_send(r.room_id, "m.room.message",
+                                       {"msgtype": "m.notice", "body": f"echo: {event.body}"})
+
+        client.add_event_callback(on_text, RoomMessageText)  # type: ignore[arg-type]
+        print("ready", flush=True)
+        syncing = asyncio.create_task(client.sync_forever(timeout=30_000))
+        await stop.wait()
+        syncing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await syncing
+        return 0
+    finally:
+        await client.close()
+
+
+# --- numbers and output ----------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+    sys.stdout.flush()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+class EchoProcess:
+    """The echo bot as a subprocess, like crewbridge, so neither shares the person's loop."""
+
+    def __init__(self, server: SynapseServer, account: Account, room: str):
+        env = {**os.environ, ECHO_TOKEN_ENV: account.access_token}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.matrix_roundtrip", "--echo-bot", server.url,
+             account.user_id, room],
+            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until "ready" or exit
+        if line.strip() != "ready":
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"echo bot did not start: {line!r} {err[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+async def round_trip(person: Person, room: str, bot: str, token: str) -> float:
+    """Send `ping <token>`; seconds until the person's sync shows `bot`'s answer to it."""
+    t0 = time.perf_counter()
+    await person.send_text(room, f"ping {token}")
+    await person.wait_for_message(room, lambda e: token in body_of(e), sender=bot,
+                                  timeout=REPLY_TIMEOUT_S)
+    return time.perf_counter() - t0
+
+
+async def measure(server: SynapseServer, work: Path, count: int, warmup: int) -> int:
+    person = await Person.connect(server, server.register(server.new_localpart("person"),
+                                                          displayname="person"))
+    crew = server.register(server.new_localpart("crew"), displayname="crew")
+    echo = server.register(server.new_localpart("echo"), displayname="echo")
+    rooms = {"crewbridge": await person.create_room(name="bench", invite=(crew.user_id,)),
+             "echo": await person.create_room(name="echo", invite=(echo.user_id,))}
+    bots = {"crewbridge": crew.user_id, "echo": echo.user_id}
+    data_dir = short_data_dir()
+    config = write_config(
+        work / "crewbridge.toml", data_dir=data_dir,
+        agent={"flush_interval_s": 2},
+        channels=[{"name": "bench", "matrix": [rooms["crewbridge"]]}],
+        extra={"matrix": {"homeserver": server.url, "user_id": crew.user_id,
+                          "access_token": "${MATRIX_ACCESS_TOKEN}"}})
+    bot: BotProcess | None = None
+    echo_proc: EchoProcess | None = None
+    try:
+        bot = BotProcess(config, env={"MATRIX_ACCESS_TOKEN": crew.access_token})
+        echo_proc = EchoProcess(server, echo, rooms["echo"])
+        await asyncio.to_thread(bot.wait_ready, READY_TIMEOUT_S)
+        await asyncio.to_thread(echo_proc.wait_ready)
+        for name, room in rooms.items():
+            await person.wait_for_membership(room, bots[name], "join", timeout=READY_TIMEOUT_S)
+
+        samples: dict[str, list[float]] = {"crewbridge": [], "echo": []}
+        for i in range(warmup + count):
+            order = ["crewbridge", "echo"] if i % 2 == 0 else ["echo", "crewbridge"]
+            for name in order:
+                try:
+                    took = await round_trip(person, rooms[name], bots[name], f"rt-{name}-{i}")
+                except AssertionError as e:
+                    stderr = bot.stderr[-3000:] if name == "crewbridge" else ""
+                    print(f"{name}: no answer to message {i}: {e}\n{stderr}", file=sys.stderr)
+                    return 1
+                if i >= warmup:
+                    samples[name].append(took)
+    finally:
+        await person.close()
+        if echo_proc is not None:
+            await asyncio.to_thread(echo_proc.stop)
+        if bot is not None:
+            code = await asyncio.to_thread(bot.terminate)
+            await asyncio.to_thread(bot.close)
+            if code != 0:
+                print(f"crewbridge exited {code}: {bot.stderr[-2000:]}", file=sys.stderr)
+        cleanup_data_dir(data_dir)
+
+    def row(name: str) -> list[str]:
+        s = samples[name]
+        return [name, str(len(s)), f"{percentile(s, 50) * 1e3:.1f}",
+                f"{percentile(s, 90) * 1e3:.1f}", f"{percentile(s, 99) * 1e3:.1f}",
+                f"{min(s) * 1e3:.1f}", f"{max(s) * 1e3:.1f}"]
+
+    print_table("Matrix round trip, person -> bot -> person (ms)",
+                ["bot", "n", "median", "p90", "p99", "min", "max"],
+                [row("echo"), row("crewbridge")])
+    median = {name: percentile(s, 50) for name, s in samples.items()}
+    ratio = median["crewbridge"] / median["echo"]
+    p99_ratio = percentile(samples["crewbridge"], 99) / percentile(samples["echo"], 99)
+    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
+    print_table("crewbridge against the floor", ["figure", "value", "target"],
+                [["median ratio (crewbridge / echo)", f"{ratio:.2f}x",
+                  f"<= {TARGET_RATIO}x ({verdict})"],
+                 ["p99 ratio (crewbridge / echo)", f"{p99_ratio:.2f}x", ""],
+                 ["median added by crewbridge",
+                  f"{(median['crewbridge'] - median['echo']) * 1e3:.1f} ms",
+                  ""]])
+    return 0
+
+
+async def run(count: int, warmup: int) -> int:
+    try:
+        python = check_synapse_installed()
+    except RuntimeError as e:
+        print(f"matrix_roundtrip: {e}", file=sys.stderr)
+        return 1
+    work = Path(tempfile.mkdtemp(prefix="bench-matrix-", dir="/tmp"))
+    server = SynapseServer(work / "synapse", rate_limits="raised", python=python)
+    try:
+        t0 = time.monotonic()
+        await asyncio.to_thread(server.start)
+        print(f"Synapse on {server.url} (started in {time.monotonic() - t0:.1f} s)")
+        return await measure(server, work, count, warmup)
+    finally:
+        await asyncio.to_thread(server.stop)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.matrix_roundtrip",
+                                description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--count", type=int, default=100, help="measured messages per bot")
+    p.add_argument("--warmup", type=int, default=5, help="uncounted messages per bot first")
+    p.add_argument("--echo-bot", nargs=3, metavar=("HOMESERVER", "USER_ID", "ROOM"),
+                   help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.echo_bot:
+        return asyncio.run(echo_bot(*args.echo_bot))
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"bench.matrix_roundtrip, {now}\n{machine()}\n"
+          f"load average at start {os.getloadavg()[0]:.2f}")
+    code = asyncio.run(run(args.count, args.warmup))
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
