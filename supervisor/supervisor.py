@@ -385,6 +385,8 @@ class Supervisor:
         rt.pending_turns = (result.queued_turns if result.queued_turns is not None
                             else max(0, rt.pending_turns - 1))
         if not result.is_error:
+            # Answered messages are done with; only the unanswered tail could go back.
+            rt.delivered = rt.delivered[-rt.pending_turns:] if rt.pending_turns else []
             await self._mark_healthy(rt)
             return
         error = redact(result.text or "; ".join(result.errors) or "error result")

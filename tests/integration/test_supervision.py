@@ -407,3 +407,22 @@ async def test_r5_2_long_turn_is_posted_in_batches_and_nothing_is_lost(tmp_path:
         assert all(text.count(f"part {i} of 6") == 1 for i in range(1, 7))
     finally:
         await bot.stop()
+
+
+async def test_r3_4_a_late_failure_requeues_only_the_unanswered_message(tmp_path: Path) -> None:
+    """R3.4, R4.8: when a healthy session later fails (a hung turn), only the message it
+    had not answered may go back to the queue — never the ones it answered long ago."""
+    bot = await start_bot(tmp_path)
+    try:
+        for i in range(3):  # one at a time: each is answered by an already healthy session
+            await bot.say("general", f"answered {i}")
+            await until(lambda n=i: sum("answered" in t for t in bot.rec.in_room("general"))
+                        == n + 1, what=f"answer {i}")
+        await bot.say("general", "fake:hang")
+        await until(lambda: len(bot.received("general")) == 4, what="hang delivered")
+        await bot.tick(901)
+        await until(lambda: any("hung" in t for t in alerts(bot)), what="hung alert")
+        queued = await bot.app.store.queued("general")
+        assert not any("answered" in q.text for q in queued), queued
+    finally:
+        await bot.stop()
