@@ -22,6 +22,7 @@ from bridges.base import Bridge, RateLimited, SendError, backoff_delay
 log = logging.getLogger(__name__)
 
 NOTICE_KINDS = {"agent", "notice", "alert", "relay"}
+BATCH = 50  # posts read per store round trip; a retry re-reads
 
 
 class Outbox:
@@ -31,6 +32,7 @@ class Outbox:
         self.clock = clock
         self._workers: dict[tuple[str, str], asyncio.Task] = {}
         self._last_sent: dict[tuple[str, str], float] = {}
+        self._added: dict[tuple[str, str], int] = {}  # posts added per room, to skip re-reads
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -65,6 +67,7 @@ class Outbox:
         if self._stopping:
             return
         for key in rooms:
+            self._added[key] = self._added.get(key, 0) + 1
             task = self._workers.get(key)
             if task is None or task.done():
                 self._idle.clear()
@@ -75,42 +78,50 @@ class Outbox:
         bridge = self.bridges[key[0]]
         try:
             while True:
-                pending = await self.store.pending_posts(key, limit=1)
+                seen = self._added.get(key, 0)
+                pending = await self.store.pending_posts(key, limit=BATCH)
                 if not pending:
                     return
-                post = pending[0]
-                due = max(post.next_at, self._last_sent.get(key, 0.0) + bridge.post_interval_s)
-                await self.clock.sleep(due - self.clock.now())
-                await self._send_one(bridge, key, post)
+                for post in pending:
+                    due = max(post.next_at,
+                              self._last_sent.get(key, 0.0) + bridge.post_interval_s)
+                    await self.clock.sleep(due - self.clock.now())
+                    if not await self._send_one(bridge, key, post):
+                        break  # it waits for a retry: read the room's posts again
+                else:
+                    if len(pending) < BATCH and self._added.get(key, 0) == seen:
+                        return  # all sent, and nothing was added meanwhile: no need to look
         finally:
             if self._workers.get(key) is asyncio.current_task():
                 del self._workers[key]
             if not self._workers:
                 self._idle.set()
 
-    async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> None:
+    async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> bool:
+        """Send one post; True when it is done with (sent or set aside)."""
         try:
             await bridge.send(post.room, post.text, key=post.key, notice=post.kind in NOTICE_KINDS)
         except RateLimited as e:
             wait = max(e.retry_after_s or 1.0, 0.0)
             log.info("%s %s rate limited; retrying in %.1fs", key[0], key[1], wait)
             await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
-            return
+            return False
         except SendError as e:
             if e.permanent:
                 log.error("cannot post to %s %s (%s); post set aside: %.200s",
                           key[0], key[1], e, post.text)
                 await self.store.post_set_aside(post.id, str(e))
-                return
+                return True
             wait = e.retry_after_s or backoff_delay(post.attempts + 1, cap_s=300)
             log.warning("posting to %s %s failed (%s); retry %d in %.1fs",
                         key[0], key[1], e, post.attempts + 1, wait)
             await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
-            return
+            return False
         except Exception as e:  # a bridge bug must not kill the room's worker
             log.exception("posting to %s %s crashed", key[0], key[1])
             wait = backoff_delay(post.attempts + 1, cap_s=300)
             await self.store.post_failed(post.id, self.clock.now() + wait, repr(e))
-            return
+            return False
         self._last_sent[key] = self.clock.now()
         await self.store.post_sent(post.id)
+        return True

@@ -17,16 +17,19 @@ What lives here, and why it must outlive the process:
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
 from bot.model import AgentKind, Inbound, Nudge
 from supervisor.breaker import Health
+
+T = TypeVar("T")
+Statement = tuple[str, tuple]
 
 MIGRATIONS: list[str] = [
     """
@@ -118,6 +121,35 @@ class NewPost:
     kind: str = "agent"
 
 
+def _apply(conn: sqlite3.Connection, statements: Iterable[Statement]) -> list[int | None]:
+    """Run statements on the store's thread, inside the caller's transaction.
+
+    Per statement: the new row id for an insert that inserted, the number of rows changed
+    for any other statement that changed some, None when nothing changed.
+    """
+    results: list[int | None] = []
+    for sql, args in statements:
+        cur = conn.execute(sql, args)
+        if cur.rowcount <= 0:
+            results.append(None)
+        elif sql.lstrip().upper().startswith("INSERT"):
+            results.append(cur.lastrowid)
+        else:
+            results.append(cur.rowcount)
+    return results
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
 class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
@@ -126,10 +158,12 @@ class Store:
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self._db = db
         self.path = path
-        self._lock = asyncio.Lock()  # one transaction at a time on the one connection
 
     @classmethod
     async def open(cls, path: Path) -> Store:
+        if not hasattr(aiosqlite.Connection, "_execute"):  # see `_tx`
+            raise StoreError(f"aiosqlite {aiosqlite.__version__} is not supported; "
+                             "install aiosqlite>=0.20,<1")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(path, isolation_level=None)
@@ -162,46 +196,24 @@ class Store:
         await self._db.close()
 
     async def _one(self, sql: str, args: Iterable = ()) -> tuple | None:
-        async with self._db.execute(sql, tuple(args)) as cur:
-            return await cur.fetchone()
+        rows = await self._db.execute_fetchall(sql, tuple(args))
+        return tuple(rows[0]) if rows else None
 
     async def _all(self, sql: str, args: Iterable = ()) -> list[tuple]:
-        async with self._db.execute(sql, tuple(args)) as cur:
-            return list(await cur.fetchall())
+        return [tuple(r) for r in await self._db.execute_fetchall(sql, tuple(args))]
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+    async def _tx(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one transaction on the connection's own thread, in one hand-off.
 
-    async def _run(self, statements: list[tuple[str, tuple]]) -> list[int | None]:
-        """Run statements inside the current transaction.
-
-        Returns, per statement, the new row id for an insert that inserted, the number of
-        rows changed for any other statement that changed some, and None when nothing changed.
+        aiosqlite runs each call on its one thread, in order, so a transaction that is a
+        single call cannot interleave with another: that is the one-writer rule, without a
+        lock, and without paying a thread hand-off per statement (the store's main cost).
         """
-        results: list[int | None] = []
-        for sql, args in statements:
-            cur = await self._db.execute(sql, args)
-            if cur.rowcount <= 0:
-                results.append(None)
-            elif sql.lstrip().upper().startswith("INSERT"):
-                results.append(cur.lastrowid)
-            else:
-                results.append(cur.rowcount)
-            await cur.close()
-        return results
+        return await self._db._execute(_in_transaction, self._db._conn, work)
 
-    async def _write(self, statements: list[tuple[str, tuple]]) -> list[int | None]:
-        """Run statements in one transaction of their own."""
-        async with self._transaction():
-            return await self._run(statements)
+    async def _write(self, statements: list[Statement]) -> list[int | None]:
+        """Run statements in one transaction of their own; see `_apply` for the results."""
+        return await self._tx(lambda conn: _apply(conn, statements))
 
     # --- key/value (bridge cursors, one-off flags) -------------------------------------------
 
@@ -245,16 +257,19 @@ class Store:
 
         False when the platform event was stored before: a re-delivery, ignored whole.
         """
-        async with self._transaction():
-            stored = await self._run([(
-                "INSERT OR IGNORE INTO messages (channel, platform, room, sender, sender_name, "
-                "event_id, text, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (channel, msg.platform, msg.room, msg.sender, msg.sender_name, msg.event_id,
-                 msg.text, msg.ts))])
-            if stored[0] is None:
+        stored = ("INSERT OR IGNORE INTO messages (channel, platform, room, sender, sender_name, "
+                  "event_id, text, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                  (channel, msg.platform, msg.room, msg.sender, msg.sender_name, msg.event_id,
+                   msg.text, msg.ts))
+        queued = [self._enqueue_sql(n, now) for n in nudges]
+
+        def work(conn: sqlite3.Connection) -> bool:
+            if _apply(conn, [stored])[0] is None:
                 return False
-            await self._run([self._enqueue_sql(n, now) for n in nudges])
-        return True
+            _apply(conn, queued)
+            return True
+
+        return await self._tx(work)
 
     async def is_stored(self, platform: str, event_id: str) -> bool:
         return await self._one("SELECT 1 FROM messages WHERE platform = ? AND event_id = ?",
@@ -283,13 +298,16 @@ class Store:
         """
         if not nudges:
             return
-        async with self._transaction():
-            row = await self._one("SELECT MIN(id) FROM queue")
-            first = min(row[0] if row and row[0] is not None else 1, 1) - len(nudges)
-            await self._run([
+
+        def work(conn: sqlite3.Connection) -> None:
+            lowest = conn.execute("SELECT MIN(id) FROM queue").fetchone()[0]
+            first = min(lowest if lowest is not None else 1, 1) - len(nudges)
+            _apply(conn, [
                 ("INSERT INTO queue (id, agent, text, hops, origin, created_at) "
                  "VALUES (?, ?, ?, ?, ?, ?)", (first + i, n.agent, n.text, n.hops, n.origin, now))
                 for i, n in enumerate(nudges)])
+
+        await self._tx(work)
 
     async def agents_with_queue(self) -> list[str]:
         return [r[0] for r in await self._all("SELECT DISTINCT agent FROM queue ORDER BY agent")]
@@ -349,13 +367,16 @@ class Store:
 
     async def finish_task(self, task_id: int, now: float) -> TaskRow | None:
         """Mark a task done; None when there is no such open task."""
-        async with self._transaction():
-            task = await self.task(task_id)
-            if task is None or task.status != "open":
+        def work(conn: sqlite3.Connection) -> TaskRow | None:
+            row = conn.execute("SELECT id, subject, channel, assignee, status, created_by "
+                               "FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None or row[4] != "open":
                 return None
-            await self._run([("UPDATE tasks SET status = 'done', done_at = ? WHERE id = ?",
-                              (now, task_id))])
-        return TaskRow(task.id, task.subject, task.channel, task.assignee, "done", task.created_by)
+            conn.execute("UPDATE tasks SET status = 'done', done_at = ? WHERE id = ?",
+                         (now, task_id))
+            return TaskRow(row[0], row[1], row[2], row[3], "done", row[5])
+
+        return await self._tx(work)
 
     async def task(self, task_id: int) -> TaskRow | None:
         row = await self._one("SELECT id, subject, channel, assignee, status, created_by "

@@ -125,6 +125,7 @@ class Supervisor:
         self.socket_path = socket_path
         self.always_on = set(always_on)
         self._runtimes: dict[str, Runtime] = {}
+        self._healths: dict[str, breaker.Health] = {}
         self._tasks: set[asyncio.Future] = set()
         self._kicks: set[asyncio.Future] = set()  # scheduled deliveries not yet carried out
         self._changed = asyncio.Event()
@@ -619,9 +620,15 @@ class Supervisor:
             reset_s=self.cfg.breaker_reset_s, max_reset_s=self.cfg.breaker_max_s)
 
     async def _health(self, rt: Runtime) -> breaker.Health:
-        return await self.store.health(rt.health_key)
+        """Health records, read once and then cached: the supervisor is their only writer,
+        and every delivery consults one."""
+        h = self._healths.get(rt.health_key)
+        if h is None:
+            h = self._healths[rt.health_key] = await self.store.health(rt.health_key)
+        return h
 
     async def _put_health(self, rt: Runtime, h: breaker.Health) -> None:
+        self._healths[rt.health_key] = h
         await self.store.put_health(rt.health_key, h)
 
     def _env(self, spec: AgentSpec) -> dict[str, str]:
