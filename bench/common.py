@@ -319,10 +319,10 @@ def machine() -> str:
             f"{platform.system()} {platform.release()}")
 
 
-def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
-    """A small three-column table: figure, value, target."""
-    headers = ("figure", "value", "target")
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(3)]
+def print_table(title: str, rows: Sequence[Sequence[str]],
+                headers: Sequence[str] = ("figure", "value", "target")) -> None:
+    """A small fixed-width table (by default: figure, value, target)."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
     print(f"\n{title}")
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))

@@ -35,18 +35,17 @@ import asyncio
 import contextlib
 import datetime
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 from nio import AsyncClient, AsyncClientConfig, JoinError, MatrixRoom, RoomMessageText
 
+from bench.common import machine, percentile, print_table
 from tests.platform.matrix.synapse import (
     Account,
     Person,
@@ -102,32 +101,7 @@ async def echo_bot(homeserver: str, user_id: str, room: str) -> int:
 # --- numbers and output ----------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
 
-
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
-    sys.stdout.flush()
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -228,15 +202,15 @@ async def measure(server: SynapseServer, work: Path, count: int, warmup: int) ->
                 f"{min(s) * 1e3:.1f}", f"{max(s) * 1e3:.1f}"]
 
     print_table("Matrix round trip, person -> bot -> person (ms)",
-                ["bot", "n", "median", "p90", "p99", "min", "max"],
-                [row("echo"), row("crewbridge")])
+                [row("echo"), row("crewbridge")],
+                ["bot", "n", "median", "p90", "p99", "min", "max"])
     median = {name: percentile(s, 50) for name, s in samples.items()}
     ratio = median["crewbridge"] / median["echo"]
     p99_ratio = percentile(samples["crewbridge"], 99) / percentile(samples["echo"], 99)
     verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
-    print_table("crewbridge against the floor", ["figure", "value", "target"],
-                [["median ratio (crewbridge / echo)", f"{ratio:.2f}x",
-                  f"<= {TARGET_RATIO}x ({verdict})"],
+    print_table("crewbridge against the floor", [
+                ["median ratio (crewbridge / echo)", f"{ratio:.2f}x",
+                 f"<= {TARGET_RATIO}x ({verdict})"],
                  ["p99 ratio (crewbridge / echo)", f"{p99_ratio:.2f}x", ""],
                  ["median added by crewbridge",
                   f"{(median['crewbridge'] - median['echo']) * 1e3:.1f} ms",

@@ -28,21 +28,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import itertools
 import os
-import platform
 import re
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from bench.common import machine, print_table, verdict
 from bot.control import request
 from tests.platform.slack.emulator import SlackEmulator
 from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
@@ -71,35 +70,8 @@ class TimedSlackEmulator(SlackEmulator):
 # --- numbers and output ----------------------------------------------------------------------
 
 
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else float("nan")
 
 
-def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
-    headers = ("figure", "value", "target")
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(3)]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
-    sys.stdout.flush()
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
-
-
-def ok(good: bool) -> str:
-    return "met" if good else "MISSED"
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -169,16 +141,16 @@ async def run(count: int, rate: float, burst: int) -> int:
     twice = len(numbers) - delivered
     limited = emulator.rate_limited
     rows = [
-        ("posts delivered", f"{delivered} of {count}", f"{count} ({ok(delivered == count)})"),
-        ("in order", str(in_order), f"True ({ok(in_order)})"),
-        ("posted twice", str(twice), f"0 ({ok(twice == 0)})"),
-        ("429s from the emulator", str(limited), f"0 ({ok(limited == 0)})"),
+        ("posts delivered", f"{delivered} of {count}", f"{count} ({verdict(delivered == count)})"),
+        ("in order", str(in_order), f"True ({verdict(in_order)})"),
+        ("posted twice", str(twice), f"0 ({verdict(twice == 0)})"),
+        ("429s from the emulator", str(limited), f"0 ({verdict(limited == 0)})"),
         ("chat.postMessage calls", str(len(emulator.calls("chat.postMessage"))), str(count)),
         ("burst accepted by the bot in", f"{queued_s:.2f} s", ""),
         ("first to last post", f"{span:.1f} s", f"~{expected_s:.1f} s at the pace"),
         ("achieved rate", f"{achieved:.3f} posts/s", f"<= {rate:g}/s, close to it"),
         ("gap between posts min / median / max",
-         f"{min(gaps):.3f} / {median(gaps):.3f} / {max(gaps):.3f} s" if gaps else "-",
+         f"{min(gaps):.3f} / {statistics.median(gaps):.3f} / {max(gaps):.3f} s" if gaps else "-",
          f">= {interval:g} s"),
     ]
     print_table(f"Slack burst: {count} agent posts, one channel, limit {rate:g}/s burst {burst}, "
