@@ -182,11 +182,7 @@ async def relay(slack_emulator: SlackEmulator, synapse: SynapseServer, make_pers
         await bot.until(lambda: emulator.connections > 0 and bot.socket.exists(),
                         "the bot to connect to Slack and open its control socket")
         yield bot
-        # The emulator and Alice live in this event loop: they must keep answering while
-        # the bot stops, so the blocking wait runs in a thread.
-        code = await asyncio.to_thread(process.terminate)
-        stderr = process.stderr
-        assert code == 0 and "Traceback" not in stderr, stderr[-4000:]
+        await process.stop_cleanly()
     finally:
         await asyncio.to_thread(process.close)
         cleanup_data_dir(data_dir)

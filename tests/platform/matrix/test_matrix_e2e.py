@@ -141,10 +141,8 @@ async def shut_down(bot: MatrixBot) -> None:
         return
     bot.process = None
     try:
-        code = await asyncio.to_thread(process.terminate)
-        stderr = process.stderr
-        assert code == 0 and "Traceback" not in stderr, stderr[-4000:]
-        assert "Unclosed" not in stderr, stderr[-4000:]  # the bridge's HTTP session is closed
+        await process.stop_cleanly()
+        assert "Unclosed" not in process.stderr, process.stderr[-4000:]  # HTTP session closed
     finally:
         await asyncio.to_thread(process.close)
 

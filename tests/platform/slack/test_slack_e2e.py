@@ -102,10 +102,7 @@ async def slack_bot(slack_emulator: SlackEmulator, tmp_path: Path) -> AsyncItera
         await bot.until(lambda: emulator.connections > 0 and bot.socket.exists(),
                         "the bot to connect to Slack")
         yield bot
-        # The emulator lives in this event loop: it must keep answering while the bot stops.
-        code = await asyncio.to_thread(process.terminate)
-        stderr = process.stderr
-        assert code == 0 and "Traceback" not in stderr, stderr[-4000:]
+        await process.stop_cleanly()
     finally:
         await asyncio.to_thread(process.close)
         cleanup_data_dir(data_dir)
