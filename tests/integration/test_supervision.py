@@ -426,3 +426,20 @@ async def test_r3_4_a_late_failure_requeues_only_the_unanswered_message(tmp_path
         assert not any("answered" in q.text for q in queued), queued
     finally:
         await bot.stop()
+
+
+async def test_r4_1_always_on_lead_starts_at_start_up_others_wait_for_a_message(
+        tmp_path: Path) -> None:
+    """R4.1: an `always_on` lead is started with the bot; any other lead only on its first
+    message."""
+    bot = await start_bot(tmp_path, channels=[{"name": "webui", "always_on": True},
+                                              {"name": "infra"}])
+    try:
+        runtimes = bot.app.supervisor._runtimes
+        await until(lambda: "webui" in runtimes and runtimes["webui"].run.value == "running",
+                    what="always_on lead running")
+        await bot.app.supervisor.wait_quiet(5)
+        assert "infra" not in runtimes and "general" not in runtimes
+        assert bot.received() == []
+    finally:
+        await bot.stop()
