@@ -41,7 +41,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (platform, room));
     CREATE TABLE agents (
         name TEXT PRIMARY KEY, kind TEXT NOT NULL, channel TEXT NOT NULL, task_id INTEGER,
-        session_id TEXT, last_error TEXT NOT NULL DEFAULT '', hops INTEGER NOT NULL DEFAULT 0);
+        session_id TEXT, last_error TEXT NOT NULL DEFAULT '');
     CREATE TABLE tasks (
         id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, channel TEXT NOT NULL,
         assignee TEXT NOT NULL, status TEXT NOT NULL, created_by TEXT NOT NULL,
@@ -75,7 +75,13 @@ class AgentRow:
     task_id: int | None
     session_id: str | None
     last_error: str
-    hops: int
+
+
+AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
+
+
+def _agent_row(r: tuple) -> AgentRow:
+    return AgentRow(r[0], AgentKind(r[1]), *r[2:])
 
 
 @dataclass(frozen=True)
@@ -333,18 +339,12 @@ class Store:
             (name, str(kind), channel, task_id))])
 
     async def agent(self, name: str) -> AgentRow | None:
-        row = await self._one("SELECT name, kind, channel, task_id, session_id, last_error, hops "
-                              "FROM agents WHERE name = ?", (name,))
-        return self._agent_row(row) if row else None
+        row = await self._one(f"SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?", (name,))
+        return _agent_row(row) if row else None
 
     async def agents(self) -> list[AgentRow]:
-        rows = await self._all("SELECT name, kind, channel, task_id, session_id, last_error, "
-                               "hops FROM agents ORDER BY kind, name")
-        return [self._agent_row(r) for r in rows]
-
-    @staticmethod
-    def _agent_row(r: tuple) -> AgentRow:
-        return AgentRow(r[0], AgentKind(r[1]), r[2], r[3], r[4], r[5], r[6])
+        rows = await self._all(f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY kind, name")
+        return [_agent_row(r) for r in rows]
 
     async def set_session_id(self, name: str, session_id: str | None) -> None:
         await self._write([("UPDATE agents SET session_id = ? WHERE name = ?",
@@ -352,9 +352,6 @@ class Store:
 
     async def set_agent_error(self, name: str, error: str) -> None:
         await self._write([("UPDATE agents SET last_error = ? WHERE name = ?", (error, name))])
-
-    async def set_agent_hops(self, name: str, hops: int) -> None:
-        await self._write([("UPDATE agents SET hops = ? WHERE name = ?", (hops, name))])
 
     # --- tasks -------------------------------------------------------------------------------
 

@@ -302,7 +302,6 @@ async def test_r4_6_r8_4_everything_survives_close_and_reopen(db_path: Path) -> 
     await s.upsert_agent("alice", AgentKind.WORKER, "dm-alice", None)  # keeps the task id
     await s.set_session_id("webui", "sess-1")
     await s.set_agent_error("webui", "exit 1")
-    await s.set_agent_hops("webui", 3)
     task = await s.create_task("fix", "webui", "alice", "Dana", 1.0)
     await s.accept_inbound("webui", inbound("E1"), [nudge("webui", "q1")], 1.0)
     h = Health(failures=2, cooldown_until=99.0)
@@ -318,7 +317,7 @@ async def test_r4_6_r8_4_everything_survives_close_and_reopen(db_path: Path) -> 
         assert await s.dm_attachments() == [("slack", "D1", "bob")]
         webui, alice = await s.agent("webui"), await s.agent("alice")
         assert webui is not None and alice is not None
-        assert (webui.session_id, webui.last_error, webui.hops) == ("sess-1", "exit 1", 3)
+        assert (webui.session_id, webui.last_error) == ("sess-1", "exit 1")
         assert (alice.kind, alice.channel, alice.task_id) == (AgentKind.WORKER, "dm-alice", 7)
         assert [a.name for a in await s.agents()] == ["webui", "alice"]
         assert await s.task(task.id) == task
