@@ -15,6 +15,21 @@ from typing import Any
 from bot.model import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
 
 
+async def wait_on(changed: asyncio.Condition, condition: Callable[[], Any], timeout: float,
+                  failure: Callable[[], str]) -> Any:
+    """Wait until `condition()` is truthy, re-checked each time `changed` is notified;
+    return its value, or fail with `failure()` after `timeout` seconds."""
+    async def check() -> Any:
+        async with changed:
+            while not (value := condition()):
+                await changed.wait()
+            return value
+    try:
+        return await asyncio.wait_for(check(), timeout)
+    except TimeoutError:
+        raise AssertionError(failure()) from None
+
+
 class MemoryKV:
     """`bridges.base.KeyValueStore` in memory; one instance plays one bot's durable store."""
 
@@ -68,16 +83,9 @@ class RecordingSink:
     async def wait_until(self, condition: Callable[[], Any], *, timeout: float = 10.0,
                          what: str = "condition") -> Any:
         """Wait until `condition()` is truthy, re-checked on every event; return its value."""
-        async def check() -> Any:
-            async with self._changed:
-                while not (value := condition()):
-                    await self._changed.wait()
-                return value
-        try:
-            return await asyncio.wait_for(check(), timeout)
-        except TimeoutError:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
-                                 f"events so far: {self.events}") from None
+        return await wait_on(self._changed, condition, timeout,
+                             lambda: f"timed out after {timeout} s waiting for {what}; "
+                                     f"events so far: {self.events}")
 
     async def wait_for_texts(self, room: str, texts: list[str], *,
                              timeout: float = 10.0) -> list[Inbound]:

@@ -55,6 +55,8 @@ from nio import (
     SyncResponse,
 )
 
+from tests.platform.matrix.support import wait_on
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SERVER_NAME = "crewbridge.test"
 START_TIMEOUT_S = 60.0
@@ -474,17 +476,10 @@ class Person:
     async def wait_until(self, condition: Callable[[], Any], *, timeout: float = 10.0,
                          what: str = "condition") -> Any:
         """Wait until `condition()` is truthy (re-checked after every sync); return its value."""
-        async def check() -> Any:
-            async with self._changed:
-                while not (value := condition()):
-                    await self._changed.wait()
-                return value
-        try:
-            return await asyncio.wait_for(check(), timeout)
-        except TimeoutError:
+        def failure() -> str:
             detail = f" (last sync error: {self._sync_error})" if self._sync_error else ""
-            raise AssertionError(f"{self.user_id}: timed out after {timeout} s waiting for "
-                                 f"{what}{detail}") from None
+            return f"{self.user_id}: timed out after {timeout} s waiting for {what}{detail}"
+        return await wait_on(self._changed, condition, timeout, failure)
 
     async def wait_for_message(self, room_id: str, predicate: Callable[[EventDict], bool]
                                = lambda e: True, *, sender: str | None = None,
