@@ -290,26 +290,37 @@ class App:
             channel, text = found
         cmd = parse(text, in_admin=channel == self.admin)
         if channel == self.admin or is_admin_command(cmd):
-            if await self.store.accept_inbound(channel, msg, [], self.clock.now()):
-                await self.post(channel, msg.sender_name, text, kind="relay", origin=ref,
-                                origin_platform=msg.platform)
+            if await self._command_said(channel, msg, text, ref):
                 await self._admin(channel, msg, cmd, ref)
             return
         if isinstance(cmd, TaskCreate | TaskDone | Invalid) and worker_of_dm(channel) is None:
-            if await self.store.accept_inbound(channel, msg, [], self.clock.now()):
-                await self.post(channel, msg.sender_name, text, kind="relay", origin=ref,
-                                origin_platform=msg.platform)
+            if await self._command_said(channel, msg, text, ref):
                 await self._task_command(channel, msg.sender_name, cmd, ref)
             return
-        message = Message(channel, msg.sender_name, False, msg.platform, text,
+        await self._person_said(channel, msg, text, origin=ref, platform=msg.platform)
+
+    async def _command_said(self, channel: str, msg: Inbound, text: str, ref: RoomRef) -> bool:
+        """Store and relay a command (it nudges nobody); False for a re-delivery."""
+        if not await self.store.accept_inbound(channel, msg, [], self.clock.now()):
+            return False
+        await self.post(channel, msg.sender_name, text, kind="relay", origin=ref,
+                        origin_platform=msg.platform)
+        return True
+
+    async def _person_said(self, channel: str, msg: Inbound, text: str, *,
+                           origin: RoomRef | None, platform: str) -> None:
+        """Store a person's message with its nudges, show it in the channel's other rooms,
+        and deliver it (R1.3, R1.4, R2). `origin` None: it came from no room (the CLI)."""
+        message = Message(channel, msg.sender_name, False, platform, text,
                           top_level=msg.thread is None)
         routing = route(message, self.directory(), self.config.agent.max_hops)
         if not await self.store.accept_inbound(channel, msg, routing.nudges, self.clock.now()):
             log.info("ignored a re-delivered %s event %s", msg.platform, msg.event_id)
             return
-        await self.post(channel, msg.sender_name, text, kind="relay", origin=ref,
-                        origin_platform=msg.platform)
-        await self._notices(routing.notices, only=ref)
+        await self.post(channel, msg.sender_name, text, kind="relay", origin=origin,
+                        origin_platform=platform)
+        if origin is not None:
+            await self._notices(routing.notices, only=origin)
         self.supervisor.schedule_kick(n.agent for n in routing.nudges)
 
     async def _notices(self, notices: tuple[Notice, ...], only: RoomRef | None = None) -> None:
@@ -572,11 +583,7 @@ class App:
         """A person posting from the host's shell: stored and routed like a chat message."""
         msg = Inbound(Platform.CONSOLE, channel, f"cli:{user}", user, text,
                       f"cli-{uuid.uuid4()}", self.clock.now())
-        message = Message(channel, user, False, "cli", text)
-        routing = route(message, self.directory(), self.config.agent.max_hops)
-        await self.store.accept_inbound(channel, msg, routing.nudges, self.clock.now())
-        await self.post(channel, user, text, kind="relay", origin_platform="cli")
-        self.supervisor.schedule_kick(n.agent for n in routing.nudges)
+        await self._person_said(channel, msg, text, origin=None, platform="cli")
 
     async def _home_channel(self, agent: str | None) -> str:
         """Where an agent's new task belongs: a lead's channel, a worker's task's channel."""
