@@ -474,8 +474,12 @@ class Supervisor:
             await self._tell_blocked(rt, gate, queued[-1].origin)
 
     def _kill(self, rt: Runtime, reason: str) -> None:
+        """Kill the session now; until it has exited nothing more is delivered to it and
+        the timers leave it alone, so a hung turn is counted once, not once per tick."""
         if rt.session is not None:
+            rt.run = RunState.STOPPING
             rt.stop_reason = reason
+            self._changed.set()
             rt.session.kill()
 
     async def _carry_out(self, rt: Runtime, effects: list[breaker.Effect]) -> None:

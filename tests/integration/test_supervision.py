@@ -175,9 +175,12 @@ async def test_r4_8_hung_turn_is_killed_counted_and_reported(tmp_path: Path) -> 
         await bot.say("general", "fake:hang")
         await until(lambda: len(bot.received("general")) == 2, what="hang delivered")
         await bot.tick(901)
+        for _ in range(3):  # the timers keep firing while the kill is in flight
+            await bot.app.supervisor.tick()
         await until(lambda: any("hung" in t for t in alerts(bot)), what="hung alert")
         h = await health(bot, "lead:general")
         assert h.failures == 1
+        assert sum("hung" in t for t in alerts(bot)) == 1
         await until(lambda: bot.app.supervisor._runtimes["general"].run.value == "stopped",
                     what="killed")
     finally:
