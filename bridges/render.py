@@ -102,11 +102,15 @@ _PROTECTED = re.compile(
 # A span never runs past the next delimiter like its own (`**a **b` cannot be one bold span
 # holding `**`): an opener without a closer then costs a scan to the next delimiter, not to
 # the end of the line, which keeps a line full of stray `*` linear instead of quadratic.
+# The one exception is a whole bold span inside an italic one (`*a **b** c*`, `***both***`),
+# which agents write often; italic is tried first so the bold inside cannot take its `*`.
+_BOLD_IN_ITALIC = r"\*\*(?=[^\s*])(?:[^*]|\*(?!\*))+?(?<=[^\s*])\*\*"
 _EMPHASIS = re.compile(
-    r"\*\*(?=\S)(?P<bold>(?:[^*]|\*(?!\*))+?)(?<=\S)\*\*"
+    rf"\*(?=[^\s*]|\*\*[^\s*])(?P<italic>(?:[^*]|{_BOLD_IN_ITALIC})+?)"
+    r"(?:(?<=[^\s*])|(?<=\*\*))\*(?!\*)"
+    r"|\*\*(?=\S)(?P<bold>(?:[^*]|\*(?!\*))+?)(?<=\S)\*\*"
     r"|(?<!\w)__(?=\S)(?P<bold_>(?:[^_]|_(?!_))+?)(?<=\S)__(?!\w)"
     r"|~~(?=\S)(?P<strike>(?:[^~]|~(?!~))+?)(?<=\S)~~"
-    r"|\*(?=[^\s*])(?P<italic>[^*]+?)(?<=[^\s*])\*"
     r"|(?<!\w)_(?=[^\s_])(?P<italic_>[^_]+?)(?<=[^\s_])_(?!\w)"
 )
 _MARKUP = re.compile(r"[`\[*_~:\x00]")  # what can start a construct `_inline` converts

@@ -251,6 +251,10 @@ def test_r5_2_property_split_never_fails_on_arbitrary_text(text, limit):
         ("*italic* and _italic_", "_italic_ and _italic_"),
         ("~~struck~~", "~struck~"),
         ("**bold _nested_**", "*bold _nested_*"),
+        ("*italic **bold***", "_italic *bold*_"),
+        ("***both***", "_*both*_"),
+        ("*a **b** c* and **d *e* f**", "_a *b* c_ and *d _e_ f*"),
+        ("*a ** b*", "*a ** b*"),
         (
             "[the docs](https://example.org/a_b?x=1&y=2)",
             "<https://example.org/a_b?x=1&amp;y=2|the docs>",
@@ -276,7 +280,9 @@ def test_r5_6_slack_mrkdwn(md, mrkdwn):
     assert to_slack_mrkdwn(md) == mrkdwn
 
 
-@pytest.mark.parametrize("unit", ["*a ", "_a ", "**a ", "__a ", "~~a ", "``a `", "[a]( "])
+@pytest.mark.parametrize(
+    "unit", ["*a ", "_a ", "**a ", "__a ", "~~a ", "``a `", "[a]( ", "*a **b ", "***a "]
+)
 def test_r5_6_stray_delimiters_render_in_linear_time(unit):
     """R5.6: a long line of unmatched `*` once took minutes (each opener scanned to the end
     of the line); now each scans to the next delimiter. Quadratic would not finish here."""
@@ -353,6 +359,7 @@ def test_r5_6_property_slack_output_has_no_control_sequence_but_our_links(md):
         ),
         ("snake_case_name", "<p>snake_case_name</p>"),
         ("**bold *it* x** a * b", "<p><strong>bold <em>it</em> x</strong> a * b</p>"),
+        ("*it **bold***", "<p><em>it <strong>bold</strong></em></p>"),
     ],
 )
 def test_r5_6_matrix_html(md, html):
