@@ -8,8 +8,8 @@ Why our own loop rather than nio's `sync_forever` and callbacks:
   initial sync without `since` silently skips what was said while the bot was down. When
   the server says a room's timeline was cut (`limited`), the gap back to our saved position
   is fetched with `/messages` so nothing is lost after a long downtime either.
-- **No history replay.** The very first run (no saved token) does one `sync(timeout=0)` and
-  starts from there; old history never reaches the agents.
+- **No history replay.** The very first run (no saved token) does one sync that returns at
+  once (`NOW_MS`) and starts from there; old history never reaches the agents.
 - **No hot loop (R9.2).** nio's client retries timeouts and 429s forever by default. Here
   `max_limit_exceeded=0` and `max_timeouts=0` make every failure come back to us at once;
   the sync loop backs off with `backoff_delay` (exponential, full jitter, capped) and
@@ -83,6 +83,9 @@ KV_DIRECT = "matrix.direct_rooms"
 
 MAX_EVENT_BYTES = 65_536  # Synapse refuses larger events; parts stay far below (render.py)
 HTML_FORMAT = "org.matrix.custom.html"
+# A sync that returns at once. Not 0: nio turns 0 into "no timeout" on the client side too,
+# and a request to a half-alive server would then wait for ever; with 1 ms nio allows 15 s.
+NOW_MS = 1
 INBOUND_MSGTYPES = frozenset({"m.text", "m.emote"})
 
 T = TypeVar("T")
@@ -283,12 +286,12 @@ class MatrixBridge:
         return resp
 
     async def _first_sync(self) -> None:
-        """First run: one `sync(timeout=0)` gives "now"; the rooms' old timelines are never
+        """First run: one sync that returns at once gives "now"; the rooms' old timelines are never
         delivered. Its pending invites (state, not history) are handled by the sync loop,
         because the core may not take events before every bridge has started."""
         client = self._require_client()
         resp = await self._startup_call(
-            lambda: client.sync(timeout=0, sync_filter=self._filter(1)), "sync")
+            lambda: client.sync(timeout=NOW_MS, sync_filter=self._filter(1)), "sync")
         if not isinstance(resp, SyncResponse):
             raise MatrixStartError(f"first sync with {self.config.homeserver} "
                                    f"failed ({_describe(resp)})")
@@ -357,7 +360,11 @@ class MatrixBridge:
         sink_failures = 0
         while not self._stopping:
             try:
-                resp = await client.sync(timeout=self.sync_timeout_ms, since=self._next_batch,
+                # After a failure, a sync that returns at once: the link is known to be back
+                # when it is, not when a quiet long poll ends up to 30 s later (which could
+                # push a short outage past the 60 s alert threshold).
+                resp = await client.sync(timeout=NOW_MS if failures else self.sync_timeout_ms,
+                                         since=self._next_batch,
                                          sync_filter=self._filter(self.timeline_limit))
                 error = None if isinstance(resp, SyncResponse) else _describe(resp)
             except asyncio.CancelledError:
