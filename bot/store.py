@@ -12,7 +12,9 @@ What lives here, and why it must outlive the process:
 - per-agent queues of undelivered nudges (R3.4, R3.5);
 - health records (cooldowns, failure counts, breakers) and open escalations (R4.6, R6.1);
 - the outbox of posts not yet delivered (R8.3) and bridge cursors such as Matrix
-  `next_batch` (R8.2).
+  `next_batch` (R8.2);
+- the agent processes now running, so that a bot killed without a chance to stop them ends
+  them when it starts again (R4.9).
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ MIGRATIONS: list[str] = [
         attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0,
         last_error TEXT NOT NULL DEFAULT '', set_aside INTEGER NOT NULL DEFAULT 0);
     CREATE INDEX outbox_room ON outbox (platform, room, id);
+    """,
+    """
+    CREATE TABLE processes (
+        agent TEXT PRIMARY KEY, pgid INTEGER NOT NULL, started TEXT NOT NULL);
     """,
 ]
 
@@ -349,6 +355,23 @@ class Store:
     async def set_session_id(self, name: str, session_id: str | None) -> None:
         await self._write([("UPDATE agents SET session_id = ? WHERE name = ?",
                             (session_id, name))])
+
+    async def record_process(self, agent: str, pgid: int, started: str) -> None:
+        await self._write([("INSERT INTO processes (agent, pgid, started) VALUES (?, ?, ?) "
+                            "ON CONFLICT(agent) DO UPDATE SET pgid = excluded.pgid, "
+                            "started = excluded.started", (agent, pgid, started))])
+
+    async def forget_process(self, agent: str, pgid: int) -> None:
+        await self._write([("DELETE FROM processes WHERE agent = ? AND pgid = ?", (agent, pgid))])
+
+    async def take_processes(self) -> list[tuple[str, int, str]]:
+        """The processes recorded by an earlier run, forgotten as they are returned."""
+        def work(conn: sqlite3.Connection) -> list[tuple[str, int, str]]:
+            rows = conn.execute("SELECT agent, pgid, started FROM processes ORDER BY agent")
+            taken = [tuple(r) for r in rows]
+            conn.execute("DELETE FROM processes")
+            return taken  # type: ignore[return-value]
+        return await self._tx(work)
 
     async def set_agent_error(self, name: str, error: str) -> None:
         await self._write([("UPDATE agents SET last_error = ? WHERE name = ?", (error, name))])

@@ -30,7 +30,7 @@ from bot.clock import Clock
 from bot.config import AgentConfig, redact
 from bot.model import AgentKind, AgentSpec
 from bot.store import QueuedNudge, Store
-from supervisor import breaker
+from supervisor import breaker, leftovers
 from supervisor.autopost import TurnOutput
 from supervisor.protocol import (
     AgentEvent,
@@ -156,7 +156,14 @@ class Supervisor:
             await self._advance(rt, start=start)
 
     async def start_up(self) -> None:
-        """After a restart: deliver what was queued, start `always_on` leads (R4.1, R4.6)."""
+        """After a restart: end what an unclean stop left running (R4.9), deliver what was
+        queued, start `always_on` leads (R4.1, R4.6)."""
+        ended = await leftovers.end_leftovers(await self.store.take_processes(),
+                                              self.cfg.stop_grace_s)
+        if ended:
+            await self.outputs.alert(
+                f"♻️ crewbridge was not stopped cleanly last time: ended agent processes it "
+                f"left running ({', '.join(ended)}). Their sessions resume on the next message.")
         for name in await self.store.agents_with_queue():
             self.schedule_kick([name])
         self.schedule_kick(sorted(self.always_on), start=True)
@@ -346,6 +353,8 @@ class Supervisor:
             await self._failure(rt, str(e))
             return
         log.info("%s %s (pid %s)", "resumed" if resume else "spawned", rt.name, session.pid)
+        if session.pid is not None and (mark := leftovers.start_mark(session.pid)):
+            await self.store.record_process(rt.name, session.pid, mark)
         rt.session = session
         rt.session_id = session_id
         await self.store.set_session_id(rt.name, session_id)
@@ -417,6 +426,8 @@ class Supervisor:
                 await self._post(rt, rt.output.end_of_stream(now))
             session, reason = rt.session, rt.stop_reason
             rt.run, rt.session, rt.stop_reason = RunState.STOPPED, None, None
+            if session is not None and session.pid is not None:
+                await self.store.forget_process(rt.name, session.pid)
             rt.pending_turns = 0
             self._changed.set()
             uptime = now - rt.started_at

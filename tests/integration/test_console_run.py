@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.integration.harness import until
 from tests.support.botproc import BotProcess, crewbridge, write_config
 
 
@@ -54,6 +55,34 @@ def test_r4_9_sigterm_stops_agents_and_exits_cleanly(tmp_path: Path) -> None:
             assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), f"agent {pid} survived"
     finally:
         bot.close()
+
+
+async def test_r4_9_agents_left_by_a_killed_bot_are_ended_at_the_next_start(
+        tmp_path: Path) -> None:
+    """R4.9: SIGKILL gives the bot no chance to stop its agents, and one busy in a turn goes
+    on running. The next start ends it before anything else and says so in #ops; the lead
+    then answers again."""
+    received = tmp_path / "agents.jsonl"
+    config = write_config(tmp_path / "c.toml", agent={"env": {"FAKE_AGENT_LOG": str(received)}})
+    first = BotProcess(config)
+    try:
+        first.send("#general fake:hang")
+        await until(lambda: received.exists() and "fake:hang" in received.read_text(),
+                    what="the agent busy with its turn")
+        [pid] = _agent_pids(first.stderr)
+        first.kill()
+        assert not _is_zombie(pid), "the busy agent should outlive a SIGKILLed bot"
+    finally:
+        first.close()
+    second = BotProcess(config)
+    try:
+        await second.await_line(r"^#ops crewbridge: .*not stopped cleanly.*\(general\)")
+        assert _is_zombie(pid), f"agent {pid} left over from the killed bot still runs"
+        second.send("#general hello again")
+        await second.await_line(r"^#general general: .*hello again")
+        assert second.terminate() == 0
+    finally:
+        second.close()
 
 
 def _agent_pids(stderr: str) -> list[int]:

@@ -80,6 +80,38 @@ async def test_r8_4_schema_version_is_the_number_of_migrations_and_reopen_keeps_
     assert pragma(db_path, "user_version") == len(MIGRATIONS)
 
 
+async def test_r8_4_a_store_of_an_older_schema_is_migrated_and_keeps_its_data(
+        db_path: Path) -> None:
+    """R8.4: a file from the first release (schema 1) opens: the later migrations run in
+    order and what it held is still there."""
+    db_path.parent.mkdir(parents=True)
+    con = sqlite3.connect(db_path)
+    con.executescript(f"BEGIN; {MIGRATIONS[0]} PRAGMA user_version = 1; COMMIT;")
+    con.execute("INSERT INTO kv (key, value) VALUES ('matrix.next_batch', 's9')")
+    con.commit()
+    con.close()
+    s = await Store.open(db_path)
+    try:
+        assert await s.get_value("matrix.next_batch") == "s9"
+        await s.record_process("webui", 4242, "boot:77")
+        assert await s.take_processes() == [("webui", 4242, "boot:77")]
+    finally:
+        await s.close()
+    assert pragma(db_path, "user_version") == len(MIGRATIONS)
+
+
+async def test_r4_9_running_processes_are_recorded_until_they_exit(store: Store) -> None:
+    """R4.9: a record per agent, replaced by its next process, removed only by the exit of
+    the process it names; taking them at start-up empties the table."""
+    await store.record_process("webui", 100, "b:1")
+    await store.record_process("alice", 200, "b:2")
+    await store.record_process("webui", 101, "b:3")  # restarted before the old exit was seen
+    await store.forget_process("webui", 100)  # the old one's exit: not the current record
+    await store.forget_process("alice", 200)
+    assert await store.take_processes() == [("webui", 101, "b:3")]
+    assert await store.take_processes() == []
+
+
 async def test_r8_4_newer_schema_is_refused_with_a_clear_error(db_path: Path) -> None:
     """R8.4: a file written by a newer crewbridge is not touched: StoreError names it."""
     s = await Store.open(db_path)
