@@ -72,7 +72,8 @@ class MemoryBridge:
     async def resolve_room(self, ref: str) -> str:
         return ref.lstrip("#")
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
+                   maybe_sent: bool = False) -> None:
         self.count += 1
         if self.keep:
             self.sent.append((time.monotonic_ns(), room, text))

@@ -7,6 +7,10 @@ accepted it. Rate limits (`RateLimited`) wait exactly as long as the platform as
 other transient errors back off exponentially with jitter; a permanent error (the bot
 was removed from the room) is logged and the post set aside, so one dead room cannot
 block the others forever.
+
+A post can reach the platform and still be pending here: the bot died between the two, or
+the answer was lost. Such posts go out marked `maybe_sent`; Matrix deduplicates by
+transaction id anyway, and the Slack bridge looks for the post in the channel first.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Outbox:
         self._workers: dict[tuple[str, str], asyncio.Task] = {}
         self._last_sent: dict[tuple[str, str], float] = {}
         self._added: dict[tuple[str, str], int] = {}  # posts added per room, to skip re-reads
+        self._unsure: set[int] = set()  # posts an earlier attempt may have delivered
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -46,6 +51,7 @@ class Outbox:
     async def resume(self) -> None:
         """Send what a previous run left in the outbox (R8.3)."""
         pending = await self.store.pending_posts()
+        self._unsure.update(p.id for p in pending)  # the last run may have sent them, unrecorded
         self._wake({(p.platform, p.room) for p in pending if p.platform in self.bridges})
 
     async def drain(self, timeout_s: float) -> bool:
@@ -100,8 +106,9 @@ class Outbox:
     async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> bool:
         """Send one post; True when it is done with (sent or set aside)."""
         try:
-            await bridge.send(post.room, post.text, key=post.key, notice=post.kind in NOTICE_KINDS)
-        except RateLimited as e:
+            await bridge.send(post.room, post.text, key=post.key, notice=post.kind in NOTICE_KINDS,
+                              maybe_sent=post.id in self._unsure)
+        except RateLimited as e:  # refused before it was taken: not sent
             wait = max(e.retry_after_s or 1.0, 0.0)
             log.info("%s %s rate limited; retrying in %.1fs", key[0], key[1], wait)
             await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
@@ -111,7 +118,9 @@ class Outbox:
                 log.error("cannot post to %s %s (%s); post set aside: %.200s",
                           key[0], key[1], e, post.text)
                 await self.store.post_set_aside(post.id, str(e))
+                self._unsure.discard(post.id)
                 return True
+            self._unsure.add(post.id)  # a timeout or a 5xx may come after the platform took it
             wait = e.retry_after_s or backoff_delay(post.attempts + 1, cap_s=300)
             log.warning("posting to %s %s failed (%s); retry %d in %.1fs",
                         key[0], key[1], e, post.attempts + 1, wait)
@@ -119,9 +128,11 @@ class Outbox:
             return False
         except Exception as e:  # a bridge bug must not kill the room's worker
             log.exception("posting to %s %s crashed", key[0], key[1])
+            self._unsure.add(post.id)
             wait = backoff_delay(post.attempts + 1, cap_s=300)
             await self.store.post_failed(post.id, self.clock.now() + wait, repr(e))
             return False
         self._last_sent[key] = self.clock.now()
         await self.store.post_sent(post.id)
+        self._unsure.discard(post.id)
         return True

@@ -63,11 +63,15 @@ class Bridge(Protocol):
         Raises `RoomUnresolvable` naming the reference when it cannot.
         """
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
+                   maybe_sent: bool = False) -> None:
         """Post markdown `text` to `room`, rendered and split for the platform.
 
-        `key` is stable across retries of the same post. Raises `RateLimited` or `SendError`;
-        the outbox owns retrying, the bridge never sleeps on a failure itself.
+        `key` is stable across retries of the same post. `maybe_sent`: an earlier attempt
+        may have reached the platform (the post was pending when the bot started, or a try
+        failed after the request could have been taken), so a bridge whose platform cannot
+        deduplicate by `key` itself checks before posting again (R8.3). Raises `RateLimited`
+        or `SendError`; the outbox owns retrying, the bridge never sleeps on a failure.
         """
 
     async def stop(self) -> None:

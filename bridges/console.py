@@ -88,7 +88,8 @@ class ConsoleBridge:
     async def resolve_room(self, ref: str) -> str:
         return ref.lstrip("#")
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
+                   maybe_sent: bool = False) -> None:
         self._write(format_post(room, text))
 
     def _write(self, text: str) -> None:

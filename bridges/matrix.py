@@ -606,7 +606,8 @@ class MatrixBridge:
         return [(part, to_matrix_html(part))
                 for part in split_message(text, MATRIX_LIMIT_BYTES, measure=matrix_measure)]
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
+                   maybe_sent: bool = False) -> None:
         """R5.5/R5.6/R8.3: post `text` as `m.notice` (or `m.text`) with HTML and a plain body,
         part `i` under transaction id `<key>.<i>` so a retried post is never doubled."""
         client = self._require_client()

@@ -30,6 +30,10 @@ What this module owns, and why it is built the way it is:
   429 surfaces at once as `RateLimited(Retry-After)`; the outbox paces and retries. A split
   post remembers how many of its parts were accepted (in the `KeyValueStore`, by `key`), so
   a retry after a 429 on part 3 does not post parts 1 and 2 again, even after a restart.
+* **A post is not made twice (R8.3).** Slack has no idempotency key. Each part carries
+  message metadata naming it; a post the outbox marks `maybe_sent` (pending when the bot
+  started, or its last try failed after it could have been taken) is first looked for in
+  the channel's latest messages (`conversations.history`), and the parts found are skipped.
 """
 
 from __future__ import annotations
@@ -77,6 +81,10 @@ PERMANENT_ERRORS = frozenset({
 """`chat.postMessage` errors that no retry can fix; the outbox gives these up."""
 
 NAME_TTL_S = 3600.0
+# Every part the bot posts carries message metadata naming it (`<key>.<i>`), so that a post
+# that may already be in the channel is looked for before it is posted again (R8.3).
+POST_METADATA_TYPE = "crewbridge_post"
+HISTORY_LOOKBACK = 200  # most recent messages searched for a post that may be there
 """How long a resolved user name is trusted; renames show up within the hour."""
 
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
@@ -251,21 +259,52 @@ class SlackBridge:
                 "invite it with /invite @crewbridge in that channel")
         return str(channel["id"])
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
+                   maybe_sent: bool = False) -> None:
         """Split below 4,000 rendered characters, render each part as mrkdwn, post them in
         order (R5.2, R5.6). The split is made on the markdown, so a code block cut in two is
         closed and reopened and every part renders on its own.
 
-        Every Slack post by the bot is a bot message, so `notice` changes nothing here.
+        Slack has no idempotency key, so with `maybe_sent` the channel's latest messages are
+        searched for this post's parts (by their metadata) and those found are not posted
+        again. Every Slack post by the bot is a bot message, so `notice` changes nothing.
         """
         parts = [to_slack_mrkdwn(part)
                  for part in split_message(text, SLACK_TEXT_LIMIT, measure=slack_measure)]
         progress_key = f"slack.sent_parts.{key}"
         done = int(await self._kv.get_value(progress_key) or 0) if len(parts) > 1 else 0
+        there = await self._posted_parts(room) if maybe_sent else set()
         for index in range(done, len(parts)):
-            await self._post(room, parts[index])
+            part = f"{key}.{index}"
+            if part in there:
+                log.info("slack: %s is already in %s; not posting it again", part, room)
+            else:
+                await self._post(room, parts[index], part)
             if len(parts) > 1:
                 await self._kv.put_value(progress_key, str(index + 1))
+
+    async def _posted_parts(self, room: str) -> set[str]:
+        """The parts (`<key>.<i>`) among the channel's latest messages that the bot posted.
+
+        If the history cannot be read for good (a missing `*:history` scope), the post goes
+        out anyway: a message twice is better than a message lost."""
+        try:
+            resp = await self._client.conversations_history(
+                channel=room, limit=HISTORY_LOOKBACK, include_all_metadata=True)
+        except SlackApiError as e:
+            if e.response.status_code == 429:
+                raise RateLimited(_retry_after(e), f"Slack rate-limited reading {room}") from None
+            log.warning("slack: cannot read %s to check for a post made before a restart (%s);"
+                        " posting it again", room, _error_code(e))
+            return set()
+        except NETWORK_ERRORS as e:
+            raise SendError(f"cannot reach Slack to read {room}: {e}") from None
+        parts = set()
+        for message in resp.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == POST_METADATA_TYPE:
+                parts.add(str((metadata.get("event_payload") or {}).get("part")))
+        return parts
 
     async def stop(self) -> None:
         """Stop taking events, let the ones already taken reach the sink, close; idempotent."""
@@ -487,9 +526,10 @@ class SlackBridge:
             if cursor is None:
                 return None
 
-    async def _post(self, room: str, text: str) -> None:
+    async def _post(self, room: str, text: str, part: str) -> None:
+        metadata = {"event_type": POST_METADATA_TYPE, "event_payload": {"part": part}}
         try:
-            await self._client.chat_postMessage(channel=room, text=text,
+            await self._client.chat_postMessage(channel=room, text=text, metadata=metadata,
                                                 unfurl_links=False, unfurl_media=False)
         except SlackApiError as e:
             if e.response.status_code == 429:

@@ -28,9 +28,12 @@ class FlakyBridge:
     failures: list[Exception] = field(default_factory=list)
     sent: list[tuple[float, str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
+    unsure: list[tuple[str, bool]] = field(default_factory=list)  # (text, maybe_sent) per try
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True) -> None:
+    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
+                   maybe_sent: bool = False) -> None:
         self.keys.append(key)
+        self.unsure.append((text, maybe_sent))
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((self.clock.now(), room, text))
@@ -142,6 +145,43 @@ async def test_r8_3_pending_posts_survive_restart_and_are_not_sent_twice(
         await outbox2.resume()
         await asyncio.sleep(0.05)
         assert len(chat2.sent) == 2
+    finally:
+        await outbox2.stop()
+        await store.close()
+
+
+async def test_r8_3_a_post_that_may_have_arrived_is_sent_as_maybe_sent(tmp_path: Path) -> None:
+    """R8.3: the bridge is told when an earlier try may have reached the platform — after a
+    failure that could come after the platform took it, and for what was pending when the
+    bot started — and not after a 429 (refused before it was taken) or for a new post."""
+    outbox, chat, store = await outbox_with(
+        tmp_path, failures=[RateLimited(1.0), SendError("timeout")])
+    try:
+        await outbox.add(posts("A", "one"))
+        await until(lambda: len(chat.unsure) == 1, what="the 429")
+        await chat.clock.advance(1.1)
+        await until(lambda: len(chat.unsure) == 2, what="the timeout")
+        await chat.clock.advance(600)
+        await until(lambda: len(chat.sent) == 1, what="sent")
+        assert chat.unsure == [("one", False), ("one", False), ("one", True)]
+        chat.failures.append(SendError("timeout"))
+        await outbox.add(posts("A", "two"))
+        await until(lambda: len(chat.unsure) == 4, what="two tried")
+    finally:
+        await outbox.stop()
+        await store.close()
+
+    store = await Store.open(tmp_path / "s.db")
+    clock = FakeClock()
+    chat2 = FlakyBridge(clock)
+    outbox2 = Outbox(store, {"chat": chat2}, clock)
+    try:
+        await outbox2.resume()
+        await clock.advance(1800)  # past the retry time its failure set
+        await until(lambda: len(chat2.sent) == 1, what="pending post resent")
+        await outbox2.add(posts("A", "three"))
+        await until(lambda: len(chat2.sent) == 2, what="new post sent")
+        assert chat2.unsure == [("two", True), ("three", False)]
     finally:
         await outbox2.stop()
         await store.close()

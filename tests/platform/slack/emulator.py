@@ -6,6 +6,7 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
 
 * **Web API** under `/api/<method>`, form, query or JSON parameters, the token from
   `Authorization: Bearer …` (or a `token` parameter): `auth.test`, `chat.postMessage`,
+  `conversations.history` (the bot's posts, with their metadata when asked),
   `conversations.info`, `conversations.list` (cursor-paginated), `users.info` and
   `apps.connections.open` (app token only; returns a one-time `ws://127.0.0.1:<port>/link`
   URL). Errors are Slack's: HTTP 200 with `{"ok": false, "error": …}`, or 429 with a
@@ -18,7 +19,8 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   `X-Slack-Request-Timestamp`, `X-Slack-Retry-Num`/`-Reason` on retries), or deliberately
   forged, stale or unsigned.
 * **Fault switches**: `fail_next` (the next N calls of a method answer 429 + `Retry-After`
-  or any Slack error), `redeliver` (a retry of an event, same `event_id`), `send_disconnect`,
+  or any Slack error), `lose_next_answers` (the call is carried out, the answer is a 500),
+  `redeliver` (a retry of an event, same `event_id`), `send_disconnect`,
   `drop_connections`, and a per-channel rate limiter on `chat.postMessage` (a token bucket:
   about one post per second per channel with a small burst; beyond it 429 + `Retry-After`),
   which counts the 429s it sent in `rate_limited` (`refill_rate_limits` resets it).
@@ -218,6 +220,7 @@ class SlackEmulator:
         self.add_user(bot_user_id, bot_name, real_name=bot_name, is_bot=True)
 
         self._faults: dict[str, _Fault] = {}
+        self._lost_answers: dict[str, int] = {}  # method -> calls carried out, answered 500
         self._buckets: dict[str, _Bucket] = {}
         self._tickets: set[str] = set()
         self._links: list[_Link] = []
@@ -347,6 +350,11 @@ class SlackEmulator:
         """
         self._faults[method] = _Fault(times, status, error, retry_after if status == 429 else None)
 
+    def lose_next_answers(self, method: str, times: int = 1) -> None:
+        """Carry out the next `times` calls of `method`, then answer 500 as if the answer
+        were lost on the way: the app cannot tell that Slack took the call."""
+        self._lost_answers[method] = times
+
     def refill_rate_limits(self) -> None:
         """Give every channel a full burst again, as if the limiter had been idle a while."""
         self._buckets.clear()
@@ -464,7 +472,11 @@ class SlackEmulator:
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else params.get("token")
         self.state.calls.append(ApiCall(method, params, token))
         try:
-            return self._fault(method) or await self._method(method, params, token)
+            answer = self._fault(method) or await self._method(method, params, token)
+            if self._lost_answers.get(method, 0) > 0:
+                self._lost_answers[method] -= 1
+                return _error("internal_error", status=500)
+            return answer
         finally:
             await self._notify()
 
@@ -490,6 +502,7 @@ class SlackEmulator:
         handler = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
+            "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
             "conversations.list": self._conversations_list,
             "users.info": self._users_info,
@@ -551,6 +564,25 @@ class SlackEmulator:
             task = asyncio.ensure_future(self.deliver(self.event_callback(event)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _conversations_history(self, params: dict[str, Any]) -> web.Response:
+        """The bot's posts in a channel, newest first; their `metadata` only when asked for
+        with `include_all_metadata`, as Slack does."""
+        channel = self.channels.get(str(params.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        limit = min(int(params.get("limit") or 100), 999)
+        messages = []
+        for posted in reversed(self.state.posts.get(channel.id, [])[-limit:]):
+            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
+                       "text": posted.text, "ts": posted.ts}
+            metadata = posted.params.get("metadata")
+            if with_metadata and metadata:
+                message["metadata"] = (json.loads(metadata) if isinstance(metadata, str)
+                                       else metadata)
+            messages.append(message)
+        return _ok(messages=messages, has_more=False)
 
     async def _conversations_info(self, params: dict[str, Any]) -> web.Response:
         channel = self.channels.get(str(params.get("channel", "")))

@@ -313,6 +313,55 @@ async def test_a_retried_split_post_does_not_repeat_parts(
     assert all(len(p.text) <= SLACK_TEXT_LIMIT for p in posts)
 
 
+async def test_a_post_whose_answer_was_lost_is_not_posted_twice(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R8.3: Slack took the post but the answer was lost (a 500): the retry, marked
+    `maybe_sent`, finds the post in the channel by its metadata and does not post it again;
+    a post that is not there is posted."""
+    bridge, _ = await start_bridge()
+    slack_emulator.lose_next_answers("chat.postMessage")
+    with pytest.raises(SendError) as lost:
+        await bridge.send("C0WEBUI", "only once", key="ob-7")
+    assert not lost.value.permanent
+    await bridge.send("C0WEBUI", "only once", key="ob-7", maybe_sent=True)
+    await bridge.send("C0WEBUI", "never sent before", key="ob-8", maybe_sent=True)
+    assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["only once", "never sent before"]
+    assert len(slack_emulator.calls("conversations.history")) == 2
+
+
+async def test_a_split_post_pending_at_a_restart_posts_only_its_missing_parts(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R8.3: the bot died after Slack took parts 1 and 2 of a split post and before anything
+    recorded it (a new bridge, nothing in its store). Sent again with `maybe_sent`, only
+    the missing parts are posted: every part once, in order."""
+    first, _ = await start_bridge()
+    text = long_markdown()
+    slack_emulator.post_burst = 2
+    with pytest.raises(RateLimited):
+        await first.send("C0WEBUI", text, key="ob-9")
+    assert len(slack_emulator.posts("C0WEBUI")) == 2
+    slack_emulator.post_burst = 10
+    slack_emulator.refill_rate_limits()
+    after_restart, _ = await start_bridge()  # its key-value store is empty
+    await after_restart.send("C0WEBUI", text, key="ob-9", maybe_sent=True)
+    joined = "\n".join(p.text for p in slack_emulator.posts("C0WEBUI"))
+    assert re.findall(r"Paragraph (\d\d)", joined) == [f"{i:02d}" for i in range(30)]
+
+
+async def test_unreadable_history_posts_anyway(slack_emulator: SlackEmulator,
+                                              start_bridge: StartBridge) -> None:
+    """R8.3: without the `*:history` scope the check cannot be made; the post goes out
+    (a message twice is better than one lost). A 429 on the check is a RateLimited."""
+    bridge, _ = await start_bridge()
+    slack_emulator.fail_next("conversations.history", status=200, error="missing_scope")
+    await bridge.send("C0WEBUI", "still delivered", key="ob-10", maybe_sent=True)
+    assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["still delivered"]
+    slack_emulator.fail_next("conversations.history", retry_after=4)
+    with pytest.raises(RateLimited) as caught:
+        await bridge.send("C0WEBUI", "later", key="ob-11", maybe_sent=True)
+    assert caught.value.retry_after_s == 4.0
+
+
 async def test_429_raises_rate_limited_with_the_retry_after_value(
         slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
     """R8.3: a 429 surfaces at once as RateLimited(Retry-After); the SDK does not sleep and
