@@ -176,6 +176,20 @@ async def test_slack_redeliveries_are_ignored_end_to_end(slack_bot: SlackBot) ->
     assert sum("deploy only once" in p.text for p in emulator.posts("C0WEBUI")) == 1
 
 
+async def test_a_post_whose_answer_was_lost_appears_once(slack_bot: SlackBot) -> None:
+    """R8.3: Slack takes the lead's reply but the bot gets a 500 back; the outbox's retry
+    finds the reply in the channel and does not post it again."""
+    emulator = slack_bot.emulator
+    emulator.lose_next_answers("chat.postMessage")
+    await emulator.post_as("U0ALICE", "C0WEBUI", "say this once")
+    await slack_bot.post_containing("C0WEBUI", "say this once")
+    await slack_bot.until(lambda: len(emulator.calls("conversations.history")) == 1,
+                          "the retry to look for the post")
+    await emulator.post_as("U0ALICE", "C0WEBUI", "marker")
+    await slack_bot.post_containing("C0WEBUI", "marker")
+    assert sum("say this once" in p.text for p in emulator.posts("C0WEBUI")) == 1
+
+
 async def test_a_burst_of_agent_posts_is_paced_in_order_with_no_429(slack_bot: SlackBot) -> None:
     """R8.3: 30 posts by the lead at once (as `crewbridge post` sends them) go out in order,
     paced to the channel's rate, and Slack's per-channel limiter never answers 429."""
