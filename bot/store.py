@@ -237,6 +237,9 @@ class Store:
         await self._write([("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) "
                             "DO UPDATE SET value = excluded.value", (key, value))])
 
+    async def delete_value(self, key: str) -> None:
+        await self._write([("DELETE FROM kv WHERE key = ?", (key,))])
+
     async def put_value_once(self, key: str, value: str) -> bool:
         """Set `key` unless it is set; True when this call set it (a one-time flag)."""
         ids = await self._write([("INSERT OR IGNORE INTO kv (key, value) VALUES (?, ?)",

@@ -20,6 +20,9 @@ class _NoState:
     async def put_value(self, key: str, value: str) -> None:
         self._values[key] = value
 
+    async def delete_value(self, key: str) -> None:
+        self._values.pop(key, None)
+
 
 def build_bridges(config: Config, kv: KeyValueStore, *, stdin: TextIO | None = None,
                   stdout: TextIO | None = None) -> dict[str, Bridge]:

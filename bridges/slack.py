@@ -280,8 +280,10 @@ class SlackBridge:
                 log.info("slack: %s is already in %s; not posting it again", part, room)
             else:
                 await self._post(room, parts[index], part)
-            if len(parts) > 1:
+            if index + 1 < len(parts):
                 await self._kv.put_value(progress_key, str(index + 1))
+        if len(parts) > 1:
+            await self._kv.delete_value(progress_key)  # the post is whole: forget its progress
 
     async def _posted_parts(self, room: str) -> set[str]:
         """The parts (`<key>.<i>`) among the channel's latest messages that the bot posted.

@@ -290,6 +290,9 @@ async def test_r1_5_put_value_once(store: Store) -> None:
     await store.put_value("k", "2")
     assert await store.get_value("k") == "2"
     assert await store.get_value("missing") is None
+    await store.delete_value("k")
+    await store.delete_value("missing")  # deleting what is not there is fine
+    assert await store.get_value("k") is None
 
 
 # --- outbox: R8.3 ---------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ class MemoryKV:
         self.data[key] = value
         self.writes.append((key, value))
 
+    async def delete_value(self, key: str) -> None:
+        self.data.pop(key, None)
+
 
 class SinkFailure(RuntimeError):
     """Raised by a `RecordingSink` told to fail, standing in for a store error."""

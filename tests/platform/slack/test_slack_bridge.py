@@ -40,6 +40,9 @@ class MemoryKV:
     async def put_value(self, key: str, value: str) -> None:
         self.values[key] = value
 
+    async def delete_value(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 class Sink:
     """Records what the bridge hands to the core, and lets a test wait for it."""
@@ -303,9 +306,11 @@ async def test_a_retried_split_post_does_not_repeat_parts(
     with pytest.raises(RateLimited):
         await bridge.send("C0WEBUI", text, key="split-1")
     assert len(slack_emulator.posts("C0WEBUI")) == 1
+    assert bridge._kv.values == {"slack.sent_parts.split-1": "1"}  # type: ignore[attr-defined]
     slack_emulator.post_burst = 10
     slack_emulator.refill_rate_limits()
     await bridge.send("C0WEBUI", text, key="split-1")
+    assert bridge._kv.values == {}  # the post is whole: nothing kept for it  # type: ignore
     posts = slack_emulator.posts("C0WEBUI")
     joined = "\n".join(p.text for p in posts)
     assert re.findall(r"Paragraph (\d\d)", joined) == [f"{i:02d}" for i in range(30)]
