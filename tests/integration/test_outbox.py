@@ -133,13 +133,10 @@ async def test_r8_3_pending_posts_survive_restart_and_are_not_sent_twice(
     await outbox.stop()
     await store.close()
 
-    store = await Store.open(tmp_path / "s.db")
-    clock = FakeClock()
-    chat2 = FlakyBridge(clock)
-    outbox2 = Outbox(store, {"chat": chat2}, clock)
+    outbox2, chat2, store = await outbox_with(tmp_path)  # the bot again, on the same store
     try:
         await outbox2.resume()
-        await clock.advance(600)
+        await chat2.clock.advance(600)
         await until(lambda: len(chat2.sent) == 2, what="resent after restart")
         assert chat2.texts("A") == ["one", "two"]
         await outbox2.resume()
@@ -171,13 +168,10 @@ async def test_r8_3_a_post_that_may_have_arrived_is_sent_as_maybe_sent(tmp_path:
         await outbox.stop()
         await store.close()
 
-    store = await Store.open(tmp_path / "s.db")
-    clock = FakeClock()
-    chat2 = FlakyBridge(clock)
-    outbox2 = Outbox(store, {"chat": chat2}, clock)
+    outbox2, chat2, store = await outbox_with(tmp_path)  # the bot again, on the same store
     try:
         await outbox2.resume()
-        await clock.advance(1800)  # past the retry time its failure set
+        await chat2.clock.advance(1800)  # past the retry time its failure set
         await until(lambda: len(chat2.sent) == 1, what="pending post resent")
         await outbox2.add(posts("A", "three"))
         await until(lambda: len(chat2.sent) == 2, what="new post sent")
