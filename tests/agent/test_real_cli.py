@@ -138,17 +138,35 @@ class Claude:
             self.proc.kill()
 
 
-async def one_turn(
-    claude_bin: Path, env: dict[str, str], cwd: Path, text: str, *args: str
-) -> tuple[list[dict[str, Any]], int, str]:
-    """Run a fresh session for one message, as crewbridge spawns one (R3.3)."""
-    claude = await Claude.start(claude_bin, env, cwd, "--session-id", str(uuid.uuid4()), *args)
+Events = list[dict[str, Any]]
+
+
+async def session_turns(
+    claude_bin: Path, env: dict[str, str], cwd: Path, texts: list[str], *args: str,
+    session_id: str | None = None
+) -> tuple[list[Events], Events, int, str]:
+    """Run one session (`--session-id`, fresh unless given) through `texts`, a turn each,
+    then end its input: each turn's events, what came after the last turn, exit code, stderr."""
+    claude = await Claude.start(claude_bin, env, cwd, "--session-id",
+                                session_id or str(uuid.uuid4()), *args)
     try:
-        await claude.send(text)
-        events = await claude.turn()
+        turns = []
+        for text in texts:
+            await claude.send(text)
+            turns.append(await claude.turn())
         rest, code, stderr = await claude.finish()
     finally:
         claude.kill()
+    return turns, rest, code, stderr
+
+
+async def one_turn(
+    claude_bin: Path, env: dict[str, str], cwd: Path, text: str, *args: str,
+    session_id: str | None = None
+) -> tuple[Events, int, str]:
+    """Run a session for one message, as crewbridge spawns one (R3.3)."""
+    [events], rest, code, stderr = await session_turns(claude_bin, env, cwd, [text], *args,
+                                                       session_id=session_id)
     return events + rest, code, stderr
 
 
@@ -175,23 +193,12 @@ async def test_good_turn_parses_to_init_text_and_success(
     the API, and so does the user text."""
     messages_api.reply(Text("Hello from the stand-in"))
     session_id = str(uuid.uuid4())
-    claude = await Claude.start(
-        claude_bin,
-        messages_api.env(claude_home),
-        claude_home,
-        "--session-id",
-        session_id,
-        "--append-system-prompt",
-        "You lead the web UI channel.",
-        "--model",
-        "claude-stub-model",
-    )
-    try:
-        await claude.send("[alice via console in #webui] hello")
-        events = parsed(await claude.turn())
-        _, code, _ = await claude.finish()
-    finally:
-        claude.kill()
+    [turn], _, code, _ = await session_turns(
+        claude_bin, messages_api.env(claude_home), claude_home,
+        ["[alice via console in #webui] hello"],
+        "--append-system-prompt", "You lead the web UI channel.", "--model", "claude-stub-model",
+        session_id=session_id)
+    events = parsed(turn)
 
     assert [type(e) for e in events] == [Init, AssistantText, TurnResult]
     init, text, result = events
@@ -220,17 +227,9 @@ async def test_every_turn_starts_with_init_and_the_session_lives_on(
     """R3.1/R10.1: a running session takes the next message on stdin; in stream-json input
     mode the CLI prints `system/init` at the start of every turn, not only the first."""
     messages_api.reply(Text("first answer"), Text("second answer"))
-    claude = await Claude.start(
-        claude_bin, messages_api.env(claude_home), claude_home, "--session-id", str(uuid.uuid4())
-    )
-    try:
-        await claude.send("one")
-        first = parsed(await claude.turn())
-        await claude.send("two")
-        second = parsed(await claude.turn())
-        _, code, _ = await claude.finish()
-    finally:
-        claude.kill()
+    turns, _, code, _ = await session_turns(
+        claude_bin, messages_api.env(claude_home), claude_home, ["one", "two"])
+    first, second = map(parsed, turns)
     assert [type(e) for e in first] == [Init, AssistantText, TurnResult]
     assert [type(e) for e in second] == [Init, AssistantText, TurnResult]
     assert of_type(second, AssistantText) == [AssistantText("second answer")]
@@ -296,17 +295,9 @@ async def test_auth_failure_does_not_end_a_stream_json_session(
     when the last turn failed). The supervisor must judge the turn by its result, not wait
     for the exit."""
     messages_api.reply(unauthorized(), Text("working again"))
-    claude = await Claude.start(
-        claude_bin, messages_api.env(claude_home), claude_home, "--session-id", str(uuid.uuid4())
-    )
-    try:
-        await claude.send("first")
-        first = parsed(await claude.turn())
-        await claude.send("second")
-        second = parsed(await claude.turn())
-        _, code, _ = await claude.finish()
-    finally:
-        claude.kill()
+    turns, _, code, _ = await session_turns(
+        claude_bin, messages_api.env(claude_home), claude_home, ["first", "second"])
+    first, second = map(parsed, turns)
     assert of_type(first, ApiError)[0].kind == "authentication_failed"
     assert of_type(first, TurnResult)[0].is_error is True
     assert of_type(second, AssistantText) == [AssistantText("working again")]
@@ -368,7 +359,7 @@ async def test_resume_of_a_known_session_continues_it(
     messages_api.reply(Text("remembered"), Text("resumed fine"))
     session_id = str(uuid.uuid4())
     env = messages_api.env(claude_home)
-    events, code, _ = await one_turn_with(claude_bin, env, claude_home, "first", session_id)
+    events, code, _ = await one_turn(claude_bin, env, claude_home, "first", session_id=session_id)
     assert code == 0 and of_type(parsed(events), TurnResult)[0].is_error is False
 
     claude = await Claude.start(claude_bin, env, claude_home, "--resume", session_id)
@@ -385,17 +376,6 @@ async def test_resume_of_a_known_session_continues_it(
     assert "first" in messages_api.message_requests[1].user_texts()
 
 
-async def one_turn_with(
-    claude_bin: Path, env: dict[str, str], cwd: Path, text: str, session_id: str
-) -> tuple[list[dict[str, Any]], int, str]:
-    claude = await Claude.start(claude_bin, env, cwd, "--session-id", session_id)
-    try:
-        await claude.send(text)
-        events = await claude.turn()
-        rest, code, stderr = await claude.finish()
-    finally:
-        claude.kill()
-    return events + rest, code, stderr
 
 
 # --- (f) a tool call ---------------------------------------------------------------------------
