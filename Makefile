@@ -11,12 +11,13 @@ LOGGED = > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log >&2; exit 1; }
 run: $(VENV)/.run-installed
 	@$(VENV)/bin/crewbridge run --config config/demo.toml
 
-test: $(VENV)/.test-installed $(SYNAPSE_VENV)/.installed
-	$(VENV)/bin/ruff check .
+test: lint $(SYNAPSE_VENV)/.installed
 	$(VENV)/bin/python -m pytest
 
+# ruff, and the package layers (import-linter): bot/ above bridges/ | supervisor/, no cycles.
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.test-installed
 	$(VENV)/bin/python -m bench.run_all

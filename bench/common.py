@@ -30,10 +30,9 @@ from typing import Any
 import aiosqlite
 
 from bot.app import App
-from bot.clock import Clock
 from bot.config import load_config
-from bot.model import Inbound
-from bridges.base import EventSink
+from bridges.base import EventSink, Inbound
+from supervisor.ports import Clock
 from supervisor.session import Session
 from tests.support.botproc import FAKE_AGENT, short_data_dir, write_config
 

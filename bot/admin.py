@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.store import TaskRow
-from supervisor.supervisor import AgentStatus
+from supervisor.ports import AgentStatus
 
 COLUMNS = ("agent", "kind", "state", "channel", "task", "fails", "breaker", "uptime", "queued",
            "last error")

@@ -23,30 +23,25 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot import admin as admin_text
-from bot.clock import Clock, SystemClock
+from bot.clock import SystemClock
 from bot.commands import ADMIN_HELP, Admin, Invalid, TaskCreate, TaskDone, is_admin_command, parse
 from bot.config import Config
 from bot.control import ControlError, ControlServer
-from bot.model import (
-    AgentKind,
-    AgentSpec,
-    ChannelKind,
-    ConnectionChanged,
-    Inbound,
-    Message,
-    Nudge,
-    Platform,
-    RoomJoined,
-    RoomRef,
-    dm_channel_of,
-    worker_of_dm,
-)
+from bot.model import ChannelKind, Message, Nudge, Platform, RoomRef, dm_channel_of, worker_of_dm
 from bot.outbox import Outbox
 from bot.routing import Directory, Notice, route
 from bot.store import NewPost, Store
 from bot.wiring import build_bridges
-from bridges.base import Bridge, BridgeEvent, RoomUnresolvable
+from bridges.base import (
+    Bridge,
+    BridgeEvent,
+    ConnectionChanged,
+    Inbound,
+    RoomJoined,
+    RoomUnresolvable,
+)
 from supervisor.auth import run_login
+from supervisor.ports import AgentKind, AgentSpec, Clock
 from supervisor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -113,10 +108,9 @@ class App:
                                          stdout=self._stdio[1])
         self.outbox = Outbox(self.store, self.bridges, self.clock)
         self.supervisor = Supervisor(
-            self.store, self.clock, self.config.agent, self, self._spec,
+            self.store, self.clock, self.config.agent, self,
             socket_path=self.socket_path.resolve(),
             always_on=[c.name for c in self.config.channels if c.always_on])
-        self.supervisor.set_open_task_check(lambda w: bool(self.workers.get(w)))
         self.control = ControlServer(self.socket_path, self._control)
         try:
             await self.control.start()
@@ -422,7 +416,10 @@ class App:
 
     # --- agents ------------------------------------------------------------------------------
 
-    async def _spec(self, name: str) -> AgentSpec | None:
+    def has_open_task(self, name: str) -> bool:
+        return bool(self.workers.get(name))
+
+    async def spec_for(self, name: str) -> AgentSpec | None:
         """How agent `name` is started, from the config and its tasks (R3.3)."""
         agent_cfg = self.config.agent
         if self.channels.get(name) in (ChannelKind.TOPIC, ChannelKind.GENERAL):
@@ -463,7 +460,7 @@ class App:
         await self._ensure_channel(dm_channel_of(assignee), ChannelKind.DM)
         await self.store.upsert_agent(assignee, AgentKind.WORKER, dm_channel_of(assignee), task.id)
         await self._reload_workers()
-        spec = await self._spec(assignee)
+        spec = await self.spec_for(assignee)
         if spec is not None:
             self.supervisor.refresh_spec(spec)
         first = Nudge(assignee, f"[task #{task.id} from {by} in #{channel}] {task.subject}",

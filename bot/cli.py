@@ -175,7 +175,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bot.admin import status_rows, table
-    from supervisor.supervisor import AgentStatus
+    from supervisor.ports import AgentStatus
 
     rows = [AgentStatus(**r) for r in _call(args, {"op": "status"})]
     print(table(status_rows(rows)) if rows else "no agents yet")

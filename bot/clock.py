@@ -2,22 +2,13 @@
 
 Cooldowns of 120 s and breakers of 600 s must be testable in microseconds, so nothing in
 the core calls `time.time()` or `asyncio.sleep()` directly for a policy timer; it asks
-the clock it was given.
+the clock it was given. The `Clock` Protocol itself is the supervisor's (`supervisor.ports`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
-
-
-class Clock(Protocol):
-    def now(self) -> float:
-        """Seconds since the epoch."""
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait `seconds` of this clock's time."""
 
 
 class SystemClock:

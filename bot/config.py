@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridges.settings import MatrixConfig, SlackConfig
+from supervisor.ports import AgentConfig
+from supervisor.redact import redact
+
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SECRET_KEYS = {"bot_token", "app_token", "signing_secret", "access_token", "password"}
 
@@ -36,26 +40,6 @@ class BotConfig:
 
 
 @dataclass(frozen=True)
-class AgentConfig:
-    command: tuple[str, ...] = ("claude",)
-    workdir: Path = Path(".")
-    env: dict[str, str] = field(default_factory=dict)
-    healthy_after_s: float = 60
-    spawn_failure_cooldown_s: float = 120
-    max_lead_restarts: int = 3
-    max_worker_restarts: int = 3
-    breaker_reset_s: float = 600
-    breaker_max_s: float = 6 * 3600
-    flush_interval_s: float = 2
-    idle_stop_s: float = 1800
-    turn_timeout_s: float = 900
-    stop_grace_s: float = 5
-    max_hops: int = 8
-    login_command: tuple[str, ...] = ("claude", "auth", "login")
-    login_timeout_s: float = 300
-
-
-@dataclass(frozen=True)
 class ChannelConfig:
     name: str
     prompt: str = ""
@@ -72,34 +56,6 @@ class AdminConfig:
     slack: tuple[str, ...] = ()
     matrix: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class SlackConfig:
-    bot_token: str
-    mode: str = "socket"
-    app_token: str | None = None
-    signing_secret: str | None = None
-    http_host: str = "127.0.0.1"
-    http_port: int = 3000
-    api_url: str = "https://slack.com/api/"
-    post_interval_s: float = 1.0  # Slack allows about one post per second per channel
-
-    def __repr__(self) -> str:  # never show tokens in logs or tracebacks
-        return f"SlackConfig(mode={self.mode!r}, api_url={self.api_url!r})"
-
-
-@dataclass(frozen=True)
-class MatrixConfig:
-    homeserver: str
-    user_id: str
-    access_token: str | None = None
-    password: str | None = None
-    device_id: str | None = None
-    allow_invites_from: tuple[str, ...] = ()
-
-    def __repr__(self) -> str:
-        return f"MatrixConfig(homeserver={self.homeserver!r}, user_id={self.user_id!r})"
 
 
 @dataclass(frozen=True)
@@ -421,21 +377,3 @@ def _channels(r: _Reader, raw: Any, bot: BotConfig) -> tuple[ChannelConfig, ...]
         seen.add(name)
         out.append(ChannelConfig(**values))
     return tuple(out)
-
-
-def redact(text: str, secrets: list[str] | None = None) -> str:
-    """Hide tokens in text bound for logs or the admin room (R6.1, R11.1)."""
-    for s in secrets or []:
-        if s and len(s) >= 6:
-            text = text.replace(s, "[redacted]")
-    patterns = [
-        r"xox[abprs]-[A-Za-z0-9-]+",
-        r"xapp-[A-Za-z0-9-]+",
-        r"sk-ant-[A-Za-z0-9_-]+",
-        r"syt_[A-Za-z0-9_]+",
-        r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}",
-        r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}",
-    ]
-    for p in patterns:
-        text = re.sub(p, lambda m: (m.group(1) if m.re.groups else "") + "[redacted]", text)
-    return text

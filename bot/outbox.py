@@ -19,9 +19,9 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
-from bot.clock import Clock
 from bot.store import NewPost, OutboxRow, Store
 from bridges.base import Bridge, RateLimited, SendError, backoff_delay
+from supervisor.ports import Clock
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,10 @@ from typing import TypeVar
 
 import aiosqlite
 
-from bot.model import AgentKind, Inbound, Nudge
+from bot.model import Nudge
+from bridges.base import Inbound
 from supervisor.breaker import Health
+from supervisor.ports import AgentKind, AgentRow, QueuedNudge
 
 T = TypeVar("T")
 Statement = tuple[str, tuple]
@@ -73,16 +75,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-@dataclass(frozen=True)
-class AgentRow:
-    name: str
-    kind: AgentKind
-    channel: str
-    task_id: int | None
-    session_id: str | None
-    last_error: str
-
-
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
 
 
@@ -98,15 +90,6 @@ class TaskRow:
     assignee: str
     status: str
     created_by: str
-
-
-@dataclass(frozen=True)
-class QueuedNudge:
-    id: int
-    agent: str
-    text: str
-    hops: int
-    origin: str
 
 
 @dataclass(frozen=True)

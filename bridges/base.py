@@ -1,6 +1,6 @@
 """The interface every bridge implements, and the errors its `send` may raise.
 
-A bridge turns platform events into `bot.model` records and posts into platform calls, and
+A bridge turns platform events into the records below and posts into platform calls, and
 nothing else: it owns its connection (reconnecting with capped, jittered backoff), ignoring
 its own and other bots' messages, rendering markdown for its platform and splitting to its
 size limit. It knows nothing about agents or channels; the core decides what a room means.
@@ -10,9 +10,54 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from bot.model import BridgeEvent
+# --- what a bridge hands to the core ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A person's message as a bridge saw it, before the core knows which channel it is in.
+
+    `event_id` is the platform's own id (Slack `event_id` or `client_msg_id`/ts, Matrix event
+    id); the store refuses a second record with the same (platform, event_id), which is how
+    Slack retries and Matrix re-deliveries are ignored (R8.1).
+    """
+
+    platform: str
+    room: str
+    sender: str  # platform user id
+    sender_name: str  # human-readable name for attribution
+    text: str
+    event_id: str
+    ts: float
+    is_direct: bool = False  # a 1:1 conversation with the bot (Slack IM, Matrix direct room)
+    thread: str | None = None
+
+
+@dataclass(frozen=True)
+class RoomJoined:
+    """The bot was added to (or joined) a room; the core answers unbound rooms (R1.5)."""
+
+    platform: str
+    room: str
+    is_direct: bool = False
+    inviter: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionChanged:
+    """A bridge's link to its platform went down or came back (R6.3)."""
+
+    platform: str
+    up: bool
+    ts: float
+    detail: str = ""
+
+
+BridgeEvent = Inbound | RoomJoined | ConnectionChanged
+
 
 EventSink = Callable[[BridgeEvent], Awaitable[None]]
 """The core's entry point: a bridge awaits it for every event, in the order received.

@@ -25,8 +25,7 @@ import time
 import uuid
 from typing import TextIO
 
-from bot.model import Inbound
-from bridges.base import EventSink
+from bridges.base import EventSink, Inbound
 
 LINE = re.compile(r"#(?P<channel>\S+)\s*(?P<text>.*)|/dm\s+@?(?P<worker>\S+)\s*(?P<dm>.*)",
                   re.DOTALL)

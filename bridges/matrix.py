@@ -59,17 +59,20 @@ from nio import (
     WhoamiResponse,
 )
 
-from bot.config import MatrixConfig
-from bot.model import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
 from bridges.base import (
+    BridgeEvent,
+    ConnectionChanged,
     EventSink,
+    Inbound,
     KeyValueStore,
     RateLimited,
+    RoomJoined,
     RoomUnresolvable,
     SendError,
     backoff_delay,
 )
 from bridges.render import MATRIX_LIMIT_BYTES, matrix_measure, split_message, to_matrix_html
+from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
 

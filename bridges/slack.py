@@ -55,10 +55,19 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import SlackConfig
-from bot.model import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
-from bridges.base import EventSink, KeyValueStore, RateLimited, RoomUnresolvable, SendError
+from bridges.base import (
+    BridgeEvent,
+    ConnectionChanged,
+    EventSink,
+    Inbound,
+    KeyValueStore,
+    RateLimited,
+    RoomJoined,
+    RoomUnresolvable,
+    SendError,
+)
 from bridges.render import SLACK_LIMIT_CHARS, slack_measure, split_message, to_slack_mrkdwn
+from bridges.settings import SlackConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.config import redact
+from supervisor.redact import redact
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ carries them out against real processes and the store, and keeps these invariant
 - A nudge is durable before anything else happens to it (it is a row in the queue);
   delivery removes it. Nudges taken by a run that never became healthy go back to the
   head of the queue, so a message to a crash-looping agent is delivered once it runs.
-- The supervisor knows channels by name only; `Outputs` (the app) turns them into posts.
+- The supervisor knows channels by name only; its `Host` (the app) turns them into posts.
 """
 
 from __future__ import annotations
@@ -21,17 +21,22 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
-from bot.clock import Clock
-from bot.config import AgentConfig, redact
-from bot.model import AgentKind, AgentSpec
-from bot.store import QueuedNudge, Store
 from supervisor import breaker, leftovers
 from supervisor.autopost import TurnOutput
+from supervisor.ports import (
+    AgentConfig,
+    AgentKind,
+    AgentSpec,
+    AgentStatus,
+    AgentStore,
+    Clock,
+    Host,
+    QueuedNudge,
+)
 from supervisor.protocol import (
     AgentEvent,
     ApiError,
@@ -40,26 +45,11 @@ from supervisor.protocol import (
     is_auth_failure,
     is_unknown_session,
 )
+from supervisor.redact import redact
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Spawn, Wait, resolve
 from supervisor.session import Session, SpawnError, agent_argv
 
 log = logging.getLogger(__name__)
-
-
-class Outputs(Protocol):
-    """What the supervisor asks of the rest of the bot."""
-
-    async def agent_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
-        """Post an agent's text to its channel and route it like a message (R2.6, R5.1)."""
-
-    async def notice(self, channel: str, text: str) -> None:
-        """A short notice from the bot into a channel."""
-
-    async def alert(self, text: str) -> None:
-        """An ops alert for the admin room(s) (R6)."""
-
-
-SpecSource = Callable[[str], Awaitable[AgentSpec | None]]
 
 
 @dataclass
@@ -100,28 +90,13 @@ def health_key(spec: AgentSpec) -> str:
     return f"task:{spec.task_id}" if spec.task_id else f"worker:{spec.name}"
 
 
-@dataclass(frozen=True)
-class AgentStatus:
-    name: str
-    kind: str
-    state: str
-    channel: str
-    task_id: int | None
-    failures: int
-    breaker: str
-    last_error: str
-    uptime_s: float | None
-    queued: int
-
-
 class Supervisor:
-    def __init__(self, store: Store, clock: Clock, cfg: AgentConfig, outputs: Outputs,
-                 specs: SpecSource, *, socket_path: Path, always_on: Iterable[str] = ()):
+    def __init__(self, store: AgentStore, clock: Clock, cfg: AgentConfig, host: Host,
+                 *, socket_path: Path, always_on: Iterable[str] = ()):
         self.store = store
         self.clock = clock
         self.cfg = cfg
-        self.outputs = outputs
-        self.specs = specs
+        self.host = host
         self.socket_path = socket_path
         self.always_on = set(always_on)
         self._runtimes: dict[str, Runtime] = {}
@@ -130,11 +105,6 @@ class Supervisor:
         self._kicks: set[asyncio.Future] = set()  # scheduled deliveries not yet carried out
         self._changed = asyncio.Event()
         self._closing = False
-        self._open_tasks: Callable[[str], bool] = lambda _name: False
-
-    def set_open_task_check(self, check: Callable[[str], bool]) -> None:
-        """How to tell whether a worker still has an open task (R4.7)."""
-        self._open_tasks = check
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -161,7 +131,7 @@ class Supervisor:
         ended = await leftovers.end_leftovers(await self.store.take_processes(),
                                               self.cfg.stop_grace_s)
         if ended:
-            await self.outputs.alert(
+            await self.host.alert(
                 f"♻️ crewbridge was not stopped cleanly last time: ended agent processes it "
                 f"left running ({', '.join(ended)}). Their sessions resume on the next message.")
         for name in await self.store.agents_with_queue():
@@ -454,7 +424,7 @@ class Supervisor:
     async def _wanted(self, rt: Runtime) -> bool:
         """Whether a healthy session that crashed should come back now (R4.7)."""
         return (bool(await self.store.queued(rt.name)) or rt.name in self.always_on
-                or (rt.spec.kind is AgentKind.WORKER and self._open_tasks(rt.name)))
+                or (rt.spec.kind is AgentKind.WORKER and self.host.has_open_task(rt.name)))
 
     async def _mark_healthy(self, rt: Runtime) -> None:
         if rt.healthy:
@@ -498,7 +468,7 @@ class Supervisor:
             if isinstance(effect, breaker.BreakerOpened):
                 await self._breaker_opened(rt, effect)
             elif await self.store.close_escalation(f"breaker:{rt.name}"):
-                await self.outputs.alert(f"✅ Recovered: {rt.name} ({rt.spec.kind.value} in "
+                await self.host.alert(f"✅ Recovered: {rt.name} ({rt.spec.kind.value} in "
                                          f"#{rt.spec.channel}) is running again.")
 
     async def _breaker_opened(self, rt: Runtime, e: breaker.BreakerOpened) -> None:
@@ -506,7 +476,7 @@ class Supervisor:
         error = redact(e.last_error)[:300]
         if e.auth:
             if await self.store.open_escalation("auth", error, now):
-                await self.outputs.alert(
+                await self.host.alert(
                     f"🔑 Agent auth expired: {rt.name} cannot log in to the model API "
                     f"({error}). Agents will not be restarted against it. "
                     "Remedy: `auth login` here, or log in on the host, then `reset <agent>`.")
@@ -515,7 +485,7 @@ class Supervisor:
         if await self.store.open_escalation(f"breaker:{rt.name}", error, now):
             h = await self._health(rt)
             retry = time.strftime("%H:%M:%S", time.localtime(h.retry_at))
-            await self.outputs.alert(
+            await self.host.alert(
                 f"🛑 Circuit breaker open: {rt.name} ({rt.spec.kind.value} in "
                 f"#{rt.spec.channel}{self._task_label(rt)}) failed {e.failures} times in a row. "
                 f"Last error: {error}. It stays stopped; one trial start after {retry}. "
@@ -538,7 +508,7 @@ class Supervisor:
             text = (f"{rt.name} is paused after repeated failures; your message is queued. "
                     f"It will be tried again after {when}, or sooner if an admin runs "
                     f"`reset {rt.name}`.")
-        await self.outputs.notice(origin or rt.spec.channel, text)
+        await self.host.notice(origin or rt.spec.channel, text)
 
     async def _post(self, rt: Runtime, texts: list[str]) -> None:
         """Post what the quarantine let through; log what it held back (R5.3)."""
@@ -547,7 +517,7 @@ class Supervisor:
                 log.warning("%s: withheld from #%s (%s): %s", rt.name, rt.spec.channel,
                             q.reason.value, redact(q.text)[:300])
         for text in texts:
-            await self.outputs.agent_posted(rt.name, rt.spec.channel, text, rt.hops)
+            await self.host.agent_posted(rt.name, rt.spec.channel, text, rt.hops)
 
     # --- timers ------------------------------------------------------------------------------
 
@@ -589,7 +559,7 @@ class Supervisor:
             minutes = self.cfg.turn_timeout_s / 60
             rt.failure_reported = False  # a hung turn is a failure even after a healthy start
             await self._failure(rt, f"turn hung: no output for {minutes:.0f} min")
-            await self.outputs.alert(f"⏱️ {rt.name} hung (no output for {minutes:.0f} min in a "
+            await self.host.alert(f"⏱️ {rt.name} hung (no output for {minutes:.0f} min in a "
                                      "turn); it was killed and will be restarted when needed.")
             self._kill(rt, "hung")
         elif rt.pending_turns == 0 and now - rt.last_activity >= self.cfg.idle_stop_s:
@@ -608,7 +578,7 @@ class Supervisor:
         rt = self._runtimes.get(name)
         if rt is not None:
             return rt
-        spec = await self.specs(name)
+        spec = await self.host.spec_for(name)
         if spec is None:
             return None
         rt = self._runtimes.setdefault(name, Runtime(spec))

@@ -18,8 +18,7 @@ from pathlib import Path
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
-from bot.model import Inbound
-from bridges.base import EventSink
+from bridges.base import EventSink, Inbound
 from tests.support.botproc import write_config
 
 _ids = itertools.count(1)

@@ -15,7 +15,7 @@ import pytest
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
-from bot.model import Inbound, RoomJoined
+from bridges.base import Inbound, RoomJoined
 from tests.integration.harness import Bot, Recorder, start_bot, until
 from tests.support.botproc import write_config
 

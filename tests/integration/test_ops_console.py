@@ -11,7 +11,7 @@ import pytest
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
-from bot.model import ConnectionChanged
+from bridges.base import ConnectionChanged
 from tests.integration.harness import Recorder, until
 from tests.integration.test_supervision import flaky_command
 from tests.support.botproc import BotProcess, write_config

@@ -6,7 +6,7 @@ import pytest
 
 from bot.admin import COLUMNS, format_status, format_tasks, format_uptime, status_rows, table
 from bot.store import TaskRow
-from supervisor.supervisor import AgentStatus
+from supervisor.ports import AgentStatus
 
 AGENTS = [
     AgentStatus("general", "lead", "running", "general", None, 0, "closed", "", 3725.0, 0),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config, ConfigError, load_config, redact
+from bot.config import Config, ConfigError, load_config
+from supervisor.redact import redact
 
 # The example of R11.1, as SPEC shows it.
 EXAMPLE = """

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.model import AgentKind, Inbound, Nudge
+from bot.model import Nudge
 from bot.store import MIGRATIONS, NewPost, Store, StoreError
+from bridges.base import Inbound
 from supervisor.breaker import BreakerState, Health
+from supervisor.ports import AgentKind
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -373,7 +375,8 @@ async def test_r4_6_r8_4_everything_survives_close_and_reopen(db_path: Path) -> 
 WRITER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from bot.model import Inbound, Nudge
+    from bot.model import Nudge
+    from bridges.base import Inbound
     from bot.store import NewPost, Store
     from supervisor.breaker import Health
 

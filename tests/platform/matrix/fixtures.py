@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from bot.config import MatrixConfig
 from bridges.matrix import MatrixBridge
+from bridges.settings import MatrixConfig
 from tests.platform.matrix.support import MemoryKV, RecordingSink
 from tests.platform.matrix.synapse import (
     Account,

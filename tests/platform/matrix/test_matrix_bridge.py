@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bot.config import MatrixConfig
-from bot.model import BridgeEvent, Inbound
-from bridges.base import RateLimited, RoomUnresolvable
+from bridges.base import BridgeEvent, Inbound, RateLimited, RoomUnresolvable
 from bridges.matrix import (
     KV_DEVICE,
     KV_NEXT_BATCH,
@@ -25,6 +23,7 @@ from bridges.matrix import (
     allowed_inviter,
 )
 from bridges.render import to_matrix_html
+from bridges.settings import MatrixConfig
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import MemoryKV, RecordingSink

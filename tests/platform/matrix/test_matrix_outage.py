@@ -12,8 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bot.config import MatrixConfig
 from bridges.matrix import MatrixBridge
+from bridges.settings import MatrixConfig
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import RecordingSink

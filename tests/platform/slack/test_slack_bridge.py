@@ -18,10 +18,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from bot.config import SlackConfig
-from bot.model import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
-from bridges.base import RateLimited, RoomUnresolvable, SendError
+from bridges.base import (
+    BridgeEvent,
+    ConnectionChanged,
+    Inbound,
+    RateLimited,
+    RoomJoined,
+    RoomUnresolvable,
+    SendError,
+)
 from bridges.render import to_slack_mrkdwn
+from bridges.settings import SlackConfig
 from bridges.slack import SLACK_TEXT_LIMIT, SlackBridge, SlackStartError, slack_to_plain
 from tests.platform.slack.emulator import SlackEmulator
 

@@ -1,0 +1,150 @@
+"""The supervisor's contract: the data it is given and the services it asks of its host.
+
+`supervisor/` is the ground floor. It imports nothing from `bot/` or `bridges/`; the core
+implements these Protocols (the store, the host) and builds these records (an agent's spec,
+the agent settings), in the manner of httpcore's `interfaces.py`: the lower layer owns the
+interface, the upper layer plugs into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+from supervisor.breaker import Health
+
+
+class AgentKind(StrEnum):
+    LEAD = "lead"
+    WORKER = "worker"
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """What is needed to (re)start an agent the same way every time (R3.3)."""
+
+    name: str
+    kind: AgentKind
+    channel: str
+    task_id: int | None = None
+    prompt: str = ""
+    workdir: str = "."
+    command: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The `[agent]` settings (R11.1), as the config reader builds them."""
+
+    command: tuple[str, ...] = ("claude",)
+    workdir: Path = Path(".")
+    env: dict[str, str] = field(default_factory=dict)
+    healthy_after_s: float = 60
+    spawn_failure_cooldown_s: float = 120
+    max_lead_restarts: int = 3
+    max_worker_restarts: int = 3
+    breaker_reset_s: float = 600
+    breaker_max_s: float = 6 * 3600
+    flush_interval_s: float = 2
+    idle_stop_s: float = 1800
+    turn_timeout_s: float = 900
+    stop_grace_s: float = 5
+    max_hops: int = 8
+    login_command: tuple[str, ...] = ("claude", "auth", "login")
+    login_timeout_s: float = 300
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """One row of the admin `status` table (R6.4)."""
+
+    name: str
+    kind: str
+    state: str
+    channel: str
+    task_id: int | None
+    failures: int
+    breaker: str
+    last_error: str
+    uptime_s: float | None
+    queued: int
+
+
+@dataclass(frozen=True)
+class QueuedNudge:
+    """A nudge waiting in an agent's durable queue (R3.4, R3.5)."""
+
+    id: int
+    agent: str
+    text: str
+    hops: int
+    origin: str
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    """What the store remembers of an agent across restarts."""
+
+    name: str
+    kind: AgentKind
+    channel: str
+    task_id: int | None
+    session_id: str | None
+    last_error: str
+
+
+class Clock(Protocol):
+    """Time, injected, so that cooldowns of 120 s are tested in microseconds."""
+
+    def now(self) -> float:
+        """Seconds since the epoch."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock's time."""
+
+
+class AgentStore(Protocol):
+    """The durable state the supervisor reads and writes (implemented by `bot.store.Store`)."""
+
+    async def agent(self, name: str) -> AgentRow | None: ...
+    async def agents(self) -> list[AgentRow]: ...
+    async def set_session_id(self, name: str, session_id: str | None) -> None: ...
+    async def set_agent_error(self, name: str, error: str) -> None: ...
+    async def queued(self, agent: str) -> list[QueuedNudge]: ...
+    async def queue_lengths(self) -> dict[str, int]: ...
+    async def agents_with_queue(self) -> list[str]: ...
+    async def dequeue(self, ids: Iterable[int]) -> None: ...
+    async def requeue_front(self, nudges: list[QueuedNudge], now: float) -> None: ...
+    async def health(self, key: str) -> Health: ...
+    async def put_health(self, key: str, h: Health) -> None: ...
+    async def open_escalation(self, key: str, detail: str, now: float) -> bool: ...
+    async def close_escalation(self, key: str) -> bool: ...
+    async def record_process(self, agent: str, pgid: int, started: str) -> None: ...
+    async def forget_process(self, agent: str, pgid: int) -> None: ...
+    async def take_processes(self) -> list[tuple[str, int, str]]: ...
+
+
+class Host(Protocol):
+    """What the supervisor asks of the rest of the bot: the one interface between them.
+
+    The supervisor knows channels by name only; the host turns them into rooms and posts.
+    """
+
+    async def spec_for(self, name: str) -> AgentSpec | None:
+        """How agent `name` is started (R3.3), or None when no such agent exists."""
+
+    def has_open_task(self, name: str) -> bool:
+        """Whether worker `name` still has an open task (R4.7)."""
+
+    async def agent_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
+        """Post an agent's text to its channel and route it like a message (R2.6, R5.1)."""
+
+    async def notice(self, channel: str, text: str) -> None:
+        """A short notice from the bot into a channel."""
+
+    async def alert(self, text: str) -> None:
+        """An ops alert for the admin room(s) (R6)."""
