@@ -57,6 +57,12 @@ always mention each other make an endless chain, for the hop limit of R2.6).
 
 ``FAKE_AGENT_LOG=<path>`` appends one JSON line per received user message
 (``agent``, ``session_id``, ``text``), so tests see what an agent received and in what order.
+
+Like the real CLI, it reads stdin on a thread of its own, so messages can arrive while a
+turn runs. Each ``result`` lists the ``uuid`` of every user message the turn answered in
+``user_message_uuids`` (R8.5). ``FAKE_AGENT_FOLD=1`` folds, as Claude Code 2.1.332 does, the
+messages that arrived during a turn into the next turn (one turn, one answer, several uuids);
+without it every message gets a turn of its own.
 """
 
 from __future__ import annotations
@@ -64,10 +70,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -90,6 +98,7 @@ class Agent:
     session_id: str
     out: Any = field(default=sys.stdout)
     turns: int = 0
+    answering: list[str] = field(default_factory=list)  # uuids of the current turn's messages
     started: float = field(default_factory=time.monotonic)
 
     # --- writing events ------------------------------------------------------------------
@@ -192,6 +201,7 @@ class Agent:
             "usage": {"input_tokens": 0, "output_tokens": 0},
             "modelUsage": {},
             "permission_denials": [],
+            "user_message_uuids": list(self.answering),
             "uuid": _uuid(),
         }
         if text is not None:
@@ -355,6 +365,52 @@ DIRECTIVES: dict[str, Handler] = {
 }
 
 
+# --- reading stdin ---------------------------------------------------------------------------
+
+
+class Inbox:
+    """stdin, read by a thread of its own: a turn in progress does not stop messages from
+    arriving, and the next turn can take every message that came meanwhile."""
+
+    def __init__(self, stream: Any) -> None:
+        self._messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        try:
+            for raw in stream:
+                line = raw.strip()
+                if not line:
+                    continue
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:
+                    print(f"fake-agent: ignoring a line that is not JSON: {line[:80]}",
+                          file=sys.stderr, flush=True)
+                    continue
+                if isinstance(message, dict) and message.get("type") == "user":
+                    self._messages.put(message)
+        finally:
+            self._messages.put(None)  # end of input
+
+    def next_turn(self, fold: bool) -> list[dict[str, Any]] | None:
+        """The messages of the next turn (waiting for the first), or None at end of input."""
+        first = self._messages.get()
+        if first is None:
+            return None
+        batch = [first]
+        while fold:
+            try:
+                more = self._messages.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._messages.put(None)
+                break
+            batch.append(more)
+        return batch
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
@@ -449,10 +505,14 @@ def log_received(agent: Agent, text: str) -> None:
         f.write(line + "\n")
 
 
-def handle(agent: Agent, text: str, mode: str) -> None:
-    """Run one turn for one user message."""
+def handle(agent: Agent, messages: list[dict[str, Any]], mode: str) -> None:
+    """Run one turn for the messages it answers; the first one's directive decides it."""
     agent.turns += 1
-    log_received(agent, text)
+    agent.answering = [str(m["uuid"]) for m in messages if m.get("uuid")]
+    texts = [message_text(m) for m in messages]
+    for text in texts:
+        log_received(agent, text)
+    text = "\n\n".join(texts)
     agent.init()
     if mode == "auth":
         agent.auth_failure()
@@ -500,19 +560,11 @@ def main(argv: list[str] | None = None) -> None:
         print(message, file=sys.stderr, flush=True)
         sys.exit(1)
 
+    inbox = Inbox(sys.stdin)
+    fold = os.environ.get("FAKE_AGENT_FOLD") == "1"
     try:
-        for raw in sys.stdin:
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"fake-agent: ignoring a line that is not JSON: {line[:80]}", file=sys.stderr)
-                continue
-            if not isinstance(message, dict) or message.get("type") != "user":
-                continue
-            handle(agent, message_text(message), mode)
+        while (messages := inbox.next_turn(fold)) is not None:
+            handle(agent, messages, mode)
             if mode == "exit-after-turn":
                 sys.exit(0)
     except KeyboardInterrupt:

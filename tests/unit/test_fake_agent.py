@@ -33,9 +33,12 @@ class FakeAgentProcess:
         self.proc = proc
         self.session_id = session_id
 
-    async def send(self, content: str | list[dict[str, str]]) -> None:
+    async def send(self, content: str | list[dict[str, str]], uuid: str | None = None) -> None:
         assert self.proc.stdin is not None
-        message = {"type": "user", "message": {"role": "user", "content": content}}
+        message: dict[str, Any] = {"type": "user", "message": {"role": "user",
+                                                               "content": content}}
+        if uuid is not None:
+            message["uuid"] = uuid
         self.proc.stdin.write((json.dumps(message) + "\n").encode())
         await self.proc.stdin.drain()
 
@@ -499,3 +502,28 @@ async def test_log_records_every_message_in_order(start: Any, tmp_path: Path) ->
         {"agent": "general", "session_id": agent.session_id, "text": f"{HEADER} {word}"}
         for word in ("one", "two", "three")
     ]
+
+
+async def test_r8_5_each_result_lists_the_uuids_of_the_messages_it_answered(start: Any) -> None:
+    """R8.5: like the real CLI, a result names the user messages its turn answered."""
+    agent = await start()
+    await agent.send(f"{HEADER} first", uuid="u-1")
+    await agent.send(f"{HEADER} second", uuid="u-2")
+    first, second = await agent.turn(), await agent.turn()
+    assert first[-1]["user_message_uuids"] == ["u-1"]
+    assert second[-1]["user_message_uuids"] == ["u-2"]
+
+
+async def test_r8_5_fold_answers_the_messages_that_came_during_a_turn_in_one_turn(
+        start: Any) -> None:
+    """R3.6/R8.5: with FAKE_AGENT_FOLD=1 the messages written while a turn runs are folded
+    into the next turn, as Claude Code 2.1.332 does: one answer, every uuid listed."""
+    agent = await start(env={"FAKE_AGENT_FOLD": "1"})
+    await agent.send(f"{HEADER} fake:slow=2,1.5", uuid="u-1")
+    assert (await agent.event())["type"] == "system"  # the slow turn has begun
+    await agent.send(f"{HEADER} second", uuid="u-2")
+    await agent.send(f"{HEADER} third", uuid="u-3")
+    slow, folded = await agent.turn(), await agent.turn()
+    assert slow[-1]["user_message_uuids"] == ["u-1"]
+    assert folded[-1]["user_message_uuids"] == ["u-2", "u-3"]
+    assert await agent.no_output_for(0.5)  # two messages, one turn: nothing more comes
