@@ -115,10 +115,7 @@ def parse_line(line: str | bytes) -> list[AgentEvent]:
     yield nothing, so a newer CLI's extra events are ignored rather than fatal.
     """
     if isinstance(line, bytes):
-        try:
-            line = line.decode("utf-8")
-        except UnicodeDecodeError:
-            return [_unparsed(line.decode("utf-8", errors="replace"))]
+        line = line.decode("utf-8", errors="replace")  # R5.8: bad bytes become U+FFFD
     stripped = line.strip()
     if not stripped:
         return []
@@ -128,6 +125,8 @@ def parse_line(line: str | bytes) -> list[AgentEvent]:
         return [_unparsed(stripped)]
     if not isinstance(obj, dict):
         return [_unparsed(stripped)]
+    if _UNCLEAN_ESCAPE.search(stripped):
+        obj = _clean(obj)
     kind = obj.get("type")
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     return parser(obj) if parser else []
@@ -172,6 +171,31 @@ def is_unknown_session(result: TurnResult) -> bool:
 
 
 # --- one parser per event type -----------------------------------------------------------
+
+
+_UNCLEAN_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+"""A JSON escape for NUL or a UTF-16 surrogate: only then can a parsed string be unclean."""
+_UNCLEAN_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` without NULs, and with lone surrogates as U+FFFD (R5.8).
+
+    JSON may carry `\\ud800` or `\\u0000`; such a string cannot be encoded as UTF-8, so
+    storing or posting it would fail and lose the turn. Valid surrogate pairs were already
+    joined into one character by the JSON decoder, so any surrogate left is a lone one.
+    """
+    return _UNCLEAN_CHAR.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _unparsed(line: str) -> Unparsed:

@@ -217,6 +217,47 @@ def test_r10_1_unparsed_is_truncated_and_bad_utf8_does_not_raise():
     assert "not utf-8" in event.line
 
 
+def _text_event(escaped: str) -> bytes:
+    return (b'{"type":"assistant","message":{"content":[{"type":"text","text":"'
+            + escaped.encode() + b'"}]}}')
+
+
+@pytest.mark.parametrize(("escaped", "text"), [
+    (r"lone \ud800 surrogate", "lone \ufffd surrogate"),
+    (r"low \udfff first", "low \ufffd first"),
+    (r"nul\u0000byte", "nulbyte"),
+    (r"a pair \ud83d\ude00 is fine", "a pair \U0001f600 is fine"),
+    (r"plain \u00e9", "plain \u00e9"),
+])
+def test_r5_8_text_that_is_not_valid_unicode_is_cleaned_not_dropped(escaped, text):
+    """R5.8: lone surrogates and NULs in an event are cleaned; the event is kept, and what
+    comes out can always be encoded as UTF-8 (stored, posted)."""
+    [event] = parse_line(_text_event(escaped))
+    assert event == AssistantText(text)
+    event.text.encode("utf-8")
+
+
+def test_r5_8_invalid_utf8_inside_an_event_keeps_the_event():
+    """R5.8: bad bytes inside a JSON string become U+FFFD; the turn's text is not lost."""
+    [event] = parse_line(b'{"type":"result","is_error":false,"result":"ok \xff\xfe end"}')
+    assert isinstance(event, TurnResult) and event.text == "ok \ufffd\ufffd end"
+
+
+UNCLEAN_TEXT = st.text(st.one_of(
+    st.characters(),
+    st.integers(0xD800, 0xDFFF).map(chr),  # surrogates, which st.characters() never draws
+    st.just("\x00")))
+
+
+@given(UNCLEAN_TEXT)
+def test_r5_8_any_parsed_text_encodes_as_utf8(text):
+    line = json.dumps({"type": "assistant", "message": {"content": [
+        {"type": "text", "text": text}]}})
+    for event in parse_line(line):
+        assert isinstance(event, AssistantText)
+        event.text.encode("utf-8")
+
+
 def test_r10_1_deeply_nested_json_does_not_raise():
     assert parse_line("[" * 100_000) == [Unparsed("[" * UNPARSED_MAX_CHARS)]
 
