@@ -14,6 +14,10 @@ it keeps:
 4. Proven text is never lost and never withheld: it is posted at the turn's end (success or
    not), every `flush_interval_s` during a long turn, and at end of stream.
 5. Quarantine is per turn: after any `TurnResult` the next turn starts clean.
+6. A turn posts at most `max_turn_chars` characters (R5.8). What would pass the cap is
+   withheld — kept in `withheld` for the caller to log whole — and the turn's last post
+   ends with one line saying how much was withheld. The cap bounds what one runaway turn
+   can cost the team's rooms (a 10 MB line would be thousands of posts).
 
 Only rule 2's proven text ever enters the buffer, so no timing between the flush timer and
 the error result can leak a failed turn's last words — the race DESIGN.md describes is
@@ -48,6 +52,15 @@ POST_SEPARATOR = "\n\n"
 
 QUARANTINE_KEPT = 100
 """Quarantined texts kept for the log; a session whose owner never collects them stays small."""
+
+MAX_TURN_CHARS = 40_000
+"""The default cap on what one turn posts (R5.8, `max_turn_output_chars`)."""
+
+
+def withheld_line(chars: int, cap: int) -> str:
+    """The line that ends a turn whose output passed the cap."""
+    return (f"_[{chars:,} more characters of this answer were withheld: a turn posts at most "
+            f"{cap:,}. The whole text is in the bot's log.]_")
 
 
 class _Phase(Enum):
@@ -131,8 +144,14 @@ class TurnOutput:
     may be posted. Call `tick` at `next_deadline()` so a long turn is posted in batches.
     """
 
-    def __init__(self, flush_interval_s: float = 2.0) -> None:
+    def __init__(self, flush_interval_s: float = 2.0,
+                 max_turn_chars: int = MAX_TURN_CHARS) -> None:
         self.flush_interval_s = flush_interval_s
+        self.max_turn_chars = max_turn_chars
+        self._posted_chars = 0  # in the current turn
+        self._withheld_chars = 0
+        self.withheld: deque[str] = deque(maxlen=QUARANTINE_KEPT)
+        """Text over the cap, oldest first, for the log; `take_withheld` empties it."""
         self._phase = _Phase.OPEN
         self._held: str | None = None
         self._buffer: list[str] = []
@@ -157,7 +176,10 @@ class TurnOutput:
     def tick(self, now: float) -> list[str]:
         """Post the proven text once `flush_interval_s` has passed since it began to wait."""
         deadline = self.next_deadline()
-        return [self._flush()] if deadline is not None and now >= deadline else []
+        if deadline is None or now < deadline:
+            return []
+        post = self._flush()
+        return [post] if post else []
 
     def end_of_stream(self, now: float) -> list[str]:
         """The agent's stdout closed: post what was proven, quarantine what was held."""
@@ -173,6 +195,12 @@ class TurnOutput:
         """Hand over (and forget) the quarantined texts, so each is logged once."""
         taken = list(self.quarantined)
         self.quarantined.clear()
+        return taken
+
+    def take_withheld(self) -> list[str]:
+        """Hand over (and forget) the text withheld over the cap, so each is logged once."""
+        taken = list(self.withheld)
+        self.withheld.clear()
         return taken
 
     # --- transitions ---------------------------------------------------------------------
@@ -191,14 +219,14 @@ class TurnOutput:
             self._quarantine(text, QuarantineReason.AFTER_API_ERROR)
         elif action is _Action.END_OK:
             self._prove(now)
-            return self._flush_all()
+            return self._end_turn()
         elif action is _Action.END_FAILED:
             self._quarantine_held(
                 QuarantineReason.NO_RESULT
                 if kind is _Kind.END_OF_STREAM
                 else QuarantineReason.ERROR_RESULT
             )
-            return self._flush_all()
+            return self._end_turn()
         return self.tick(now)
 
     def _prove(self, now: float) -> None:
@@ -222,10 +250,37 @@ class TurnOutput:
             self.quarantined.append(Quarantined(text, reason))
 
     def _flush(self) -> str:
+        """The buffer as one post, cut at the turn's cap ('' when all of it is over)."""
         post = POST_SEPARATOR.join(self._buffer)
         self._buffer = []
         self._buffered_since = None
+        room = self.max_turn_chars - self._posted_chars
+        if len(post) > room:
+            kept = _cut(post, max(0, room))
+            self.withheld.append(post[len(kept):])
+            self._withheld_chars += len(post) - len(kept)
+            post = kept
+        self._posted_chars += len(post)
         return post
 
-    def _flush_all(self) -> list[str]:
-        return [self._flush()] if self._buffer else []
+    def _end_turn(self) -> list[str]:
+        """Post what is left of the turn (with the withheld line), then start the next clean."""
+        posts = [self._flush()] if self._buffer else []
+        if self._withheld_chars:
+            line = withheld_line(self._withheld_chars, self.max_turn_chars)
+            posts = [f"{posts[-1]}{POST_SEPARATOR}{line}" if posts and posts[-1] else line]
+        self._posted_chars = self._withheld_chars = 0
+        return [p for p in posts if p]
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`, ending at a paragraph or line break when one
+    is in the last quarter (a cut mid-sentence reads as a bug), else at the limit."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    for sep in (POST_SEPARATOR, "\n"):
+        at = head.rfind(sep)
+        if at >= limit * 3 // 4:
+            return head[:at]
+    return head

@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from supervisor.autopost import QUARANTINE_KEPT, Quarantined, QuarantineReason, TurnOutput
+from supervisor.autopost import (
+    QUARANTINE_KEPT,
+    Quarantined,
+    QuarantineReason,
+    TurnOutput,
+    withheld_line,
+)
 from supervisor.protocol import (
     AgentEvent,
     ApiError,
@@ -364,3 +370,63 @@ def test_r5_3_r5_4_property_no_failed_text_leaks_and_no_good_text_is_lost(sessio
     assert len(set(emitted)) == len(emitted)  # (c)
     assert session.forbidden <= {q.text for q in out.quarantined}
     assert out.next_deadline() is None
+
+
+# --- the per-turn output cap (R5.8) -------------------------------------------------------
+
+CAP = 100
+LINE_50 = "x" * 49 + "."  # 50 characters
+
+
+def capped() -> TurnOutput:
+    return TurnOutput(flush_interval_s=2.0, max_turn_chars=CAP)
+
+
+LINE = "<withheld line>"
+
+
+@pytest.mark.parametrize(("script", "posts", "withheld"), [
+    # under the cap: untouched, no line
+    ([(0, T(LINE_50)), (1, OK)], [LINE_50], 0),
+    # one text over the cap: cut at the cap, the rest withheld and counted; the line closes
+    # the turn's last post
+    ([(0, T("y" * 250)), (1, OK)], ["y" * 100 + "\n\n" + LINE], 150),
+    # the cap holds across the 2 s batches of one turn; with nothing left at the end, the
+    # line is a post of its own
+    ([(0, T(LINE_50)), (0.5, TU), (2.5, TICK), (3, T(LINE_50 * 2)), (3.5, TU), (5.5, TICK),
+      (6, OK)], [LINE_50, LINE_50, LINE], 50),
+    # a cut prefers the last paragraph break in the last quarter
+    ([(0, T("a" * 90 + "\n\n" + "b" * 40)), (1, OK)], ["a" * 90 + "\n\n" + LINE], 42),
+    # an error turn is capped the same way (what was proven is posted, up to the cap)
+    ([(0, T("e" * 150)), (0.5, TU), (1, ERR)], ["e" * 100 + "\n\n" + LINE], 50),
+])
+def test_r5_8_a_turn_posts_at_most_the_cap_and_one_line_says_what_was_withheld(
+        script: list[Step], posts: list[str], withheld: int) -> None:
+    """R5.8: beyond `max_turn_output_chars` a turn posts nothing more but one line saying how
+    much was withheld and that the whole text is in the log."""
+    out = capped()
+    texts = [text for _, text in run(script, out)]
+    line = withheld_line(withheld, CAP)
+    assert texts == [p.replace(LINE, line) for p in posts]
+    assert sum(map(len, out.take_withheld())) == withheld
+    if withheld:
+        assert f"{withheld:,} more characters" in line and "in the bot's log" in line
+
+
+def test_r5_8_the_cap_is_per_turn() -> None:
+    out = capped()
+    first = run([(0, T("z" * 150)), (1, OK)], out)
+    second = run([(2, T(LINE_50)), (3, OK)], out)
+    assert first[0][1].startswith("z" * 100) and "50 more characters" in first[0][1]
+    assert [text for _, text in second] == [LINE_50]
+
+
+def test_r5_8_a_flood_over_the_cap_posts_nothing_more_until_its_end() -> None:
+    """R5.8: a runaway turn's batches past the cap are empty, never an empty post."""
+    out = capped()
+    script: list[Step] = [(0, T("w" * 120)), (0.1, TU)]
+    script += [(2.0 + 2 * i, TICK) for i in range(5)]
+    script += [(20, T("more")), (20.1, TU), (23, TICK), (24, OK)]
+    texts = [text for _, text in run(script, out)]
+    assert texts[0] == "w" * 100
+    assert texts[1:] == [withheld_line(24, CAP)]
