@@ -185,9 +185,10 @@ async def test_r4_2_missing_agent_command_is_a_clear_failure_not_a_crash(tmp_pat
         await bot.stop()
 
 
-async def test_r10_1_garbage_lines_and_a_1mb_message_lose_nothing(tmp_path: Path) -> None:
-    """Bad input: a non-JSON stdout line is skipped; a 1 MB message is delivered whole and
-    its echo posted in parts that add up."""
+async def test_r10_1_r5_8_garbage_lines_and_a_1mb_message(tmp_path: Path) -> None:
+    """Bad input: a non-JSON stdout line is skipped; a 1 MB message is delivered whole (R10.1),
+    and its 1 MB echo posts at most the turn's 40,000 characters, then one line saying how
+    much was withheld (R5.8)."""
     bot = await start_bot(tmp_path)
     try:
         await bot.say("general", "fake:garbage hello")
@@ -196,8 +197,11 @@ async def test_r10_1_garbage_lines_and_a_1mb_message_lose_nothing(tmp_path: Path
         await bot.say("general", big)
         await until(lambda: len(bot.received("general")) == 2, what="big delivered")
         assert big in bot.received("general")[1]["text"]
-        await until(lambda: sum(t.count("x") for t in bot.rec.in_room("general")) >= 1_000_000,
-                    what="big echo posted")
+        await until(lambda: any("were withheld" in t for t in bot.rec.in_room("general")),
+                    what="the withheld line")
+        posted = "".join(bot.rec.in_room("general"))
+        assert 39_000 <= posted.count("x") <= 40_000
+        assert "more characters of this answer were withheld" in posted
     finally:
         await bot.stop()
 
