@@ -34,10 +34,13 @@ class BreakerState(StrEnum):
 
 @dataclass(frozen=True)
 class Policy:
-    cooldown_s: float = 120
-    max_failures: int = 3
-    reset_s: float = 600
-    max_reset_s: float = 6 * 3600
+    """The limits a transition applies. No defaults: it is always built from the agent
+    settings (`supervisor.ports.AgentConfig`), whose defaults are the only ones."""
+
+    cooldown_s: float
+    max_failures: int
+    reset_s: float
+    max_reset_s: float
 
 
 @dataclass(frozen=True)

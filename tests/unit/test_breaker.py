@@ -4,6 +4,8 @@ R6.1, R6.2). Pure transitions over one `Health` record with time passed in — n
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,7 +26,7 @@ from supervisor.breaker import (
     trial_started,
 )
 
-P = Policy()  # 120 s cooldown, 3 failures, 600 s reset, 6 h cap
+P = Policy(cooldown_s=120, max_failures=3, reset_s=600, max_reset_s=6 * 3600)
 T0 = 1_000.0
 
 
@@ -77,7 +79,7 @@ def test_r4_3_second_failure_restarts_the_cooldown_from_its_own_time() -> None:
 @pytest.mark.parametrize("cooldown", [0, 30, 120, 999])
 def test_r4_3_cooldown_follows_policy(cooldown: float) -> None:
     """R4.3: the cooldown is the configured one."""
-    h, _ = failed(Health(), T0, Policy(cooldown_s=cooldown), "x")
+    h, _ = failed(Health(), T0, replace(P, cooldown_s=cooldown), "x")
     assert h.cooldown_until == T0 + cooldown
 
 
@@ -88,7 +90,7 @@ def test_r4_3_cooldown_follows_policy(cooldown: float) -> None:
 def test_r4_4_opens_at_max_failures_with_exactly_one_alert(max_failures: int) -> None:
     """R4.4, R6.1: the breaker opens at the max_failures-th consecutive failure, with one
     BreakerOpened effect carrying the count and the last error."""
-    p = Policy(max_failures=max_failures)
+    p = replace(P, max_failures=max_failures)
     h, effects = fail_n(max_failures, p)
     assert all(e == [] for e in effects[:-1])
     assert effects[-1] == [BreakerOpened(max_failures, f"error {max_failures}", False)]
@@ -171,7 +173,7 @@ def test_r4_4_failed_trial_doubles_the_wait_up_to_the_cap_without_new_alert() ->
 def test_r4_4_doubling_follows_policy(reset_s: float, max_reset_s: float,
                                       expected: list[float]) -> None:
     """R4.4: the doubling and its cap are the configured ones."""
-    p = Policy(reset_s=reset_s, max_reset_s=max_reset_s)
+    p = replace(P, reset_s=reset_s, max_reset_s=max_reset_s)
     h = opened(p)
     waits = []
     for _ in expected:

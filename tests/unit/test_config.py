@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import AdminConfig, BotConfig, Config, ConfigError, ConsoleConfig, load_config
+from bot.config_reader import Field, FieldKind, Section
+from supervisor.ports import AgentConfig
 from supervisor.redact import redact
 
 # The example of R11.1, as SPEC shows it.
@@ -162,6 +165,41 @@ def test_r11_1_empty_file_gives_the_defaults(write) -> None:
     assert (cfg.slack, cfg.matrix) == (None, None)
     assert cfg.agent.max_hops == 8
     assert cfg.console.enabled is True
+
+
+def test_r11_1_defaults_are_the_dataclasses_own(write) -> None:
+    """R11.1: each default is written once, in its dataclass; the reader adds none of its own
+    (a path default is resolved against the config file like the same value written)."""
+    path = write("")
+    cfg = load_config(path, env={})
+    base = path.parent
+    assert cfg.bot == BotConfig(data_dir=base / "var")
+    assert cfg.agent == replace(AgentConfig(), workdir=base)
+    assert cfg.admin == AdminConfig()
+    assert cfg.console == ConsoleConfig()
+
+
+@dataclass(frozen=True)
+class _Two:
+    a: str
+    b: int = 1
+
+
+@pytest.mark.parametrize("fields", [
+    (Field("a", FieldKind.STR),),
+    (Field("a", FieldKind.STR), Field("b", FieldKind.INT), Field("c", FieldKind.INT)),
+], ids=["key-not-read", "key-not-built"])
+def test_r11_1_a_field_table_must_match_its_dataclass(fields: tuple[Field, ...]) -> None:
+    """R11.1: a key the reader does not know, or reads but cannot build, is refused at import
+    time, so a table cannot drift from its dataclass."""
+    with pytest.raises(TypeError, match="only one of"):
+        Section(_Two, fields)
+
+
+def test_r11_1_required_keys_are_the_fields_without_a_default() -> None:
+    """R11.1: `required` comes from the dataclass, not from a second list."""
+    assert Section(_Two, (Field("a", FieldKind.STR), Field("b", FieldKind.INT))).required == (
+        "a",)
 
 
 def test_r11_1_env_substitution(write) -> None:

@@ -14,7 +14,7 @@ from supervisor.breaker import Blocked, BreakerState, Health, Policy, failed, tr
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Spawn, Wait, resolve
 
 NOW = 10_000.0
-P = Policy()
+P = Policy(cooldown_s=120, max_failures=3, reset_s=600, max_reset_s=6 * 3600)
 
 HEALTHY = Health()
 FAILED_ONCE = failed(HEALTHY, NOW - 10, P, "exit 1")[0]  # cooldown until NOW + 110
