@@ -3,7 +3,7 @@
 One aiosqlite connection runs every statement on one thread, in order, so there is exactly
 one writer and no "database is locked". Each public method is one transaction: a kill at
 any instant leaves either all of it or none of it. The schema is versioned with
-`PRAGMA user_version`; `MIGRATIONS[i]` takes version i to i+1, and they only move forward.
+`PRAGMA user_version`; the migrations live in `bot.schema`.
 
 What lives here, and why it must outlive the process:
 - channels created at run time (R1.1), DM attachments (R1.6), tasks (R7);
@@ -28,52 +28,14 @@ from typing import TypeVar
 import aiosqlite
 
 from bot.model import Nudge
+from bot.schema import MIGRATIONS
 from bridges.base import Inbound
 from supervisor.breaker import Health
 from supervisor.ports import AgentKind, AgentRow, QueuedNudge
 
 T = TypeVar("T")
 Statement = tuple[str, tuple]
-
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE channels (
-        name TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at REAL NOT NULL);
-    CREATE TABLE dm_attachments (
-        platform TEXT NOT NULL, room TEXT NOT NULL, worker TEXT NOT NULL,
-        PRIMARY KEY (platform, room));
-    CREATE TABLE agents (
-        name TEXT PRIMARY KEY, kind TEXT NOT NULL, channel TEXT NOT NULL, task_id INTEGER,
-        session_id TEXT, last_error TEXT NOT NULL DEFAULT '');
-    CREATE TABLE tasks (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, channel TEXT NOT NULL,
-        assignee TEXT NOT NULL, status TEXT NOT NULL, created_by TEXT NOT NULL,
-        created_at REAL NOT NULL, done_at REAL);
-    CREATE TABLE messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, platform TEXT NOT NULL,
-        room TEXT NOT NULL, sender TEXT NOT NULL, sender_name TEXT NOT NULL,
-        event_id TEXT NOT NULL, text TEXT NOT NULL, ts REAL NOT NULL,
-        UNIQUE (platform, event_id));
-    CREATE TABLE queue (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, text TEXT NOT NULL,
-        hops INTEGER NOT NULL, origin TEXT NOT NULL, created_at REAL NOT NULL);
-    CREATE INDEX queue_agent ON queue (agent, id);
-    CREATE TABLE health (key TEXT PRIMARY KEY, json TEXT NOT NULL);
-    CREATE TABLE escalations (key TEXT PRIMARY KEY, opened_at REAL NOT NULL, detail TEXT NOT NULL);
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, platform TEXT NOT NULL, room TEXT NOT NULL,
-        text TEXT NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0,
-        last_error TEXT NOT NULL DEFAULT '', set_aside INTEGER NOT NULL DEFAULT 0);
-    CREATE INDEX outbox_room ON outbox (platform, room, id);
-    """,
-    """
-    CREATE TABLE processes (
-        agent TEXT PRIMARY KEY, pgid INTEGER NOT NULL, started TEXT NOT NULL);
-    """,
-]
-
+AIOSQLITE_PIN = ">=0.20,<0.23"  # the versions whose private `Connection._execute` `_tx` uses
 
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
 
@@ -157,8 +119,8 @@ class Store:
     @classmethod
     async def open(cls, path: Path) -> Store:
         if not hasattr(aiosqlite.Connection, "_execute"):  # see `_tx`
-            raise StoreError(f"aiosqlite {aiosqlite.__version__} is not supported; "
-                             "install aiosqlite>=0.20,<1")
+            raise StoreError(f"aiosqlite {aiosqlite.__version__} is not supported "
+                             f"(no Connection._execute); install aiosqlite{AIOSQLITE_PIN}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(path, isolation_level=None)
@@ -203,6 +165,13 @@ class Store:
         aiosqlite runs each call on its one thread, in order, so a transaction that is a
         single call cannot interleave with another: that is the one-writer rule, without a
         lock, and without paying a thread hand-off per statement (the store's main cost).
+
+        `Connection._execute` is aiosqlite's private "run this on your thread" — it has no
+        public one. We keep it, pinned (`AIOSQLITE_PIN`, pyproject.toml), rather than go
+        public-only: with `execute`/`commit` a transaction costs a hand-off per statement
+        plus two (30 per message before this, 6 with it: docs/benchmarks.md), and a thread
+        of our own would re-implement aiosqlite. `open` refuses a version without it, and
+        tests/unit/test_store.py fails by name when an upgrade removes or changes it.
         """
         return await self._db._execute(_in_transaction, self._db._conn, work)
 

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import os
 import random
 import signal
 import sqlite3
 import sys
 import textwrap
+import tomllib
 import warnings
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from bot.model import Nudge
-from bot.store import MIGRATIONS, NewPost, Store, StoreError
+from bot.schema import MIGRATIONS
+from bot.store import AIOSQLITE_PIN, NewPost, Store, StoreError
 from bridges.base import Inbound
 from supervisor.breaker import BreakerState, Health
 from supervisor.ports import AgentKind
@@ -158,6 +162,55 @@ async def test_r8_4_refused_store_closes_its_connection(db_path: Path) -> None:
         gc.collect()
     assert refused
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+# --- the private aiosqlite API the store relies on (see Store._tx) --------------------------------
+
+
+def test_r8_4_aiosqlite_still_has_the_private_call_store_tx_relies_on() -> None:
+    """R8.4: `Store._tx` runs a whole transaction in one hand-off through aiosqlite's private
+    `Connection._execute(fn, *args)` and its `_conn`. An aiosqlite that drops or changes them
+    must fail here, by name, before it fails in production."""
+    why = (f"aiosqlite {aiosqlite.__version__}: Connection._execute(fn, *args, **kwargs) "
+           "is gone or changed; bot/store.py Store._tx needs it (or a new way to run one "
+           f"function on the connection's thread). Pinned aiosqlite{AIOSQLITE_PIN}.")
+    execute = getattr(aiosqlite.Connection, "_execute", None)
+    assert execute is not None and inspect.iscoroutinefunction(execute), why
+    params = list(inspect.signature(execute).parameters.values())
+    kinds = [p.kind for p in params[1:]]
+    assert kinds == [inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL,
+                     inspect.Parameter.VAR_KEYWORD], why
+
+
+def test_r8_4_the_aiosqlite_pin_is_the_one_the_store_names() -> None:
+    """The upper pin in pyproject.toml is the one `Store.open` tells a user to install."""
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"aiosqlite{AIOSQLITE_PIN}" in deps
+
+
+async def test_r8_4_a_transaction_is_one_hand_off(store: Store, monkeypatch) -> None:
+    """R8.4: a store call that writes several statements is one trip to the SQLite thread
+    (the store's main cost, docs/benchmarks.md) — and it reaches `_conn` on that thread."""
+    calls: list[object] = []
+    original = aiosqlite.Connection._execute
+
+    async def counting(self: aiosqlite.Connection, fn: object, *args: object, **kw: object):
+        calls.append(fn)
+        return await original(self, fn, *args, **kw)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+    await store.enqueue([nudge("webui", "one"), nudge("webui", "two"), nudge("ops", "x")], 1.0)
+    assert len(calls) == 1
+    assert [q.text for q in await store.queued("webui")] == ["one", "two"]
+
+
+async def test_r8_4_an_aiosqlite_without_it_is_refused_with_a_clear_error(
+        db_path: Path, monkeypatch) -> None:
+    """R8.4, R11.2: without `_execute` the store refuses to open, naming the version to
+    install, instead of failing on the first write."""
+    monkeypatch.delattr(aiosqlite.Connection, "_execute")
+    with pytest.raises(StoreError, match=r"_execute.*install aiosqlite>=0\.20,<0\.23"):
+        await Store.open(db_path)
 
 
 # --- inbox: R1.3, R8.1 -------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""The store's schema, as numbered migrations (R8.4).
+
+`MIGRATIONS[i]` takes a store at `PRAGMA user_version` i to i+1. They only move forward: a
+released migration is never edited, a change is a new one appended; a file whose version
+is beyond this list was written by a newer crewbridge and is refused (`bot.store`).
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE channels (
+        name TEXT PRIMARY KEY, kind TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE TABLE dm_attachments (
+        platform TEXT NOT NULL, room TEXT NOT NULL, worker TEXT NOT NULL,
+        PRIMARY KEY (platform, room));
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY, kind TEXT NOT NULL, channel TEXT NOT NULL, task_id INTEGER,
+        session_id TEXT, last_error TEXT NOT NULL DEFAULT '');
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, subject TEXT NOT NULL, channel TEXT NOT NULL,
+        assignee TEXT NOT NULL, status TEXT NOT NULL, created_by TEXT NOT NULL,
+        created_at REAL NOT NULL, done_at REAL);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, platform TEXT NOT NULL,
+        room TEXT NOT NULL, sender TEXT NOT NULL, sender_name TEXT NOT NULL,
+        event_id TEXT NOT NULL, text TEXT NOT NULL, ts REAL NOT NULL,
+        UNIQUE (platform, event_id));
+    CREATE TABLE queue (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, text TEXT NOT NULL,
+        hops INTEGER NOT NULL, origin TEXT NOT NULL, created_at REAL NOT NULL);
+    CREATE INDEX queue_agent ON queue (agent, id);
+    CREATE TABLE health (key TEXT PRIMARY KEY, json TEXT NOT NULL);
+    CREATE TABLE escalations (key TEXT PRIMARY KEY, opened_at REAL NOT NULL, detail TEXT NOT NULL);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, platform TEXT NOT NULL, room TEXT NOT NULL,
+        text TEXT NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '', set_aside INTEGER NOT NULL DEFAULT 0);
+    CREATE INDEX outbox_room ON outbox (platform, room, id);
+    """,
+    """
+    CREATE TABLE processes (
+        agent TEXT PRIMARY KEY, pgid INTEGER NOT NULL, started TEXT NOT NULL);
+    """,
+]
