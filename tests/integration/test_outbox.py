@@ -18,11 +18,31 @@ from tests.integration.harness import until
 pytestmark = pytest.mark.timeout(30)
 
 
+class WatchedClock(FakeClock):
+    """A FakeClock that tells the test each time the outbox goes to sleep on it, so a test
+    advances time once the worker waits, instead of guessing how long that takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._asleep: asyncio.Queue[float] = asyncio.Queue()
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._asleep.put_nowait(self.now() + seconds)  # before it waits: see FakeClock
+        await super().sleep(seconds)
+
+    async def wake_next_sleeper(self) -> float:
+        """Wait until the next sleep starts, then advance to its deadline; return it."""
+        until_ = await asyncio.wait_for(self._asleep.get(), 10)
+        await self.advance(until_ - self.now())
+        return until_
+
+
 @dataclass
 class FlakyBridge:
     """Records (time, room, text) of accepted posts; fails the next calls as scripted."""
 
-    clock: FakeClock
+    clock: WatchedClock
     platform: str = "chat"
     post_interval_s: float = 0.0
     failures: list[Exception] = field(default_factory=list)
@@ -44,7 +64,7 @@ class FlakyBridge:
 
 async def outbox_with(tmp_path: Path, **bridge: object) -> tuple[Outbox, FlakyBridge, Store]:
     store = await Store.open(tmp_path / "s.db")
-    clock = FakeClock()
+    clock = WatchedClock()
     chat = FlakyBridge(clock, **bridge)  # type: ignore[arg-type]
     return Outbox(store, {"chat": chat}, clock), chat, store
 
@@ -77,12 +97,9 @@ async def test_r8_3_transient_errors_back_off_and_retry_same_key(tmp_path: Path)
         tmp_path, failures=[SendError("502"), SendError("timeout")])
     try:
         await outbox.add(posts("A", "hello", "world"))
-        await until(lambda: len(chat.keys) == 1, what="first try")
-        for _ in range(20):
-            await chat.clock.advance(10)
-            if len(chat.sent) == 2:
-                break
-            await asyncio.sleep(0.01)
+        for _ in range(2):  # each of the two failed tries is followed by one backoff wait
+            await chat.clock.wake_next_sleeper()
+        await until(lambda: len(chat.sent) == 2, what="both sent")
         assert chat.texts("A") == ["hello", "world"]
         assert chat.keys[0] == chat.keys[1] == chat.keys[2]  # the same post, three tries
     finally:
@@ -111,9 +128,8 @@ async def test_r8_3_paced_per_room_and_rooms_do_not_wait_for_each_other(
         await outbox.add(posts("A", "a1", "a2", "a3") + posts("B", "b1"))
         await until(lambda: len(chat.sent) == 2, what="first of each room")
         assert sorted(t for _, _, t in chat.sent) == ["a1", "b1"]
-        for _ in range(2):
-            await chat.clock.advance(1.0)
-            await asyncio.sleep(0.05)
+        for _ in range(2):  # a2 and a3 each wait out the room's pace
+            await chat.clock.wake_next_sleeper()
         await until(lambda: len(chat.texts("A")) == 3, what="paced posts")
         times = [t for t, r, _ in chat.sent if r == "A"]
         assert all(b - a >= 1.0 for a, b in itertools.pairwise(times))
@@ -139,8 +155,8 @@ async def test_r8_3_pending_posts_survive_restart_and_are_not_sent_twice(
         await chat2.clock.advance(600)
         await until(lambda: len(chat2.sent) == 2, what="resent after restart")
         assert chat2.texts("A") == ["one", "two"]
-        await outbox2.resume()
-        await asyncio.sleep(0.05)
+        await outbox2.resume()  # nothing is pending: it must not start a room's worker
+        assert await outbox2.drain(10), "a resume after everything was sent sent more"
         assert len(chat2.sent) == 2
     finally:
         await outbox2.stop()
