@@ -19,7 +19,6 @@ class Platform(StrEnum):
     MATRIX = "matrix"
     CONSOLE = "console"
     AGENT = "agent"  # output of an agent session (never a bridge)
-    BOT = "bot"  # notices the bot writes itself
 
 
 class ChannelKind(StrEnum):
