@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import textwrap
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
+from bot import config
 from bot.config import AdminConfig, BotConfig, Config, ConfigError, ConsoleConfig, load_config
 from bot.config_reader import Field, FieldKind, Section
 from supervisor.ports import AgentConfig
@@ -546,3 +550,56 @@ def test_r11_1_redact_hides_known_secret_values_and_keeps_plain_text() -> None:
 def test_r11_1_redact_leaves_ordinary_text_alone(text: str) -> None:
     """R11.1: redaction does not mangle ordinary error text."""
     assert redact(text) == text
+
+
+# --- docs/configuration.md --------------------------------------------------------------------
+
+DOC_DEFAULT_WORDS = {"required": "required", "—": None, "one required": None}
+
+
+def _doc_defaults() -> list[tuple[str, str, object]]:
+    """(section, key, default) for every row of docs/configuration.md whose default is a TOML
+    value, `required` or `—` (no value); rows that describe a rule are left out."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    rows: list[tuple[str, str, object]] = []
+    section = ""
+    for line in doc.splitlines():
+        if m := re.match(r"## `\[+(\w+)\]+`", line):
+            section = m.group(1)
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not section or len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        keys = re.findall(r"`([a-z_]+)`", cells[0])
+        if cells[1] in DOC_DEFAULT_WORDS:
+            values = [DOC_DEFAULT_WORDS[cells[1]]] * len(keys)
+        else:
+            shown = re.findall(r"`([^`]+)`", cells[1])
+            try:
+                values = [tomllib.loads(f"v = {v}")["v"] for v in shown]
+            except tomllib.TOMLDecodeError:
+                continue  # a rule, such as "[agent].workdir" or "true only when …"
+            values = values * len(keys) if len(values) == 1 else values
+        rows += [(section, k, v) for k, v in zip(keys, values, strict=True)]
+    return rows
+
+
+def _as_toml(value: object) -> object:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def test_r11_1_documented_defaults_are_the_dataclasses_defaults() -> None:
+    """R11.1: every default docs/configuration.md lists is the one its dataclass declares."""
+    sections = {"bot": config.BOT, "agent": config.AGENT, "channel": config.CHANNEL,
+                "admin": config.ADMIN, "slack": config.SLACK, "matrix": config.MATRIX,
+                "console": config.CONSOLE}
+    rows = _doc_defaults()
+    assert len(rows) > 30, rows  # the parser found the tables
+    for section, key, documented in rows:
+        default = sections[section].default(key)
+        expected = "required" if default is dataclasses.MISSING else _as_toml(default)
+        assert documented == expected, (section, key, documented, expected)
