@@ -20,15 +20,15 @@ from bot.config_reader import (
     FieldKind,
     Reader,
     Section,
+    choice,
     non_empty,
     non_negative,
-    one_of,
     port,
     positive,
     url,
 )
 from bot.model import DM_PREFIX
-from bridges.settings import MatrixConfig, SlackConfig
+from bridges.settings import MatrixConfig, SlackConfig, SlackMode
 from supervisor.ports import AgentConfig
 
 
@@ -136,7 +136,7 @@ ADMIN = Section(AdminConfig, (
     Field("users", K.STRLIST),
 ))
 SLACK = Section(SlackConfig, (
-    Field("mode", K.STR, one_of("socket", "http")),
+    choice("mode", SlackMode),
     Field("bot_token", K.STR, non_empty, secret=True),
     Field("app_token", K.STR, non_empty, secret=True),
     Field("signing_secret", K.STR, non_empty, secret=True),
@@ -189,10 +189,10 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
                             | r.section(data.get("console", {}), "console", CONSOLE))
 
     if slack is not None:
-        if slack.mode == "socket" and not slack.app_token:
-            r.problem("slack.app_token", "required when slack.mode is \"socket\"")
-        if slack.mode == "http" and not slack.signing_secret:
-            r.problem("slack.signing_secret", "required when slack.mode is \"http\"")
+        if slack.mode is SlackMode.SOCKET and not slack.app_token:
+            r.problem("slack.app_token", f"required when slack.mode is \"{SlackMode.SOCKET}\"")
+        if slack.mode is SlackMode.HTTP and not slack.signing_secret:
+            r.problem("slack.signing_secret", f"required when slack.mode is \"{SlackMode.HTTP}\"")
     if matrix is not None and not (matrix.access_token or matrix.password):
         r.problem("matrix.access_token", "set access_token or password")
     if bot.general_channel == bot.admin_channel:

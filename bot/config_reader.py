@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,8 @@ def non_empty(v: Any) -> str | None:
 
 
 def one_of(*options: str) -> Check:
-    return lambda v: None if v in options else "one of " + ", ".join(repr(o) for o in options)
+    shown = ", ".join(repr(str(o)) for o in options)
+    return lambda v: None if v in options else f"one of {shown}"
 
 
 def port(v: Any) -> str | None:
@@ -91,6 +92,12 @@ class Field:
     kind: FieldKind
     check: Check | None = None
     secret: bool = False  # its value is never shown in a problem
+    to: Callable[[Any], Any] | None = None  # builds the value once it passed its check
+
+
+def choice(key: str, options: type[StrEnum]) -> Field:
+    """A string that must be one of an enum's values, read as that enum's member."""
+    return Field(key, FieldKind.STR, one_of(*options), to=options)
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,7 @@ class Reader:
                 shown = "(hidden)" if f.secret else redact(repr(data[f.key]))
                 self.problem(dotted, f"expected {expected}, got {shown}")
                 continue
-            out[f.key] = value
+            out[f.key] = value if f.to is None else f.to(value)
         return out
 
     def convert(self, key: str, f: Field, raw: Any) -> Any:

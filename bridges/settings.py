@@ -7,12 +7,20 @@ nothing of the config file; `bot.config` reads and validates the file and builds
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SlackMode(StrEnum):
+    """How Slack reaches the bot (R9.1)."""
+
+    SOCKET = "socket"  # Socket Mode, over a websocket the bot opens: needs `app_token`
+    HTTP = "http"  # the Events API, posted to the bot's HTTP listener: needs `signing_secret`
 
 
 @dataclass(frozen=True)
 class SlackConfig:
     bot_token: str
-    mode: str = "socket"
+    mode: SlackMode = SlackMode.SOCKET
     app_token: str | None = None
     signing_secret: str | None = None
     http_host: str = "127.0.0.1"
@@ -21,7 +29,7 @@ class SlackConfig:
     post_interval_s: float = 1.0  # Slack allows about one post per second per channel
 
     def __repr__(self) -> str:  # never show tokens in logs or tracebacks
-        return f"SlackConfig(mode={self.mode!r}, api_url={self.api_url!r})"
+        return f"SlackConfig(mode={str(self.mode)!r}, api_url={self.api_url!r})"
 
 
 @dataclass(frozen=True)

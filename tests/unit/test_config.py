@@ -14,6 +14,7 @@ import pytest
 from bot import config
 from bot.config import AdminConfig, BotConfig, Config, ConfigError, ConsoleConfig, load_config
 from bot.config_reader import Field, FieldKind, Section
+from bridges.settings import SlackMode
 from supervisor.ports import AgentConfig
 from supervisor.redact import redact
 
@@ -144,6 +145,7 @@ def test_r11_1_full_example_loads(write) -> None:
     assert s is not None
     assert (s.mode, s.bot_token, s.app_token, s.signing_secret) == (
         "socket", BOT_TOKEN, APP_TOKEN, SIGNING)
+    assert s.mode is SlackMode.SOCKET
     assert (s.http_host, s.http_port, s.api_url) == ("127.0.0.1", 3000, "https://slack.com/api/")
     m = cfg.matrix
     assert m is not None
@@ -339,7 +341,7 @@ def test_r11_1_bad_data_dir_is_a_config_error_not_a_traceback(write, toml: str,
 def test_r9_1_http_mode_needs_no_app_token(write, toml: str) -> None:
     """R9.1: HTTP mode is valid with a signing secret and no app token."""
     cfg = load_config(write(toml), env=ENV)
-    assert cfg.slack is not None and cfg.slack.mode == "http"
+    assert cfg.slack is not None and cfg.slack.mode is SlackMode.HTTP
 
 
 def test_r11_1_several_problems_reported_at_once(write) -> None:
