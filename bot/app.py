@@ -42,6 +42,7 @@ from bridges.base import (
 )
 from supervisor.auth import run_login
 from supervisor.ports import AgentKind, AgentSpec, Clock
+from supervisor.redact import SECRETS
 from supervisor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class App:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        SECRETS.add(self.config.secrets)  # hidden in all that is logged, stored, posted (R10.5)
         self.store = await Store.open(self.data_dir / "crewbridge.db")
         now = self.clock.now()
         await self.store.ensure_channel(self.general, ChannelKind.GENERAL, now)

@@ -18,6 +18,7 @@ from typing import Any
 
 from bot.config import Config, ConfigError, load_config
 from bot.control import ControlError, request
+from supervisor.redact import ScrubbingFilter
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -119,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ScrubbingFilter())  # R10.5: no secret of the config in the log
     quiet = max(logging.WARNING, logging.getLogger().level)
     for noisy in ("aiosqlite", "asyncio", "slack_bolt", "slack_bolt.AsyncApp", "slack_sdk",
                   "nio", "aiohttp"):

@@ -83,6 +83,10 @@ class Config:
     slack: SlackConfig | None
     matrix: MatrixConfig | None
     console: ConsoleConfig
+    env_refs: frozenset[str] = field(default=frozenset(), repr=False)
+    """The environment variables the file reads through `${NAME}`; withheld from agents."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """The secret values the file holds; hidden in everything logged, stored or posted."""
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -203,7 +207,8 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     if r.problems:
         raise ConfigError(r.problems)
     return Config(path=path, bot=bot, agent=agent, channels=channels, admin=admin,
-                  slack=slack, matrix=matrix, console=console)
+                  slack=slack, matrix=matrix, console=console,
+                  env_refs=frozenset(r.env_refs), secrets=tuple(sorted(r.secrets)))
 
 
 def _optional(r: Reader, data: dict, name: str, section: Section) -> Any:

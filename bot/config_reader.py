@@ -138,6 +138,10 @@ class Reader:
         self.env = env
         self.base = base
         self.problems: list[str] = []
+        self.env_refs: set[str] = set()
+        """Every `${NAME}` the file reads: agents never inherit these (R10.5)."""
+        self.secrets: set[str] = set()
+        """Secret values: those of secret keys and of every `${NAME}` read (R10.5)."""
 
     def problem(self, key: str, expected: str) -> None:
         self.problems.append(f"{self.path}: {key}: {expected}")
@@ -147,6 +151,9 @@ class Reader:
         if missing:
             self.problem(key, f"environment variable {missing[0]} is not set")
             return None
+        for name in ENV_REF.findall(value):
+            self.env_refs.add(name)
+            self.secrets.add(self.env[name])
         return ENV_REF.sub(lambda m: self.env[m.group(1)], value)
 
     def section(self, data: Any, prefix: str, section: Section) -> dict[str, Any]:
@@ -182,6 +189,8 @@ class Reader:
                 self.problem(dotted, f"expected {expected}, got {shown}")
                 continue
             out[f.key] = value if f.to is None else f.to(value)
+            if f.secret:
+                self.secrets.add(value)
         return out
 
     def convert(self, key: str, f: Field, raw: Any) -> Any:

@@ -23,15 +23,17 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
+from bot import datadir
 from bot.model import Nudge
 from bot.schema import MIGRATIONS
 from bridges.base import Inbound
 from supervisor.breaker import Health
 from supervisor.ports import AgentKind, AgentRow, QueuedNudge
+from supervisor.redact import scrub
 
 T = TypeVar("T")
 Statement = tuple[str, tuple]
@@ -107,6 +109,24 @@ def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection
     return result
 
 
+class ScrubbingConnection(sqlite3.Connection):
+    """The store's connection: every string it is given passes `scrub`, so no secret the
+    config holds is ever written to disk (R10.5) — whichever method wrote it, and so no post
+    (each is stored before it is sent) can carry one either."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        return super().execute(sql, _scrubbed(parameters))
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+        return super().executemany(sql, (_scrubbed(p) for p in parameters))
+
+
+def _scrubbed(parameters: Any) -> Any:
+    if isinstance(parameters, dict):
+        return {k: scrub(v) if isinstance(v, str) else v for k, v in parameters.items()}
+    return tuple(scrub(v) if isinstance(v, str) else v for v in parameters)
+
+
 class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
@@ -122,8 +142,10 @@ class Store:
             raise StoreError(f"aiosqlite {aiosqlite.__version__} is not supported "
                              f"(no Connection._execute); install aiosqlite{AIOSQLITE_PIN}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(path, isolation_level=None)
+            datadir.prepare(path.parent)  # R8.6: the team's history is private
+            datadir.create_private(path)
+            db = await aiosqlite.connect(path, isolation_level=None,
+                                         factory=ScrubbingConnection)
         except OSError as e:
             raise StoreError(f"cannot open the store at {path}: {e.strerror or e}") from None
         except Exception as e:  # sqlite3.OperationalError and friends

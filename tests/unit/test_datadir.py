@@ -24,14 +24,29 @@ def test_r8_6_what_an_earlier_release_left_readable_is_tightened(tmp_path: Path)
     data = tmp_path / "var"
     (data / "crypto").mkdir(parents=True)
     (data / "crewbridge.db").write_text("")
-    (data / "crypto" / "keys").write_text("")
+    (data / "crypto" / "deep").write_text("")
     os.chmod(data, 0o755)
     os.chmod(data / "crypto", 0o775)
     os.chmod(data / "crewbridge.db", 0o644)
-    os.chmod(data / "crypto" / "keys", 0o666)
+    os.chmod(data / "crypto" / "deep", 0o644)
     prepare(data)
     assert [mode(data), mode(data / "crypto")] == [0o700, 0o700]
-    assert [mode(data / "crewbridge.db"), mode(data / "crypto" / "keys")] == [0o600, 0o600]
+    assert mode(data / "crewbridge.db") == 0o600
+    assert mode(data / "crypto" / "deep") == 0o644  # not walked: the crypto dir guards it
+
+
+def test_r8_6_a_data_dir_pointed_at_a_project_is_made_private_not_broken(
+        tmp_path: Path) -> None:
+    """Owner bits are kept: a script stays executable, nothing deeper is touched."""
+    data = tmp_path / "project"
+    (data / "src").mkdir(parents=True)
+    (data / "run.sh").write_text("")
+    (data / "src" / "main.py").write_text("")
+    os.chmod(data / "run.sh", 0o755)
+    os.chmod(data / "src" / "main.py", 0o644)
+    prepare(data)
+    assert mode(data / "run.sh") == 0o700
+    assert mode(data / "src" / "main.py") == 0o644
 
 
 def test_r8_6_modes_are_never_widened(tmp_path: Path) -> None:

@@ -512,3 +512,35 @@ async def test_r8_4_killed_at_any_moment_the_store_stays_consistent(tmp_path: Pa
         assert await s.accept_inbound("webui", inbound("after-crash"), [nudge("webui", "n")], 1.)
     finally:
         await s.close()
+
+
+# --- secrets never reach the disk (R10.5) --------------------------------------------------
+
+
+async def test_r10_5_no_secret_the_config_holds_is_written_to_the_store(tmp_path: Path) -> None:
+    """R10.5: every write path of the store scrubs the config's secret values, so neither
+    the database nor its WAL ever holds one (and no post, which is stored first, can)."""
+    from bot.store import NewPost
+    from supervisor.redact import SECRETS
+
+    secret = "xoxb-SECRET-0123456789"
+    SECRETS.add([secret])
+    try:
+        store = await Store.open(tmp_path / "data" / "crewbridge.db")
+        msg = Inbound("slack", "C1", "U1", "alice", f"the token is {secret}", "ev-1", 1.0)
+        await store.accept_inbound("general", msg, [Nudge("general", f"see {secret}")], 1.0)
+        await store.enqueue([Nudge("webui", secret)], 1.0)
+        await store.add_posts([NewPost("slack", "C1", f"posting {secret}")], 1.0)
+        await store.upsert_agent("general", AgentKind.LEAD, "general", None)
+        await store.set_agent_error("general", f"failed with {secret}")
+        await store.put_health("lead:general", Health(last_error=secret))
+        await store.open_escalation("auth", secret, 1.0)
+        await store.put_value("k", secret)
+        queued = await store.queued("general")
+        await store.close()
+    finally:
+        SECRETS.clear()
+    assert queued and queued[0].text == "see [redacted]"
+    on_disk = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir())
+    assert secret.encode() not in on_disk
+    assert on_disk.count(b"[redacted]") >= 8
