@@ -35,6 +35,8 @@ Directives, found anywhere in a user message (the first one wins):
                                 and say its exit status
 ``fake:task=<assignee>``        run ``crewbridge task create --assignee <assignee> "<rest>"``
 ``fake:garbage``                print a line that is not JSON, then echo as usual
+``fake:env``                    reply with its whole environment, ``NAME=value`` a line (what
+                                a careless or hostile agent would post, R10.5)
 =============================== ==========================================================
 
 Modes chosen by the environment (``FAKE_AGENT_MODE``), for start-time behaviour:
@@ -346,6 +348,12 @@ def do_garbage(agent: Agent, arg: str, body: str) -> None:
     do_echo(agent, arg, body)
 
 
+def do_env(agent: Agent, _arg: str, _body: str) -> None:
+    text = "\n".join(f"{name}={value}" for name, value in sorted(os.environ.items()))
+    agent.text(text)
+    agent.result(text)
+
+
 DIRECTIVES: dict[str, Handler] = {
     "tool": do_tool,
     "error": do_error,
@@ -362,6 +370,7 @@ DIRECTIVES: dict[str, Handler] = {
     "post": do_post,
     "task": do_task,
     "garbage": do_garbage,
+    "env": do_env,
 }
 
 
