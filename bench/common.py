@@ -22,7 +22,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,10 +246,13 @@ class Bench:
 
 @contextlib.asynccontextmanager
 async def bench_app(*, channels: Sequence[dict] = (), agent: dict | None = None,
-                    clock: Clock | None = None, keep: bool = True) -> AsyncIterator[Bench]:
+                    clock: Clock | None = None, keep: bool = True,
+                    prepare: Callable[[Path], Awaitable[None]] | None = None
+                    ) -> AsyncIterator[Bench]:
     """A started App with the real store in a temp dir; stopped and removed afterwards.
 
     `keep=False`: the bridge and the stamps count instead of recording (see `MemoryBridge`).
+    `prepare(db_path)` runs before the App opens its store there (a crew written in advance).
     """
     data_dir = short_data_dir()
     stamp_dir = data_dir / "stamps"
@@ -259,6 +262,8 @@ async def bench_app(*, channels: Sequence[dict] = (), agent: dict | None = None,
     agent_cfg.update(agent or {})
     config_path = write_config(data_dir / "bench.toml", data_dir=data_dir, agent=agent_cfg,
                                channels=list(channels))
+    if prepare is not None:
+        await prepare(data_dir / "crewbridge.db")
     bridge = MemoryBridge(keep)
     app = App(load_config(config_path, env={}), clock=clock, bridges={"console": bridge})
     try:
