@@ -364,12 +364,19 @@ def report(watched: list[Watched], elapsed: float, load0: float, load1: float) -
     ratio = totals["crewbridge (crewbridge run)"] / floor if floor else float("inf")
     counted_ratio = totals["crewbridge, counted"] / floor if floor else float("inf")
     console_ratio = totals["crewbridge, console only"] / floor if floor else float("inf")
-    print_table("crewbridge against the floor", [
+    floor_table = [
         ["wakeups ratio (crewbridge run / bare bot)", f"{ratio:.1f}x",
          f"<= {TARGET_RATIO:g}x ({verdict(ratio <= TARGET_RATIO)})"],
         ["same, counted crewbridge / bare bot", f"{counted_ratio:.1f}x", "cross-check"],
         ["console-only crewbridge / bare bot", f"{console_ratio:.1f}x",
-         "no network: the bot's own timers"]])
+         "no network: the bot's own timers"]]
+    iterations = {name: b["iterations"] - a["iterations"] for name, (a, b) in loops.items()}
+    bare_iters = iterations.get("bare matrix-nio bot")
+    if bare_iters:
+        loop_ratio = iterations["crewbridge, counted"] / bare_iters
+        floor_table.append(["loop wake-ups ratio (counted crewbridge / bare bot)",
+                            f"{loop_ratio:.1f}x", "select() returns that had slept"])
+    print_table("crewbridge against the floor", floor_table)
     for name, (a, b) in loops.items():
         minutes = (b["t"] - a["t"]) / 60
         labels = collections.Counter({k: v - a["labels"].get(k, 0)

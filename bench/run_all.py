@@ -5,7 +5,8 @@ agents and event loop cannot colour the next one's figures (the memory figure ab
 Benchmarks print figures and exit 0 whether or not a target is met; this exits non-zero only
 when one of them could not run to the end.
 
-The platform benchmarks (`matrix_roundtrip`, `slack_burst`) run only when named in `--only`.
+The platform benchmarks (`matrix_roundtrip`, `slack_burst`, `idle_cost`) run only when named
+in `--only`.
 
 Run: `.venv/bin/python -m bench.run_all [--only fanout,memory]` (or `make bench`)
 """
@@ -21,10 +22,11 @@ import time
 
 from bench.common import REPO, machine
 
-BENCHMARKS = ["inbound_throughput", "nudge_latency", "fanout", "memory", "breaker_isolation"]
+BENCHMARKS = ["inbound_throughput", "nudge_latency", "fanout", "memory", "breaker_isolation",
+              "crew_scaling"]
 # Run only when named with --only: they need the platform test harnesses (Synapse, the Slack
-# emulator) and take minutes at the platforms' real rates.
-PLATFORM = ["matrix_roundtrip", "slack_burst"]
+# emulator) and take minutes at the platforms' real rates (idle_cost: a fixed 60 s window).
+PLATFORM = ["matrix_roundtrip", "slack_burst", "idle_cost"]
 
 
 def main(argv: list[str] | None = None) -> int:
