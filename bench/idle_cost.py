@@ -31,6 +31,9 @@ channel is `always_on`, so no lead is started):
 - **bare matrix-nio bot** (the floor): `bench.matrix_roundtrip`'s echo bot (join, one
   `sync(timeout=0)`, then `sync_forever(timeout=30_000)`), under the same loop counter.
 
+The counter's own signal (one SIGUSR1 at each end of the window, to read its totals) shows
+as `thread: (signal)`, about once per window.
+
 After all are up and joined, the person who made the rooms disconnects and `--settle`
 seconds pass (start-up work must not count); then the window (`--window`, 60 s by default:
 a wakeup count needs a fixed window, and a minute is the unit of the figure) is measured for
@@ -181,9 +184,13 @@ def counted(target: str, args: list[str]) -> int:
 # --- outside: the processes and their counts -------------------------------------------------
 
 
+INVOLUNTARY = -1  # the key, in a `ctxt_switches` result, of the involuntary part of the sum
+
+
 def ctxt_switches(pid: int) -> dict[int, int]:
-    """Voluntary + involuntary context switches of every thread of `pid`, by thread id."""
-    counts: dict[int, int] = {}
+    """Voluntary + involuntary context switches of every thread of `pid`, by thread id; the
+    involuntary ones of all threads together also under the key `INVOLUNTARY`."""
+    counts: dict[int, int] = {INVOLUNTARY: 0}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             text = (task / "status").read_text()
@@ -193,6 +200,8 @@ def ctxt_switches(pid: int) -> dict[int, int]:
         for line in text.splitlines():
             if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
                 n += int(line.split()[1])
+            if line.startswith("nonvoluntary_ctxt_switches"):
+                counts[INVOLUNTARY] += int(line.split()[1])
         counts[int(task.name)] = n
     return counts
 
@@ -343,8 +352,10 @@ def report(watched: list[Watched], elapsed: float, load0: float, load1: float) -
     for w in watched:
         assert w.before is not None and w.after is not None
         pid = w.proc.pid
-        total = sum(n - w.before.get(tid, 0) for tid, n in w.after.items())
+        total = sum(n - w.before.get(tid, 0) for tid, n in w.after.items()
+                    if tid != INVOLUNTARY)
         main = w.after.get(pid, 0) - w.before.get(pid, 0)
+        involuntary = w.after[INVOLUNTARY] - w.before[INVOLUNTARY]
         totals[w.name] = total * per_min
         lc = w.loop_counts()
         iters = ""
@@ -353,13 +364,13 @@ def report(watched: list[Watched], elapsed: float, load0: float, load1: float) -
             a, b = lc
             iters = (f"{(b['iterations'] - a['iterations']) * 60 / (b['t'] - a['t']):.0f} "
                      f"({(b['timeouts'] - a['timeouts']) * 60 / (b['t'] - a['t']):.0f} timers)")
-        rows.append([w.name, f"{total * per_min:.0f}", f"{main * per_min:.0f}",
-                     f"{(total - main) * per_min:.0f}", f"{len(w.before)} -> {len(w.after)}",
-                     iters or "-"])
+        rows.append([w.name, f"{total * per_min:.0f}", f"{involuntary * per_min:.0f}",
+                     f"{main * per_min:.0f}", f"{(total - main) * per_min:.0f}",
+                     f"{len(w.before) - 1} -> {len(w.after) - 1}", iters or "-"])
     print_table(f"idle wakeups per minute ({elapsed:.1f} s window, load average "
                 f"{load0:.2f} -> {load1:.2f})", rows,
-                ["process", "wakeups/min", "main thread", "other threads", "threads",
-                 "loop iterations/min"])
+                ["process", "wakeups/min", "of them involuntary", "main thread",
+                 "other threads", "threads", "loop wake-ups/min"])
     floor = totals["bare matrix-nio bot"]
     ratio = totals["crewbridge (crewbridge run)"] / floor if floor else float("inf")
     counted_ratio = totals["crewbridge, counted"] / floor if floor else float("inf")
