@@ -54,7 +54,7 @@ def main() -> None:
             except json.JSONDecodeError:
                 continue
             if isinstance(message, dict) and message.get("type") == "user":
-                fake_agent.handle(agent, fake_agent.message_text(message), "")
+                fake_agent.handle(agent, [message], "")  # one message, one turn
     except (KeyboardInterrupt, BrokenPipeError):
         os._exit(0)
     sys.exit(0)
