@@ -60,6 +60,9 @@ always mention each other make an endless chain, for the hop limit of R2.6).
 ``FAKE_AGENT_LOG=<path>`` appends one JSON line per received user message
 (``agent``, ``session_id``, ``text``), so tests see what an agent received and in what order.
 
+``FAKE_AGENT_DELAY=<min>,<max>`` makes every turn take a random ``min``–``max`` seconds before
+it answers (real turns take seconds to minutes), so a kill or a stop lands mid-turn.
+
 Like the real CLI, it reads stdin on a thread of its own, so messages can arrive while a
 turn runs. Each ``result`` lists the ``uuid`` of every user message the turn answered in
 ``user_message_uuids`` (R8.5). ``FAKE_AGENT_FOLD=1`` folds, as Claude Code 2.1.332 does, the
@@ -73,6 +76,7 @@ import argparse
 import json
 import os
 import queue
+import random
 import re
 import shutil
 import subprocess
@@ -434,6 +438,13 @@ def _float(value: str) -> float:
         return 0.0
 
 
+def think() -> None:
+    """Take as long as FAKE_AGENT_DELAY says before answering (no delay without it)."""
+    low, _, high = os.environ.get("FAKE_AGENT_DELAY", "").partition(",")
+    if low:
+        time.sleep(random.uniform(_float(low), _float(high or low)))
+
+
 def hang() -> NoReturn:
     """Sleep forever; SIGTERM keeps its default action, so the process still dies on it."""
     while True:
@@ -523,6 +534,7 @@ def handle(agent: Agent, messages: list[dict[str, Any]], mode: str) -> None:
         log_received(agent, text)
     text = "\n\n".join(texts)
     agent.init()
+    think()
     if mode == "auth":
         agent.auth_failure()
     body = HEADER_RE.sub("", text, count=1)

@@ -527,3 +527,22 @@ async def test_r8_5_fold_answers_the_messages_that_came_during_a_turn_in_one_tur
     assert slow[-1]["user_message_uuids"] == ["u-1"]
     assert folded[-1]["user_message_uuids"] == ["u-2", "u-3"]
     assert await agent.no_output_for(0.5)  # two messages, one turn: nothing more comes
+
+
+async def test_r10_3_fake_agent_delay_makes_every_turn_slow(start: Any) -> None:
+    """R10.3: FAKE_AGENT_DELAY=<min>,<max> holds each answer back, so a test can land a kill
+    or a stop mid-turn: the turn has begun (init) and nothing more comes for a while."""
+    agent = await start(env={"FAKE_AGENT_DELAY": "1.5,1.5"})
+    await agent.send(f"{HEADER} hello")
+    assert (await agent.event())["type"] == "system"
+    assert await agent.no_output_for(0.5)
+    assert (await agent.turn())[-1]["type"] == "result"
+
+
+async def test_r10_5_fake_env_replies_with_its_environment(start: Any) -> None:
+    """R10.5: `fake:env` posts what a careless agent would: its whole environment."""
+    agent = await start(env={"SOME_SETTING": "visible"})
+    await agent.send(f"{HEADER} fake:env")
+    events = await agent.turn()
+    assert "SOME_SETTING=visible" in events[-1]["result"]
+    assert "CREWBRIDGE_AGENT=general" in events[-1]["result"]
