@@ -10,6 +10,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class AdminVerb(StrEnum):
+    STATUS = "status"
+    TASKS = "tasks"
+    RESTART = "restart"
+    STOP = "stop"
+    RESET = "reset"
+    AUTH_LOGIN = "auth-login"
+    HELP = "help"
 
 
 @dataclass(frozen=True)
@@ -25,7 +36,7 @@ class TaskDone:
 
 @dataclass(frozen=True)
 class Admin:
-    verb: str  # status | restart | stop | reset | tasks | auth-login | help
+    verb: AdminVerb
     agent: str | None = None
 
 
@@ -70,15 +81,15 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
         ok = len(args) == 1 and re.fullmatch(r"#?[0-9]+", args[0]) is not None
         return TaskDone(int(args[0].lstrip("#"))) if ok else Invalid(USAGE["done"])
     if verb in PLAIN_VERBS:
-        return Admin(verb)
+        return Admin(AdminVerb(verb))
     if verb in AGENT_VERBS:
         if len(args) != 1:
             return Invalid(USAGE[verb])
-        return Admin(verb, args[0].lstrip("@").lower())
+        return Admin(AdminVerb(verb), args[0].lstrip("@").lower())
     if verb == "auth":
         login = [a.lower() for a in args] == ["login"]
-        return Admin("auth-login") if login else Invalid(USAGE["auth"])
-    return Admin("help") if in_admin else None
+        return Admin(AdminVerb.AUTH_LOGIN) if login else Invalid(USAGE["auth"])
+    return Admin(AdminVerb.HELP) if in_admin else None
 
 
 def is_admin_command(cmd: Command | None) -> bool:

@@ -8,8 +8,11 @@ package that knows all three — imports them from there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a channel's or an agent's name
 
 
 class Platform(StrEnum):
@@ -26,6 +29,21 @@ class ChannelKind(StrEnum):
     GENERAL = "general"
     DM = "dm"
     ADMIN = "admin"
+
+    @property
+    def has_lead(self) -> bool:
+        """Topic channels and the general channel have a lead named after them (R2.1)."""
+        return self in (ChannelKind.TOPIC, ChannelKind.GENERAL)
+
+
+class PostKind(StrEnum):
+    """What a post in the outbox is. Every kind goes out as a notice (Matrix `m.notice`):
+    the bot never speaks as a person, so other bots do not answer it."""
+
+    AGENT = "agent"  # an agent's text in its channel
+    RELAY = "relay"  # a person's message shown in the channel's other rooms
+    NOTICE = "notice"  # the bot's own short answer
+    ALERT = "alert"  # an ops alert for the admin rooms
 
 
 DM_PREFIX = "dm-"

@@ -25,7 +25,6 @@ from supervisor.ports import Clock
 
 log = logging.getLogger(__name__)
 
-NOTICE_KINDS = {"agent", "notice", "alert", "relay"}
 BATCH = 50  # posts read per store round trip; a retry re-reads
 
 
@@ -106,7 +105,7 @@ class Outbox:
     async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> bool:
         """Send one post; True when it is done with (sent or set aside)."""
         try:
-            await bridge.send(post.room, post.text, key=post.key, notice=post.kind in NOTICE_KINDS,
+            await bridge.send(post.room, post.text, key=post.key, notice=True,  # see PostKind
                               maybe_sent=post.id in self._unsure)
         except RateLimited as e:  # refused before it was taken: not sent
             wait = max(e.retry_after_s or 1.0, 0.0)

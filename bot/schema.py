@@ -44,4 +44,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE processes (
         agent TEXT PRIMARY KEY, pgid INTEGER NOT NULL, started TEXT NOT NULL);
     """,
+    """
+    CREATE INDEX tasks_assignee ON tasks (assignee, id);
+    """,
 ]

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from bot import datadir
-from bot.model import Nudge
+from bot.model import ChannelKind, Nudge, PostKind
 from bot.schema import MIGRATIONS
 from bridges.base import Inbound
 from supervisor.breaker import Health
@@ -40,6 +40,7 @@ Statement = tuple[str, tuple]
 AIOSQLITE_PIN = ">=0.20,<0.23"  # the versions whose private `Connection._execute` `_tx` uses
 
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
+TASK_COLUMNS = "id, subject, channel, assignee, status, created_by"
 
 
 def _agent_row(r: tuple) -> AgentRow:
@@ -77,7 +78,7 @@ class NewPost:
     platform: str
     room: str
     text: str
-    kind: str = "agent"
+    kind: PostKind = PostKind.AGENT
 
 
 def _apply(conn: sqlite3.Connection, statements: Iterable[Statement]) -> list[int | None]:
@@ -222,12 +223,13 @@ class Store:
 
     # --- channels and DM attachments ---------------------------------------------------------
 
-    async def ensure_channel(self, name: str, kind: str, now: float) -> None:
+    async def ensure_channel(self, name: str, kind: ChannelKind, now: float) -> None:
         await self._write([("INSERT OR IGNORE INTO channels (name, kind, created_at) "
                             "VALUES (?, ?, ?)", (name, kind, now))])
 
-    async def channels(self) -> dict[str, str]:
-        return {n: k for n, k in await self._all("SELECT name, kind FROM channels ORDER BY name")}
+    async def channels(self) -> dict[str, ChannelKind]:
+        rows = await self._all("SELECT name, kind FROM channels ORDER BY name")
+        return {n: ChannelKind(k) for n, k in rows}
 
     async def attach_dm(self, platform: str, room: str, worker: str) -> None:
         await self._write([("INSERT INTO dm_attachments (platform, room, worker) VALUES (?, ?, ?) "
@@ -365,8 +367,8 @@ class Store:
     async def finish_task(self, task_id: int, now: float) -> TaskRow | None:
         """Mark a task done; None when there is no such open task."""
         def work(conn: sqlite3.Connection) -> TaskRow | None:
-            row = conn.execute("SELECT id, subject, channel, assignee, status, created_by "
-                               "FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            row = conn.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?",
+                               (task_id,)).fetchone()
             if row is None or row[4] != "open":
                 return None
             conn.execute("UPDATE tasks SET status = 'done', done_at = ? WHERE id = ?",
@@ -376,14 +378,19 @@ class Store:
         return await self._tx(work)
 
     async def task(self, task_id: int) -> TaskRow | None:
-        row = await self._one("SELECT id, subject, channel, assignee, status, created_by "
-                              "FROM tasks WHERE id = ?", (task_id,))
+        row = await self._one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return TaskRow(*row) if row else None
+
+    async def latest_task_of(self, assignee: str) -> TaskRow | None:
+        """The newest open task of `assignee`, else its newest task (one indexed look-up:
+        starting a worker must not read every task ever)."""
+        row = await self._one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE assignee = ? "
+                              "ORDER BY status = 'open' DESC, id DESC LIMIT 1", (assignee,))
         return TaskRow(*row) if row else None
 
     async def tasks(self, *, open_only: bool = False) -> list[TaskRow]:
         where = "WHERE status = 'open'" if open_only else ""
-        rows = await self._all(f"SELECT id, subject, channel, assignee, status, created_by "
-                               f"FROM tasks {where} ORDER BY id")
+        rows = await self._all(f"SELECT {TASK_COLUMNS} FROM tasks {where} ORDER BY id")
         return [TaskRow(*r) for r in rows]
 
     # --- health and escalations --------------------------------------------------------------

@@ -142,7 +142,7 @@ async def test_r7_2_r7_3_r10_4_agents_create_tasks_and_post_over_the_control_soc
         await bot.say("webui", "fake:post=newroom")
         await until(lambda: "webui: webui posted via CLI" in bot.rec.in_room("newroom"),
                     what="post to a new channel")
-        assert "newroom" in bot.app.channels  # R1.1: created at run time
+        assert "newroom" in bot.app.crew.channels  # R1.1: created at run time
         await until(lambda: any("exited 0" in t for t in bot.rec.in_room("webui")), what="ok")
         await bot.say("webui", "!done 1")
         await until(lambda: any("Task #1 done: write the docs" in t

@@ -1,0 +1,60 @@
+"""Carrying out the admin room's commands (R6.4, R6.5): the supervisor and store do the work.
+
+Who may run a command, and where, is decided before it gets here (`bot.inbound`); each
+command's answer is the text the admin room reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from bot import admin as admin_text
+from bot.commands import ADMIN_HELP, Admin, AdminVerb
+from bot.store import Store
+from supervisor.auth import run_login
+from supervisor.ports import AgentConfig
+from supervisor.supervisor import Supervisor
+
+
+class AdminOps:
+    def __init__(self, supervisor: Supervisor, store: Store, agent: AgentConfig,
+                 notice: Callable[[str], Awaitable[None]],
+                 spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task]):
+        self.supervisor = supervisor
+        self.store = store
+        self.agent = agent
+        self._notice = notice  # into the admin channel
+        self._spawn = spawn  # a background task the app cancels when it stops
+
+    async def run(self, cmd: Admin) -> str:
+        agent = cmd.agent or ""
+        match cmd.verb:
+            case AdminVerb.STATUS:
+                return admin_text.format_status(await self.supervisor.status())
+            case AdminVerb.TASKS:
+                return admin_text.format_tasks(await self.store.tasks(open_only=True))
+            case AdminVerb.RESTART:
+                return await self.supervisor.restart(agent)
+            case AdminVerb.STOP:
+                return await self.supervisor.stop(agent)
+            case AdminVerb.RESET:
+                return await self.supervisor.reset(agent)
+            case AdminVerb.AUTH_LOGIN:
+                self._spawn(self._auth_login(), "auth-login")
+                command = " ".join(self.agent.login_command)
+                return (f"Running `{command}` on the host (it may open a browser there); "
+                        f"waiting up to {self.agent.login_timeout_s:.0f}s.")
+        return ADMIN_HELP
+
+    async def _auth_login(self) -> None:
+        result = await run_login(self.agent.login_command, self.agent.login_timeout_s,
+                                 cwd=Path(self.agent.workdir), env=self.agent.env)
+        if not result.ok:
+            await self._notice(f"❌ auth login failed: {result.detail}")
+            return
+        names = await self.supervisor.auth_recovered()
+        restarted = f" Restarting: {', '.join(names)}." if names else ""
+        await self._notice(f"✅ auth login succeeded.{restarted}")

@@ -1,0 +1,150 @@
+"""Who the crew is and how each member starts: leads, workers and their tasks. Pure.
+
+Rules that live here:
+- A lead is named after its channel; topic channels and the general channel have one (R2.1).
+- A worker lives in `dm-<name>` and works on its newest open task, else its newest task;
+  its working directory is that task's channel's (R3.3, R7.1).
+- A worker's name is a name, not `all`, `lead`, the admin channel or a lead's; tasks belong
+  to channels with a lead (R7.2).
+- An agent's new task belongs to its home: a lead's own channel, a worker's open task's
+  channel, else the general channel.
+
+`Crew` is state kept up to date where the crew changes (a channel created, a task opened or
+finished), never rebuilt per message: routing reads `directory` for every message, and a
+message must not cost more with 1,000 workers than with none (issue 8, item 6).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from bot.config import Config
+from bot.model import NAME, ChannelKind, dm_channel_of
+from bot.routing import Directory
+from bot.store import TaskRow
+from supervisor.ports import AgentKind, AgentSpec
+
+OPEN = "open"
+
+
+def worker_name(raw: str) -> str:
+    """`@Alice` as typed → `alice`, the name a worker is known by."""
+    return raw.lower().lstrip("@")
+
+
+class Crew:
+    def __init__(self, config: Config, channels: Mapping[str, ChannelKind],
+                 workers: Iterable[str] = (), open_tasks: Iterable[TaskRow] = ()):
+        self.config = config
+        self.general = config.bot.general_channel
+        self.admin = config.bot.admin_channel
+        self.channels: dict[str, ChannelKind] = dict(channels)
+        self._open: dict[str, Counter[str]] = {}  # worker -> open tasks per channel
+        self._workers: dict[str, frozenset[str]] = dict.fromkeys(workers, frozenset())
+        for task in open_tasks:
+            self.task_opened(task.assignee, task.channel)
+        self.directory = self._directory()
+
+    def _directory(self) -> Directory:
+        """Routing's view; `workers` is a live read-only view, so tasks need no rebuild."""
+        topics = frozenset(c for c, k in self.channels.items() if k.has_lead)
+        return Directory(self.general, self.admin, topics, MappingProxyType(self._workers))
+
+    @property
+    def workers(self) -> Mapping[str, frozenset[str]]:
+        """Each known worker → the channels of its open tasks."""
+        return self.directory.workers
+
+    # --- changes -----------------------------------------------------------------------------
+
+    def add_channel(self, name: str, kind: ChannelKind) -> bool:
+        """Note a new channel; False when it was known."""
+        if name in self.channels:
+            return False
+        self.channels[name] = kind
+        if kind.has_lead:
+            self.directory = self._directory()
+        return True
+
+    def task_opened(self, assignee: str, channel: str) -> None:
+        counts = self._open.setdefault(assignee, Counter())
+        counts[channel] += 1
+        self._workers[assignee] = frozenset(counts)
+
+    def task_closed(self, assignee: str, channel: str) -> None:
+        counts = self._open.get(assignee, Counter())
+        counts[channel] -= 1
+        if counts[channel] <= 0:
+            del counts[channel]
+        self._workers[assignee] = frozenset(counts)
+
+    # --- questions ---------------------------------------------------------------------------
+
+    def is_lead(self, name: str) -> bool:
+        kind = self.channels.get(name)
+        return kind is not None and kind.has_lead
+
+    def is_worker(self, name: str) -> bool:
+        return name in self._workers
+
+    def has_open_task(self, name: str) -> bool:
+        return bool(self._workers.get(name))
+
+    def task_problem(self, subject: str, channel: str, assignee: str) -> str | None:
+        """Why a task cannot be created as asked (R7.2), or None when it can."""
+        if not NAME.fullmatch(assignee) or assignee in (self.admin, "all", "lead"):
+            return f"{assignee!r} cannot be a worker name"
+        if self.is_lead(assignee):
+            return f"{assignee} is a channel's lead; workers need their own names"
+        if not self.is_lead(channel):
+            return f"tasks belong to topic channels; #{channel} is not one"
+        if not subject.strip():
+            return "a task needs a subject"
+        return None
+
+    def home_channel(self, agent: str | None, latest_task: TaskRow | None) -> str:
+        """Where `agent`'s new task belongs; `latest_task` is its `Store.latest_task_of`."""
+        if agent is None:
+            return self.general
+        if self.is_lead(agent):
+            return agent
+        if latest_task is not None and latest_task.status == OPEN:
+            return latest_task.channel
+        return self.general
+
+    def spec_for(self, name: str, latest_task: TaskRow | None) -> AgentSpec | None:
+        """How agent `name` is started (R3.3); `latest_task` as in `home_channel`."""
+        agent_cfg = self.config.agent
+        if self.is_lead(name):
+            ch = self.config.channel(name)
+            prompt = lead_prompt(name, name == self.general, ch.prompt if ch else "")
+            return AgentSpec(name, AgentKind.LEAD, name, None, prompt,
+                             str(ch.workdir if ch and ch.workdir else agent_cfg.workdir),
+                             (ch.command if ch and ch.command else agent_cfg.command),
+                             dict(ch.env) if ch else {})
+        if self.is_worker(name):
+            topic = self.config.channel(latest_task.channel) if latest_task else None
+            workdir = topic.workdir if topic and topic.workdir else agent_cfg.workdir
+            return AgentSpec(name, AgentKind.WORKER, dm_channel_of(name),
+                             latest_task.id if latest_task else None, worker_prompt(name),
+                             str(workdir), agent_cfg.command, {})
+        return None
+
+
+def lead_prompt(name: str, general: bool, extra: str) -> str:
+    role = "the project lead" if general else f"the lead of the #{name} channel"
+    return (f"You are {name}, {role}, working with a team through a chat bridge (crewbridge). "
+            "Each message you receive starts with [who via platform in #channel]. What you "
+            "write is posted to your channel. Write @name to address an agent or @all for "
+            "everyone on this channel's tasks. Delegate with `crewbridge task create --assignee "
+            "<worker> <subject>`, post elsewhere with `crewbridge post <channel> <text>`."
+            + (f"\n\n{extra}" if extra else ""))
+
+
+def worker_prompt(name: str) -> str:
+    return (f"You are {name}, a worker agent reached through a chat bridge (crewbridge). Your "
+            "first message is your task. What you write is posted to your DM channel; report "
+            "to a lead with `crewbridge post <channel> <text>`, and finish with "
+            "`crewbridge task done <id>`.")

@@ -1,0 +1,115 @@
+"""Who the crew is and how agents start: `bot.crew.Crew` (R2.1, R3.3, R7.1, R7.2).
+
+Pure: a config and the crew's channels and tasks in, specs, problems and homes out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
+from bot.crew import Crew, lead_prompt, worker_name, worker_prompt
+from bot.model import ChannelKind
+from bot.store import TaskRow
+from supervisor.ports import AgentConfig, AgentKind, AgentSpec
+
+AGENT = AgentConfig(command=("fake",), workdir="/work")
+CONFIG = Config(Path("c.toml"), BotConfig(), AGENT,
+                (ChannelConfig("webui", prompt="Be brief.", workdir=Path("/web"),
+                               command=("lead-cmd",), env={"K": "v"}),
+                 ChannelConfig("backend")),
+                AdminConfig(), None, None, ConsoleConfig())
+CHANNELS = {"general": ChannelKind.GENERAL, "ops": ChannelKind.ADMIN,
+            "webui": ChannelKind.TOPIC, "backend": ChannelKind.TOPIC, "dm-alice": ChannelKind.DM}
+
+
+def task(id_: int, channel: str, assignee: str = "alice", status: str = "open") -> TaskRow:
+    return TaskRow(id_, "s", channel, assignee, status, "webui")
+
+
+def crew() -> Crew:
+    return Crew(CONFIG, CHANNELS, workers=["alice", "idle"],
+                open_tasks=[task(1, "webui"), task(2, "backend"), task(3, "webui")])
+
+
+def test_r2_3_workers_index_is_the_channels_of_open_tasks() -> None:
+    c = crew()
+    assert dict(c.workers) == {"alice": frozenset({"webui", "backend"}), "idle": frozenset()}
+    assert c.directory.topics == frozenset({"general", "webui", "backend"})
+
+
+def test_r4_7_index_follows_tasks_without_a_rebuild() -> None:
+    """Issue 8 item 6: the directory routing reads is updated in place, not rebuilt."""
+    c = crew()
+    directory = c.directory
+    c.task_closed("alice", "webui")
+    assert c.workers["alice"] == frozenset({"webui", "backend"})  # task 3 is still open there
+    c.task_closed("alice", "webui")
+    c.task_closed("alice", "backend")
+    assert not c.has_open_task("alice") and c.is_worker("alice")
+    c.task_opened("bob", "backend")
+    assert directory.workers["bob"] == frozenset({"backend"}) and c.directory is directory
+    c.add_channel("dm-bob", ChannelKind.DM)
+    assert c.directory is directory  # a DM channel has no lead: routing's view is unchanged
+    assert c.add_channel("docs", ChannelKind.TOPIC)
+    assert "docs" in c.directory.topics and not c.add_channel("docs", ChannelKind.TOPIC)
+
+
+def test_r3_3_lead_spec_from_its_channel_config() -> None:
+    assert crew().spec_for("webui", None) == AgentSpec(
+        "webui", AgentKind.LEAD, "webui", None, lead_prompt("webui", False, "Be brief."),
+        "/web", ("lead-cmd",), {"K": "v"})
+    general = crew().spec_for("general", None)
+    assert general is not None and general.prompt == lead_prompt("general", True, "")
+    assert general.workdir == "/work" and general.command == ("fake",)
+    assert "the project lead" in general.prompt
+
+
+@pytest.mark.parametrize(("latest", "task_id", "workdir"), [
+    (task(3, "webui"), 3, "/web"),  # R7.1: works in its task's channel's directory
+    (task(2, "backend", status="done"), 2, "/work"),  # no open task: its newest, default dir
+    (None, None, "/work"),
+])
+def test_r3_3_worker_spec_from_its_latest_task(latest: TaskRow | None, task_id: int | None,
+                                               workdir: str) -> None:
+    assert crew().spec_for("alice", latest) == AgentSpec(
+        "alice", AgentKind.WORKER, "dm-alice", task_id, worker_prompt("alice"), workdir,
+        ("fake",), {})
+
+
+def test_r3_3_unknown_agent_has_no_spec() -> None:
+    assert crew().spec_for("nobody", None) is None
+
+
+@pytest.mark.parametrize(("subject", "channel", "assignee", "problem"), [
+    ("fix", "webui", "carol", None),
+    ("fix", "general", "carol", None),
+    ("fix", "webui", "Carol!", "'Carol!' cannot be a worker name"),
+    ("fix", "webui", "all", "'all' cannot be a worker name"),
+    ("fix", "webui", "lead", "'lead' cannot be a worker name"),
+    ("fix", "webui", "ops", "'ops' cannot be a worker name"),
+    ("fix", "webui", "backend", "backend is a channel's lead; workers need their own names"),
+    ("fix", "ops", "carol", "tasks belong to topic channels; #ops is not one"),
+    ("fix", "dm-alice", "carol", "tasks belong to topic channels; #dm-alice is not one"),
+    ("fix", "nowhere", "carol", "tasks belong to topic channels; #nowhere is not one"),
+    ("  ", "webui", "carol", "a task needs a subject"),
+])
+def test_r7_2_task_rules(subject: str, channel: str, assignee: str, problem: str | None) -> None:
+    assert crew().task_problem(subject, channel, assignee) == problem
+
+
+def test_r7_2_worker_name_as_typed() -> None:
+    assert worker_name("@Carol") == "carol"
+
+
+@pytest.mark.parametrize(("agent", "latest", "home"), [
+    (None, None, "general"),  # the host's shell
+    ("webui", None, "webui"),  # a lead: its own channel
+    ("alice", task(3, "backend"), "backend"),  # a worker: its open task's channel
+    ("alice", task(3, "backend", status="done"), "general"),
+    ("alice", None, "general"),
+])
+def test_r7_2_home_channel(agent: str | None, latest: TaskRow | None, home: str) -> None:
+    assert crew().home_channel(agent, latest) == home
