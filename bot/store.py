@@ -63,7 +63,7 @@ class OutboxRow:
     platform: str
     room: str
     text: str
-    kind: str
+    kind: PostKind
     attempts: int
     next_at: float
 
@@ -432,7 +432,7 @@ class Store:
         rows = await self._all("SELECT id, platform, room, text, kind, attempts, next_at FROM "
                                f"outbox WHERE set_aside = 0 {where} ORDER BY id LIMIT ?",
                                (*args, limit))
-        return [OutboxRow(*r) for r in rows]
+        return [OutboxRow(*r[:4], PostKind(r[4]), *r[5:]) for r in rows]
 
     async def post_sent(self, post_id: int) -> None:
         await self._write([("DELETE FROM outbox WHERE id = ?", (post_id,))])
