@@ -35,11 +35,13 @@ CODE = re.compile(r"```.*?(?:```|\Z)|``.*?``|`[^`\n]*`", re.DOTALL)
 
 @dataclass(frozen=True)
 class Directory:
-    """What routing needs to know about the crew, as plain data built by the app.
+    """What routing needs to know about the crew, as plain data kept by `bot.crew.Crew`.
 
     `topics` are the channels that have a lead (the general channel among them); a lead is
     named after its channel. `workers` maps each known worker to the channels of its open
     tasks — the index `@all` needs, kept by task channel and not by where a worker lives.
+    The crew hands routing a read-only view of its live index, so a task opened or finished
+    costs one entry and a message costs nothing extra, however many workers there are.
     """
 
     general: str
