@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.routing import split_nudge
 from bot.store import TaskRow
-from supervisor.ports import AgentStatus
+from supervisor.ports import AgentStatus, QueuedNudge
 
 COLUMNS = ("agent", "kind", "state", "channel", "task", "fails", "breaker", "uptime", "queued",
            "last error")
@@ -40,6 +41,29 @@ def format_status(agents: Sequence[AgentStatus]) -> str:
     if not agents:
         return "No agents yet: a lead starts on the first message to its channel."
     return "```\n" + table(status_rows(agents)) + "\n```"
+
+
+def format_queue(agent: str, queued: Sequence[QueuedNudge], now: float) -> str:
+    """`queue <agent>` (R6.6): each waiting message's place, sender, age and first line."""
+    if not queued:
+        return f"Nothing is queued for {agent}."
+    rows = []
+    for n, q in enumerate(queued, 1):
+        sender, body = split_nudge(q.text)
+        first = (body.strip().splitlines() or [""])[0]
+        rows.append((str(n), sender or "-", format_uptime(max(0.0, now - q.created_at)),
+                     first[:60] + ("…" if len(first) > 60 else "")))
+    return (f"{len(queued)} message(s) queued for {agent} (`drop {agent} <n>` or "
+            f"`drop {agent} all` removes them):\n```\n"
+            + table(rows, ("n", "from", "waiting", "first line")) + "\n```")
+
+
+def dropped_notice(sender: str, agent: str, body: str, admin: str) -> str:
+    """What the sender of a dropped message reads (R6.6)."""
+    first = (body.strip().splitlines() or [""])[0][:80]
+    who = f"{sender}: y" if sender else "Y"
+    return (f"{who}our message to {agent} (\"{first}\") was dropped by an admin ({admin}) "
+            "and will not be delivered.")
 
 
 def format_tasks(tasks: Sequence[TaskRow]) -> str:

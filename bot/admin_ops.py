@@ -13,6 +13,7 @@ from typing import Any
 
 from bot import admin as admin_text
 from bot.commands import ADMIN_HELP, Admin, AdminVerb
+from bot.routing import split_nudge
 from bot.store import Store
 from supervisor.auth import run_login
 from supervisor.ports import AgentConfig
@@ -22,14 +23,19 @@ from supervisor.supervisor import Supervisor
 class AdminOps:
     def __init__(self, supervisor: Supervisor, store: Store, agent: AgentConfig,
                  notice: Callable[[str], Awaitable[None]],
-                 spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task]):
+                 tell: Callable[[str, str], Awaitable[None]],
+                 spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task],
+                 now: Callable[[], float]):
         self.supervisor = supervisor
         self.store = store
         self.agent = agent
         self._notice = notice  # into the admin channel
+        self._tell = tell  # a notice into any channel
+        self._now = now
         self._spawn = spawn  # a background task the app cancels when it stops
 
-    async def run(self, cmd: Admin) -> str:
+    async def run(self, cmd: Admin, by: str) -> str:
+        """Carry out `cmd` for admin `by`; the answer for the admin room."""
         agent = cmd.agent or ""
         match cmd.verb:
             case AdminVerb.STATUS:
@@ -42,12 +48,31 @@ class AdminOps:
                 return await self.supervisor.stop(agent)
             case AdminVerb.RESET:
                 return await self.supervisor.reset(agent)
+            case AdminVerb.QUEUE:
+                return admin_text.format_queue(agent, await self.store.queued(agent),
+                                               self._now())
+            case AdminVerb.DROP:
+                return await self._drop(agent, cmd.which, by)
             case AdminVerb.AUTH_LOGIN:
                 self._spawn(self._auth_login(), "auth-login")
                 command = " ".join(self.agent.login_command)
                 return (f"Running `{command}` on the host (it may open a browser there); "
                         f"waiting up to {self.agent.login_timeout_s:.0f}s.")
         return ADMIN_HELP
+
+    async def _drop(self, agent: str, which: int | None, by: str) -> str:
+        """`drop <agent> <n>|all` (R6.6): a poison message can go instead of coming back
+        after every reset; each sender is told in the channel they wrote in."""
+        queued = await self.store.queued(agent)
+        if which is not None and not 1 <= which <= len(queued):
+            return (f"{agent} has {len(queued)} queued message(s); `queue {agent}` lists them."
+                    if queued else f"Nothing is queued for {agent}.")
+        chosen = queued if which is None else [queued[which - 1]]
+        dropped = await self.store.drop_queued(agent, [q.id for q in chosen])
+        for q in dropped:
+            sender, body = split_nudge(q.text)
+            await self._tell(q.origin, admin_text.dropped_notice(sender, agent, body, by))
+        return f"Dropped {len(dropped)} queued message(s) for {agent}."
 
     async def _auth_login(self) -> None:
         result = await run_login(self.agent.login_command, self.agent.login_timeout_s,

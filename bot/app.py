@@ -112,7 +112,8 @@ class App:
             socket_path=self.socket_path.resolve(),
             always_on=[c.name for c in self.config.channels if c.always_on])
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
-                                  lambda text: self.notice(self.crew.admin, text), self._spawn)
+                                  lambda text: self.notice(self.crew.admin, text), self.notice,
+                                  self._spawn, self.clock.now)
         self.control = ControlServer(self.socket_path, lambda req: control_ops.handle(self, req))
         try:
             await self.control.start()
@@ -249,7 +250,9 @@ class App:
                                            origin=RoomRef(event.platform, event.room),
                                            platform=event.platform)
                 case RunAdmin(command=command):
-                    await self.notice(self.crew.admin, await self.admin_ops.run(command))
+                    assert isinstance(event, Inbound)
+                    await self.notice(self.crew.admin,
+                                      await self.admin_ops.run(command, event.sender_name))
                 case RunTaskCommand(channel=channel, command=command, only=only):
                     assert isinstance(event, Inbound)
                     await self._task_command(channel, event.sender_name, command, only)

@@ -20,6 +20,8 @@ class AdminVerb(StrEnum):
     STOP = "stop"
     RESET = "reset"
     AUTH_LOGIN = "auth-login"
+    QUEUE = "queue"
+    DROP = "drop"
     HELP = "help"
 
 
@@ -38,6 +40,7 @@ class TaskDone:
 class Admin:
     verb: AdminVerb
     agent: str | None = None
+    which: int | None = None  # `drop`: the message's place in `queue`; None: all of them
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class Invalid:
 
 Command = TaskCreate | TaskDone | Admin | Invalid
 
-AGENT_VERBS = ("restart", "stop", "reset")
+AGENT_VERBS = ("restart", "stop", "reset", "queue")
 PLAIN_VERBS = ("status", "tasks", "help")
 USAGE = {
     "task": "!task @<worker> <subject>",
@@ -58,9 +61,11 @@ USAGE = {
     "stop": "stop <agent>",
     "reset": "reset <agent>",
     "auth": "auth login",
+    "queue": "queue <agent>",
+    "drop": "drop <agent> <n>|all",
 }
 ADMIN_HELP = ("Admin commands: status · tasks · restart <agent> · stop <agent> · "
-              "reset <agent> · auth login · help")
+              "reset <agent> · queue <agent> · drop <agent> <n>|all · auth login · help")
 
 
 def parse(text: str, *, in_admin: bool) -> Command | None:
@@ -86,6 +91,12 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
         if len(args) != 1:
             return Invalid(USAGE[verb])
         return Admin(AdminVerb(verb), args[0].lstrip("@").lower())
+    if verb == "drop":
+        which = args[1].lower() if len(args) == 2 else ""
+        if which != "all" and not re.fullmatch(r"#?[1-9][0-9]*", which):
+            return Invalid(USAGE["drop"])
+        return Admin(AdminVerb.DROP, args[0].lstrip("@").lower(),
+                     None if which == "all" else int(which.lstrip("#")))
     if verb == "auth":
         login = [a.lower() for a in args] == ["login"]
         return Admin(AdminVerb.AUTH_LOGIN) if login else Invalid(USAGE["auth"])
@@ -94,4 +105,4 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
 
 def is_admin_command(cmd: Command | None) -> bool:
     return isinstance(cmd, Admin) or (isinstance(cmd, Invalid) and cmd.usage in {
-        USAGE[v] for v in (*AGENT_VERBS, "auth")})
+        USAGE[v] for v in (*AGENT_VERBS, "auth", "drop")})

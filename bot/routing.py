@@ -80,6 +80,20 @@ def nudge_text(msg: Message) -> str:
     return f"[{msg.author} via {msg.platform} in #{msg.channel}] {msg.text}"
 
 
+NUDGE_HEADERS = (
+    re.compile(r"\[(?P<author>[^\]]+?) via \S+ in #[^\]]*\] ?"),  # nudge_text's
+    re.compile(r"\[task #\d+ from (?P<author>[^\]]+?) in #[^\]]*\] ?"),  # a task's first prompt
+)
+
+
+def split_nudge(text: str) -> tuple[str, str]:
+    """(who wrote it, what they wrote) of a nudge's text; ('', text) without a header."""
+    for header in NUDGE_HEADERS:
+        if m := header.match(text):
+            return m.group("author"), text[m.end():]
+    return "", text
+
+
 def route(msg: Message, d: Directory, max_hops: int = 8) -> Routing:
     kind = d.kind_of(msg.channel)
     if kind is ChannelKind.ADMIN:

@@ -277,8 +277,8 @@ class Store:
             await self._write(statements)
 
     async def queued(self, agent: str) -> list[QueuedNudge]:
-        rows = await self._all("SELECT id, agent, text, hops, origin FROM queue WHERE agent = ? "
-                               "ORDER BY id", (agent,))
+        rows = await self._all("SELECT id, agent, text, hops, origin, created_at FROM queue "
+                               "WHERE agent = ? ORDER BY id", (agent,))
         return [QueuedNudge(*r) for r in rows]
 
     async def requeue_front(self, nudges: list[QueuedNudge], now: float) -> None:
@@ -295,7 +295,8 @@ class Store:
             first = min(lowest if lowest is not None else 1, 1) - len(nudges)
             _apply(conn, [
                 ("INSERT INTO queue (id, agent, text, hops, origin, created_at) "
-                 "VALUES (?, ?, ?, ?, ?, ?)", (first + i, n.agent, n.text, n.hops, n.origin, now))
+                 "VALUES (?, ?, ?, ?, ?, ?)",
+                 (first + i, n.agent, n.text, n.hops, n.origin, n.created_at or now))
                 for i, n in enumerate(nudges)])
 
         await self._tx(work)
@@ -306,6 +307,22 @@ class Store:
     async def queue_lengths(self) -> dict[str, int]:
         return {a: n for a, n in await self._all(
             "SELECT agent, COUNT(*) FROM queue GROUP BY agent")}
+
+    async def drop_queued(self, agent: str, ids: Iterable[int]) -> list[QueuedNudge]:
+        """Remove some of `agent`'s queued nudges (R6.6); the ones that were still there."""
+        ids = list(ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+
+        def work(conn: sqlite3.Connection) -> list[QueuedNudge]:
+            rows = conn.execute("SELECT id, agent, text, hops, origin, created_at FROM queue "
+                                f"WHERE agent = ? AND id IN ({marks}) ORDER BY id",
+                                (agent, *ids)).fetchall()
+            conn.execute(f"DELETE FROM queue WHERE agent = ? AND id IN ({marks})", (agent, *ids))
+            return [QueuedNudge(*r) for r in rows]
+
+        return await self._tx(work)
 
     async def dequeue(self, ids: Iterable[int]) -> None:
         ids = list(ids)

@@ -83,6 +83,7 @@ class QueuedNudge:
     text: str
     hops: int
     origin: str
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,37 @@ def test_r6_4_tasks_list() -> None:
                         TaskRow(13, "load", "backend", "bob", "open", "backend")])
     assert out.splitlines() == ["#12 @alice in #webui: fix the login bug",
                                 "#13 @bob in #backend: load"]
+
+
+# --- queue and drop (R6.6) -----------------------------------------------------------------
+
+
+def test_r6_6_queue_lists_place_sender_age_and_first_line() -> None:
+    from bot.admin import format_queue
+    from supervisor.ports import QueuedNudge
+
+    queued = [QueuedNudge(7, "webui", "[alice via slack in #webui] deploy it\nnow please", 0,
+                          "webui", 1000.0),
+              QueuedNudge(9, "webui", "[task #3 from bob in #webui] " + "y" * 80, 0, "webui",
+                          1090.0),
+              QueuedNudge(11, "webui", "no header at all", 0, "webui", 1100.0)]
+    text = format_queue("webui", queued, now=1125.0)
+    lines = text.splitlines()
+    assert lines[0].startswith("3 message(s) queued for webui")
+    assert lines[3].split() == ["1", "alice", "2m05s", "deploy", "it"]
+    assert lines[4].split()[:3] == ["2", "bob", "35s"] and lines[4].endswith("y" * 60 + "…")
+    assert lines[5].split() == ["3", "-", "25s", "no", "header", "at", "all"]
+
+
+def test_r6_6_an_empty_queue_says_so() -> None:
+    from bot.admin import format_queue
+
+    assert format_queue("webui", [], now=0.0) == "Nothing is queued for webui."
+
+
+def test_r6_6_the_sender_of_a_dropped_message_is_told_who_dropped_it() -> None:
+    from bot.admin import dropped_notice
+
+    assert dropped_notice("alice", "webui", "deploy it\nnow", "bob") == (
+        'alice: your message to webui ("deploy it") was dropped by an admin (bob) and will '
+        "not be delivered.")

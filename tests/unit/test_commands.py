@@ -56,6 +56,17 @@ TOPIC: dict[str, tuple[str, Command | None]] = {
 }
 
 ADMIN: dict[str, tuple[str, Command | None]] = {
+    # R6.6 — queue <agent>, drop <agent> <n>|all
+    "r6_6-queue": ("queue webui", Admin("queue", "webui")),
+    "r6_6-queue-at-name": ("queue @WebUI", Admin("queue", "webui")),
+    "r6_6-queue-missing-agent": ("queue", Invalid(USAGE["queue"])),
+    "r6_6-drop-one": ("drop webui 2", Admin("drop", "webui", 2)),
+    "r6_6-drop-hash": ("drop webui #2", Admin("drop", "webui", 2)),
+    "r6_6-drop-all": ("drop webui ALL", Admin("drop", "webui", None)),
+    "r6_6-drop-zero": ("drop webui 0", Invalid(USAGE["drop"])),
+    "r6_6-drop-word": ("drop webui some", Invalid(USAGE["drop"])),
+    "r6_6-drop-missing-which": ("drop webui", Invalid(USAGE["drop"])),
+    "r6_6-drop-outside-admin": ("!drop webui 1", Admin("drop", "webui", 1)),
     # R6.4 — in the admin channel the `!` is optional
     "r6_4-status": ("status", Admin("status")),
     "r6_4-status-bang": ("!status", Admin("status")),

@@ -345,3 +345,17 @@ def test_r2_5_property_no_author_no_duplicates_only_known_agents(data: st.DataOb
     else:
         assert all(n.hops == 0 for n in r.nudges)
     assert len(r.notices) <= 1
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[alice via slack in #webui] fix it\nplease", ("alice", "fix it\nplease")),
+    ("[Ann Lee via matrix in #general] hi", ("Ann Lee", "hi")),
+    ("[task #3 from bob in #webui] the login bug", ("bob", "the login bug")),
+    ("no header", ("", "no header")),
+    ("[not a header] x", ("", "[not a header] x")),
+])
+def test_r6_6_split_nudge_recovers_who_wrote_a_queued_message(text, expected):
+    """R6.6: `queue` and `drop` name each message's sender from its nudge header (R2.7)."""
+    from bot.routing import split_nudge
+
+    assert split_nudge(text) == expected
