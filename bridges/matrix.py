@@ -71,7 +71,8 @@ from bridges.base import (
     SendError,
     backoff_delay,
 )
-from bridges.render import MATRIX_LIMIT_BYTES, matrix_measure, split_message, to_matrix_html
+from bridges.render import MATRIX_LIMIT_BYTES, matrix_measure, to_matrix_html
+from bridges.split import split_message
 from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Agent markdown → what each platform shows, in parts that fit its size limit (R5.2, R5.6).
+"""Agent markdown → what each platform shows (R5.6), and what a part of it costs (R5.2).
 
 Agents write GitHub-flavoured markdown; Slack speaks its own mrkdwn and Matrix takes an HTML
 `formatted_body` beside a plain `body`. Both converters are small line-oriented passes rather
@@ -6,20 +6,19 @@ than a markdown library: chat output uses a handful of constructs, and owning th
 we guarantee what matters here — code is never converted, and agent text is always escaped,
 so it can neither inject markup nor trigger Slack's `<!channel>`-style control sequences.
 
-Splitting works on the markdown, before rendering: cuts go where a reader expects them
-(blank lines, then line ends, then anywhere) and never through a code block that could fit
-a part whole. The caller passes the platform's `measure`, so a part is judged by what is
-actually sent (`slack_measure`, `matrix_measure`).
+Splitting is `bridges.split`'s job; this module gives it each platform's budget and
+`measure`, so a part is judged by what is actually sent.
 """
 
 from __future__ import annotations
 
 import html
 import re
-from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from itertools import pairwise
+from enum import StrEnum
+
+from bridges.fences import Fence, open_fence
 
 SLACK_LIMIT_CHARS = 4000
 """Slack's advice for one message's `text`; longer ones are truncated or split oddly."""
@@ -32,45 +31,9 @@ which is at most 3x a character's UTF-8 length (6 bytes for a 2-3 byte character
 4-byte one), so 16,000 bytes of content stay under the limit with room for the envelope.
 """
 
-# --- code fences: shared by the splitter and both renderers --------------------------------
-
-_FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
-_FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})")
-
-
-@dataclass(frozen=True)
-class _Fence:
-    """An open fenced code block (CommonMark rules, minus the rarely used corners)."""
-
-    opener: str  # the opening line as written, e.g. "```python"
-    run: str  # the backticks or tildes that opened it
-    info: str
-
-    @property
-    def language(self) -> str:
-        return self.info.split()[0] if self.info else ""
-
-    @property
-    def closer(self) -> str:
-        return self.opener[: self.opener.index(self.run)] + self.run
-
-    def closed_by(self, line: str) -> bool:
-        match = _FENCE_CLOSE.fullmatch(line.rstrip())
-        return bool(match) and match[1][0] == self.run[0] and len(match[1]) >= len(self.run)
-
-
-def _open_fence(line: str) -> _Fence | None:
-    if not line.lstrip(" ").startswith(("```", "~~~")):  # the common case, cheaply
-        return None
-    match = _FENCE_OPEN.fullmatch(line.rstrip())
-    if not match or (match[1][0] == "`" and "`" in match[2]):
-        return None
-    return _Fence(opener=line.rstrip(), run=match[1], info=match[2].strip())
-
-
 @dataclass(frozen=True)
 class _Code:
-    fence: _Fence
+    fence: Fence
     lines: list[str]
     closed: bool  # False when the text ended inside the block
 
@@ -80,7 +43,7 @@ def _scan(md: str) -> Iterator[str | _Code]:
     lines = md.split("\n")
     i = 0
     while i < len(lines):
-        fence = _open_fence(lines[i])
+        fence = open_fence(lines[i])
         if fence is None:
             yield lines[i]
             i += 1
@@ -263,16 +226,28 @@ _MATRIX = _Style(
 )
 
 
+class _Block(StrEnum):
+    """The blocks that gather lines, named by their HTML tag."""
+
+    PARAGRAPH = "p"
+    BULLETS = "ul"
+    NUMBERED = "ol"
+    QUOTE = "blockquote"
+
+
+_LISTS = (_Block.BULLETS, _Block.NUMBERED)
+
+
 class _HtmlBlocks:
     """Collects rendered lines into the block that is open (paragraph, list or quote)."""
 
     def __init__(self) -> None:
         self.out: list[str] = []
-        self.kind: str | None = None  # "p" | "ul" | "ol" | "blockquote"
+        self.kind: _Block | None = None
         self.items: list[str] = []
         self.start = 1
 
-    def add(self, kind: str, rendered: str, start: int = 1) -> None:
+    def add(self, kind: _Block, rendered: str, start: int = 1) -> None:
         if kind != self.kind:
             self.close()
             self.kind, self.start = kind, start
@@ -286,8 +261,9 @@ class _HtmlBlocks:
         self.out.append(rendered)
 
     def close(self) -> None:
-        if self.kind in ("ul", "ol"):
-            start = f' start="{self.start}"' if self.kind == "ol" and self.start != 1 else ""
+        if self.kind in _LISTS:
+            numbered = self.kind is _Block.NUMBERED
+            start = f' start="{self.start}"' if numbered and self.start != 1 else ""
             items = "".join(f"<li>{item}</li>" for item in self.items)
             self.out.append(f"<{self.kind}{start}>{items}</{self.kind}>")
         elif self.kind is not None:
@@ -318,15 +294,15 @@ def to_matrix_html(md: str) -> str:
         elif _RULE.fullmatch(item):
             blocks.block("<hr>")
         elif quote := _QUOTE.fullmatch(item):
-            blocks.add("blockquote", _inline(quote[1], _MATRIX))
+            blocks.add(_Block.QUOTE, _inline(quote[1], _MATRIX))
         elif bullet := _BULLET.fullmatch(item):
-            blocks.add("ul", _inline(bullet[3], _MATRIX))
+            blocks.add(_Block.BULLETS, _inline(bullet[3], _MATRIX))
         elif numbered := _NUMBERED.fullmatch(item):
-            blocks.add("ol", _inline(numbered[4], _MATRIX), start=int(numbered[2]))
-        elif blocks.kind in ("ul", "ol") and item.startswith(("  ", "\t")):
+            blocks.add(_Block.NUMBERED, _inline(numbered[4], _MATRIX), start=int(numbered[2]))
+        elif blocks.kind in _LISTS and item.startswith(("  ", "\t")):
             blocks.continue_item(_inline(item.strip(), _MATRIX))
         else:
-            blocks.add("p", _inline(item, _MATRIX))
+            blocks.add(_Block.PARAGRAPH, _inline(item, _MATRIX))
     blocks.close()
     return "\n".join(blocks.out)
 
@@ -337,221 +313,3 @@ def matrix_measure(md: str) -> int:
     return len(md.encode("utf-8", "surrogatepass")) + len(
         to_matrix_html(md).encode("utf-8", "surrogatepass")
     )
-
-
-# --- splitting ---------------------------------------------------------------------------
-
-
-def split_message(text: str, limit: int, *, measure: Callable[[str], int] = len) -> list[str]:
-    """Cut `text` into parts with `measure(part) <= limit`, in order, losing no content.
-
-    Cuts are tried at paragraph boundaries outside code (blank lines, the edges of a fenced
-    block), then at line ends, then inside a line (after a space when there is one in the
-    second half). A fenced block that fits a part by itself is never cut. One that does not
-    is cut at line ends: the part before the cut closes the fence, the next reopens it with
-    the same opening line, so each part renders on its own.
-
-    What "losing no content" means, exactly: remove the fence lines added at a cut, and each
-    part is a slice of `text`; the slices appear in order and what lies between two of them
-    (and before the first, after the last) is whitespace only — the blank lines or the one
-    space where the cut was made.
-
-    `measure` should grow with the text (as `len` and the platforms' measures do); the
-    search calls it a logarithmic number of times per part on slices about the part's size,
-    so a megabyte splits in linear time. Every part returned has been measured. Raises
-    `ValueError` only when not even one character fits in `limit`.
-    """
-    if not text.strip():
-        return []
-    if measure(text) <= limit:
-        return [text]
-    return _Splitter(text, limit, measure).parts()
-
-
-@dataclass(frozen=True)
-class _Region:
-    """The body of one fenced block, and the lines that close and reopen it at a cut."""
-
-    start: int  # first character of the body
-    end: int  # start of the closing line (end of the text when unclosed)
-    closed_at: int  # end of the closing line (end of the text when unclosed)
-    reopen: str
-    close: str
-
-
-class _Splitter:
-    def __init__(self, text: str, limit: int, measure: Callable[[str], int]) -> None:
-        self.text, self.limit, self.measure = text, limit, measure
-        lines = text.split("\n")
-        starts: list[int] = []
-        position = 0
-        for line in lines:
-            starts.append(position)
-            position += len(line) + 1
-        ends = [start + len(line) for start, line in zip(starts, lines, strict=True)]
-        filled = [i for i, line in enumerate(lines) if line.strip()]
-        self.first = starts[filled[0]]
-        self.end = ends[filled[-1]]
-
-        roles: list[str] = []  # text | open | body | close, per line
-        self.regions: list[_Region] = []
-        fence: _Fence | None = None
-        body_start = 0
-        for i, line in enumerate(lines):
-            if fence is None:
-                fence = _open_fence(line)
-                roles.append("text" if fence is None else "open")
-                body_start = ends[i] + 1
-            elif fence.closed_by(line):
-                roles.append("close")
-                self.regions.append(
-                    _Region(body_start, starts[i], ends[i], fence.opener, fence.closer)
-                )
-                fence = None
-            else:
-                roles.append("body")
-        if fence is not None:
-            self.regions.append(
-                _Region(body_start, self.end, self.end, fence.opener, fence.closer)
-            )
-        self.region_starts = [region.start for region in self.regions]
-
-        # Cuts between consecutive non-blank lines: (end of one, start of the next). A fence
-        # is never cut right after its opening line or right before its closing line (that
-        # would leave an empty block); "paragraph" cuts are those outside code.
-        self.cut_ends: list[int] = []
-        self.cut_next: list[int] = []
-        self.para_ends: list[int] = []
-        self.para_next: list[int] = []
-        for i, j in pairwise(filled):
-            if roles[i] == "open" or roles[j] == "close":
-                continue
-            self.cut_ends.append(ends[i])
-            self.cut_next.append(starts[j])
-            outside = roles[i] in ("text", "close") and roles[j] in ("text", "open")
-            if outside and (j > i + 1 or roles[i] == "close" or roles[j] == "open"):
-                self.para_ends.append(ends[i])
-                self.para_next.append(starts[j])
-
-    def parts(self) -> list[str]:
-        parts: list[str] = []
-        start: int | None = self.first
-        while start is not None:
-            end, following, wrap = self._next_cut(start)
-            part = self._assemble(start, end, wrap)
-            if part.strip():
-                parts.append(part)
-            start = following if following is not None and following < self.end else None
-        return parts
-
-    def _region_at(self, position: int, *, ending: bool = False) -> _Region | None:
-        """The fenced block whose body holds `position`.
-
-        For the end of a part the closing line counts as inside too: a part cut there
-        still needs the fence closed, and counting it keeps a part's size growing with its
-        end, which the search relies on (else a cut through "```" would look cheapest).
-        """
-        index = bisect_right(self.region_starts, position) - 1
-        if index < 0:
-            return None
-        region = self.regions[index]
-        return region if position < (region.closed_at if ending else region.end) else None
-
-    def _assemble(self, start: int, end: int, wrap: bool) -> str:
-        part = self.text[start:end]
-        if not wrap:
-            return part
-        if opened := self._region_at(start):
-            part = opened.reopen + "\n" + part
-        if unclosed := self._region_at(end, ending=True):
-            part = part + "\n" + unclosed.close
-        return part
-
-    def _next_cut(self, start: int) -> tuple[int, int | None, bool]:
-        """Where the part from `start` ends, where the next begins (None: last), and
-        whether fences are closed and reopened around it."""
-        for wrap in (True, False):  # fence lines cost room; drop them before failing
-            cut = self._search(start, wrap)
-            if cut is not None:
-                return (*cut, wrap)
-        raise ValueError(f"split_message: not one character fits in limit {self.limit}")
-
-    def _search(self, start: int, wrap: bool) -> tuple[int, int | None] | None:
-        sizes: dict[int, int] = {start: 0}
-
-        def size(end: int) -> int:
-            if end not in sizes:
-                sizes[end] = self.measure(self._assemble(start, end, wrap))
-            return sizes[end]
-
-        def fits(end: int) -> bool:
-            return size(end) <= self.limit
-
-        # 1. Bracket the farthest fitting end by doubling: fits(low), not fits(high).
-        low, step = start, max(self.limit, 1)
-        while True:
-            if low + step >= self.end:
-                if fits(self.end):
-                    return self.end, None
-                high = self.end
-                break
-            if not fits(low + step):
-                high = low + step
-                break
-            low, step = low + step, step * 2
-
-        # 2. The farthest line cut that fits: those up to `low` do, search the rest.
-        first = bisect_right(self.cut_ends, start)
-        known = bisect_right(self.cut_ends, low)
-        best = self._last_fitting(
-            self.cut_ends, known, bisect_left(self.cut_ends, high), (low, high), size
-        )
-        if best >= first:
-            # 3. Prefer the farthest paragraph cut before it.
-            para = bisect_right(self.para_ends, self.cut_ends[best]) - 1
-            if para >= 0 and self.para_ends[para] > start and fits(self.para_ends[para]):
-                return self.para_ends[para], self.para_next[para]
-            if fits(self.cut_ends[best]):
-                return self.cut_ends[best], self.cut_next[best]
-
-        # 4. No line fits whole: cut inside it, after a space if there is one late enough.
-        chars = range(low, high)
-        end = chars[self._last_fitting(chars, 1, len(chars), (low, high), size)]
-        if end <= start or not fits(end):
-            return None
-        space = self.text.rfind(" ", (start + end) // 2, end)
-        if space > start and fits(space):
-            return space, space + 1
-        return end, end + 1 if self.text[end] == "\n" else end
-
-    def _last_fitting(
-        self,
-        ends: Sequence[int],
-        lo: int,
-        hi: int,
-        bracket: tuple[int, int],
-        size: Callable[[int], int],
-    ) -> int:
-        """The index of the last of `ends[lo:hi]` that fits, or `lo - 1` when none does.
-
-        Those ends lie inside `bracket` = (an end that fits, one that does not). Sizes grow
-        almost linearly with the text, so the next probe is interpolated between the two —
-        usually two or three measures find the cut — and bisection takes over whenever a
-        probe fails to halve the range, which bounds the worst case to about 2·log2(n).
-        """
-        low, high = bracket
-        low_size, high_size = size(low), size(high)
-        interpolate = True
-        while lo < hi:
-            if interpolate and high_size > low_size:
-                target = low + (self.limit - low_size) * (high - low) / (high_size - low_size)
-                probe = min(max(bisect_right(ends, target, lo, hi) - 1, lo), hi - 1)
-            else:
-                probe = (lo + hi) // 2
-            width = hi - lo
-            if size(ends[probe]) <= self.limit:
-                lo, low, low_size = probe + 1, ends[probe], size(ends[probe])
-            else:
-                hi, high, high_size = probe, ends[probe], size(ends[probe])
-            interpolate = 2 * (hi - lo) <= width
-        return lo - 1

@@ -66,7 +66,8 @@ from bridges.base import (
     RoomUnresolvable,
     SendError,
 )
-from bridges.render import SLACK_LIMIT_CHARS, slack_measure, split_message, to_slack_mrkdwn
+from bridges.render import SLACK_LIMIT_CHARS, slack_measure, to_slack_mrkdwn
+from bridges.split import split_message
 from bridges.settings import SlackConfig
 
 log = logging.getLogger(__name__)
