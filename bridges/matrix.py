@@ -72,8 +72,8 @@ from bridges.base import (
     backoff_delay,
 )
 from bridges.render import MATRIX_LIMIT_BYTES, matrix_measure, to_matrix_html
-from bridges.split import split_message
 from bridges.settings import MatrixConfig
+from bridges.split import split_message
 
 log = logging.getLogger(__name__)
 

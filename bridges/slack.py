@@ -67,8 +67,8 @@ from bridges.base import (
     SendError,
 )
 from bridges.render import SLACK_LIMIT_CHARS, slack_measure, to_slack_mrkdwn
-from bridges.split import split_message
 from bridges.settings import SlackConfig
+from bridges.split import split_message
 
 log = logging.getLogger(__name__)
 
