@@ -14,14 +14,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from bridges.base import BridgeEvent, Inbound, RateLimited, RoomUnresolvable
-from bridges.matrix import (
-    KV_DEVICE,
-    KV_NEXT_BATCH,
-    MAX_EVENT_BYTES,
-    MatrixBridge,
-    MatrixStartError,
-    allowed_inviter,
-)
+from bridges.matrix import MatrixBridge
+from bridges.matrix_events import MAX_EVENT_BYTES
+from bridges.matrix_login import KV_DEVICE, KV_NEXT_BATCH, MatrixStartError
 from bridges.render import to_matrix_html
 from bridges.settings import MatrixConfig
 from tests.platform.matrix.fixtures import matrix_config
@@ -95,16 +90,6 @@ async def test_own_posts_and_notices_never_become_input(
     await sink.wait_for_texts(matrix_room, ["marker"])
 
     assert sink.texts(matrix_room) == ["waves", "marker"]
-
-
-def test_allowed_inviter_entries() -> None:
-    """R1.5: `allow_invites_from` takes full user ids and `:server` suffixes; empty = nobody."""
-    allow = ("@alice:example.org", ":corp.example")
-    assert allowed_inviter("@alice:example.org", allow)
-    assert allowed_inviter("@bob:corp.example", allow)
-    assert not allowed_inviter("@bob:example.org", allow)
-    assert not allowed_inviter("@eve:evilcorp.example", allow)
-    assert not allowed_inviter("@alice:example.org", ())
 
 
 async def test_invites_joined_only_from_allowed_users(

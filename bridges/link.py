@@ -1,0 +1,26 @@
+"""Whether a bridge's link to its platform is up: one `ConnectionChanged` per transition (R6.3).
+
+Both bridges learn about their link from many places (a failed or a good sync; a `hello`, a
+`disconnect` envelope, a poll of the socket), most of which repeat what is already known.
+The core counts outages from these events, so a repeat would be a second outage; this is
+the one place that turns observations into transitions.
+"""
+
+from __future__ import annotations
+
+from bridges.base import ConnectionChanged
+
+
+class LinkState:
+    """The last known state of one platform link; pure (the caller brings the time)."""
+
+    def __init__(self, platform: str, *, up: bool) -> None:
+        self.platform = platform
+        self.up = up
+
+    def observe(self, up: bool, detail: str, now: float) -> ConnectionChanged | None:
+        """The event to report when `up` differs from what was known, else None."""
+        if up == self.up:
+            return None
+        self.up = up
+        return ConnectionChanged(self.platform, up=up, ts=now, detail=detail)
