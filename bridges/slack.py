@@ -39,11 +39,10 @@ What this module owns, and why it is built the way it is:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -55,88 +54,41 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import (
-    BridgeEvent,
-    ConnectionChanged,
-    EventSink,
-    Inbound,
-    KeyValueStore,
-    RateLimited,
-    RoomJoined,
-    RoomUnresolvable,
-    SendError,
-)
-from bridges.render import SLACK_LIMIT_CHARS, slack_measure, to_slack_mrkdwn
+from bridges.base import BridgeEvent, EventSink, Inbound, KeyValueStore, RoomUnresolvable, SendError
+from bridges.link import LinkState
 from bridges.settings import SlackConfig
-from bridges.split import split_message
+from bridges.slack_events import (
+    CHANNEL_ID,
+    PLATFORM,
+    SocketSignal,
+    channel_id,
+    display_name,
+    error_code,
+    is_person_message,
+    names_wanted,
+    part_metadata,
+    part_name,
+    post_failure,
+    post_texts,
+    posted_parts,
+    progress_key,
+    rate_limit,
+    room_joined,
+    socket_signal,
+    to_inbound,
+)
 
 log = logging.getLogger(__name__)
 
-PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
-SLACK_TEXT_LIMIT = SLACK_LIMIT_CHARS - 100
-"""Rendered characters per post: a little headroom below Slack's advised 4,000 keeps every
-part clearly under it (R5.2)."""
-
-PERSON_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
-"""Message subtypes that are a person writing; every other subtype is an edit, a deletion,
-a join notice, a bot or integration post, … and is not input (R5.5)."""
-
-PERMANENT_ERRORS = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed",
-    "account_inactive", "token_revoked", "token_expired", "missing_scope", "no_permission",
-    "restricted_action", "msg_too_long", "no_text", "invalid_blocks", "team_access_not_granted",
-    "ekm_access_denied", "channel_is_archived", "cannot_reply_to_message",
-})
-"""`chat.postMessage` errors that no retry can fix; the outbox gives these up."""
-
 NAME_TTL_S = 3600.0
-# Every part the bot posts carries message metadata naming it (`<key>.<i>`), so that a post
-# that may already be in the channel is looked for before it is posted again (R8.3).
-POST_METADATA_TYPE = "crewbridge_post"
-HISTORY_LOOKBACK = 200  # most recent messages searched for a post that may be there
 """How long a resolved user name is trusted; renames show up within the hour."""
+HISTORY_LOOKBACK = 200  # most recent messages searched for a post that may be there
 
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
-_USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|([^>]*))?>")
-_CHANNEL_REF = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|([^>]*))?>")
-_SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
-_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)(?:\|([^>]*))?>")
-_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
-
-
 class SlackStartError(Exception):
     """Slack refused our credentials or could not be reached at start-up: one clear line."""
-
-
-def slack_to_plain(text: str, names: Mapping[str, str], bot_user_id: str) -> str:
-    """Turn Slack's message markup into the plain text the core routes on.
-
-    A leading mention of the bot (`<@UBOT> do this`) is how people address it, not content,
-    so it is removed, as are its other mentions; `<@U123>` becomes `@name` so routing sees
-    names (R2.2); channel references, `<!here>`-style specials and links become their
-    readable form; and Slack's three HTML entities are unescaped last.
-    """
-    text = re.sub(rf"^\s*<@{bot_user_id}(?:\|[^>]*)?>[\s:,]*", "", text)
-    text = re.sub(rf"\s?<@{bot_user_id}(?:\|[^>]*)?>", "", text)
-    text = _USER_MENTION.sub(lambda m: "@" + names.get(m[1], m[2] or m[1]), text)
-    text = _CHANNEL_REF.sub(lambda m: "#" + (m[2] or m[1]), text)
-    text = _SPECIAL.sub(lambda m: "@" + m[1], text)
-    text = _LINK.sub(lambda m: m[1] if not m[2] or m[2] == m[1] else f"{m[2]} ({m[1]})", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
-
-
-def _error_code(e: SlackApiError) -> str:
-    data = e.response.data
-    return str(data.get("error", "unknown_error")) if isinstance(data, dict) else "unknown_error"
-
-
-def _retry_after(e: SlackApiError) -> float:
-    try:
-        return max(0.0, float(e.response.headers.get("Retry-After", "1")))
-    except ValueError:
-        return 1.0
 
 
 def _unused_token_warning(record: logging.LogRecord) -> bool:
@@ -183,8 +135,8 @@ class SlackBridge:
         self._watch_task: asyncio.Task[None] | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
-        self._hello = asyncio.Event()
-        self._link_up = False
+        self._link = LinkState(PLATFORM, up=False)
+        self._up = asyncio.Event()  # set while the link is up: the watcher waits on it
         self._reporting = False
         self.events_url: str | None = None
         """HTTP mode: the URL bolt listens on (Slack's Request URL), once started."""
@@ -248,52 +200,42 @@ class SlackBridge:
         try:
             if ref.startswith("#"):
                 channel = await self._find_channel(ref[1:])
-            elif _CHANNEL_ID.fullmatch(ref):
+            elif CHANNEL_ID.fullmatch(ref):
                 channel = (await self._client.conversations_info(channel=ref))["channel"]
             else:
                 raise RoomUnresolvable(
                     f"Slack channel {ref} is neither a channel id (C…, G…, D…) nor a #name")
         except SlackApiError as e:
             raise RoomUnresolvable(
-                f"Slack channel {ref} cannot be found ({_error_code(e)}); check the id, "
+                f"Slack channel {ref} cannot be found ({error_code(e)}); check the id, "
                 "and invite the bot to private channels") from None
         except NETWORK_ERRORS as e:
             raise RoomUnresolvable(f"Slack channel {ref} could not be looked up: {e}") from None
-        if channel is None:
-            raise RoomUnresolvable(
-                f"Slack channel {ref} was not found (private channels are visible only "
-                "after the bot is invited)")
-        if not channel.get("is_im") and not channel.get("is_member", False):
-            raise RoomUnresolvable(
-                f"Slack channel {ref} exists but the bot is not a member: "
-                "invite it with /invite @crewbridge in that channel")
-        return str(channel["id"])
+        return channel_id(ref, channel)
 
     async def send(self, room: str, text: str, *, key: str, notice: bool = True,
                    maybe_sent: bool = False) -> None:
         """Split below 4,000 rendered characters, render each part as mrkdwn, post them in
-        order (R5.2, R5.6). The split is made on the markdown, so a code block cut in two is
-        closed and reopened and every part renders on its own.
+        order (R5.2, R5.6).
 
         Slack has no idempotency key, so with `maybe_sent` the channel's latest messages are
         searched for this post's parts (by their metadata) and those found are not posted
         again. Every Slack post by the bot is a bot message, so `notice` changes nothing.
         """
-        parts = [to_slack_mrkdwn(part)
-                 for part in split_message(text, SLACK_TEXT_LIMIT, measure=slack_measure)]
-        progress_key = f"slack.sent_parts.{key}"
-        done = int(await self._kv.get_value(progress_key) or 0) if len(parts) > 1 else 0
+        parts = post_texts(text)
+        progress = progress_key(key)
+        done = int(await self._kv.get_value(progress) or 0) if len(parts) > 1 else 0
         there = await self._posted_parts(room) if maybe_sent else set()
         for index in range(done, len(parts)):
-            part = f"{key}.{index}"
+            part = part_name(key, index)
             if part in there:
                 log.info("slack: %s is already in %s; not posting it again", part, room)
             else:
                 await self._post(room, parts[index], part)
             if index + 1 < len(parts):
-                await self._kv.put_value(progress_key, str(index + 1))
+                await self._kv.put_value(progress, str(index + 1))
         if len(parts) > 1:
-            await self._kv.delete_value(progress_key)  # the post is whole: forget its progress
+            await self._kv.delete_value(progress)  # the post is whole: forget its progress
 
     async def _posted_parts(self, room: str) -> set[str]:
         """The parts (`<key>.<i>`) among the channel's latest messages that the bot posted.
@@ -304,19 +246,14 @@ class SlackBridge:
             resp = await self._client.conversations_history(
                 channel=room, limit=HISTORY_LOOKBACK, include_all_metadata=True)
         except SlackApiError as e:
-            if e.response.status_code == 429:
-                raise RateLimited(_retry_after(e), f"Slack rate-limited reading {room}") from None
+            if (limited := rate_limit(e, f"reading {room}")) is not None:
+                raise limited from None
             log.warning("slack: cannot read %s to check for a post made before a restart (%s);"
-                        " posting it again", room, _error_code(e))
+                        " posting it again", room, error_code(e))
             return set()
         except NETWORK_ERRORS as e:
             raise SendError(f"cannot reach Slack to read {room}: {e}") from None
-        parts = set()
-        for message in resp.get("messages") or []:
-            metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == POST_METADATA_TYPE:
-                parts.add(str((metadata.get("event_payload") or {}).get("part")))
-        return parts
+        return posted_parts(resp.get("messages") or [])
 
     async def stop(self) -> None:
         """Stop taking events, let the ones already taken reach the sink, close; idempotent."""
@@ -358,7 +295,7 @@ class SlackBridge:
         try:
             auth = await self._client.auth_test()
         except SlackApiError as e:
-            raise SlackStartError(f"Slack rejected the bot token ({_error_code(e)})") from None
+            raise SlackStartError(f"Slack rejected the bot token ({error_code(e)})") from None
         except NETWORK_ERRORS as e:
             raise SlackStartError(
                 f"cannot reach the Slack API at {self._config.api_url}: {e}") from None
@@ -377,7 +314,7 @@ class SlackBridge:
         try:
             opened = await self._client.apps_connections_open(app_token=app_token)
         except SlackApiError as e:
-            raise SlackStartError(f"Slack rejected the app token ({_error_code(e)}); "
+            raise SlackStartError(f"Slack rejected the app token ({error_code(e)}); "
                                   "Socket Mode needs an app-level token (xapp-…) with "
                                   "connections:write") from None
         except NETWORK_ERRORS as e:
@@ -388,7 +325,7 @@ class SlackBridge:
         self._socket.client.wss_uri = opened["url"]
         try:
             await asyncio.wait_for(self._socket.connect_async(), self._connect_timeout_s)
-            await asyncio.wait_for(self._hello.wait(), self._connect_timeout_s)
+            await asyncio.wait_for(self._up.wait(), self._connect_timeout_s)
         except TimeoutError:
             raise SlackStartError(
                 f"the Socket Mode connection to Slack did not open within "
@@ -413,33 +350,33 @@ class SlackBridge:
 
     async def _on_socket_message(self, message: aiohttp.WSMessage) -> None:
         """Every raw websocket text message: `hello` means connected, `disconnect` going down."""
-        try:
-            kind = json.loads(message.data).get("type")
-        except (TypeError, ValueError, AttributeError):
-            return
-        if kind == "hello":
-            if self._link_up:
+        signal = socket_signal(message.data)
+        if signal is SocketSignal.HELLO:
+            if self._link.up:
                 self._link_changed(False, "the Socket Mode connection was replaced")
             self._link_changed(True, "Socket Mode connected")
-            self._hello.set()
-        elif kind == "disconnect":
+        elif signal is SocketSignal.DISCONNECT:
             self._link_changed(False, "Slack asked to reconnect (disconnect envelope)")
 
     async def _watch_link(self) -> None:
-        """Poll the socket: a dropped connection shows no event of its own."""
+        """Poll the socket while the link is up: a dropped connection shows no event of its
+        own. Once a ping interval, the pace at which the SDK's own monitor notices a stale
+        socket; while the link is down there is nothing to poll (the next `hello` says up),
+        so an idle bot wakes no more than its pings need."""
         assert self._socket is not None
         while True:
-            await asyncio.sleep(self._ping_interval_s / 2)
-            if self._link_up and not await self._socket.client.is_connected():
+            await self._up.wait()
+            await asyncio.sleep(self._ping_interval_s)
+            if self._link.up and not await self._socket.client.is_connected():
                 self._link_changed(False, "the Socket Mode connection was lost")
 
     def _link_changed(self, up: bool, detail: str) -> None:
-        if up == self._link_up:
+        change = self._link.observe(up, detail, time.time())
+        if change is None:
             return
-        self._link_up = up
+        (self._up.set if up else self._up.clear)()
         log.log(logging.INFO if up else logging.WARNING, "slack: %s", detail)
         if self._reporting:
-            change = ConnectionChanged(PLATFORM, up=up, ts=time.time(), detail=detail)
             self._queue.put_nowait((_ready(change), None))
 
     # --- inbound events ----------------------------------------------------------------------
@@ -447,17 +384,14 @@ class SlackBridge:
     async def _on_message(self, body: dict[str, Any],
                           event: dict[str, Any]) -> BoltResponse | None:
         assert self._me is not None
-        if (event.get("subtype") not in PERSON_SUBTYPES or event.get("bot_id")
-                or not event.get("user") or event.get("user") == self._me.bot_user_id):
+        if not is_person_message(event, self._me.bot_user_id):
             return None
         return await self._deliver(self._inbound(body, event))
 
     async def _on_member_joined(self, event: dict[str, Any]) -> BoltResponse | None:
         assert self._me is not None
-        if event.get("user") != self._me.bot_user_id:
-            return None
-        joined = RoomJoined(PLATFORM, room=event["channel"], inviter=event.get("inviter"))
-        return await self._deliver(_ready(joined))
+        joined = room_joined(event, self._me.bot_user_id)
+        return None if joined is None else await self._deliver(_ready(joined))
 
     async def _deliver(self, make: Coroutine[Any, Any, BridgeEvent | None]) -> BoltResponse | None:
         """Queue an event for the sink and wait until it is stored; bolt then acks it.
@@ -492,20 +426,11 @@ class SlackBridge:
                     done.set_result(None)
 
     async def _inbound(self, body: dict[str, Any], event: dict[str, Any]) -> Inbound | None:
+        """The `Inbound` of a person's message, once the names it needs are looked up."""
         assert self._me is not None and self._me.bot_user_id is not None
-        raw = str(event.get("text") or "")
-        names = {uid: await self._user_name(uid) for uid, _ in _USER_MENTION.findall(raw)
-                 if uid != self._me.bot_user_id}
-        text = slack_to_plain(raw, names, self._me.bot_user_id)
-        if not text:
-            return None
-        thread = event.get("thread_ts")
-        return Inbound(
-            platform=PLATFORM, room=event["channel"], sender=event["user"],
-            sender_name=await self._user_name(event["user"]), text=text,
-            event_id=str(body.get("event_id") or event["ts"]), ts=float(event["ts"]),
-            is_direct=event.get("channel_type") == "im",
-            thread=thread if thread and thread != event["ts"] else None)
+        bot = self._me.bot_user_id
+        names = {uid: await self._user_name(uid) for uid in names_wanted(event, bot)}
+        return to_inbound(body, event, names, bot)
 
     async def _user_name(self, user_id: str) -> str:
         """A person's display name via `users.info`, cached; their id if Slack won't say."""
@@ -517,9 +442,7 @@ class SlackBridge:
         except (SlackApiError, *NETWORK_ERRORS) as e:
             log.warning("slack: cannot resolve the name of %s: %s", user_id, e)
             return user_id
-        profile = user.get("profile") or {}
-        name = str(profile.get("display_name") or profile.get("real_name")
-                   or user.get("real_name") or user.get("name") or user_id)
+        name = display_name(user, user_id)
         self._names[user_id] = (name, time.monotonic())
         return name
 
@@ -539,15 +462,11 @@ class SlackBridge:
                 return None
 
     async def _post(self, room: str, text: str, part: str) -> None:
-        metadata = {"event_type": POST_METADATA_TYPE, "event_payload": {"part": part}}
         try:
-            await self._client.chat_postMessage(channel=room, text=text, metadata=metadata,
+            await self._client.chat_postMessage(channel=room, text=text,
+                                                metadata=part_metadata(part),
                                                 unfurl_links=False, unfurl_media=False)
         except SlackApiError as e:
-            if e.response.status_code == 429:
-                raise RateLimited(_retry_after(e), f"Slack rate-limited posts to {room}") from None
-            code = _error_code(e)
-            raise SendError(f"Slack refused the post to {room} ({code})",
-                            permanent=code in PERMANENT_ERRORS) from None
+            raise post_failure(room, e) from None
         except NETWORK_ERRORS as e:
             raise SendError(f"cannot reach Slack to post to {room}: {e}") from None

@@ -15,7 +15,7 @@ import pytest
 
 from bridges.base import BridgeEvent, Inbound, RateLimited, RoomUnresolvable
 from bridges.matrix import MatrixBridge
-from bridges.matrix_events import MAX_EVENT_BYTES
+from bridges.matrix_events import MAX_EVENT_BYTES, post_contents
 from bridges.matrix_login import KV_DEVICE, KV_NEXT_BATCH, MatrixStartError
 from bridges.render import to_matrix_html
 from bridges.settings import MatrixConfig
@@ -243,7 +243,7 @@ async def test_resending_a_key_posts_once(synapse: SynapseServer, bot_account: A
     await again.send(matrix_room, "the next post", key="outbox-9")
     await alice.wait_for_message(matrix_room, lambda e: body_of(e) == "the next post")
 
-    parts = [body for body, _ in MatrixBridge._parts(long_post)]
+    parts = [content["body"] for content in post_contents(long_post, notice=True)]
     assert len(parts) >= 3
     assert [body_of(e) for e in alice.messages(matrix_room, sender=bridge.user_id)] == \
         ["once only", *parts, "the next post"]

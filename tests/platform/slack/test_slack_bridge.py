@@ -29,7 +29,8 @@ from bridges.base import (
 )
 from bridges.render import to_slack_mrkdwn
 from bridges.settings import SlackConfig
-from bridges.slack import SLACK_TEXT_LIMIT, SlackBridge, SlackStartError, slack_to_plain
+from bridges.slack import SlackBridge, SlackStartError
+from bridges.slack_events import SLACK_TEXT_LIMIT
 from tests.platform.slack.emulator import SlackEmulator
 
 TIMEOUT = 5.0
@@ -531,20 +532,3 @@ async def test_unresolvable_room_names_it(slack_emulator: SlackEmulator,
     with pytest.raises(RoomUnresolvable) as caught:
         await bridge.resolve_room(ref)
     assert f"Slack channel {ref} " in str(caught.value) and says in str(caught.value)
-
-
-# --- text --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("raw", "plain"), [
-    ("<@UBOT0001> hello", "hello"),
-    ("<@UBOT0001|crewbridge>: @alice, look", "@alice, look"),
-    ("ask <@U0BOB> and <@U0ZED|zed>", "ask @bob and @zed"),
-    ("see <#C0WEBUI|webui> and <#C0GENERAL>", "see #webui and #C0GENERAL"),
-    ("<!here> deploy <https://x.org/a|the page> <https://x.org/b>",
-     "@here deploy the page (https://x.org/a) https://x.org/b"),
-    ("a &lt; b &amp;&amp; c &gt; d", "a < b && c > d"),
-])
-def test_slack_markup_becomes_plain_text(raw: str, plain: str) -> None:
-    """R2.2: routing sees names, not Slack ids or markup."""
-    assert slack_to_plain(raw, {"U0BOB": "bob"}, "UBOT0001") == plain
