@@ -1,0 +1,222 @@
+"""Matrix translation, row by row (R1.5, R1.6, R5.5, R8.2, R8.3, R9.2): sync events → the
+core's records, nio error responses → `SendError`. No homeserver: the payloads are the dicts
+and nio values a sync hands the bridge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from nio import ErrorResponse, InviteMemberEvent, RoomSendError
+
+from bridges.base import Inbound, RateLimited, SendError
+from bridges.matrix_events import (
+    DEFAULT_RETRY_AFTER_S,
+    HTML_FORMAT,
+    Invite,
+    Message,
+    allowed_inviter,
+    describe,
+    localpart,
+    post_contents,
+    read_invite,
+    read_message,
+    send_failure,
+    start_of_news,
+    strip_reply_fallback,
+)
+
+BOT = "@crewbridge:example.org"
+ALICE = "@alice:example.org"
+NOW = 1_700_000_000.0
+
+
+def message(body: Any = "hello", *, sender: str = ALICE, msgtype: str = "m.text",
+            kind: str = "m.room.message", relates: dict | None = None,
+            ts: int | None = 1_700_000_123_000) -> dict[str, Any]:
+    content: dict[str, Any] = {"msgtype": msgtype, "body": body}
+    if relates is not None:
+        content["m.relates_to"] = relates
+    source: dict[str, Any] = {"type": kind, "sender": sender, "event_id": "$e1",
+                              "content": content}
+    if ts is not None:
+        source["origin_server_ts"] = ts
+    return source
+
+
+@pytest.mark.parametrize(("name", "source", "text"), [
+    ("a person's m.text is input (R9.2)", message("hello"), "hello"),
+    ("m.emote is input", message("waves", msgtype="m.emote"), "waves"),
+    ("the bot's own message is not (R5.5)", message(sender=BOT), None),
+    ("m.notice is never a prompt, whoever sent it (R5.5)", message(msgtype="m.notice"), None),
+    ("media is not input", message("cat.png", msgtype="m.image"), None),
+    ("a blank body is not input", message("  \n"), None),
+    ("a redacted event (no body) is not input", message(None), None),
+    ("state and other event types are not input", message(kind="m.room.topic"), None),
+    ("an encrypted event cannot be read", message(kind="m.room.encrypted"), None),
+    ("an edit is not input again", message("fixed", relates={"rel_type": "m.replace",
+                                                             "event_id": "$e0"}), None),
+    ("a reply loses its quoted fallback",
+     message("> <@bob:example.org> the question\n\nthe answer",
+             relates={"m.in_reply_to": {"event_id": "$e0"}}), "the answer"),
+])
+def test_r5_5_which_events_are_a_persons_message(name: str, source: dict[str, Any],
+                                                 text: str | None) -> None:
+    read = read_message(source, BOT, NOW)
+    assert (read.text if read else None) == text, name
+
+
+def test_r9_2_a_message_carries_sender_id_time_and_thread() -> None:
+    source = message("in a thread", relates={"rel_type": "m.thread", "event_id": "$root"})
+    read = read_message(source, BOT, NOW)
+    assert read == Message(sender=ALICE, text="in a thread", event_id="$e1",
+                           ts=1_700_000_123.0, thread="$root")
+    assert read.inbound("!room", sender_name="Alice", is_direct=True) == Inbound(
+        platform="matrix", room="!room", sender=ALICE, sender_name="Alice",
+        text="in a thread", event_id="$e1", ts=1_700_000_123.0, is_direct=True,
+        thread="$root")
+
+
+def test_r9_2_a_message_without_a_server_time_takes_now() -> None:
+    read = read_message(message(ts=None), BOT, NOW)
+    assert read is not None and read.ts == NOW
+
+
+@pytest.mark.parametrize(("body", "stripped"), [
+    ("> <@bob:x> q\n> more\n\nanswer\nline 2", "answer\nline 2"),
+    ("> a quote the person wrote", "> a quote the person wrote"),  # no blank line: kept
+    ("no fallback", "no fallback"),
+])
+def test_r9_2_reply_fallback_is_stripped_only_when_there_is_one(body: str,
+                                                                stripped: str) -> None:
+    assert strip_reply_fallback(body) == stripped
+
+
+def member(user: str, membership: str) -> dict[str, Any]:
+    return {"type": "m.room.member", "state_key": user, "content": {"membership": membership}}
+
+
+@pytest.mark.parametrize(("name", "events", "start"), [
+    ("already in the room: everything is news", [message(), message()], None),
+    ("joined in this batch: news after the join", [message(), member(BOT, "join"), message()],
+     2),
+    ("invited then joined: what was said in between is news (a new DM's first line)",
+     [message(), member(BOT, "invite"), message(), member(BOT, "join")], 2),
+    ("someone else joining is not the bot joining", [member(ALICE, "join"), message()], None),
+    ("the last join counts", [member(BOT, "join"), message(), member(BOT, "leave"),
+                              member(BOT, "join"), message()], 4),
+])
+def test_r8_2_old_history_never_reaches_the_agents(name: str, events: list[dict[str, Any]],
+                                                   start: int | None) -> None:
+    assert start_of_news(events, BOT) == start, name
+
+
+@pytest.mark.parametrize(("user", "allow", "allowed"), [
+    (ALICE, (ALICE,), True),
+    ("@bob:corp.example", (ALICE, ":corp.example"), True),
+    ("@bob:example.org", (ALICE, ":corp.example"), False),
+    ("@eve:evilcorp.example", (":corp.example",), False),
+    (ALICE, (), False),  # an empty list allows nobody
+    (ALICE, (" ", f" {ALICE} "), True),  # blank entries are skipped, entries are trimmed
+])
+def test_r1_5_allow_invites_from_takes_ids_and_server_suffixes(user: str, allow: tuple[str, ...],
+                                                              allowed: bool) -> None:
+    assert allowed_inviter(user, allow) is allowed
+
+
+def invite_event(*, to: str = BOT, sender: str = ALICE, membership: str = "invite",
+                 direct: bool | None = None) -> InviteMemberEvent:
+    content: dict[str, Any] = {"membership": membership}
+    if direct is not None:
+        content["is_direct"] = direct
+    return InviteMemberEvent({}, sender, to, membership, None, content)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "state", "invite", "accepted"), [
+    ("an invite to a room", [invite_event()], Invite(ALICE, is_direct=False), True),
+    ("an invite to a direct room (R1.6)", [invite_event(direct=True)],
+     Invite(ALICE, is_direct=True), True),
+    ("an invite from someone not allowed (R1.5)", [invite_event(sender="@eve:evil.example")],
+     Invite("@eve:evil.example", is_direct=False), False),
+    ("someone else's invite is not the bot's", [invite_event(to=ALICE, direct=True)],
+     Invite(None, is_direct=False), False),
+    ("no invite event at all", [], Invite(None, is_direct=False), False),
+])
+def test_r1_5_r1_6_invites(name: str, state: list[Any], invite: Invite, accepted: bool) -> None:
+    read = read_invite(state, BOT)
+    assert read == invite, name
+    assert read.accepted((ALICE,)) is accepted, name
+
+
+@dataclass
+class Transport:
+    """What nio keeps of the HTTP response: its status and headers."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def refused(status: int, errcode: str | None = None, *, retry_after_ms: int | None = None,
+            headers: dict[str, str] | None = None) -> ErrorResponse:
+    body: dict[str, Any] = {"error": "refused"}
+    if errcode:
+        body["errcode"] = errcode
+    if retry_after_ms is not None:
+        body["retry_after_ms"] = retry_after_ms
+    resp = RoomSendError.from_dict(body, "!room")
+    resp.transport_response = Transport(status, headers or {})  # type: ignore[assignment]
+    return resp
+
+
+@pytest.mark.parametrize(("name", "failure", "retry_after", "permanent"), [
+    ("M_LIMIT_EXCEEDED waits retry_after_ms (R8.3)",
+     refused(429, "M_LIMIT_EXCEEDED", retry_after_ms=2500), 2.5, False),
+    ("a 429 without a body wait reads Retry-After",
+     refused(429, headers={"Retry-After": "7"}), 7.0, False),
+    ("M_LIMIT_EXCEEDED on another status is still a rate limit",
+     refused(400, "M_LIMIT_EXCEEDED", headers={"Retry-After": "3"}), 3.0, False),
+    ("a 429 naming no wait falls back to nio's", refused(429), DEFAULT_RETRY_AFTER_S, False),
+    ("an unreadable Retry-After falls back too",
+     refused(429, headers={"Retry-After": "soon"}), DEFAULT_RETRY_AFTER_S, False),
+    ("a forbidden room is given up", refused(403, "M_FORBIDDEN"), None, True),
+    ("an event too large is given up", refused(413, "M_TOO_LARGE"), None, True),
+    ("an unknown room is given up", refused(404, "M_NOT_FOUND"), None, True),
+    ("a server error is retried", refused(502), None, False),
+    ("a network error is retried", ConnectionResetError("reset by peer"), None, False),
+])
+def test_r8_3_a_failed_send_is_a_value_the_outbox_acts_on(
+        name: str, failure: Any, retry_after: float | None, permanent: bool) -> None:
+    error = send_failure("!room", failure)
+    assert isinstance(error, SendError)
+    assert isinstance(error, RateLimited) is (retry_after is not None), name
+    assert error.retry_after_s == retry_after, name
+    assert error.permanent is permanent, name
+    assert "!room" in str(error)
+
+
+@pytest.mark.parametrize(("failure", "text"), [
+    (refused(403, "M_FORBIDDEN"), "M_FORBIDDEN: refused"),
+    (ErrorResponse("unknown error"), "error"),
+    (TimeoutError(), "TimeoutError"),
+    (OSError("no route"), "OSError: no route"),
+])
+def test_r9_2_failures_are_described_in_one_line(failure: Any, text: str) -> None:
+    assert describe(failure) == text
+
+
+@pytest.mark.parametrize(("notice", "msgtype"), [(True, "m.notice"), (False, "m.text")])
+def test_r5_5_posts_are_notices_unless_asked(notice: bool, msgtype: str) -> None:
+    (content,) = post_contents("**hi**", notice=notice)
+    assert content == {"msgtype": msgtype, "body": "**hi**", "format": HTML_FORMAT,
+                       "formatted_body": "<p><strong>hi</strong></p>"}
+
+
+def test_r5_2_a_long_post_is_several_events() -> None:
+    contents = post_contents("\n\n".join("x" * 9000 for _ in range(3)), notice=True)
+    assert len(contents) >= 3
+    assert all(c["msgtype"] == "m.notice" for c in contents)
+
+
+def test_r9_2_a_name_of_last_resort_is_the_localpart() -> None:
+    assert localpart(ALICE) == "alice"

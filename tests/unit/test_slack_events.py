@@ -1,0 +1,221 @@
+"""Slack translation, row by row (R1.2, R1.5, R1.6, R2.2, R5.5, R6.3, R8.1, R8.3, R9.1):
+event payloads → the core's records, Web API errors → `SendError`, post parts and the
+metadata that recognises them. No emulator: the payloads are the dicts bolt hands over."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
+from bridges.base import Inbound, RateLimited, RoomJoined, RoomUnresolvable, SendError
+from bridges.slack_events import (
+    DEFAULT_RETRY_AFTER_S,
+    SLACK_TEXT_LIMIT,
+    SocketSignal,
+    channel_id,
+    display_name,
+    is_person_message,
+    names_wanted,
+    part_metadata,
+    part_name,
+    post_failure,
+    post_texts,
+    posted_parts,
+    rate_limit,
+    room_joined,
+    slack_to_plain,
+    socket_signal,
+    to_inbound,
+)
+
+BOT = "UBOT0001"
+
+
+def event(text: str = "hello", **fields: Any) -> dict[str, Any]:
+    return {"type": "message", "channel": "C0WEBUI", "user": "U0ALICE", "text": text,
+            "ts": "1700000000.000100", **fields}
+
+
+@pytest.mark.parametrize(("name", "payload", "person"), [
+    ("a person writing", event(), True),
+    ("a file shared with a comment", event(subtype="file_share"), True),
+    ("a thread reply sent to the channel too", event(subtype="thread_broadcast"), True),
+    ("a /me message", event(subtype="me_message"), True),
+    ("the bot itself (R5.5)", event(user=BOT), False),
+    ("another bot (R5.5)", event(bot_id="B0OTHER"), False),
+    ("a bot or integration post", event(subtype="bot_message"), False),
+    ("an edit", event(subtype="message_changed"), False),
+    ("a deletion", event(subtype="message_deleted"), False),
+    ("a join notice", event(subtype="channel_join"), False),
+    ("no user at all", event(user=None), False),
+])
+def test_r5_5_only_a_person_writing_is_input(name: str, payload: dict[str, Any],
+                                             person: bool) -> None:
+    assert is_person_message(payload, BOT) is person, name
+
+
+@pytest.mark.parametrize(("raw", "plain"), [
+    ("<@UBOT0001> hello", "hello"),
+    ("<@UBOT0001|crewbridge>: @alice, look", "@alice, look"),
+    ("ask <@U0BOB> and <@U0ZED|zed>", "ask @bob and @zed"),
+    ("see <#C0WEBUI|webui> and <#C0GENERAL>", "see #webui and #C0GENERAL"),
+    ("<!here> deploy <https://x.org/a|the page> <https://x.org/b>",
+     "@here deploy the page (https://x.org/a) https://x.org/b"),
+    ("a &lt; b &amp;&amp; c &gt; d", "a < b && c > d"),
+])
+def test_r2_2_slack_markup_becomes_plain_text(raw: str, plain: str) -> None:
+    """R2.2: routing sees names, not Slack ids or markup."""
+    assert slack_to_plain(raw, {"U0BOB": "bob"}, BOT) == plain
+
+
+def test_r2_2_the_names_looked_up_are_the_sender_and_those_mentioned_but_not_the_bot() -> None:
+    payload = event("<@UBOT0001> ask <@U0BOB>, <@U0ALICE> and <@U0BOB|bob>")
+    assert names_wanted(payload, BOT) == ["U0ALICE", "U0BOB"]
+
+
+NAMES = {"U0ALICE": "Alice", "U0BOB": "bob"}
+
+
+@pytest.mark.parametrize(("name", "body", "payload", "expected"), [
+    ("a channel message (R9.1)", {"event_id": "Ev1"}, event("hi <@U0BOB>"),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hi @bob", "Ev1", 1700000000.0001)),
+    ("without an envelope id the ts identifies it (R8.1)", {}, event(),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "1700000000.000100",
+             1700000000.0001)),
+    ("an IM is a direct room (R1.6)", {"event_id": "Ev2"}, event(channel_type="im"),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev2", 1700000000.0001,
+             is_direct=True)),
+    ("a reply in a thread names the thread", {"event_id": "Ev3"},
+     event(thread_ts="1699999999.000001"),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev3", 1700000000.0001,
+             thread="1699999999.000001")),
+    ("a thread's first message is not in a thread", {"event_id": "Ev4"},
+     event(thread_ts="1700000000.000100"),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev4", 1700000000.0001)),
+    ("only the bot's mention: nothing to say", {"event_id": "Ev5"}, event("<@UBOT0001>"),
+     None),
+])
+def test_r9_1_a_persons_message_becomes_one_inbound(name: str, body: dict[str, Any],
+                                                    payload: dict[str, Any],
+                                                    expected: Inbound | None) -> None:
+    assert to_inbound(body, payload, NAMES, BOT) == expected, name
+
+
+def test_r9_1_a_sender_whose_name_is_unknown_is_named_by_id() -> None:
+    inbound = to_inbound({}, event(), {}, BOT)
+    assert inbound is not None and inbound.sender_name == "U0ALICE"
+
+
+@pytest.mark.parametrize(("payload", "joined"), [
+    ({"user": BOT, "channel": "C0NEW", "inviter": "U0ALICE"},
+     RoomJoined("slack", "C0NEW", inviter="U0ALICE")),
+    ({"user": BOT, "channel": "C0NEW"}, RoomJoined("slack", "C0NEW")),
+    ({"user": "U0BOB", "channel": "C0NEW", "inviter": "U0ALICE"}, None),
+])
+def test_r1_5_the_bot_added_to_a_channel_is_room_joined(payload: dict[str, Any],
+                                                       joined: RoomJoined | None) -> None:
+    assert room_joined(payload, BOT) == joined
+
+
+@pytest.mark.parametrize(("data", "signal"), [
+    ('{"type": "hello", "num_connections": 1}', SocketSignal.HELLO),
+    ('{"type": "disconnect", "reason": "refresh_requested"}', SocketSignal.DISCONNECT),
+    ('{"type": "events_api", "envelope_id": "1"}', None),
+    ("[1, 2]", None),
+    ("not json", None),
+    (None, None),
+])
+def test_r6_3_socket_messages_that_speak_of_the_link(data: Any,
+                                                    signal: SocketSignal | None) -> None:
+    assert socket_signal(data) is signal
+
+
+def api_error(status: int, error: str, headers: dict[str, str] | None = None) -> SlackApiError:
+    response = SlackResponse(client=None, http_verb="POST", api_url="chat.postMessage",
+                             req_args={}, data={"ok": False, "error": error},
+                             headers=headers or {}, status_code=status)
+    return SlackApiError(error, response)
+
+
+@pytest.mark.parametrize(("name", "error", "retry_after", "permanent"), [
+    ("a 429 waits Retry-After (R8.3)", api_error(429, "ratelimited", {"Retry-After": "3"}),
+     3.0, False),
+    ("a 429 without Retry-After waits a second", api_error(429, "ratelimited"),
+     DEFAULT_RETRY_AFTER_S, False),
+    ("a 429 with an unreadable Retry-After too",
+     api_error(429, "ratelimited", {"Retry-After": "later"}), DEFAULT_RETRY_AFTER_S, False),
+    ("a channel that is gone is given up", api_error(200, "channel_not_found"), None, True),
+    ("a revoked token is given up", api_error(200, "token_revoked"), None, True),
+    ("a text too long is given up", api_error(200, "msg_too_long"), None, True),
+    ("a Slack fault is retried", api_error(500, "internal_error"), None, False),
+    ("an unknown error is retried", api_error(200, "fatal_error"), None, False),
+])
+def test_r8_3_a_refused_post_is_a_value_the_outbox_acts_on(
+        name: str, error: SlackApiError, retry_after: float | None, permanent: bool) -> None:
+    failure = post_failure("C0WEBUI", error)
+    assert isinstance(failure, SendError)
+    assert isinstance(failure, RateLimited) is (retry_after is not None), name
+    assert failure.retry_after_s == retry_after, name
+    assert failure.permanent is permanent, name
+    assert "C0WEBUI" in str(failure)
+
+
+def test_r8_3_only_a_429_is_a_rate_limit_when_reading_history() -> None:
+    assert rate_limit(api_error(200, "missing_scope"), "reading C0WEBUI") is None
+    limited = rate_limit(api_error(429, "ratelimited", {"Retry-After": "2"}), "reading C0WEBUI")
+    assert isinstance(limited, RateLimited) and limited.retry_after_s == 2.0
+
+
+def test_r8_3_parts_posted_are_recognised_by_their_metadata() -> None:
+    messages = [
+        {"text": "part one", "metadata": part_metadata(part_name("post-1", 0))},
+        {"text": "someone else", "metadata": {"event_type": "other_app",
+                                              "event_payload": {"part": "post-1.1"}}},
+        {"text": "a person"},
+        {"text": "part three", "metadata": part_metadata(part_name("post-1", 2))},
+    ]
+    assert posted_parts(messages) == {"post-1.0", "post-1.2"}
+
+
+@pytest.mark.parametrize(("text", "parts"), [
+    ("**hi** <there>", ["*hi* &lt;there&gt;"]),
+    ("", []),
+])
+def test_r5_6_post_texts_are_mrkdwn(text: str, parts: list[str]) -> None:
+    assert post_texts(text) == parts
+
+
+def test_r5_2_a_long_post_is_split_below_the_limit() -> None:
+    texts = post_texts("\n\n".join("word " * 500 for _ in range(5)))
+    assert len(texts) > 1
+    assert all(len(text) <= SLACK_TEXT_LIMIT for text in texts)
+
+
+@pytest.mark.parametrize(("channel", "outcome"), [
+    ({"id": "C0WEBUI", "is_member": True}, "C0WEBUI"),
+    ({"id": "D0ALICE", "is_im": True}, "D0ALICE"),  # an IM has no membership to check
+    ({"id": "C0OUTSIDE", "is_member": False}, "the bot is not a member"),
+    (None, "was not found"),
+])
+def test_r1_2_a_channel_is_usable_only_as_a_member(channel: dict[str, Any] | None,
+                                                   outcome: str) -> None:
+    if outcome.startswith(("C0", "D0")):
+        assert channel_id("#ref", channel) == outcome
+    else:
+        with pytest.raises(RoomUnresolvable, match=outcome):
+            channel_id("#ref", channel)
+
+
+@pytest.mark.parametrize(("user", "name"), [
+    ({"profile": {"display_name": "ally", "real_name": "Alice A"}, "name": "alice"}, "ally"),
+    ({"profile": {"display_name": "", "real_name": "Alice A"}, "name": "alice"}, "Alice A"),
+    ({"real_name": "Alice B", "name": "alice"}, "Alice B"),
+    ({"name": "alice"}, "alice"),
+    ({}, "U0ALICE"),
+])
+def test_r9_1_a_persons_name_is_the_most_specific_slack_has(user: dict[str, Any],
+                                                            name: str) -> None:
+    assert display_name(user, "U0ALICE") == name
