@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 
@@ -19,6 +20,7 @@ from bridges.matrix_events import MAX_EVENT_BYTES, post_contents
 from bridges.matrix_login import KV_DEVICE, KV_NEXT_BATCH, MatrixStartError
 from bridges.render import to_matrix_html
 from bridges.settings import MatrixConfig
+from tests.integration.harness import until
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import MemoryKV, RecordingSink
@@ -483,6 +485,29 @@ async def test_rate_limit_read_from_retry_after_header(
         _, limited = await burst_until_limited(bridge, room)
         assert limited.retry_after_s is not None
         assert limited.retry_after_s == float(int(limited.retry_after_s)) > 0  # whole seconds
+        await bridge.stop()
+    finally:
+        await proxy.stop()
+
+
+async def test_an_idle_long_poll_writes_nothing(synapse: SynapseServer, bot_account: Account,
+                                                make_bridge: MakeBridge) -> None:
+    """R8.2, issue 8 item 6: a long poll that returns with nothing new brings back the
+    position it was given; the bridge does not write it to the store again, so an idle
+    bot's only work is its long poll."""
+    proxy = CountingProxy(synapse.url)
+    await proxy.start()
+    try:
+        kv = MemoryKV()
+        config = replace(matrix_config(synapse, bot_account), homeserver=proxy.url)
+        bridge = await make_bridge(config, kv, sync_timeout_ms=100)
+        # A request starts only after the one before it was handled (the loop is serial).
+        settled = len(proxy.requests) + 2
+        await until(lambda: len(proxy.requests) >= settled, what="two long polls")
+        written = len(kv.writes)
+        await until(lambda: len(proxy.requests) >= settled + 4, what="four more long polls")
+        assert kv.data[KV_NEXT_BATCH]
+        assert kv.writes[written:] == []
         await bridge.stop()
     finally:
         await proxy.stop()
