@@ -1,6 +1,9 @@
 """The Slack bridge: slack-bolt `AsyncApp` over Socket Mode or the HTTP Events API (R9.1).
 
-What this module owns, and why it is built the way it is:
+What a payload or an API error means — which messages are a person's (R5.5), Slack markup
+to plain text, 429s and permanent errors, the metadata naming each part of a post — is
+decided in `bridges.slack_events`. This module is the I/O around it, and why it is built
+the way it is:
 
 * **Start-up is checked, once, with clear errors.** `start` calls `auth.test` itself and
   turns a refusal into one `SlackStartError` line ("Slack rejected the bot token
@@ -10,12 +13,9 @@ What this module owns, and why it is built the way it is:
   event dispatch. In Socket Mode the app token is checked the same way, by asking for the
   websocket URL before the SDK's connect loop (which would otherwise retry a bad token
   forever) takes over.
-* **Only people's plain messages become `Inbound` (R5.5).** Bolt drops the app's own events
-  (`user == bot user` or `bot_id == ours`); this bridge also drops other bots (`bot_id`) and
-  every message subtype that is not a person writing (edits, deletions, joins, bot_message).
 * **Events reach the sink in the order they arrived, and are acked after it returned.** The
   Socket Mode client handles each envelope in its own task, and name look-ups take network
-  round trips, so every event goes through one queue that a single pump task drains. Bolt
+  round trips, so every event goes through one `OrderedPump` (`bridges.pump`). Bolt
   runs with `process_before_response=True`: Slack gets its ack (HTTP 200 / the envelope
   ack) only once the sink has stored the event, so a crash before that makes Slack
   redeliver, and the store's dedup on `event_id` (R8.1) absorbs the retry.
@@ -23,9 +23,10 @@ What this module owns, and why it is built the way it is:
   itself (after a `disconnect` envelope at once; after a dropped or stale socket within its
   ping interval; a failing reconnect is retried every ping interval, never in a hot loop).
   It has no hook for "the link went down", so the bridge watches it: a `disconnect`
-  envelope or a poll of `is_connected()` reports `ConnectionChanged(up=False)`, the next
-  `hello` from Slack reports `up=True` (and a `hello` while we thought we were up means a
-  drop happened between two polls: both are reported).
+  envelope or a poll of `is_connected()` (once a ping interval, and only while the link is
+  up) reports `ConnectionChanged(up=False)`, the next `hello` from Slack reports `up=True`
+  (and a `hello` while we thought we were up means a drop happened between two polls: both
+  are reported).
 * **Sending never sleeps (R8.3).** The Web API client has no rate-limit retry handler, so a
   429 surfaces at once as `RateLimited(Retry-After)`; the outbox paces and retries. A split
   post remembers how many of its parts were accepted (in the `KeyValueStore`, by `key`), so
@@ -42,7 +43,6 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Coroutine
 from typing import Any
 
 import aiohttp
@@ -54,9 +54,10 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import BridgeEvent, EventSink, Inbound, KeyValueStore, RoomUnresolvable, SendError
+from bridges.base import EventSink, Inbound, KeyValueStore, RoomUnresolvable, SendError
 from bridges.link import LinkState
-from bridges.settings import SlackConfig
+from bridges.pump import Make, OrderedPump, ready
+from bridges.settings import SlackConfig, SlackMode
 from bridges.slack_events import (
     CHANNEL_ID,
     PLATFORM,
@@ -101,14 +102,6 @@ def _unused_token_warning(record: logging.LogRecord) -> bool:
     return "`token` will be unused" not in record.getMessage()
 
 
-async def _ready(event: BridgeEvent) -> BridgeEvent:
-    """An event that needs no look-up, in the shape the pump takes (an awaitable)."""
-    return event
-
-
-Pending = tuple[Coroutine[Any, Any, BridgeEvent | None], asyncio.Future[None] | None]
-
-
 class SlackBridge:
     """One Slack workspace through one bot user (see the module docstring for the design)."""
 
@@ -130,8 +123,7 @@ class SlackBridge:
         self._me: AuthorizeResult | None = None
         self._sink: EventSink | None = None
         self._names: dict[str, tuple[str, float]] = {}
-        self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
-        self._pump_task: asyncio.Task[None] | None = None
+        self._pump: OrderedPump | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
@@ -182,9 +174,9 @@ class SlackBridge:
         # Everything else (app_mention duplicates a message event) is acked and dropped, so
         # Slack does not redeliver it.
         app.event(re.compile(".*"))(on_other_event)
-        self._pump_task = asyncio.create_task(self._pump(), name="slack-events")
+        self._pump = OrderedPump(sink, name="slack-events")
         try:
-            if self._config.mode == "http":
+            if self._config.mode == SlackMode.HTTP:
                 await self._listen(app)
             else:
                 await self._connect(app)
@@ -273,21 +265,9 @@ class SlackBridge:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._pump_task is not None:
-            self._queue.put_nowait(None)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._pump_task), self._connect_timeout_s)
-            except TimeoutError:
-                self._pump_task.cancel()
-                await asyncio.gather(self._pump_task, return_exceptions=True)
-            self._pump_task = None
-        while not self._queue.empty():
-            pending = self._queue.get_nowait()
-            if pending is not None:
-                make, done = pending
-                make.close()
-                if done is not None and not done.done():
-                    done.cancel()
+        if self._pump is not None:
+            await self._pump.close(self._connect_timeout_s)
+            self._pump = None
 
     # --- start-up --------------------------------------------------------------------------
 
@@ -376,8 +356,8 @@ class SlackBridge:
             return
         (self._up.set if up else self._up.clear)()
         log.log(logging.INFO if up else logging.WARNING, "slack: %s", detail)
-        if self._reporting:
-            self._queue.put_nowait((_ready(change), None))
+        if self._reporting and self._pump is not None:
+            self._pump.post(ready(change))
 
     # --- inbound events ----------------------------------------------------------------------
 
@@ -391,39 +371,20 @@ class SlackBridge:
     async def _on_member_joined(self, event: dict[str, Any]) -> BoltResponse | None:
         assert self._me is not None
         joined = room_joined(event, self._me.bot_user_id)
-        return None if joined is None else await self._deliver(_ready(joined))
+        return None if joined is None else await self._deliver(ready(joined))
 
-    async def _deliver(self, make: Coroutine[Any, Any, BridgeEvent | None]) -> BoltResponse | None:
-        """Queue an event for the sink and wait until it is stored; bolt then acks it.
+    async def _deliver(self, make: Make) -> BoltResponse | None:
+        """Hand an event to the pump and wait until it is stored; bolt then acks it.
 
         When the core could not take it, the listener answers 500 instead: no ack, so Slack
         delivers the event again (the same `event_id`).
         """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((make, done))
+        assert self._pump is not None
         try:
-            await done
+            await self._pump.deliver(make)
         except Exception:
             return BoltResponse(status=500, body="")
         return None
-
-    async def _pump(self) -> None:
-        """The one task that calls the sink, so events arrive in order (the sink contract)."""
-        assert self._sink is not None
-        while (pending := await self._queue.get()) is not None:
-            make, done = pending
-            try:
-                event = await make
-                if event is not None:
-                    await self._sink(event)
-            except Exception as e:  # not stored: no ack, so Slack redelivers it
-                log.warning("slack: an event was not taken by the core (%s: %s); "
-                            "Slack will deliver it again", type(e).__name__, e)
-                if done is not None and not done.done():
-                    done.set_exception(e)
-            else:
-                if done is not None and not done.done():
-                    done.set_result(None)
 
     async def _inbound(self, body: dict[str, Any], event: dict[str, Any]) -> Inbound | None:
         """The `Inbound` of a person's message, once the names it needs are looked up."""
