@@ -235,8 +235,7 @@ class MatrixBridge:
                     log.warning("matrix: the core did not take the pending invites (%s)",
                                 describe(e))
             sink_failures += 1
-            await asyncio.sleep(backoff_delay(sink_failures, base_s=self.backoff_base_s,
-                                              cap_s=self.backoff_cap_s))
+            await asyncio.sleep(self._backoff(sink_failures))
         sink_failures = 0
         while not self._stopping:
             try:
@@ -256,8 +255,7 @@ class MatrixBridge:
                 if failures == 1:
                     log.warning("matrix: sync failed, link down: %s", error)
                 await self._report_link(False, error)
-                delay = backoff_delay(failures, base_s=self.backoff_base_s,
-                                      cap_s=self.backoff_cap_s)
+                delay = self._backoff(failures)
                 log.info("matrix: sync attempt %d failed (%s); next in %.1f s",
                          failures, error, delay)
                 await asyncio.sleep(delay)
@@ -288,8 +286,10 @@ class MatrixBridge:
             # core ignores events it already stored, R8.1). Sleep outside the lock so that
             # `stop` never waits for a backoff.
             sink_failures += 1
-            await asyncio.sleep(backoff_delay(sink_failures, base_s=self.backoff_base_s,
-                                              cap_s=self.backoff_cap_s))
+            await asyncio.sleep(self._backoff(sink_failures))
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(attempt, base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
 
     async def _report_link(self, up: bool, detail: str) -> None:
         """R6.3: tell the core when the link changed (once per transition)."""
