@@ -88,6 +88,7 @@ HISTORY_LOOKBACK = 200  # most recent messages searched for a post that may be t
 
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
+
 class SlackStartError(Exception):
     """Slack refused our credentials or could not be reached at start-up: one clear line."""
 
