@@ -31,6 +31,9 @@ which is at most 3x a character's UTF-8 length (6 bytes for a 2-3 byte character
 4-byte one), so 16,000 bytes of content stay under the limit with room for the envelope.
 """
 
+# --- code blocks: never converted (their fences are read by `bridges.fences`) --------------
+
+
 @dataclass(frozen=True)
 class _Code:
     fence: Fence
