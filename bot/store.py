@@ -416,6 +416,10 @@ class Store:
         row = await self._one("SELECT json FROM health WHERE key = ?", (key,))
         return Health.from_json(row[0]) if row else Health()
 
+    async def healths(self) -> dict[str, Health]:
+        """Every health record, in one query (for `status`, whatever the crew's size)."""
+        return {k: Health.from_json(j) for k, j in await self._all("SELECT key, json FROM health")}
+
     async def put_health(self, key: str, h: Health) -> None:
         await self._write([("INSERT INTO health (key, json) VALUES (?, ?) ON CONFLICT(key) "
                             "DO UPDATE SET json = excluded.json", (key, h.to_json()))])

@@ -91,10 +91,16 @@ class Allowed:
     trial: bool = False  # a half-open trial: its outcome closes or reopens the breaker
 
 
+class BlockReason(StrEnum):
+    COOLDOWN = "cooldown"  # a spawn-failure cooldown runs (R4.3)
+    BREAKER = "breaker"  # the breaker is open (R4.4)
+    AUTH = "auth"  # the breaker is open because login failed (R6.2)
+
+
 @dataclass(frozen=True)
 class Blocked:
     until: float  # when a start will next be allowed
-    reason: str  # "cooldown" | "breaker" | "auth"
+    reason: BlockReason
 
 
 Gate = Allowed | Blocked
@@ -110,9 +116,9 @@ def gate(h: Health, now: float) -> Gate:
     if h.state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
         if now >= h.retry_at:
             return Allowed(trial=True)
-        return Blocked(h.retry_at, "auth" if h.auth_failed else "breaker")
+        return Blocked(h.retry_at, BlockReason.AUTH if h.auth_failed else BlockReason.BREAKER)
     if now < h.cooldown_until:
-        return Blocked(h.cooldown_until, "cooldown")
+        return Blocked(h.cooldown_until, BlockReason.COOLDOWN)
     return Allowed()
 
 

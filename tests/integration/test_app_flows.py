@@ -147,7 +147,7 @@ async def test_r7_2_r7_3_r10_4_agents_create_tasks_and_post_over_the_control_soc
         await bot.say("webui", "!done 1")
         await until(lambda: any("Task #1 done: write the docs" in t
                                 for t in bot.rec.in_room("webui")), what="done line")
-        await until(lambda: bot.app.supervisor._runtimes["dave"].run.value == "stopped",
+        await until(lambda: bot.app.supervisor.run_view("dave").state.value == "stopped",
                     what="worker stopped")
         await bot.say("webui", "!done 1")
         await until(lambda: any("no open task #1" in t for t in bot.rec.in_room("webui")),

@@ -16,9 +16,22 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def flaky_command(flag: Path) -> list[str]:
-    """An agent that crashes at start while `flag` exists, and is the fake agent otherwise."""
-    script = f'test -e "{flag}" && {{ echo "boom: cannot start" >&2; exit 2; }}; exec "$0" "$@"'
+    """An agent that crashes at start while `flag` exists, and is the fake agent otherwise.
+    Every start appends a line to `<flag>.starts`, crash or not (see `starts`)."""
+    script = (f'echo start >> "{flag}.starts"; '
+              f'test -e "{flag}" && {{ echo "boom: cannot start" >&2; exit 2; }}; exec "$0" "$@"')
     return ["sh", "-c", script, FAKE_AGENT]
+
+
+def starts(flag: Path) -> int:
+    """How many times a `flaky_command(flag)` process was started."""
+    marker = flag.with_name(flag.name + ".starts")
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
+
+
+def state(bot: Bot, agent: str) -> str | None:
+    view = bot.app.supervisor.run_view(agent)
+    return view.state.value if view else None
 
 
 def alerts(bot: Bot) -> list[str]:
@@ -54,13 +67,12 @@ async def test_r4_3_r4_4_r6_1_crash_loop_opens_breaker_once_then_reset_delivers_
         assert len(opened) == 1 and "webui" in opened[0] and "reset webui" in opened[0]  # R6.1
         assert "boom: cannot start" in opened[0]
 
-        runs = bot.app.supervisor._runtimes["webui"].run_id
+        assert starts(flag) == 3
         await bot.tick(121)  # breaker open: no automatic restart
         await bot.say("webui", "third message")  # ...and no restart by a nudge, resume or not
         await bot.app.supervisor.wait_quiet(5)
-        assert bot.app.supervisor._runtimes["webui"].run_id == runs
+        assert starts(flag) == 3 and bot.app.supervisor.run_view("webui").starts == 3
         assert (await health(bot, "lead:webui")).failures == 3
-        assert bot.received("webui") == []
         assert not any("boom" in t for t in bot.rec.in_room("webui"))  # errors stay out (R5.3)
 
         flag.unlink()
@@ -157,8 +169,7 @@ async def test_r4_8_idle_stop_then_resume_same_session(tmp_path: Path) -> None:
         await until(lambda: any("got it" in t for t in bot.rec.in_room("general")), what="reply")
         first = bot.received("general")[0]["session_id"]
         await bot.tick(1801)
-        await until(lambda: bot.app.supervisor._runtimes["general"].run.value == "stopped",
-                    what="idle stop")
+        await until(lambda: state(bot, "general") == "stopped", what="idle stop")
         await bot.say("general", "are you there?")
         await until(lambda: len(bot.received("general")) == 2, what="resumed delivery")
         assert bot.received("general")[1]["session_id"] == first
@@ -181,8 +192,7 @@ async def test_r4_8_hung_turn_is_killed_counted_and_reported(tmp_path: Path) -> 
         h = await health(bot, "lead:general")
         assert h.failures == 1
         assert sum("hung" in t for t in alerts(bot)) == 1
-        await until(lambda: bot.app.supervisor._runtimes["general"].run.value == "stopped",
-                    what="killed")
+        await until(lambda: state(bot, "general") == "stopped", what="killed")
     finally:
         await bot.stop()
 
@@ -199,13 +209,13 @@ async def test_r4_7_healthy_crash_restarts_only_when_wanted(tmp_path: Path) -> N
                                 for r in ("general", "webui")), what="replies")
         for room in ("general", "webui"):
             await bot.say(room, "fake:crash")
-        runtimes = bot.app.supervisor._runtimes
-        await until(lambda: runtimes["general"].run.value == "stopped", what="general crashed")
+        view = bot.app.supervisor.run_view
+        await until(lambda: state(bot, "general") == "stopped", what="general crashed")
         await until(lambda: len(bot.received("webui")) == 2, what="webui got crash")
         await bot.tick(1)
-        await until(lambda: runtimes["webui"].run.value == "running" and
-                    runtimes["webui"].run_id >= 2, what="webui resumed")
-        assert runtimes["general"].run.value == "stopped"
+        await until(lambda: state(bot, "webui") == "running" and view("webui").starts >= 2,
+                    what="webui resumed")
+        assert state(bot, "general") == "stopped"
         assert (await health(bot, "lead:general")).failures == 0
     finally:
         await bot.stop()
@@ -221,8 +231,7 @@ async def test_r4_10_unknown_session_on_resume_spawns_fresh(tmp_path: Path) -> N
         await until(lambda: len(bot.received("general")) == 1, what="first")
         first = bot.received("general")[0]["session_id"]
         await bot.tick(1801)  # idle stop keeps the session id
-        await until(lambda: bot.app.supervisor._runtimes["general"].run.value == "stopped",
-                    what="idle stop")
+        await until(lambda: state(bot, "general") == "stopped", what="idle stop")
         await bot.say("general", "still there?")
         await until(lambda: any("still there" in r["text"] for r in bot.received("general")),
                     what="delivered after fresh spawn")
@@ -256,10 +265,10 @@ async def test_r5_3_error_text_never_posted_even_after_flush_interval(tmp_path: 
 async def _tick_until_turn_ends(bot: Bot, agent: str) -> None:
     """Fire the flush timer again and again while the agent's turn is open, so that a
     flush falls between the error text and the error result."""
-    runtimes = bot.app.supervisor._runtimes
-    await until(lambda: agent in runtimes and runtimes[agent].pending_turns > 0, what="turn")
+    view = bot.app.supervisor.run_view
+    await until(lambda: (v := view(agent)) is not None and v.in_turn, what="turn")
     ticks = 0
-    while bot.app.supervisor._runtimes[agent].pending_turns > 0:
+    while view(agent).in_turn:
         await bot.clock.advance(0.3)
         await bot.app.supervisor.tick()
         ticks += 1
@@ -386,10 +395,12 @@ async def test_r4_6_r6_1_breaker_and_alert_survive_restart(tmp_path: Path) -> No
     try:
         h = await health(bot, "lead:webui")
         assert h.state is BreakerState.OPEN and h.failures == 1
+        started_before = starts(flag)
         await bot.say("webui", "after restart")
         await bot.tick(5)
+        await bot.app.supervisor.wait_quiet(5)
         assert not any("Circuit breaker open" in t for t in alerts(bot))
-        assert bot.received("webui") == []
+        assert starts(flag) == started_before  # neither resumed nor spawned
         assert len(await bot.app.store.queued("webui")) == 2  # both messages kept
     finally:
         await bot.stop()
@@ -440,11 +451,9 @@ async def test_r4_1_always_on_lead_starts_at_start_up_others_wait_for_a_message(
     bot = await start_bot(tmp_path, channels=[{"name": "webui", "always_on": True},
                                               {"name": "infra"}])
     try:
-        runtimes = bot.app.supervisor._runtimes
-        await until(lambda: "webui" in runtimes and runtimes["webui"].run.value == "running",
-                    what="always_on lead running")
+        await until(lambda: state(bot, "webui") == "running", what="always_on lead running")
         await bot.app.supervisor.wait_quiet(5)
-        assert "infra" not in runtimes and "general" not in runtimes
+        assert state(bot, "infra") is None and state(bot, "general") is None
         assert bot.received() == []
     finally:
         await bot.stop()

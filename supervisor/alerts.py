@@ -1,0 +1,92 @@
+"""Every alert, notice and admin reply the supervisor writes, as functions of plain data.
+
+The texts are part of the interface: operators learn them, the tests match on them. Keeping
+them here keeps the lifecycle's tables readable and makes a wording change one edit.
+Times are shown as the host's local wall-clock time of day.
+"""
+
+from __future__ import annotations
+
+import time
+
+from supervisor.breaker import Blocked, BlockReason
+from supervisor.ports import AgentSpec
+
+
+def clock_time(at: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def _where(spec: AgentSpec, *, task: bool = False) -> str:
+    label = f", task #{spec.task_id}" if task and spec.task_id else ""
+    return f"{spec.kind.value} in #{spec.channel}{label}"
+
+
+# --- ops alerts (R6) ---------------------------------------------------------------------------
+
+
+def leftovers_ended(names: list[str]) -> str:
+    return (f"♻️ crewbridge was not stopped cleanly last time: ended agent processes it left "
+            f"running ({', '.join(names)}). Their sessions resume on the next message.")
+
+
+def breaker_opened(spec: AgentSpec, failures: int, error: str, retry_at: float) -> str:
+    return (f"🛑 Circuit breaker open: {spec.name} ({_where(spec, task=True)}) failed "
+            f"{failures} times in a row. Last error: {error}. It stays stopped; one trial "
+            f"start after {clock_time(retry_at)}. Remedy: `reset {spec.name}` (or `auth login` "
+            "if it is a login problem).")
+
+
+def auth_expired(name: str, error: str) -> str:
+    return (f"🔑 Agent auth expired: {name} cannot log in to the model API ({error}). Agents "
+            "will not be restarted against it. Remedy: `auth login` here, or log in on the "
+            "host, then `reset <agent>`.")
+
+
+def recovered(spec: AgentSpec) -> str:
+    return f"✅ Recovered: {spec.name} ({_where(spec)}) is running again."
+
+
+def hung(name: str, minutes: float) -> str:
+    return (f"⏱️ {name} hung (no output for {minutes:.0f} min in a turn); it was killed and "
+            "will be restarted when needed.")
+
+
+# --- notices to the channel a queued message came from (R3.4) --------------------------------
+
+
+def blocked_notice(name: str, blocked: Blocked) -> str:
+    when = clock_time(blocked.until)
+    if blocked.reason is BlockReason.COOLDOWN:
+        return (f"{name} failed to start and is cooling down; your message is queued and "
+                f"will be delivered when it is retried at {when}.")
+    return (f"{name} is paused after repeated failures; your message is queued. It will be "
+            f"tried again after {when}, or sooner if an admin runs `reset {name}`.")
+
+
+# --- replies to admin commands (R6.4) ----------------------------------------------------------
+
+
+def no_such_agent(name: str) -> str:
+    return f"No agent named {name}."
+
+
+def restart_refused(name: str) -> str:
+    return f"{name}'s circuit breaker is open; use `reset {name}` to close it and start it."
+
+
+def restarted(name: str) -> str:
+    return f"Restarted {name}."
+
+
+def not_running(name: str) -> str:
+    return f"{name} is not running."
+
+
+def stopped(name: str) -> str:
+    return f"Stopped {name}; its next message resumes it."
+
+
+def reset_done(name: str, queued: int) -> str:
+    suffix = f"; delivering {queued} queued message(s)" if queued else ""
+    return f"Reset {name}: breaker closed, cooldown cleared{suffix}."
