@@ -30,12 +30,14 @@ so the executor can sleep until the next real deadline.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import Enum, StrEnum
 
 from supervisor import alerts, breaker
+from supervisor import effects as fx
 from supervisor.autopost import TurnOutput
 from supervisor.breaker import Blocked, BlockReason, Health
+from supervisor.effects import Effect
 from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
 from supervisor.protocol import (
     AgentEvent,
@@ -62,139 +64,6 @@ class StopReason(StrEnum):
     FAILED = "failed"  # killed after a failed turn (R4.2, R6.2)
     HUNG = "hung"  # killed after a turn without output for turn_timeout_s (R4.8)
     UNKNOWN_SESSION = "unknown session"  # the CLI has forgotten the session (R4.10)
-
-
-# --- effects: what the executor carries out, in order --------------------------------------
-
-
-@dataclass(frozen=True)
-class Spawn:
-    """Start a process for run `run_id`, resuming session `resume` or (None) a fresh one
-    under a new id; answer with `started` or `start_failed`."""
-
-    run_id: int
-    resume: str | None
-
-
-@dataclass(frozen=True)
-class Write:
-    """Write these nudges to the session's stdin, in order; answer with `wrote`."""
-
-    nudges: tuple[QueuedNudge, ...]
-
-
-@dataclass(frozen=True)
-class Kill:
-    """SIGKILL the session now."""
-
-
-@dataclass(frozen=True)
-class Terminate:
-    """Stop the session gracefully (stdin closed, SIGTERM, SIGKILL after the grace period);
-    carried out outside the lock, since its end is the exit the lock must let in."""
-
-
-@dataclass(frozen=True)
-class Dequeue:
-    ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Requeue:
-    """Put nudges taken by a failed run back at the head of the queue (R3.4)."""
-
-    nudges: tuple[QueuedNudge, ...]
-
-
-@dataclass(frozen=True)
-class OfferQueue:
-    """Read the agent's queue and offer it with `nudged`."""
-
-
-@dataclass(frozen=True)
-class TellBlocked:
-    """Read the agent's queue and answer with `tell_blocked`."""
-
-    blocked: Blocked
-
-
-@dataclass(frozen=True)
-class SaveHealth:
-    health: Health
-
-
-@dataclass(frozen=True)
-class SaveSession:
-    session_id: str | None
-
-
-@dataclass(frozen=True)
-class SaveError:
-    error: str
-
-
-@dataclass(frozen=True)
-class RecordProcess:
-    pid: int
-
-
-@dataclass(frozen=True)
-class ForgetProcess:
-    pid: int
-
-
-@dataclass(frozen=True)
-class Post:
-    """Post agent text to its channel, routed like a message with these hops (R2.6, R5.1)."""
-
-    text: str
-    hops: int
-
-
-@dataclass(frozen=True)
-class Notify:
-    channel: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Alert:
-    text: str
-
-
-@dataclass(frozen=True)
-class Escalate:
-    """Open escalation `key`; send `alert` only if it was not open yet (R6.1)."""
-
-    key: str
-    detail: str
-    alert: str | None
-
-
-@dataclass(frozen=True)
-class Recover:
-    """Close escalation `key`; send `alert` only if it was open."""
-
-    key: str
-    alert: str | None
-
-
-@dataclass(frozen=True)
-class Kick:
-    """Schedule a pass over this agent's queue, as its own task; `start` even if empty."""
-
-    start: bool = False
-
-
-@dataclass(frozen=True)
-class Log:
-    level: int
-    text: str
-
-
-Effect = (Spawn | Write | Kill | Terminate | Dequeue | Requeue | OfferQueue | TellBlocked
-          | SaveHealth | SaveSession | SaveError | RecordProcess | ForgetProcess | Post
-          | Notify | Alert | Escalate | Recover | Kick | Log)
 
 
 # --- the rules, as tables --------------------------------------------------------------------
@@ -342,7 +211,7 @@ class AgentRun:
         `start` starts it even with nothing queued; `closing` starts nothing."""
         action = resolve(self.state, self.session_id, health, now)
         if isinstance(action, Deliver):
-            return [Write(tuple(queued))] if queued else []
+            return [fx.Write(tuple(queued))] if queued else []
         if isinstance(action, Hold):
             return []  # the start or stop in flight ends in another pass over the queue
         if isinstance(action, Wait):
@@ -351,7 +220,7 @@ class AgentRun:
             return self.tell_blocked(action.blocked, queued, health)
         if not (queued or start) or closing:
             return []
-        effects: list[Effect] = ([SaveHealth(breaker.trial_started(health))]
+        effects: list[Effect] = ([fx.SaveHealth(breaker.trial_started(health))]
                                  if action.trial else [])
         self.state = RunState.STARTING
         self.run_id += 1
@@ -363,7 +232,7 @@ class AgentRun:
         self.queue_retry_at = None
         self.output = TurnOutput(self.cfg.flush_interval_s)
         self.resuming = action.session_id if isinstance(action, Resume) else None
-        return [*effects, Spawn(self.run_id, self.resuming)]
+        return [*effects, fx.Spawn(self.run_id, self.resuming)]
 
     def started(self, session_id: str, pid: int | None, now: float) -> list[Effect]:
         """The process of the current run is up (the executor minted `session_id` for a
@@ -373,10 +242,10 @@ class AgentRun:
         self.session_id = session_id
         self.pid = pid
         verb = "resumed" if self.resuming else "spawned"
-        effects: list[Effect] = [Log(logging.INFO, f"{verb} {self.name} (pid {pid})")]
+        effects: list[Effect] = [fx.Log(logging.INFO, f"{verb} {self.name} (pid {pid})")]
         if pid is not None:
-            effects.append(RecordProcess(pid))
-        return [*effects, SaveSession(session_id), OfferQueue()]
+            effects.append(fx.RecordProcess(pid))
+        return [*effects, fx.SaveSession(session_id), fx.OfferQueue()]
 
     def start_failed(self, error: str, health: Health, now: float) -> list[Effect]:
         """The process could not be started at all (R4.2)."""
@@ -394,7 +263,7 @@ class AgentRun:
         self.pending_turns += len(sent)
         self.hops = sent[-1].hops
         self.last_activity = self.last_output = now
-        return [Dequeue(tuple(q.id for q in sent))]
+        return [fx.Dequeue(tuple(q.id for q in sent))]
 
     def saw(self, event: AgentEvent, health: Health, now: float) -> list[Effect]:
         """One event from the session's output (also while it is being stopped)."""
@@ -403,9 +272,9 @@ class AgentRun:
         effects: list[Effect] = []
         if isinstance(event, Init) and event.session_id and event.session_id != self.session_id:
             self.session_id = event.session_id
-            effects.append(SaveSession(event.session_id))
+            effects.append(fx.SaveSession(event.session_id))
         if isinstance(event, ApiError):
-            effects.append(Log(logging.WARNING,
+            effects.append(fx.Log(logging.WARNING,
                                f"{self.name}: API error {event.kind}: {redact(event.text)}"))
         effects += self._posts(self.output.feed(event, now))
         if isinstance(event, TurnResult):
@@ -418,7 +287,7 @@ class AgentRun:
         self._expect(RunState.RUNNING, RunState.STOPPING, event="exited")
         effects = self._posts(self.output.end_of_stream(now))
         if self.pid is not None:
-            effects.append(ForgetProcess(self.pid))
+            effects.append(fx.ForgetProcess(self.pid))
         reason, uptime = self.stop_reason, now - self.started_at
         self.state, self.pid, self.stop_reason = RunState.STOPPED, None, None
         self.pending_turns = 0
@@ -430,12 +299,12 @@ class AgentRun:
             return effects + self._fail(f"{detail}: {tail}" if tail else detail, health, now)
         if outcome is ExitOutcome.RESTART_IF_WANTED:
             wanted = self.always_on or (self.spec.kind is AgentKind.WORKER and open_task)
-            return [*effects, Log(logging.WARNING, f"{self.name} exited with status {code} "
+            return [*effects, fx.Log(logging.WARNING, f"{self.name} exited with status {code} "
                                                    f"after running {uptime:.0f}s"),
-                    Kick(start=wanted)]
-        effects.append(Log(logging.INFO, f"{self.name} stopped ({reason})"))
+                    fx.Kick(start=wanted)]
+        effects.append(fx.Log(logging.INFO, f"{self.name} stopped ({reason})"))
         if outcome in (ExitOutcome.RETRY_FRESH, ExitOutcome.DELIVER_QUEUE):
-            effects.append(Kick())
+            effects.append(fx.Kick())
         return effects
 
     def stop_requested(self, reason: StopReason) -> list[Effect]:
@@ -444,7 +313,7 @@ class AgentRun:
         if self.state is RunState.RUNNING or (
                 reason is StopReason.SHUTDOWN and self.state is RunState.STOPPING):
             self.state, self.stop_reason = RunState.STOPPING, reason
-            return [Terminate()]
+            return [fx.Terminate()]
         return []
 
     def tell_blocked(self, blocked: Blocked, queued: list[QueuedNudge],
@@ -455,8 +324,8 @@ class AgentRun:
         h, notify = breaker.should_notify_blocked(health, blocked)
         if not notify:
             return []
-        return [SaveHealth(h),
-                Notify(queued[-1].origin or self.spec.channel,
+        return [fx.SaveHealth(h),
+                fx.Notify(queued[-1].origin or self.spec.channel,
                        alerts.blocked_notice(self.name, blocked))]
 
     def reset(self, health: Health) -> list[Effect]:
@@ -471,7 +340,7 @@ class AgentRun:
             return []
         if g.reason is not BlockReason.COOLDOWN:
             return None
-        return [SaveHealth(replace(health, cooldown_until=0.0))]
+        return [fx.SaveHealth(replace(health, cooldown_until=0.0))]
 
     def tick(self, health: Health, now: float, *, closing: bool = False) -> list[Effect]:
         """Fire every armed timer whose deadline has come, in `TIMERS` order."""
@@ -481,7 +350,7 @@ class AgentRun:
             if deadline is not None and now >= deadline:
                 effects += self._fire(timer, health, now, closing)
                 health = next((e.health for e in reversed(effects)
-                               if isinstance(e, SaveHealth)), health)
+                               if isinstance(e, fx.SaveHealth)), health)
         return effects
 
     def next_deadline(self, health: Health, *, closing: bool = False) -> float | None:
@@ -520,7 +389,7 @@ class AgentRun:
             minutes = self.cfg.turn_timeout_s / 60
             self.failure_counted = False  # a hung turn is a failure even after a healthy start
             return [*self._fail(f"turn hung: no output for {minutes:.0f} min", health, now),
-                    Alert(alerts.hung(self.name, minutes)), *self._kill(StopReason.HUNG)]
+                    fx.Alert(alerts.hung(self.name, minutes)), *self._kill(StopReason.HUNG)]
         if timer is Timer.IDLE:
             return self.stop_requested(StopReason.IDLE)
         if timer is Timer.RETRY_QUEUE:
@@ -528,9 +397,9 @@ class AgentRun:
             blocked_by_cooldown = isinstance(g, Blocked) and g.reason is BlockReason.COOLDOWN
             self.queue_retry_at = g.until if blocked_by_cooldown else None
             # A trial start after an open breaker is a nudge's to make (R4.4).
-            return [Kick()] if isinstance(g, breaker.Allowed) and not g.trial else []
+            return [fx.Kick()] if isinstance(g, breaker.Allowed) and not g.trial else []
         assert timer is Timer.ALWAYS_ON
-        return [Kick(start=True)]
+        return [fx.Kick(start=True)]
 
     # --- rules shared by several events ----------------------------------------------------
 
@@ -546,16 +415,16 @@ class AgentRun:
             self.delivered = self.delivered[-self.pending_turns:] if self.pending_turns else []
             return []
         error = redact(result.text or "; ".join(result.errors) or "error result")
-        effects: list[Effect] = [Log(logging.WARNING, f"{self.name}: turn failed: {error}")]
+        effects: list[Effect] = [fx.Log(logging.WARNING, f"{self.name}: turn failed: {error}")]
         if outcome is TurnOutcome.FORGET_SESSION:
             self.session_id = None
-            effects += [SaveSession(None), *self._requeue()]
+            effects += [fx.SaveSession(None), *self._requeue()]
             return effects + self._kill(StopReason.UNKNOWN_SESSION)
         if outcome is TurnOutcome.FAIL:
             auth = _turn_end(result) is TurnEnd.AUTH
             return effects + self._fail(error, health, now, auth=auth) + self._kill(
                 StopReason.FAILED)
-        return [*effects, SaveError(error[:500])]
+        return [*effects, fx.SaveError(error[:500])]
 
     def _proven(self, health: Health) -> list[Effect]:
         """The run proved healthy (R4.5): its messages are answered, the breaker closes."""
@@ -575,14 +444,14 @@ class AgentRun:
         h, opened = breaker.failed(health, now, policy(self.cfg, self.spec.kind), error,
                                    auth=auth)
         self.queue_retry_at = h.cooldown_until
-        effects: list[Effect] = [Log(logging.WARNING, f"{self.name} failed: {error}"),
-                                 SaveHealth(h), SaveError(error[:500]), *self._requeue(),
+        effects: list[Effect] = [fx.Log(logging.WARNING, f"{self.name} failed: {error}"),
+                                 fx.SaveHealth(h), fx.SaveError(error[:500]), *self._requeue(),
                                  *self._escalations(h, opened)]
         g = breaker.gate(h, now)
-        return [*effects, TellBlocked(g)] if isinstance(g, Blocked) else effects
+        return [*effects, fx.TellBlocked(g)] if isinstance(g, Blocked) else effects
 
     def _health_changed(self, h: Health, changes: list[breaker.Effect]) -> list[Effect]:
-        return [SaveHealth(h), *self._escalations(h, changes)]
+        return [fx.SaveHealth(h), *self._escalations(h, changes)]
 
     def _escalations(self, h: Health, changes: list[breaker.Effect]) -> list[Effect]:
         effects: list[Effect] = []
@@ -590,35 +459,35 @@ class AgentRun:
             if isinstance(change, breaker.BreakerOpened):
                 effects += self._opened(change, h)
             else:
-                effects.append(Recover(f"breaker:{self.name}", alerts.recovered(self.spec)))
+                effects.append(fx.Recover(f"breaker:{self.name}", alerts.recovered(self.spec)))
         return effects
 
     def _opened(self, e: breaker.BreakerOpened, h: Health) -> list[Effect]:
         error = redact(e.last_error)[:300]
         key = f"breaker:{self.name}"
         if e.auth:  # one alert for the login, whoever notices it first (R6.2)
-            return [Escalate("auth", error, alerts.auth_expired(self.name, error)),
-                    Escalate(key, error, None)]
-        return [Escalate(key, error, alerts.breaker_opened(self.spec, e.failures, error,
+            return [fx.Escalate("auth", error, alerts.auth_expired(self.name, error)),
+                    fx.Escalate(key, error, None)]
+        return [fx.Escalate(key, error, alerts.breaker_opened(self.spec, e.failures, error,
                                                            h.retry_at))]
 
     def _requeue(self) -> list[Effect]:
         taken, self.delivered = self.delivered, []
-        return [Requeue(tuple(taken))] if taken else []
+        return [fx.Requeue(tuple(taken))] if taken else []
 
     def _kill(self, reason: StopReason) -> list[Effect]:
         """Kill now; until it has exited nothing more is delivered to it and the timers
         leave it alone, so a hung turn is counted once, not once per tick."""
         self.state, self.stop_reason = RunState.STOPPING, reason
-        return [Kill()]
+        return [fx.Kill()]
 
     def _posts(self, texts: list[str]) -> list[Effect]:
         """Posts the quarantine let through; a log line for each text it held back (R5.3)."""
         effects: list[Effect] = [
-            Log(logging.WARNING, f"{self.name}: withheld from #{self.spec.channel} "
+            fx.Log(logging.WARNING, f"{self.name}: withheld from #{self.spec.channel} "
                                  f"({q.reason.value}): {redact(q.text)[:300]}")
             for q in self.output.take_quarantined()]
-        return effects + [Post(text, self.hops) for text in texts]
+        return effects + [fx.Post(text, self.hops) for text in texts]
 
     def _expect(self, *states: RunState, event: str) -> None:
         if self.state not in states:

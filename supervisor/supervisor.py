@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor import alerts, breaker, leftovers
+from supervisor import effects as fx
 from supervisor import lifecycle as lc
 from supervisor.lifecycle import AgentRun, StopReason, health_key
 from supervisor.ports import AgentConfig, AgentSpec, AgentStatus, AgentStore, Clock, Host
@@ -260,73 +261,73 @@ class Supervisor:
 
     # --- carrying out effects ----------------------------------------------------------------
 
-    async def _apply(self, rt: Runtime, effects: list[lc.Effect]) -> list[asyncio.Future]:
+    async def _apply(self, rt: Runtime, effects: list[fx.Effect]) -> list[asyncio.Future]:
         """Carry out `effects` in order (the caller holds `rt.lock`); effects that answer
         back are fed to the run at once. Returns the graceful stops begun, to be awaited
         outside the lock by whoever needs the process gone."""
         run, stops = rt.run, []
         for e in effects:
             match e:
-                case lc.Spawn():
+                case fx.Spawn():
                     stops += await self._apply(rt, await self._spawn(rt, e))
-                case lc.Write(nudges):
+                case fx.Write(nudges):
                     sent = []
                     for q in nudges:
                         if rt.session is None or not await rt.session.send(q.text):
                             break
                         sent.append(q)
                     stops += await self._apply(rt, run.wrote(sent, self.clock.now()))
-                case lc.OfferQueue():
+                case fx.OfferQueue():
                     stops += await self._apply(rt, run.nudged(
                         await self.store.queued(run.name), await self._health(rt),
                         self.clock.now(), closing=self._closing))
-                case lc.TellBlocked(blocked):
+                case fx.TellBlocked(blocked):
                     stops += await self._apply(rt, run.tell_blocked(
                         blocked, await self.store.queued(run.name), await self._health(rt)))
-                case lc.Kill():
+                case fx.Kill():
                     if rt.session is not None:
                         rt.session.kill()
-                case lc.Terminate():
+                case fx.Terminate():
                     if rt.session is not None:
                         stops.append(self._spawn_task(rt.session.stop(self.cfg.stop_grace_s),
                                                       f"stop-{run.name}"))
-                case lc.Dequeue(ids):
+                case fx.Dequeue(ids):
                     await self.store.dequeue(ids)
-                case lc.Requeue(nudges):
+                case fx.Requeue(nudges):
                     await self.store.requeue_front(list(nudges), self.clock.now())
-                case lc.SaveHealth(h):
+                case fx.SaveHealth(h):
                     self._healths[run.health_key] = h
                     await self.store.put_health(run.health_key, h)
-                case lc.SaveSession(session_id):
+                case fx.SaveSession(session_id):
                     await self.store.set_session_id(run.name, session_id)
-                case lc.SaveError(error):
+                case fx.SaveError(error):
                     await self.store.set_agent_error(run.name, error)
-                case lc.RecordProcess(pid):
+                case fx.RecordProcess(pid):
                     if mark := leftovers.start_mark(pid):
                         await self.store.record_process(run.name, pid, mark)
-                case lc.ForgetProcess(pid):
+                case fx.ForgetProcess(pid):
                     await self.store.forget_process(run.name, pid)
-                case lc.Post(text, hops):
+                case fx.Post(text, hops):
                     await self.host.agent_posted(run.name, run.spec.channel, text, hops)
-                case lc.Notify(channel, text):
+                case fx.Notify(channel, text):
                     await self.host.notice(channel, text)
-                case lc.Alert(text):
+                case fx.Alert(text):
                     await self.host.alert(text)
-                case lc.Escalate(key, detail, text):
+                case fx.Escalate(key, detail, text):
                     if await self.store.open_escalation(key, detail, self.clock.now()) and text:
                         await self.host.alert(text)
-                case lc.Recover(key, text):
+                case fx.Recover(key, text):
                     if await self.store.close_escalation(key) and text:
                         await self.host.alert(text)
-                case lc.Kick(start):
+                case fx.Kick(start):
                     self.schedule_kick([run.name], start=start)
-                case lc.Log(level, text):
+                case fx.Log(level, text):
                     log.log(level, "%s", text)
         self._changed.set()
         self._deadline_maybe_earlier(rt)
         return stops
 
-    async def _spawn(self, rt: Runtime, spawn: lc.Spawn) -> list[lc.Effect]:
+    async def _spawn(self, rt: Runtime, spawn: fx.Spawn) -> list[fx.Effect]:
         run, spec = rt.run, rt.run.spec
         session_id = spawn.resume or str(uuid.uuid4())
         argv = agent_argv(spec.command, session_id=session_id, resume=spawn.resume,

@@ -1,0 +1,145 @@
+"""What an `AgentRun` asks its executor to do: one frozen dataclass per kind of work.
+
+The run (`supervisor.lifecycle`) returns them in the order they must be carried out; the
+executor (`supervisor.supervisor`) does each and nothing else. Four of them answer back —
+the executor reports their outcome by calling the run again: `Spawn` with `started` or
+`start_failed`, `Write` with `wrote`, `TellBlocked` with `tell_blocked`, `OfferQueue` with
+`nudged`. In the manner of httpcore's "decide under the lock, return the work".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from supervisor.breaker import Blocked, Health
+from supervisor.ports import QueuedNudge
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """Start a process for run `run_id`, resuming session `resume` or (None) a fresh one
+    under a new id; answer with `started` or `start_failed`."""
+
+    run_id: int
+    resume: str | None
+
+
+@dataclass(frozen=True)
+class Write:
+    """Write these nudges to the session's stdin, in order; answer with `wrote`."""
+
+    nudges: tuple[QueuedNudge, ...]
+
+
+@dataclass(frozen=True)
+class Kill:
+    """SIGKILL the session now."""
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """Stop the session gracefully (stdin closed, SIGTERM, SIGKILL after the grace period);
+    carried out outside the lock, since its end is the exit the lock must let in."""
+
+
+@dataclass(frozen=True)
+class Dequeue:
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Put nudges taken by a failed run back at the head of the queue (R3.4)."""
+
+    nudges: tuple[QueuedNudge, ...]
+
+
+@dataclass(frozen=True)
+class OfferQueue:
+    """Read the agent's queue and offer it with `nudged`."""
+
+
+@dataclass(frozen=True)
+class TellBlocked:
+    """Read the agent's queue and answer with `tell_blocked`."""
+
+    blocked: Blocked
+
+
+@dataclass(frozen=True)
+class SaveHealth:
+    health: Health
+
+
+@dataclass(frozen=True)
+class SaveSession:
+    session_id: str | None
+
+
+@dataclass(frozen=True)
+class SaveError:
+    error: str
+
+
+@dataclass(frozen=True)
+class RecordProcess:
+    pid: int
+
+
+@dataclass(frozen=True)
+class ForgetProcess:
+    pid: int
+
+
+@dataclass(frozen=True)
+class Post:
+    """Post agent text to its channel, routed like a message with these hops (R2.6, R5.1)."""
+
+    text: str
+    hops: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    channel: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    text: str
+
+
+@dataclass(frozen=True)
+class Escalate:
+    """Open escalation `key`; send `alert` only if it was not open yet (R6.1)."""
+
+    key: str
+    detail: str
+    alert: str | None
+
+
+@dataclass(frozen=True)
+class Recover:
+    """Close escalation `key`; send `alert` only if it was open."""
+
+    key: str
+    alert: str | None
+
+
+@dataclass(frozen=True)
+class Kick:
+    """Schedule a pass over this agent's queue, as its own task; `start` even if empty."""
+
+    start: bool = False
+
+
+@dataclass(frozen=True)
+class Log:
+    level: int
+    text: str
+
+
+Effect = (Spawn | Write | Kill | Terminate | Dequeue | Requeue | OfferQueue | TellBlocked
+          | SaveHealth | SaveSession | SaveError | RecordProcess | ForgetProcess | Post
+          | Notify | Alert | Escalate | Recover | Kick | Log)

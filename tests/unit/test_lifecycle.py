@@ -1,0 +1,415 @@
+"""One agent's run as a state machine: `supervisor.lifecycle` (R3.4, R4.1–R4.10, R5.2, R5.3,
+R6.2). No processes, no asyncio: a run is built, told what happened with data and times,
+and the effects it returns are compared — the exit, turn and timer tables row by row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from supervisor import effects as fx
+from supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
+from supervisor.effects import Effect
+from supervisor.lifecycle import (
+    AFTER_EXIT,
+    AFTER_TURN,
+    TIMERS,
+    AgentRun,
+    ExitOutcome,
+    LifecycleError,
+    StopReason,
+    TurnEnd,
+    TurnOutcome,
+    policy,
+    status_state,
+)
+from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
+from supervisor.protocol import AssistantText, Init, ToolUse, TurnResult
+from supervisor.resolve import RunState
+
+CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
+                  idle_stop_s=1800, turn_timeout_s=900, max_lead_restarts=3)
+LEAD = AgentSpec("webui", AgentKind.LEAD, "webui")
+WORKER = AgentSpec("dave", AgentKind.WORKER, "webui", task_id=7)
+T0 = 1_000.0
+OK = TurnResult(False, "success", "done", "sid", ())
+ERROR = TurnResult(True, "error_during_execution", "tool exploded", "sid", ())
+AUTH = TurnResult(True, "success", "Not logged in · Please run /login", "sid", ())
+UNKNOWN = TurnResult(True, "error_during_execution", "", None,
+                     ("No conversation found with session ID: sid",))
+RESULTS = {TurnEnd.OK: OK, TurnEnd.ERROR: ERROR, TurnEnd.AUTH: AUTH,
+           TurnEnd.UNKNOWN_SESSION: UNKNOWN}
+
+
+def nudge(i: int, text: str = "hello", origin: str = "webui") -> QueuedNudge:
+    return QueuedNudge(i, "webui", text, 0, origin)
+
+
+def kinds(effects: list[Effect]) -> list[type]:
+    """The effect types in order, log lines left out (they are not behaviour)."""
+    return [type(e) for e in effects if not isinstance(e, fx.Log)]
+
+
+def of(effects: list[Effect], kind: type) -> list:
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def running(spec: AgentSpec = LEAD, *, healthy: bool = False, always_on: bool = False,
+            queued: tuple[QueuedNudge, ...] = (nudge(1),), session_id: str | None = None
+            ) -> AgentRun:
+    """A run that was started (at T0, or healthy_after_s before T0 and proven `healthy` by
+    the timer at T0), last active at T0, and written `queued` at T0 (a turn each)."""
+    start = T0 - CFG.healthy_after_s if healthy else T0
+    health = Health()
+    run = AgentRun(spec, CFG, session_id=session_id, always_on=always_on)
+    assert run.nudged(list(queued), health, start, start=True)[-1] == fx.Spawn(1, session_id)
+    assert run.started("sid", 4242, start)[-1] == fx.OfferQueue()
+    if healthy:
+        assert kinds(run.tick(health, T0)) == [fx.SaveHealth]
+        assert run.saw(Init("sid", "model"), health, T0) == []
+    if queued:
+        assert run.nudged(list(queued), health, T0) == [fx.Write(queued)]
+        assert run.wrote(list(queued), T0) == [fx.Dequeue(tuple(q.id for q in queued))]
+    return run
+
+
+# --- R3: a nudge, then a start ----------------------------------------------------------------
+
+
+def test_r3_1_r3_5_spawn_start_and_deliver_in_order() -> None:
+    """R3.1–R3.5: a stopped agent with a queue is spawned; once started it asks for the queue
+    and writes it in order; the writes are dequeued and counted as turns."""
+    run = AgentRun(LEAD, CFG)
+    assert run.nudged([nudge(1)], Health(), T0) == [fx.Spawn(1, None)]
+    assert run.state is RunState.STARTING
+    assert run.nudged([nudge(1), nudge(2)], Health(), T0) == []  # Hold: the start gets them
+    effects = run.started("new-sid", 4242, T0)
+    assert kinds(effects) == [fx.RecordProcess, fx.SaveSession, fx.OfferQueue]
+    assert of(effects, fx.SaveSession) == [fx.SaveSession("new-sid")]
+    queued = [nudge(1), nudge(2)]
+    assert run.nudged(queued, Health(), T0) == [fx.Write(tuple(queued))]
+    assert run.wrote(queued[:1], T0 + 1) == [fx.Dequeue((1,))]  # the second write failed
+    assert (run.state, run.pending_turns, run.session_id) == (RunState.RUNNING, 1, "new-sid")
+
+
+def test_r3_2_a_known_session_is_resumed() -> None:
+    """R3.2: with a session id the start is a resume of it."""
+    run = AgentRun(LEAD, CFG, session_id="old")
+    assert run.nudged([nudge(1)], Health(), T0) == [fx.Spawn(1, "old")]
+
+
+def test_r3_4_blocked_start_notifies_once_per_block_and_retries_at_cooldown_end() -> None:
+    """R3.4, R4.3: a nudge during a cooldown is kept and told once, from its origin; the
+    queue is retried when the cooldown ends."""
+    h, _ = failed(Health(), T0, policy(CFG, AgentKind.LEAD), "exit 2")
+    run = AgentRun(LEAD, CFG)
+    effects = run.nudged([nudge(1, origin="general")], h, T0 + 1)
+    assert kinds(effects) == [fx.SaveHealth, fx.Notify]
+    assert of(effects, fx.Notify)[0].channel == "general"
+    assert "cooling down" in of(effects, fx.Notify)[0].text
+    noticed = of(effects, fx.SaveHealth)[0].health
+    assert run.nudged([nudge(1), nudge(2)], noticed, T0 + 2) == []  # no second notice
+    assert run.next_deadline(noticed) == T0 + 120
+    assert run.tick(noticed, T0 + 119) == []
+    assert run.tick(noticed, T0 + 120) == [fx.Kick()]
+    assert run.next_deadline(noticed) is None  # retried once; nothing more is timed
+
+
+def test_r4_4_an_open_breaker_is_not_retried_by_the_timer() -> None:
+    """R4.4: after the breaker's wait only a nudge makes the trial start."""
+    h = Health()
+    for i in range(3):
+        h, _ = failed(h, T0, policy(CFG, AgentKind.LEAD), f"exit {i}")
+    run = AgentRun(LEAD, CFG)
+    run.queue_retry_at = T0 + 120
+    assert run.tick(h, T0 + 700) == []
+    effects = run.nudged([nudge(1)], h, T0 + 700)  # the trial
+    assert kinds(effects) == [fx.SaveHealth, fx.Spawn]
+    assert of(effects, fx.SaveHealth)[0].health.state is BreakerState.HALF_OPEN
+
+
+def test_r4_2_a_failed_spawn_counts_and_requeues_nothing_it_did_not_take() -> None:
+    """R4.2, R4.3: a command that cannot start is a failure with a cooldown and a notice."""
+    run = AgentRun(LEAD, CFG)
+    run.nudged([nudge(1)], Health(), T0)
+    effects = run.start_failed("agent command not found: nope", Health(), T0)
+    assert kinds(effects) == [fx.SaveHealth, fx.SaveError, fx.TellBlocked]
+    h = of(effects, fx.SaveHealth)[0].health
+    assert (h.failures, h.cooldown_until) == (1, T0 + 120)
+    assert of(effects, fx.TellBlocked)[0].blocked == Blocked(T0 + 120, BlockReason.COOLDOWN)
+    assert run.state is RunState.STOPPED
+
+
+# --- the exit table (R4.2, R4.7, R4.8, R4.10) ---------------------------------------------------
+
+
+def test_exit_table_is_total() -> None:
+    """Every stop reason, healthy or not, has exactly one exit rule."""
+    assert set(AFTER_EXIT) == {(r, h) for r in (None, *StopReason) for h in (False, True)}
+
+
+EXIT_ROWS = {
+    # (stop reason, healthy, worker has an open task, always_on) -> expected effects
+    "r4_2-early-exit-is-a-failure": (None, False, False, False,
+                                     [fx.ForgetProcess, fx.SaveHealth, fx.SaveError,
+                                      fx.Requeue, fx.TellBlocked]),
+    "r4_7-healthy-crash-stays-down": (None, True, False, False, [fx.ForgetProcess, fx.Kick]),
+    "r4_7-healthy-crash-always-on-restarts": (None, True, False, True,
+                                              [fx.ForgetProcess, fx.Kick]),
+    "r4_7-healthy-crash-worker-with-task-restarts": (None, True, True, False,
+                                                     [fx.ForgetProcess, fx.Kick]),
+    "r4_10-unknown-session-retries-fresh": (StopReason.UNKNOWN_SESSION, False, False, False,
+                                            [fx.ForgetProcess, fx.Kick]),
+    "r4_8-idle-stop-delivers-later-queue": (StopReason.IDLE, True, False, False,
+                                            [fx.ForgetProcess, fx.Kick]),
+    "r6_4-admin-stop-delivers-later-queue": (StopReason.ADMIN, False, False, False,
+                                             [fx.ForgetProcess, fx.Kick]),
+    "r7_3-task-done-delivers-later-queue": (StopReason.TASK_DONE, True, False, False,
+                                            [fx.ForgetProcess, fx.Kick]),
+    "r4_8-hung-stays-stopped": (StopReason.HUNG, True, False, False, [fx.ForgetProcess]),
+    "r4_2-failed-stays-stopped": (StopReason.FAILED, False, False, False, [fx.ForgetProcess]),
+    "r6_4-restart-is-started-by-the-admin": (StopReason.RESTART, True, False, False,
+                                             [fx.ForgetProcess]),
+    "r4_9-shutdown-stays-stopped": (StopReason.SHUTDOWN, True, False, False,
+                                    [fx.ForgetProcess]),
+}
+
+
+@pytest.mark.parametrize(("reason", "healthy", "open_task", "always_on", "expected"),
+                         EXIT_ROWS.values(), ids=EXIT_ROWS.keys())
+def test_exit_rules_row_by_row(reason: StopReason | None, healthy: bool, open_task: bool,
+                               always_on: bool, expected: list[type]) -> None:
+    """R4.2, R4.7, R4.8, R4.10: what an exit leads to, by why the run was stopping and
+    whether it had proven healthy."""
+    spec = WORKER if open_task else LEAD
+    run = running(spec, healthy=healthy, always_on=always_on)
+    if reason is not None:
+        run.state, run.stop_reason = RunState.STOPPING, reason
+    effects = run.exited(2, ["boom"], Health(), T0 + 5, open_task=open_task)
+    assert kinds(effects) == expected
+    assert (run.state, run.pending_turns) == (RunState.STOPPED, 0)
+    kicks = of(effects, fx.Kick)
+    if reason is None and healthy:  # R4.7: only a wanted run comes back with an empty queue
+        assert kicks == [fx.Kick(start=always_on or open_task)]
+    if reason is None and not healthy:
+        error = of(effects, fx.SaveError)[0].error
+        assert error == "exited with status 2 after 5.0s: boom"
+        assert of(effects, fx.Requeue) == [fx.Requeue((nudge(1),))]  # R3.4: back to the head
+
+
+def test_r4_2_failures_count_once_per_run() -> None:
+    """R4.2: a failed turn, another one read before the kill took effect, and the exit that
+    follows are one failure, not three."""
+    run = running(queued=(nudge(1), nudge(2)))
+    effects = run.saw(ERROR, Health(), T0 + 1)
+    assert len(of(effects, fx.SaveHealth)) == 1 and of(effects, fx.Kill) == [fx.Kill()]
+    h = of(effects, fx.SaveHealth)[0].health
+    assert kinds(run.saw(ERROR, h, T0 + 1)) == [fx.Kill]
+    assert of(run.exited(-9, [], h, T0 + 2), fx.SaveHealth) == []
+
+
+# --- the turn table (R4.2, R4.5, R4.10, R6.2) --------------------------------------------------
+
+
+def test_turn_table_is_total() -> None:
+    assert set(AFTER_TURN) == {(end, h) for end in TurnEnd for h in (False, True)}
+
+
+TURN_ROWS = {
+    # (how the turn ended, healthy) -> (effects, state after, stop reason)
+    "r4_5-first-good-turn-proves-healthy": (TurnEnd.OK, False, [fx.SaveHealth],
+                                            RunState.RUNNING, None),
+    "r4_5-later-good-turn-changes-nothing": (TurnEnd.OK, True, [], RunState.RUNNING, None),
+    "r4_2-first-turn-error-fails-and-kills": (TurnEnd.ERROR, False,
+                                              [fx.SaveHealth, fx.SaveError, fx.Requeue,
+                                               fx.TellBlocked, fx.Kill],
+                                              RunState.STOPPING, StopReason.FAILED),
+    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True, [fx.SaveError],
+                                         RunState.RUNNING, None),
+    "r6_2-auth-fails-even-when-healthy": (TurnEnd.AUTH, True,
+                                          [fx.SaveHealth, fx.SaveError, fx.Requeue,
+                                           fx.Escalate, fx.Escalate, fx.TellBlocked, fx.Kill],
+                                          RunState.STOPPING, StopReason.FAILED),
+    "r4_10-unknown-session-forgets-and-requeues": (TurnEnd.UNKNOWN_SESSION, False,
+                                                   [fx.SaveSession, fx.Requeue, fx.Kill],
+                                                   RunState.STOPPING,
+                                                   StopReason.UNKNOWN_SESSION),
+}
+
+
+@pytest.mark.parametrize(("end", "healthy", "expected", "state", "reason"),
+                         TURN_ROWS.values(), ids=TURN_ROWS.keys())
+def test_turn_rules_row_by_row(end: TurnEnd, healthy: bool, expected: list[type],
+                               state: RunState, reason: StopReason | None) -> None:
+    """R4.2, R4.5, R4.10, R6.2: what the end of a turn leads to."""
+    run = running(healthy=healthy, session_id="sid")
+    effects = run.saw(RESULTS[end], Health(), T0 + 1)
+    assert kinds(effects) == expected
+    assert (run.state, run.stop_reason, run.pending_turns) == (state, reason, 0)
+    if end is TurnEnd.UNKNOWN_SESSION:
+        assert run.session_id is None and of(effects, fx.SaveSession) == [fx.SaveSession(None)]
+    if end is TurnEnd.AUTH:  # R6.2: the breaker opens at once, one alert for the login
+        assert of(effects, fx.SaveHealth)[0].health.state is BreakerState.OPEN
+        assert [e.key for e in of(effects, fx.Escalate)] == ["auth", "breaker:webui"]
+        assert "auth expired" in (of(effects, fx.Escalate)[0].alert or "")
+
+
+def test_r3_4_a_healthy_run_hands_back_only_unanswered_messages() -> None:
+    """R3.4: answered messages are done with; a later failure requeues only the rest."""
+    run = running(queued=(nudge(1), nudge(2)), healthy=True)
+    run.saw(OK, Health(), T0 + 1)  # answers the first; the second's turn hangs
+    effects = run.tick(Health(), T0 + 1 + 900)
+    assert of(effects, fx.Requeue) == [fx.Requeue((nudge(2),))]
+
+
+def test_r4_10_after_a_session_is_forgotten_the_next_start_is_fresh() -> None:
+    """R4.10: after "No conversation found" the exit retries and the start is a spawn."""
+    run = running(session_id="sid")
+    run.saw(UNKNOWN, Health(), T0 + 1)
+    assert of(run.exited(1, [], Health(), T0 + 2), fx.Kick) == [fx.Kick()]
+    assert run.nudged([nudge(1)], Health(), T0 + 3) == [fx.Spawn(2, None)]
+
+
+def test_r5_3_quarantined_text_is_logged_not_posted() -> None:
+    """R5.3: text held when the turn fails is never a Post; it is logged."""
+    run = running(healthy=True)
+    assert run.saw(AssistantText("API Error: 500"), Health(), T0 + 1) == []
+    effects = run.saw(ERROR, Health(), T0 + 2)
+    assert of(effects, fx.Post) == []
+    assert any("withheld" in e.text for e in of(effects, fx.Log))
+
+
+def test_r3_2_init_with_a_new_session_id_is_saved() -> None:
+    """R3.2: the session id the CLI reports is the one resumed next time."""
+    run = running()
+    assert run.saw(Init("other", "model"), Health(), T0 + 1) == [fx.SaveSession("other")]
+    assert run.saw(Init("other", "model"), Health(), T0 + 2) == []
+
+
+# --- the timer table (R4.1, R4.5, R4.8, R5.2) ---------------------------------------------------
+
+
+def test_timer_table_covers_every_phase() -> None:
+    assert set(TIMERS) >= {(s, False) for s in RunState}
+
+
+TIMER_ROWS = {
+    # (healthy, in a turn, time after T0) -> (effects, state after)
+    "r4_5-not-yet-healthy": (False, False, 59, [], RunState.RUNNING),
+    "r4_5-healthy-after-60s": (False, False, 60, [fx.SaveHealth], RunState.RUNNING),
+    "r4_8-in-turn-not-yet-hung": (True, True, 899, [], RunState.RUNNING),
+    "r4_8-hung-turn-fails-alerts-kills": (True, True, 900,
+                                          [fx.SaveHealth, fx.SaveError, fx.Requeue,
+                                           fx.TellBlocked, fx.Alert, fx.Kill],
+                                          RunState.STOPPING),
+    "r4_8-idle-not-yet": (True, False, 1799, [], RunState.RUNNING),
+    "r4_8-idle-stop": (True, False, 1800, [fx.Terminate], RunState.STOPPING),
+}
+
+
+@pytest.mark.parametrize(("healthy", "in_turn", "after", "expected", "state"),
+                         TIMER_ROWS.values(), ids=TIMER_ROWS.keys())
+def test_timer_rules_row_by_row(healthy: bool, in_turn: bool, after: float,
+                                expected: list[type], state: RunState) -> None:
+    """R4.5, R4.8: what the time does to a running session."""
+    run = running(healthy=healthy, queued=(nudge(1),) if in_turn else ())
+    assert run.next_deadline(Health()) == T0 + min(
+        [60] * (not healthy) + ([900] if in_turn else [1800]))
+    effects = run.tick(Health(), T0 + after)
+    assert kinds(effects) == expected
+    assert run.state is state
+    if fx.Alert in expected:
+        assert "hung" in of(effects, fx.Alert)[0].text
+        assert run.stop_reason is StopReason.HUNG
+
+
+def test_r4_8_a_hung_turn_is_counted_once_even_when_the_timer_fires_again() -> None:
+    """R4.8: while the kill is in flight the timers leave the run alone."""
+    run = running(healthy=True)
+    assert fx.Kill in kinds(run.tick(Health(), T0 + 900))
+    assert run.tick(Health(), T0 + 901) == [] and run.next_deadline(Health()) is None
+
+
+def test_r5_2_flush_deadline_posts_a_batch() -> None:
+    """R5.2: proven text waits at most flush_interval_s."""
+    run = running(healthy=True)
+    run.saw(AssistantText("part 1"), Health(), T0 + 1)
+    run.saw(ToolUse("t1", "Bash"), Health(), T0 + 1)
+    assert run.next_deadline(Health()) == T0 + 3
+    assert run.tick(Health(), T0 + 3) == [fx.Post("part 1", 0)]
+
+
+def test_r4_1_always_on_lead_is_restarted_when_allowed() -> None:
+    """R4.1: a stopped always_on lead is kicked with start once its gate allows it."""
+    run = running(always_on=True, healthy=True)
+    run.stop_requested(StopReason.ADMIN)
+    run.exited(0, [], Health(), T0 + 10)
+    h, _ = failed(Health(), T0 + 10, policy(CFG, AgentKind.LEAD), "x")
+    assert run.next_deadline(h) == T0 + 130
+    assert run.tick(h, T0 + 129) == []
+    assert fx.Kick(start=True) in run.tick(h, T0 + 130)
+    assert run.next_deadline(Health(), closing=True) is None  # R4.9: no restarts on the way out
+
+
+def test_a_stopped_run_without_a_queue_or_always_on_has_no_deadline() -> None:
+    """The timer sleeps for ever for an idle crew (issue 8 item 6)."""
+    run = running(healthy=True)
+    run.stop_requested(StopReason.IDLE)
+    run.exited(0, [], Health(), T0 + 1800)
+    assert run.next_deadline(Health()) is None
+
+
+# --- stops, admin, illegal transitions --------------------------------------------------------
+
+
+def test_r4_9_shutdown_takes_over_a_stop_in_flight() -> None:
+    """R4.9: a shutdown waits for every exit, also of a run already being stopped."""
+    run = running(healthy=True)
+    assert run.stop_requested(StopReason.IDLE) == [fx.Terminate()]
+    assert run.stop_requested(StopReason.ADMIN) == []
+    assert run.stop_requested(StopReason.SHUTDOWN) == [fx.Terminate()]
+    assert run.stop_reason is StopReason.SHUTDOWN
+
+
+def test_r6_4_restart_skips_a_cooldown_but_not_an_open_breaker() -> None:
+    """R6.4: an admin's restart clears a cooldown; an open breaker needs `reset`."""
+    h, _ = failed(Health(), T0, policy(CFG, AgentKind.LEAD), "x")
+    run = AgentRun(LEAD, CFG)
+    assert run.admin_restart(Health(), T0) == []
+    assert run.admin_restart(h, T0 + 1) == [fx.SaveHealth(replace(h, cooldown_until=0.0))]
+    opened, _ = failed(h, T0, policy(CFG, AgentKind.LEAD), "x", auth=True)
+    assert run.admin_restart(opened, T0 + 1) is None
+
+
+def test_r6_4_status_state_says_why_a_stopped_agent_waits() -> None:
+    """R6.4: `status` shows a blocked stopped agent as cooling down or paused."""
+    h, _ = failed(Health(), T0, policy(CFG, AgentKind.LEAD), "x")
+    opened, _ = failed(h, T0, policy(CFG, AgentKind.LEAD), "x", auth=True)
+    assert status_state(RunState.STOPPED, h, T0) == "cooling down"
+    assert status_state(RunState.STOPPED, opened, T0) == "paused"
+    assert status_state(RunState.RUNNING, h, T0) == "running"
+    assert status_state(RunState.STOPPED, h, T0 + 120) == "stopped"
+
+
+ILLEGAL = {
+    "started-while-stopped": lambda run: run.started("sid", 1, T0),
+    "started-while-running": lambda run: (running().started("sid", 1, T0)),
+    "start-failed-while-running": lambda run: running().start_failed("x", Health(), T0),
+    "event-for-a-stopped-run": lambda run: run.saw(OK, Health(), T0),
+    "exit-of-a-stopped-run": lambda run: run.exited(0, [], Health(), T0),
+    "wrote-while-stopped": lambda run: run.wrote([nudge(1)], T0),
+}
+
+
+@pytest.mark.parametrize("call", ILLEGAL.values(), ids=ILLEGAL.keys())
+def test_an_illegal_transition_raises(call) -> None:
+    """An event that cannot happen in the run's state is a LifecycleError, not a no-op."""
+    with pytest.raises(LifecycleError):
+        call(AgentRun(LEAD, CFG))
+
+
+def test_exit_outcomes_are_all_used() -> None:
+    assert set(AFTER_EXIT.values()) == set(ExitOutcome)
+    assert set(AFTER_TURN.values()) == set(TurnOutcome)
