@@ -78,13 +78,24 @@ class ExitOutcome(Enum):
 
 
 AFTER_EXIT: dict[tuple[StopReason | None, bool], ExitOutcome] = {
-    (None, False): ExitOutcome.COUNT_FAILURE,
-    (None, True): ExitOutcome.RESTART_IF_WANTED,
-    **{(StopReason.UNKNOWN_SESSION, h): ExitOutcome.RETRY_FRESH for h in (False, True)},
-    **{(r, h): ExitOutcome.DELIVER_QUEUE for h in (False, True)
-       for r in (StopReason.ADMIN, StopReason.IDLE, StopReason.TASK_DONE)},
-    **{(r, h): ExitOutcome.STAY_STOPPED for h in (False, True)
-       for r in (StopReason.SHUTDOWN, StopReason.RESTART, StopReason.FAILED, StopReason.HUNG)},
+    (None, False):                        ExitOutcome.COUNT_FAILURE,
+    (None, True):                         ExitOutcome.RESTART_IF_WANTED,
+    (StopReason.UNKNOWN_SESSION, False):  ExitOutcome.RETRY_FRESH,
+    (StopReason.UNKNOWN_SESSION, True):   ExitOutcome.RETRY_FRESH,
+    (StopReason.ADMIN, False):            ExitOutcome.DELIVER_QUEUE,
+    (StopReason.ADMIN, True):             ExitOutcome.DELIVER_QUEUE,
+    (StopReason.IDLE, False):             ExitOutcome.DELIVER_QUEUE,
+    (StopReason.IDLE, True):              ExitOutcome.DELIVER_QUEUE,
+    (StopReason.TASK_DONE, False):        ExitOutcome.DELIVER_QUEUE,
+    (StopReason.TASK_DONE, True):         ExitOutcome.DELIVER_QUEUE,
+    (StopReason.RESTART, False):          ExitOutcome.STAY_STOPPED,
+    (StopReason.RESTART, True):           ExitOutcome.STAY_STOPPED,
+    (StopReason.SHUTDOWN, False):         ExitOutcome.STAY_STOPPED,
+    (StopReason.SHUTDOWN, True):          ExitOutcome.STAY_STOPPED,
+    (StopReason.FAILED, False):           ExitOutcome.STAY_STOPPED,
+    (StopReason.FAILED, True):            ExitOutcome.STAY_STOPPED,
+    (StopReason.HUNG, False):             ExitOutcome.STAY_STOPPED,
+    (StopReason.HUNG, True):              ExitOutcome.STAY_STOPPED,
 }
 """(why it was stopping — None: nobody asked, whether it had proven healthy) -> outcome."""
 
