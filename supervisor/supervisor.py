@@ -361,7 +361,10 @@ class Supervisor:
             if self._wake_at is not None and self._wake_at <= self._ticked_at:
                 self._wake_at = self._ticked_at + TICK_MIN_S  # due work still in flight
             await self._sleep(self._wake_at)
-            if self._wake_at is not None and self.clock.now() >= self._wake_at:
+            due = self._next_deadline()  # a deadline may have moved later while we slept
+            now = self.clock.now()
+            if self._wake_at is not None and now >= self._wake_at and due is not None \
+                    and due <= now:
                 try:
                     await self.tick()
                 except Exception:

@@ -457,3 +457,32 @@ async def test_r4_1_always_on_lead_starts_at_start_up_others_wait_for_a_message(
         assert bot.received() == []
     finally:
         await bot.stop()
+
+
+async def test_idle_timer_sleeps_until_its_next_deadline(tmp_path: Path) -> None:
+    """Issue 8 item 6, R4.8: with no agent running the supervisor's timer never fires; with
+    one idle lead it fires once, at the idle stop, however much time passes before it."""
+    bot = await start_bot(tmp_path)
+    supervisor = bot.app.supervisor
+    ticks = 0
+    tick = supervisor.tick
+
+    async def counted() -> None:
+        nonlocal ticks
+        ticks += 1
+        await tick()
+
+    supervisor.tick = counted  # type: ignore[method-assign]
+    try:
+        await bot.clock.advance(3600)
+        assert ticks == 0
+        await bot.say("general", "hello")
+        await until(lambda: any("got it" in t for t in bot.rec.in_room("general")), what="reply")
+        await bot.clock.advance(1700)  # the turn proved it healthy; idle stop is at 1800 s
+        assert ticks == 0 and state(bot, "general") == "running"
+        await bot.clock.advance(200)
+        await until(lambda: state(bot, "general") == "stopped", what="idle stop")
+        await bot.clock.advance(3600)
+        assert ticks == 1
+    finally:
+        await bot.stop()
