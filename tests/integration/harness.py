@@ -22,6 +22,8 @@ from bridges.base import EventSink, Inbound
 from tests.support.botproc import write_config
 
 _ids = itertools.count(1)
+SETTLE_ROUNDS = 20
+"""Event-loop rounds that let the bot read a pipe's waiting lines (no time passes)."""
 
 
 @dataclass
@@ -82,7 +84,14 @@ class Bot:
         return [r for r in rows if agent is None or r.get("agent") == agent]
 
     async def tick(self, seconds: float) -> None:
-        """Advance fake time and let the supervisor's timers run."""
+        """Advance fake time and let the supervisor's timers run.
+
+        Output the agents wrote before the jump is read first: read during it, it would be
+        stamped with a time inside the jump (the timer's sleep wakes at its deadlines there)
+        and look like output that came later, so a hung turn would seem to have just spoken.
+        """
+        for _ in range(SETTLE_ROUNDS):
+            await asyncio.sleep(0)
         await self.clock.advance(seconds)
         await self.app.supervisor.tick()
 

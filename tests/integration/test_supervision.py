@@ -228,7 +228,7 @@ async def test_r4_10_unknown_session_on_resume_spawns_fresh(tmp_path: Path) -> N
     bot.log = tmp_path / "a.jsonl"
     try:
         await bot.say("general", "hello")
-        await until(lambda: len(bot.received("general")) == 1, what="first")
+        await until(lambda: any("got it" in t for t in bot.rec.in_room("general")), what="reply")
         first = bot.received("general")[0]["session_id"]
         await bot.tick(1801)  # idle stop keeps the session id
         await until(lambda: state(bot, "general") == "stopped", what="idle stop")
