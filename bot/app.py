@@ -110,7 +110,8 @@ class App:
         self.supervisor = Supervisor(
             self.store, self.clock, self.config.agent, self,
             socket_path=self.socket_path.resolve(),
-            always_on=[c.name for c in self.config.channels if c.always_on])
+            always_on=[c.name for c in self.config.channels if c.always_on],
+            withheld_env=self.config.env_refs)
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
                                   lambda text: self.notice(self.crew.admin, text), self.notice,
                                   self._spawn, self.clock.now)

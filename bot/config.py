@@ -123,6 +123,9 @@ AGENT = Section(AgentConfig, (
     Field("max_hops", K.INT, positive),
     Field("login_command", K.STRLIST, non_empty),
     Field("login_timeout_s", K.NUMBER, positive),
+    Field("max_live_agents", K.INT, positive),
+    Field("shutdown_grace_s", K.NUMBER, non_negative),
+    Field("max_turn_output_chars", K.INT, positive),
 ))
 CHANNEL = Section(ChannelConfig, (
     Field("name", K.STR, channel_name),

@@ -50,6 +50,9 @@ from supervisor.protocol import (
 from supervisor.redact import redact
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
 
+ERROR_TAIL_LINES = 10
+"""The last stderr lines a failure's error keeps (the session keeps up to 64 KiB of them)."""
+
 
 class LifecycleError(RuntimeError):
     """An event that cannot happen in the run's current state: a bug in the caller."""
@@ -192,7 +195,7 @@ class AgentRun:
         self.run_id = 0  # one per start; also the count of starts
         self.pid: int | None = None
         self.stop_reason: StopReason | None = None
-        self.output = TurnOutput(cfg.flush_interval_s)
+        self.output = TurnOutput(cfg.flush_interval_s, cfg.max_turn_output_chars)
         self.started_at = self.last_activity = self.last_output = self.stopped_at = 0.0
         self.pending_turns = 0
         self.healthy = False
@@ -241,7 +244,7 @@ class AgentRun:
         self.pending_turns = 0
         self.delivered = []
         self.queue_retry_at = None
-        self.output = TurnOutput(self.cfg.flush_interval_s)
+        self.output = TurnOutput(self.cfg.flush_interval_s, self.cfg.max_turn_output_chars)
         self.resuming = action.session_id if isinstance(action, Resume) else None
         return [*effects, fx.Spawn(self.run_id, self.resuming)]
 
@@ -305,7 +308,7 @@ class AgentRun:
         self.stopped_at = now
         outcome = AFTER_EXIT[(reason, self.healthy)]
         if outcome is ExitOutcome.COUNT_FAILURE:
-            tail = " | ".join(stderr_tail)
+            tail = " | ".join(stderr_tail[-ERROR_TAIL_LINES:])
             detail = f"exited with status {code} after {uptime:.1f}s"
             return effects + self._fail(f"{detail}: {tail}" if tail else detail, health, now)
         if outcome is ExitOutcome.RESTART_IF_WANTED:
@@ -498,6 +501,10 @@ class AgentRun:
             fx.Log(logging.WARNING, f"{self.name}: withheld from #{self.spec.channel} "
                                  f"({q.reason.value}): {redact(q.text)[:300]}")
             for q in self.output.take_quarantined()]
+        effects += [  # R5.8: what passed the turn's cap is in the log whole
+            fx.Log(logging.INFO, f"{self.name}: over the turn's output cap, not posted to "
+                                 f"#{self.spec.channel}: {text}")
+            for text in self.output.take_withheld()]
         return effects + [fx.Post(text, self.hops) for text in texts]
 
     def _expect(self, *states: RunState, event: str) -> None:

@@ -56,6 +56,9 @@ class AgentConfig:
     max_hops: int = 8
     login_command: tuple[str, ...] = ("claude", "auth", "login")
     login_timeout_s: float = 300
+    max_live_agents: int = 16  # R3.7
+    shutdown_grace_s: float = 10  # R4.9
+    max_turn_output_chars: int = 40_000  # R5.8
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import shutil
 import signal
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from supervisor.protocol import AgentEvent, encode_user_message, parse_line
@@ -28,6 +28,36 @@ log = logging.getLogger(__name__)
 STREAM_FLAGS = ("-p", "--input-format", "stream-json", "--output-format", "stream-json",
                 "--verbose")
 LINE_LIMIT = 64 * 1024 * 1024  # one stream-json line can carry a whole tool result
+
+
+STDERR_TAIL_BYTES = 64 * 1024
+STDERR_LINE_CHARS = 500
+
+
+class StderrTail:
+    """The last `STDERR_TAIL_BYTES` of an agent's stderr, as lines (R5.8).
+
+    An agent may print megabytes of warnings; what an alert needs is the end. Each line is
+    cut to `STDERR_LINE_CHARS`, and the oldest lines go once the total passes the bound.
+    """
+
+    def __init__(self, limit_bytes: int = STDERR_TAIL_BYTES) -> None:
+        self.limit_bytes = limit_bytes
+        self._lines: deque[str] = deque()
+        self._bytes = 0
+
+    def append(self, line: str) -> None:
+        line = line[:STDERR_LINE_CHARS]
+        self._lines.append(line)
+        self._bytes += len(line.encode("utf-8", "replace"))
+        while self._bytes > self.limit_bytes and len(self._lines) > 1:
+            self._bytes -= len(self._lines.popleft().encode("utf-8", "replace"))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
 
 
 class SpawnError(Exception):
@@ -71,7 +101,7 @@ class Session:
         self._on_exit = on_exit
         self._proc: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task] = []
-        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.stderr_tail = StderrTail()
         self.exited = asyncio.Event()
         self.returncode: int | None = None
 
@@ -168,8 +198,8 @@ class Session:
         while line := await self._proc.stderr.readline():
             text = line.decode("utf-8", "replace").rstrip()
             if text:
-                self.stderr_tail.append(text[:500])
-                log.debug("%s stderr: %s", self.name, text)
+                self.stderr_tail.append(text)
+                log.debug("%s stderr: %s", self.name, text[:STDERR_LINE_CHARS])
 
     async def _wait(self) -> None:
         assert self._proc is not None

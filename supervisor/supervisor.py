@@ -27,13 +27,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor import alerts, breaker, leftovers
 from supervisor import effects as fx
 from supervisor import lifecycle as lc
+from supervisor.environment import agent_environment
 from supervisor.lifecycle import AgentRun, StopReason, health_key
 from supervisor.ports import AgentConfig, AgentSpec, AgentStatus, AgentStore, Clock, Host
 from supervisor.protocol import AgentEvent
@@ -69,12 +70,14 @@ class Runtime:
 
 class Supervisor:
     def __init__(self, store: AgentStore, clock: Clock, cfg: AgentConfig, host: Host,
-                 *, socket_path: Path, always_on: Iterable[str] = ()):
+                 *, socket_path: Path, always_on: Iterable[str] = (),
+                 withheld_env: Collection[str] = ()):
         self.store = store
         self.clock = clock
         self.cfg = cfg
         self.host = host
         self.socket_path = socket_path
+        self.withheld_env = frozenset(withheld_env)  # the config's ${NAME}s (R10.5)
         self.always_on = set(always_on)
         self._runtimes: dict[str, Runtime] = {}
         self._healths: dict[str, breaker.Health] = {}
@@ -440,6 +443,8 @@ class Supervisor:
         return h
 
     def _env(self, spec: AgentSpec) -> dict[str, str]:
-        """The agent's environment: ours, the config's, and who it is (R10.4)."""
-        return {**os.environ, **self.cfg.env, **spec.env,
-                "CREWBRIDGE_SOCKET": str(self.socket_path), "CREWBRIDGE_AGENT": spec.name}
+        """The agent's environment: none of the bot's secrets, and who it is (R10.4, R10.5)."""
+        return agent_environment(
+            os.environ, withheld=self.withheld_env, configured={**self.cfg.env, **spec.env},
+            identity={"CREWBRIDGE_SOCKET": str(self.socket_path),
+                      "CREWBRIDGE_AGENT": spec.name})

@@ -47,3 +47,16 @@ def test_r10_4_identity_wins_over_anything_configured() -> None:
     env = agent_environment(INHERITED, withheld=(), configured={"CREWBRIDGE_AGENT": "bot"},
                             identity=IDENTITY)
     assert env["CREWBRIDGE_AGENT"] == "webui"
+
+
+def test_r5_8_stderr_is_kept_as_a_bounded_tail() -> None:
+    """R5.8: an agent that prints megabytes to stderr costs at most 64 KiB of it."""
+    from supervisor.session import STDERR_TAIL_BYTES, StderrTail
+
+    tail = StderrTail()
+    for i in range(20_000):
+        tail.append(f"warning {i}: " + "w" * 600)
+    lines = list(tail)
+    assert sum(len(line.encode()) for line in lines) <= STDERR_TAIL_BYTES
+    assert lines[-1].startswith("warning 19999:") and all(len(x) <= 500 for x in lines)
+    assert len(lines) == STDERR_TAIL_BYTES // 500

@@ -1,0 +1,69 @@
+"""A hostile or careless agent, and another local user, against a real `crewbridge run`
+(R8.6, R10.5)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
+
+UNRELATED_PLATFORM_TOKEN = "xapp-1-NOT-READ-BY-THE-CONFIG-424242"
+PROMPT_SECRET = "prompt-secret-value-8675309"
+CHOSEN_TOKEN = "ghp_chosen-for-agents-0123456789"
+
+
+def test_r10_5_an_agent_that_prints_its_environment_leaks_no_secret(tmp_path: Path) -> None:
+    """R10.5: a lead asked to print its environment (`fake:env`) shows no SLACK_*/MATRIX_*
+    variable and no `${NAME}` the config reads; what `[agent] env` names explicitly is
+    passed to it, yet its value is `[redacted]` in the post, the log and the store."""
+    data = short_data_dir()
+    config = write_config(
+        tmp_path / "c.toml", data_dir=data,
+        agent={"env": {"GITHUB_TOKEN": "${GH_TOKEN}"}},
+        channels=[{"name": "webui", "prompt": "Be kind. ${PROMPT_SECRET}"}])
+    env = {"SLACK_APP_TOKEN": UNRELATED_PLATFORM_TOKEN, "MATRIX_ACCESS_TOKEN": "syt_abcdef123",
+           "PROMPT_SECRET": PROMPT_SECRET, "GH_TOKEN": CHOSEN_TOKEN}
+    bot = BotProcess(config, env=env, log_level="debug")
+    try:
+        bot.wait_ready()
+        bot.send("#webui fake:env")
+        bot.wait_for(lambda line: "PATH=" in line)
+        bot.wait_for(lambda line: "GITHUB_TOKEN=" in line)
+        assert bot.terminate() == 0
+        posted = bot.output()
+        assert "CREWBRIDGE_AGENT=webui" in posted  # the agent's own identity is there
+        assert "GITHUB_TOKEN=[redacted]" in posted  # passed on purpose, hidden when posted
+        for leaked in ("SLACK_APP_TOKEN", "MATRIX_ACCESS_TOKEN", "PROMPT_SECRET=",
+                       "GH_TOKEN=", UNRELATED_PLATFORM_TOKEN, PROMPT_SECRET, CHOSEN_TOKEN):
+            assert leaked not in posted, leaked
+        log = bot.stderr
+        assert "crewbridge is running" in log  # the log was written
+        assert PROMPT_SECRET not in log and CHOSEN_TOKEN not in log
+        stored = b"".join(p.read_bytes() for p in data.iterdir() if p.is_file())
+        assert PROMPT_SECRET.encode() not in stored and CHOSEN_TOKEN.encode() not in stored
+    finally:
+        bot.close()
+        cleanup_data_dir(data)
+
+
+def test_r8_6_another_local_user_cannot_read_the_data_directory(tmp_path: Path) -> None:
+    """R8.6: after a run, the data directory is 0700 and the database, its WAL and the
+    control socket are 0600 — whatever the umask the bot was started with."""
+    data = short_data_dir()
+    data.chmod(0o755)  # as an older release, or mkdir, would have left it
+    config = write_config(tmp_path / "c.toml", data_dir=data)
+    bot = BotProcess(config, env={})
+    try:
+        bot.wait_ready()
+        bot.send("#general hello")
+        bot.wait_for(lambda line: line.startswith("#general general: "))
+        modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in data.iterdir()}
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert {"crewbridge.db", "crewbridge.db-wal", "control.sock"} <= set(modes), modes
+        assert all(m & 0o077 == 0 for m in modes.values()), modes
+        assert modes["crewbridge.db"] == 0o600
+        assert bot.terminate() == 0
+    finally:
+        bot.close()
+        cleanup_data_dir(data)
