@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import sqlite3
 import sys
 from collections.abc import Coroutine
 from typing import Any, TextIO
 
-from bot import control_ops
+from bot import control_ops, datadir
 from bot.admin_ops import AdminOps
 from bot.clock import SystemClock
 from bot.commands import TaskCreate, TaskDone
 from bot.config import Config
-from bot.control import ControlError, ControlServer
+from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
 from bot.crew import Crew, worker_name
 from bot.inbound import (
     AttachDm,
@@ -41,7 +42,16 @@ from bot.inbound import (
     TrackConnection,
     classify,
 )
-from bot.model import ChannelKind, Message, Nudge, Platform, PostKind, RoomRef, dm_channel_of
+from bot.model import (
+    BOT_NAME,
+    ChannelKind,
+    Message,
+    Nudge,
+    Platform,
+    PostKind,
+    RoomRef,
+    dm_channel_of,
+)
 from bot.outage import OutageTracker
 from bot.outbox import Outbox
 from bot.rooms import Rooms, wanted_rooms
@@ -49,13 +59,13 @@ from bot.routing import Notice, route
 from bot.store import NewPost, Store
 from bot.wiring import build_bridges
 from bridges.base import Bridge, BridgeEvent, ConnectionChanged, Inbound, RoomUnresolvable
+from supervisor.environment import new_token
 from supervisor.ports import AgentKind, AgentSpec, Clock
 from supervisor.redact import SECRETS
 from supervisor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
-BOT_NAME = "crewbridge"
 DRAIN_AT_EOF_S = 30
 
 
@@ -115,7 +125,11 @@ class App:
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
                                   lambda text: self.notice(self.crew.admin, text), self.notice,
                                   self._spawn, self.clock.now)
-        self.control = ControlServer(self.socket_path, lambda req: control_ops.handle(self, req))
+        self.operator_token = new_token()
+        datadir.write_private(self.data_dir / OPERATOR_TOKEN_FILE, self.operator_token)
+        self.control = ControlServer(self.socket_path,
+                                     lambda req, caller: control_ops.handle(self, req, caller),
+                                     self._authorize)
         try:
             await self.control.start()
         except ControlError as e:
@@ -327,6 +341,13 @@ class App:
         rooms = [r for r in self.rooms.rooms_of(self.crew.admin) if r.platform != skip]
         await self.outbox.add(NewPost(r.platform, r.room, f"{BOT_NAME}: {text}", PostKind.ALERT)
                               for r in rooms)
+
+    def _authorize(self, token: str) -> Caller | None:
+        """Whom a control-socket token speaks for (R10.4): the operator or one agent."""
+        if hmac.compare_digest(token, self.operator_token):
+            return Caller(agent=None)
+        agent = self.supervisor.tokens.agent_of(token)
+        return Caller(agent) if agent is not None else None
 
     def has_open_task(self, name: str) -> bool:
         return self.crew.has_open_task(name)

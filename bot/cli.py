@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Config, ConfigError, load_config
-from bot.control import ControlError, request
+from bot.control import ControlError, read_operator_token, request
 from supervisor.redact import ScrubbingFilter
 
 EXIT_FAILURE = 1
@@ -107,10 +107,11 @@ def socket_path(args: argparse.Namespace) -> Path:
 
 
 def _call(args: argparse.Namespace, payload: dict[str, Any]) -> Any:
-    agent = os.environ.get("CREWBRIDGE_AGENT")
-    if agent:
-        payload["agent"] = agent
-    return request(socket_path(args), payload)
+    """One request as whom this process is: an agent by its own token, else the operator
+    by the token the bot keeps in its data directory (R10.4)."""
+    path = socket_path(args)
+    token = os.environ.get("CREWBRIDGE_TOKEN") or read_operator_token(path.parent)
+    return request(path, {**payload, "token": token})
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from bot.config_reader import (
     positive,
     url,
 )
-from bot.model import DM_PREFIX
+from bot.model import DM_PREFIX, RESERVED_NAMES
 from bridges.settings import MatrixConfig, SlackConfig, SlackMode
 from supervisor.ports import AgentConfig
 
@@ -161,7 +161,6 @@ MATRIX = Section(MatrixConfig, (
     Field("allow_invites_from", K.STRLIST),
 ))
 CONSOLE = Section(ConsoleConfig, (Field("enabled", K.BOOL),))
-RESERVED_NAMES = ("all", "lead")  # mention words with a fixed meaning (R2.2, R2.3)
 
 
 TOP_LEVEL = {"bot", "agent", "channel", "admin", "slack", "matrix", "console"}

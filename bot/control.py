@@ -1,9 +1,14 @@
 """The local control socket: how `crewbridge post|task|status` reach the running bot (R7.2).
 
 A Unix socket in the data directory, readable only by the bot's user. One request per
-connection, one JSON object per line each way: `{"op": ..., ...}` in,
-`{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}` out. Agents find the
-socket and their own name in `CREWBRIDGE_SOCKET` and `CREWBRIDGE_AGENT` (R10.4).
+connection, one JSON object per line each way: `{"op": ..., "token": ..., ...}` in,
+`{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}` out.
+
+Every request carries a token, and the bot acts as whom the token names (R10.4): an agent's
+own token (`CREWBRIDGE_TOKEN`, given to each agent process) makes it that agent whatever the
+request claims; the operator token (a file in the data directory only the bot's user can
+read) makes it the host operator; anything else is refused. Agents find the socket in
+`CREWBRIDGE_SOCKET`.
 
 Every local process that can reach the socket is a client, agents among them, so the server
 bounds what a client can hold (R10.6): at most `max_connections` at once, `read_timeout_s`
@@ -22,12 +27,24 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+OPERATOR_TOKEN_FILE = "operator.token"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Whom a request speaks for: an agent, or (agent None) the host operator."""
+
+    agent: str | None
+
+
+Authorize = Callable[[str], Caller | None]
+Handler = Callable[[dict[str, Any], Caller], Awaitable[Any]]
 MAX_CONNECTIONS = 64
 READ_TIMEOUT_S = 10.0
 MAX_REQUEST = 1024 * 1024
@@ -62,10 +79,12 @@ class ControlError(Exception):
 
 
 class ControlServer:
-    def __init__(self, path: Path, handler: Handler, *, max_connections: int = MAX_CONNECTIONS,
-                 read_timeout_s: float = READ_TIMEOUT_S, max_request: int = MAX_REQUEST):
+    def __init__(self, path: Path, handler: Handler, authorize: Authorize, *,
+                 max_connections: int = MAX_CONNECTIONS, read_timeout_s: float = READ_TIMEOUT_S,
+                 max_request: int = MAX_REQUEST):
         self.path = path
         self.handler = handler
+        self.authorize = authorize
         self.max_connections = max_connections
         self.read_timeout_s = read_timeout_s
         self.max_request = max_request
@@ -135,7 +154,16 @@ class ControlServer:
             request = json.loads(line)
             if not isinstance(request, dict) or not isinstance(request.get("op"), str):
                 raise ValueError("a request is a JSON object with an \"op\"")
-            return {"ok": True, "result": await self.handler(request)}
+            token = request.pop("token", None)
+            caller = self.authorize(token) if isinstance(token, str) else None
+            if caller is None:
+                line = self._refusals.refused("no valid token", time.monotonic())
+                if line is not None:
+                    log.warning("%s", line)
+                return {"ok": False, "error": "not authorized: run `crewbridge` as an agent "
+                        "of this bot, or as the bot's own user on its host (the operator "
+                        "token is in the data directory)"}
+            return {"ok": True, "result": await self.handler(request, caller)}
         except ControlError as e:
             return {"ok": False, "error": str(e)}
         except (ValueError, UnicodeDecodeError) as e:
@@ -171,6 +199,18 @@ def _alive(path: Path) -> bool:
         except OSError:
             return False
     return True
+
+
+def read_operator_token(data_dir: Path) -> str:
+    """The operator token the running bot wrote; a clear error when it cannot be read."""
+    path = data_dir / OPERATOR_TOKEN_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ControlError(f"crewbridge is not running (no {path})") from None
+    except OSError as e:
+        raise ControlError(f"cannot read the operator token {path}: {e.strerror or e}; run "
+                           "crewbridge as the bot's own user") from None
 
 
 def request(path: Path, payload: dict[str, Any], timeout_s: float = 30.0) -> Any:

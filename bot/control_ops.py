@@ -7,18 +7,19 @@ import uuid
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from bot.control import ControlError
-from bot.model import NAME, ChannelKind, Platform, worker_of_dm
+from bot.control import Caller, ControlError
+from bot.model import NAME, RESERVED_NAMES, ChannelKind, Platform, worker_of_dm
 from bridges.base import Inbound
 
 if TYPE_CHECKING:
     from bot.app import App
 
 
-async def handle(app: App, req: dict[str, Any]) -> Any:
+async def handle(app: App, req: dict[str, Any], caller: Caller) -> Any:
+    """Carry out `req` for `caller`: the agent its token names, never one it claims."""
     await app.ready.wait()
     op = req["op"]
-    agent = req.get("agent") or None
+    agent = caller.agent
     if op == "post":
         return await _post(app, req, agent)
     if op == "task_create":
@@ -39,12 +40,14 @@ async def _post(app: App, req: dict[str, Any], agent: str | None) -> str:
     text = str(req.get("text", ""))
     if not NAME.fullmatch(channel) or not text.strip():
         raise ControlError("usage: crewbridge post <channel> <text>")
+    if channel in RESERVED_NAMES:
+        raise ControlError(f"#{channel} is a reserved name, not a channel")
     special = channel == app.crew.admin or worker_of_dm(channel) is not None
     if special and channel not in app.crew.channels:
         raise ControlError(f"there is no channel #{channel}")
     await app.ensure_channel(channel, ChannelKind.TOPIC)  # R1.1: created on first post
     if agent:
-        await app.agent_posted(agent, channel, text, app.supervisor.hops_of(agent))
+        await app.agent_posted(agent, channel, text, app.supervisor.cli_post_hops(agent))
     else:
         # A person posting from the host's shell: stored and routed like a chat message.
         user = str(req.get("user") or "cli")

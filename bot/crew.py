@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from bot.config import Config
-from bot.model import NAME, ChannelKind, dm_channel_of
+from bot.model import NAME, RESERVED_NAMES, ChannelKind, dm_channel_of
 from bot.routing import Directory
 from bot.store import TaskRow
 from supervisor.ports import AgentKind, AgentSpec
@@ -94,7 +94,7 @@ class Crew:
 
     def task_problem(self, subject: str, channel: str, assignee: str) -> str | None:
         """Why a task cannot be created as asked (R7.2), or None when it can."""
-        if not NAME.fullmatch(assignee) or assignee in (self.admin, "all", "lead"):
+        if not NAME.fullmatch(assignee) or assignee in (self.admin, *RESERVED_NAMES):
             return f"{assignee!r} cannot be a worker name"
         if self.is_lead(assignee):
             return f"{assignee} is a channel's lead; workers need their own names"

@@ -34,6 +34,13 @@ def prepare(data_dir: Path) -> None:
                     ", ".join(str(p.relative_to(data_dir)) or "." for p in loosened[:5]))
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by this user alone from its first byte."""
+    create_private(path)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def create_private(path: Path) -> None:
     """Make sure `path` exists as a file only its owner can read, without ever being wider."""
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE))

@@ -46,6 +46,12 @@ class PostKind(StrEnum):
     ALERT = "alert"  # an ops alert for the admin rooms
 
 
+BOT_NAME = "crewbridge"
+"""The author of the bot's own posts; no agent may take the name and look like the bot."""
+RESERVED_NAMES = ("all", "lead", BOT_NAME)
+"""Names no channel or worker may have: mention words with a fixed meaning (R2.2, R2.3), and
+the bot's own (R10.4)."""
+
 DM_PREFIX = "dm-"
 
 

@@ -15,9 +15,42 @@ chat tokens to every room. The rules:
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Collection, Mapping
 
 WITHHELD_PREFIXES = ("SLACK_", "MATRIX_", "CREWBRIDGE_")
+TOKEN_PREFIX = "cbt_"
+"""Every control-socket token starts so: `supervisor.redact.scrub` hides the shape anywhere."""
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class AgentTokens:
+    """Which agent a control-socket token speaks for (R10.4).
+
+    Each agent process gets a token of its own when it is started; the bot acts on the
+    token, never on a name a request claims, so an agent cannot post as another agent, as
+    the bot or as a person. A new start replaces the agent's token, so a dead process's
+    token stops working once its agent runs again.
+    """
+
+    def __init__(self) -> None:
+        self._by_token: dict[str, str] = {}
+        self._by_agent: dict[str, str] = {}
+
+    def issue(self, agent: str) -> str:
+        old = self._by_agent.pop(agent, None)
+        if old is not None:
+            self._by_token.pop(old, None)
+        token = new_token()
+        self._by_token[token] = agent
+        self._by_agent[agent] = token
+        return token
+
+    def agent_of(self, token: str) -> str | None:
+        return self._by_token.get(token)
 
 
 def agent_environment(inherited: Mapping[str, str], *, withheld: Collection[str],

@@ -34,6 +34,8 @@ Directives, found anywhere in a user message (the first one wins):
 ``fake:post=<channel>``         run ``crewbridge post <channel> "<name> posted via CLI"``
                                 and say its exit status
 ``fake:task=<assignee>``        run ``crewbridge task create --assignee <assignee> "<rest>"``
+``fake:post-as=<name>:<channel>`` run ``crewbridge post`` claiming to be ``<name>``
+                                (``CREWBRIDGE_AGENT=<name>``): a hostile agent (R10.4)
 ``fake:garbage``                print a line that is not JSON, then echo as usual
 ``fake:env``                    reply with its whole environment, ``NAME=value`` a line (what
                                 a careless or hostile agent would post, R10.5)
@@ -337,6 +339,15 @@ def do_post(agent: Agent, arg: str, _body: str) -> None:
     agent.result(reply)
 
 
+def do_post_as(agent: Agent, arg: str, _body: str) -> None:
+    name, _, channel = arg.partition(":")
+    status = run_crewbridge(["post", channel, f"{name} says hello (really {agent.name})"],
+                            env={"CREWBRIDGE_AGENT": name})
+    reply = f"{agent.name}: crewbridge post as {name} exited {status}"
+    agent.text(reply)
+    agent.result(reply)
+
+
 def do_task(agent: Agent, arg: str, body: str) -> None:
     match = re.search(r"fake:task=\S*\s*(.*)", body, re.DOTALL)
     subject = (match.group(1) if match else "").strip() or "a task"
@@ -372,6 +383,7 @@ DIRECTIVES: dict[str, Handler] = {
     "big": do_big,
     "say": do_say,
     "post": do_post,
+    "post-as": do_post_as,
     "task": do_task,
     "garbage": do_garbage,
     "env": do_env,
@@ -497,11 +509,13 @@ def crewbridge_command() -> list[str]:
     return [found] if found else ["crewbridge"]
 
 
-def run_crewbridge(args: list[str]) -> int | str:
-    """Run the crewbridge CLI as this agent would; return its exit status (or why it failed)."""
+def run_crewbridge(args: list[str], env: dict[str, str] | None = None) -> int | str:
+    """Run the crewbridge CLI as this agent would (with `env` on top of its own); return its
+    exit status (or why it failed)."""
     try:
         done = subprocess.run(
             [*crewbridge_command(), *args],
+            env={**os.environ, **(env or {})},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -495,6 +495,17 @@ class AgentRun:
         self.state, self.stop_reason = RunState.STOPPING, reason
         return [fx.Kill()]
 
+    def cli_post_hops(self) -> int:
+        """The hop count of a post this agent makes with `crewbridge post` (R2.6, R10.4).
+
+        It continues the chain of the nudge being answered, and each such post counts one
+        more hop: an agent that loops on the CLI stops at the hop limit like a chain of
+        answers does, instead of nudging its colleagues for ever.
+        """
+        hops = self.hops
+        self.hops += 1
+        return hops
+
     def _posts(self, texts: list[str]) -> list[Effect]:
         """Posts the quarantine let through; a log line for each text it held back (R5.3)."""
         effects: list[Effect] = [

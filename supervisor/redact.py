@@ -20,6 +20,8 @@ import logging
 import re
 from collections.abc import Iterable
 
+from supervisor.environment import TOKEN_PREFIX
+
 REDACTED = "[redacted]"
 MIN_SECRET_CHARS = 6
 """Shorter values (a port, `true`) are not secrets worth hiding, and would hide ordinary text."""
@@ -32,6 +34,9 @@ _PATTERNS = [re.compile(p) for p in (
     r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}",
     r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}",
 )]
+
+
+_CONTROL_TOKEN = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{20,}")
 
 
 class Secrets:
@@ -52,6 +57,8 @@ class Secrets:
         for value in self._values:
             if value in text:
                 text = text.replace(value, REDACTED)
+        if TOKEN_PREFIX in text:  # control-socket tokens (R10.4): a shape only we make
+            text = _CONTROL_TOKEN.sub(REDACTED, text)
         return text
 
 

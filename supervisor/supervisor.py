@@ -34,7 +34,7 @@ from pathlib import Path
 from supervisor import alerts, breaker, leftovers
 from supervisor import effects as fx
 from supervisor import lifecycle as lc
-from supervisor.environment import agent_environment
+from supervisor.environment import AgentTokens, agent_environment
 from supervisor.lifecycle import AgentRun, StopReason, health_key
 from supervisor.ports import AgentConfig, AgentSpec, AgentStatus, AgentStore, Clock, Host
 from supervisor.protocol import AgentEvent
@@ -78,6 +78,7 @@ class Supervisor:
         self.host = host
         self.socket_path = socket_path
         self.withheld_env = frozenset(withheld_env)  # the config's ${NAME}s (R10.5)
+        self.tokens = AgentTokens()  # whom a control-socket request speaks for (R10.4)
         self.always_on = set(always_on)
         self._runtimes: dict[str, Runtime] = {}
         self._healths: dict[str, breaker.Health] = {}
@@ -422,10 +423,10 @@ class Supervisor:
             rt = self._runtimes[name] = Runtime(run)
         return rt
 
-    def hops_of(self, name: str) -> int:
-        """The hop count of the nudge `name` is answering: its own posts continue the chain."""
+    def cli_post_hops(self, name: str) -> int:
+        """The hop count for a `crewbridge post` by agent `name`; every such post counts."""
         rt = self._runtimes.get(name)
-        return rt.run.hops if rt else 0
+        return rt.run.cli_post_hops() if rt else 0
 
     def refresh_spec(self, spec: AgentSpec) -> None:
         """A worker got a new task: later starts use it (and its health key)."""
@@ -447,4 +448,5 @@ class Supervisor:
         return agent_environment(
             os.environ, withheld=self.withheld_env, configured={**self.cfg.env, **spec.env},
             identity={"CREWBRIDGE_SOCKET": str(self.socket_path),
-                      "CREWBRIDGE_AGENT": spec.name})
+                      "CREWBRIDGE_AGENT": spec.name,
+                      "CREWBRIDGE_TOKEN": self.tokens.issue(spec.name)})

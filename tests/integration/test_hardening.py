@@ -67,3 +67,55 @@ def test_r8_6_another_local_user_cannot_read_the_data_directory(tmp_path: Path) 
     finally:
         bot.close()
         cleanup_data_dir(data)
+
+
+async def test_r10_4_an_agent_cannot_post_as_another_agent_or_the_bot(tmp_path: Path) -> None:
+    """R10.4: the bot acts on the token an agent process was given, not on the name it
+    claims: a lead that runs `CREWBRIDGE_AGENT=general crewbridge post …` posts as itself,
+    and no agent may take the bot's name (a channel called `crewbridge` is refused)."""
+    from tests.integration.harness import start_bot, until
+
+    bot = await start_bot(tmp_path, channels=[{"name": "webui"}])
+    try:
+        await bot.say("webui", "fake:post-as=general:general")
+        await until(lambda: any("exited" in t for t in bot.rec.in_room("webui")),
+                    what="the forged post ran")
+        await until(lambda: bot.rec.in_room("general"), what="the post arrived")
+        posted = bot.rec.in_room("general")
+        assert posted == ["webui: general says hello (really webui)"], posted
+        await bot.say("webui", "fake:post-as=webui:crewbridge")
+        await until(lambda: sum("exited" in t for t in bot.rec.in_room("webui")) == 2,
+                    what="the second post ran")
+        assert bot.rec.in_room("webui")[-1].endswith("crewbridge post as webui exited 1")
+        assert "crewbridge" not in bot.app.crew.channels
+    finally:
+        await bot.stop()
+
+
+def test_r10_4_a_client_without_a_token_is_refused_by_the_running_bot(tmp_path: Path) -> None:
+    """R10.4: a request with no token (another local process that found the socket) does
+    nothing; the host CLI, which reads the operator token, works."""
+    import json
+    import socket
+
+    from tests.support.botproc import crewbridge
+
+    data = short_data_dir()
+    config = write_config(tmp_path / "c.toml", data_dir=data)
+    bot = BotProcess(config, env={})
+    try:
+        bot.wait_ready()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(data / "control.sock"))
+            s.sendall(json.dumps({"op": "post", "channel": "general", "text": "hi",
+                                  "agent": "general"}).encode() + b"\n")
+            reply = json.loads(s.makefile().readline())
+        assert reply["ok"] is False and "not authorized" in reply["error"]
+        result = crewbridge("post", "--config", str(config), "general", "from", "the", "host")
+        assert result.returncode == 0, result.stderr
+        bot.wait_for(lambda line: "from the host" in line)
+        assert bot.terminate() == 0
+    finally:
+        bot.close()
+        cleanup_data_dir(data)

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.control import MAX_CONNECTIONS, ControlError, ControlServer, RefusalLog, request
+from bot.control import (
+    MAX_CONNECTIONS,
+    Caller,
+    ControlError,
+    ControlServer,
+    RefusalLog,
+    request,
+)
 from tests.integration.harness import until
 
 
@@ -22,12 +29,16 @@ def sock_dir() -> AsyncIterator[Path]:
         yield Path(d)
 
 
-async def echo(req: dict) -> dict:
-    return {"echo": req.get("op")}
+STATUS = b'{"op": "status", "token": "tok-operator"}\n'
+TOKENS = {"tok-operator": Caller(agent=None), "tok-webui": Caller(agent="webui")}
+
+
+async def echo(req: dict, caller: Caller) -> dict:
+    return {"echo": req.get("op"), "as": caller.agent}
 
 
 async def start(sock_dir: Path, **limits: float) -> ControlServer:
-    server = ControlServer(sock_dir / "control.sock", echo, **limits)
+    server = ControlServer(sock_dir / "control.sock", echo, TOKENS.get, **limits)
     await server.start()
     return server
 
@@ -74,8 +85,8 @@ def test_r10_6_the_next_line_counts_what_was_refused_meanwhile() -> None:
 async def test_r10_6_a_request_is_answered(sock_dir: Path) -> None:
     server = await start(sock_dir)
     try:
-        assert await ask(server, b'{"op": "status"}\n') == {"ok": True,
-                                                             "result": {"echo": "status"}}
+        assert await ask(server, STATUS) == {
+            "ok": True, "result": {"echo": "status", "as": None}}
     finally:
         await server.stop()
 
@@ -89,7 +100,7 @@ async def test_r10_6_at_most_64_connections_the_next_is_refused_and_served_later
     clients = await idle_clients(server, 64)
     try:
         with caplog.at_level(logging.WARNING, logger="bot.control"):
-            replies = [await ask(server, b'{"op": "status"}\n') for _ in range(20)]
+            replies = [await ask(server, STATUS) for _ in range(20)]
         assert all(r == {"ok": False, "error": "busy: too many connections to crewbridge; "
                                                  "try again"} for r in replies)
         warnings = [r for r in caplog.records if r.name == "bot.control"]
@@ -100,7 +111,7 @@ async def test_r10_6_at_most_64_connections_the_next_is_refused_and_served_later
             writer.close()
     await until(lambda: server.open_connections == 0, what="the idle clients to be gone")
     try:
-        assert (await ask(server, b'{"op": "status"}\n'))["ok"] is True
+        assert (await ask(server, STATUS))["ok"] is True
     finally:
         await server.stop()
 
@@ -114,7 +125,7 @@ async def test_r10_6_a_client_that_sends_nothing_is_closed_after_the_read_timeou
         reply = json.loads(await asyncio.wait_for(reader.readline(), 10))
         writer.close()
         assert reply == {"ok": False, "error": "timed out waiting for a request"}
-        assert (await ask(server, b'{"op": "status"}\n'))["ok"] is True
+        assert (await ask(server, STATUS))["ok"] is True
     finally:
         await server.stop()
 
@@ -130,7 +141,7 @@ async def test_r10_6_a_request_over_the_limit_is_refused_and_the_bot_goes_on(
             reply = await ask(server, big)
         assert reply == {"ok": False, "error": "request too large (limit 1048576 bytes)"}
         assert not any("xxxxxxxx" in r.getMessage() for r in caplog.records)
-        assert (await ask(server, b'{"op": "status"}\n'))["ok"] is True
+        assert (await ask(server, STATUS))["ok"] is True
     finally:
         await server.stop()
 
@@ -141,8 +152,42 @@ async def test_r10_6_the_cli_gets_the_refusal_as_one_clear_error(sock_dir: Path)
     clients = await idle_clients(server, 1)
     try:
         with pytest.raises(ControlError, match="busy"):
-            await asyncio.to_thread(request, server.path, {"op": "status"}, 5.0)
+            await asyncio.to_thread(request, server.path, {"op": "status", "token": "x"}, 5.0)
     finally:
         for _, writer in clients:
             writer.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize(("request_line", "reply"), [
+    # R10.4: the bot acts on the token, not on a name the request claims
+    (b'{"op": "post", "token": "tok-webui", "agent": "general"}\n',
+     {"ok": True, "result": {"echo": "post", "as": "webui"}}),
+    (b'{"op": "post", "token": "tok-operator", "agent": "general"}\n',
+     {"ok": True, "result": {"echo": "post", "as": None}}),
+])
+async def test_r10_4_a_request_acts_as_whom_its_token_names(
+        sock_dir: Path, request_line: bytes, reply: dict) -> None:
+    server = await start(sock_dir)
+    try:
+        assert await ask(server, request_line) == reply
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("request_line", [
+    b'{"op": "post", "agent": "webui"}\n',  # no token: a name alone is nobody
+    b'{"op": "post", "token": "guessed"}\n',
+    b'{"op": "post", "token": 12345}\n',
+])
+async def test_r10_4_a_request_without_a_valid_token_is_refused(
+        sock_dir: Path, request_line: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    server = await start(sock_dir)
+    try:
+        with caplog.at_level(logging.WARNING, logger="bot.control"):
+            reply = await ask(server, request_line)
+            await ask(server, request_line)
+        assert reply["ok"] is False and reply["error"].startswith("not authorized")
+        assert len([r for r in caplog.records if "no valid token" in r.getMessage()]) == 1
+    finally:
         await server.stop()

@@ -413,3 +413,14 @@ def test_an_illegal_transition_raises(call) -> None:
 def test_exit_outcomes_are_all_used() -> None:
     assert set(AFTER_EXIT.values()) == set(ExitOutcome)
     assert set(AFTER_TURN.values()) == set(TurnOutcome)
+
+
+def test_r10_4_r2_6_every_cli_post_of_an_agent_counts_one_hop() -> None:
+    """R10.4/R2.6: `crewbridge post` continues the chain of the nudge being answered, and
+    each post counts, so a loop of CLI posts reaches the hop limit."""
+    from supervisor.lifecycle import AgentRun
+    from supervisor.ports import AgentConfig, AgentKind, AgentSpec
+
+    run = AgentRun(AgentSpec("webui", AgentKind.LEAD, "webui"), AgentConfig())
+    run.hops = 3  # the nudge it answers came after three agent-to-agent hops
+    assert [run.cli_post_hops() for _ in range(4)] == [3, 4, 5, 6]

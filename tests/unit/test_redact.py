@@ -57,3 +57,13 @@ def test_r10_5_log_records_are_scrubbed_message_args_and_traceback() -> None:
     text = out.getvalue()
     assert PASSWORD not in text
     assert text.count("[redacted]") == 2 and "Traceback" in text
+
+
+def test_r10_4_control_tokens_are_hidden_wherever_they_appear() -> None:
+    """R10.4/R10.5: an agent that posts its environment does not hand its control-socket
+    token (or the operator's) to the agents that read the room."""
+    from supervisor.environment import new_token
+
+    token = new_token()
+    assert scrub(f"CREWBRIDGE_TOKEN={token}\nPATH=/usr/bin") == (
+        "CREWBRIDGE_TOKEN=[redacted]\nPATH=/usr/bin")
