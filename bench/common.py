@@ -3,9 +3,9 @@
 The App is the real one (`bot.app.App`), started with a config written by the test suite's
 `write_config`, the real SQLite store in a private temp directory and real agent processes.
 The only bridge is `MemoryBridge`, whose `platform` is `"console"`: the core treats the console
-as bound to every channel by name (`App.channel_of`), so any channel can be written to without
-binding rooms, and every post of every channel reaches `MemoryBridge.send` (`App.rooms_of`),
-where it is recorded instead of printed. It is registered under the key `"console"` because
+as bound to every channel by name (`bot.rooms.channel_of`), so any channel can be written to
+without binding rooms, and every post of every channel reaches `MemoryBridge.send`
+(`bot.rooms.rooms_of`), where it is recorded instead of printed. It is registered under the key `"console"` because
 the outbox finds a post's bridge by its platform.
 
 Agents are `bench/stamp_agent.py` — the bundled fake agent plus a receive timestamp — unless a
@@ -303,8 +303,8 @@ def agents_cpu_s(app: App) -> float:
     """CPU seconds (user + system) used so far by the agent processes now running."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for rt in app.supervisor._runtimes.values():
-        pid = rt.session.pid if rt.session else None
+    for view in app.supervisor.run_views().values():
+        pid = view.pid
         if pid is None:
             continue
         with contextlib.suppress(OSError):

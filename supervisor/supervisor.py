@@ -52,11 +52,12 @@ work — a kick — is still in flight): the timer never spins."""
 @dataclass(frozen=True)
 class RunView:
     """What may be read of an agent's run from outside: its phase, how often it was
-    started, whether a turn is open."""
+    started, whether a turn is open, its process."""
 
     state: RunState
     starts: int
     in_turn: bool
+    pid: int | None = None
 
 
 @dataclass
@@ -163,7 +164,15 @@ class Supervisor:
     def run_view(self, name: str) -> RunView | None:
         """The run of `name`, or None while the supervisor has not had to do with it."""
         rt = self._runtimes.get(name)
-        return RunView(rt.run.state, rt.run.run_id, rt.run.in_turn) if rt else None
+        return self._view(rt) if rt else None
+
+    def run_views(self) -> dict[str, RunView]:
+        """Every run the supervisor has had to do with, by agent name."""
+        return {name: self._view(rt) for name, rt in self._runtimes.items()}
+
+    @staticmethod
+    def _view(rt: Runtime) -> RunView:
+        return RunView(rt.run.state, rt.run.run_id, rt.run.in_turn, rt.run.pid)
 
     async def status(self) -> list[AgentStatus]:
         """One row per agent, read in three store round trips whatever the crew's size."""
