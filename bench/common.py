@@ -5,8 +5,8 @@ The App is the real one (`bot.app.App`), started with a config written by the te
 The only bridge is `MemoryBridge`, whose `platform` is `"console"`: the core treats the console
 as bound to every channel by name (`bot.rooms.channel_of`), so any channel can be written to
 without binding rooms, and every post of every channel reaches `MemoryBridge.send`
-(`bot.rooms.rooms_of`), where it is recorded instead of printed. It is registered under the key `"console"` because
-the outbox finds a post's bridge by its platform.
+(`bot.rooms.rooms_of`), where it is recorded instead of printed. It is registered under the
+key `"console"` because the outbox finds a post's bridge by its platform.
 
 Agents are `bench/stamp_agent.py` — the bundled fake agent plus a receive timestamp — unless a
 channel overrides its `command`.
