@@ -34,6 +34,8 @@ Directives, found anywhere in a user message (the first one wins):
 ``fake:post=<channel>``         run ``crewbridge post <channel> "<name> posted via CLI"``
                                 and say its exit status
 ``fake:task=<assignee>``        run ``crewbridge task create --assignee <assignee> "<rest>"``
+``fake:burst=<n>,<channel>``     post ``burst 01`` … ``burst <n>`` to ``<channel>`` as fast as
+                                the control socket takes them (as ``crewbridge post`` would)
 ``fake:post-as=<name>:<channel>`` run ``crewbridge post`` claiming to be ``<name>``
                                 (``CREWBRIDGE_AGENT=<name>``): a hostile agent (R10.4)
 ``fake:garbage``                print a line that is not JSON, then echo as usual
@@ -81,6 +83,7 @@ import queue
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -339,6 +342,20 @@ def do_post(agent: Agent, arg: str, _body: str) -> None:
     agent.result(reply)
 
 
+def do_burst(agent: Agent, arg: str, _body: str) -> None:
+    count_s, _, channel = arg.partition(",")
+    count = int(count_s or "10")
+    width = max(2, len(str(count)))
+    failed = 0
+    for i in range(1, count + 1):
+        reply = control_request({"op": "post", "channel": channel,
+                                 "text": f"burst {i:0{width}d}"})
+        failed += not reply.get("ok")
+    text = f"{agent.name}: {count - failed} of {count} posts sent"
+    agent.text(text)
+    agent.result(text)
+
+
 def do_post_as(agent: Agent, arg: str, _body: str) -> None:
     name, _, channel = arg.partition(":")
     status = run_crewbridge(["post", channel, f"{name} says hello (really {agent.name})"],
@@ -384,6 +401,7 @@ DIRECTIVES: dict[str, Handler] = {
     "say": do_say,
     "post": do_post,
     "post-as": do_post_as,
+    "burst": do_burst,
     "task": do_task,
     "garbage": do_garbage,
     "env": do_env,
@@ -528,6 +546,19 @@ def run_crewbridge(args: list[str], env: dict[str, str] | None = None) -> int | 
         sys.stderr.write(done.stderr)
         sys.stderr.flush()
     return done.returncode
+
+
+def control_request(payload: dict[str, Any]) -> dict[str, Any]:
+    """One request on the bot's control socket, with this agent's token (R10.4)."""
+    request = {**payload, "token": os.environ.get("CREWBRIDGE_TOKEN", "")}
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(os.environ.get("CREWBRIDGE_SOCKET", ""))
+            s.sendall(json.dumps(request).encode() + b"\n")
+            return json.loads(s.makefile("rb").readline() or b"{}")
+    except (OSError, ValueError) as exc:
+        return {"ok": False, "error": str(exc)}
 
 
 def log_received(agent: Agent, text: str) -> None:

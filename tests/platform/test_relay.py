@@ -33,7 +33,6 @@ from typing import Any
 
 import pytest
 
-from bot.control import request
 from tests.platform.matrix.synapse import Account, Person, SynapseServer, body_of, msgtype_of
 from tests.platform.slack.emulator import SlackEmulator
 from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
@@ -237,20 +236,19 @@ async def test_matrix_message_appears_on_slack_attributed_and_never_back_in_matr
 
 async def test_an_agent_post_appears_once_on_both_platforms_and_nudges_no_one(
         relay: RelayBot) -> None:
-    """R1.4, R5.1, R5.5, R2.6: a post the lead makes on its own (`crewbridge post`, as the
-    agent) appears once in the Slack channel and once in the Matrix room, attributed to the
-    lead, and neither copy comes back as input: the lead is never nudged by it."""
-    text = "deploy of build 42 finished"
-    reply = await asyncio.to_thread(request, relay.socket, {
-        "op": "post", "channel": "webui", "agent": "webui", "text": text})
-    assert "posted" in str(reply)
-    await relay.on_both(f"webui: {text}")
+    """R1.4, R5.1, R5.5, R2.6: a post the lead makes on its own (`crewbridge post`, with its
+    own token) appears once in the Slack channel and once in the Matrix room, attributed to
+    the lead, and neither copy comes back as input: the lead is never nudged by it."""
+    await relay.emulator.post_as("U0BOB", SLACK_WEBUI, "please fake:post=webui")
+    await relay.on_both("webui: webui posted via CLI")
 
     await relay.settle()
-    assert relay.slack().count(f"webui: {text}") == 1, relay.slack()
-    assert relay.matrix().count(f"webui: {text}") == 1, relay.matrix()
+    assert relay.slack().count("webui: webui posted via CLI") == 1, relay.slack()
+    assert relay.matrix().count("webui: webui posted via CLI") == 1, relay.matrix()
     received = relay.received()
-    assert len(received) == 2 and all("marker" in r for r in received), received
+    assert len(received) == 3, received  # the request and the markers, not the post
+    assert "fake:post=webui" in received[0] and all("marker" in r for r in received[1:])
+    assert not any("posted via CLI" in r for r in received)
 
 
 async def test_a_conversation_across_both_platforms_has_no_echo_and_one_nudge_each(

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from bot.control import request
 from tests.platform.matrix.synapse import Account, Person, SynapseServer, body_of, msgtype_of
 from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
 
@@ -277,23 +276,19 @@ async def test_sigkill_then_restart_delivers_each_message_once(
 async def test_burst_of_30_agent_posts_at_synapse_rate_limits_arrives_in_order(
         synapse_default_limits: SynapseServer, make_person: MakePerson, tmp_path: Path,
         bots: list[MatrixBot]) -> None:
-    """R8.3: 30 posts by the lead at once, on a Synapse that answers 429s, all arrive, in
-    order, once each. The homeserver keeps its default `rc_*` limits; only the bot's
-    message rate is set (admin `override_ratelimit`, as operators do for bots) to 2/s after
-    a burst of 10, so the outbox meets `M_LIMIT_EXCEEDED` many times within seconds instead
-    of waiting Synapse's default 5 s per message (which would take over 100 s)."""
+    """R8.3: 30 posts by the lead at once (over the control socket, with its own token,
+    R10.4), on a Synapse that answers 429s, all arrive, in order, once each. The homeserver
+    keeps its default `rc_*` limits; only the bot's message rate is set (admin
+    `override_ratelimit`, as operators do for bots) to 2/s after a burst of 10, so the
+    outbox meets `M_LIMIT_EXCEEDED` many times within seconds instead of waiting Synapse's
+    default 5 s per message (which would take over 100 s)."""
     server = synapse_default_limits
     alice = await make_person("alice", server=server)
     bot = await launch(server, alice, tmp_path)
     bots.append(bot)
     server.override_ratelimit(bot.user_id, per_second=2, burst_count=10)
 
-    def post_all() -> None:
-        for i in range(1, 31):
-            request(bot.socket, {"op": "post", "channel": "webui", "agent": "webui",
-                                 "text": f"burst {i:02d}"})
-
-    await asyncio.to_thread(post_all)
+    await alice.send_text(bot.rooms["webui"], "please fake:burst=30,webui")
     await bot.notice(alice, "webui", "burst 30", timeout=60)
     numbers = [int(m[1]) for b in bot.posts(alice, "webui", "burst")
                if (m := re.search(r"burst (\d\d)", b))]

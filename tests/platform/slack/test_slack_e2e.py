@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from bot.control import request
 from tests.platform.slack.emulator import Posted, SlackEmulator
 from tests.support.botproc import (
     BotProcess,
@@ -191,18 +190,14 @@ async def test_a_post_whose_answer_was_lost_appears_once(slack_bot: SlackBot) ->
 
 
 async def test_a_burst_of_agent_posts_is_paced_in_order_with_no_429(slack_bot: SlackBot) -> None:
-    """R8.3: 30 posts by the lead at once (as `crewbridge post` sends them) go out in order,
-    paced to the channel's rate, and Slack's per-channel limiter never answers 429."""
+    """R8.3: 30 posts the lead makes at once over the control socket (with its own token,
+    R10.4) go out in order, paced to the channel's rate, and Slack's per-channel limiter
+    never answers 429."""
     emulator = slack_bot.emulator
-
-    def post_all() -> None:
-        for i in range(1, 31):
-            request(slack_bot.socket, {"op": "post", "channel": "webui", "agent": "webui",
-                                       "text": f"burst {i:02d}"})
-
-    await asyncio.to_thread(post_all)
+    await emulator.post_as("U0ALICE", "C0WEBUI", "please fake:burst=30,webui")
     await emulator.wait_until(
-        lambda: sum("burst" in p.text for p in emulator.posts("C0WEBUI")) == 30, TIMEOUT)
+        lambda: sum(bool(re.search(r"burst \d\d", p.text))
+                    for p in emulator.posts("C0WEBUI")) == 30, TIMEOUT)
     numbers = [int(m[1]) for p in emulator.posts("C0WEBUI")
                if (m := re.search(r"burst (\d\d)", p.text))]
     assert numbers == list(range(1, 31))
