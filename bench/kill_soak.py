@@ -462,6 +462,7 @@ def report(args: argparse.Namespace, run: Soak, schedule: Sequence[Stop],
     t = tally(answers, args.messages)
     delivered = run.deliveries()
     terms = [c for c in cycles if c.stop.sig is Sig.TERM] + [final]
+    kills = [c for c in cycles if c.stop.sig is Sig.KILL]
     clean = [c for c in terms if c.exit_code == 0 and not c.traceback]
     lost, dup = t.lost, t.duplicated
     print_table(f"kill soak: {args.messages} messages, {len(cycles)} signals "
@@ -487,8 +488,9 @@ def report(args: argparse.Namespace, run: Soak, schedule: Sequence[Stop],
         ["restart time median / max",
          f"{sorted(c.restart_s for c in cycles)[len(cycles) // 2]:.1f} / "
          f"{max(c.restart_s for c in cycles):.1f} s" if cycles else "-", ""],
-        ["agents left by a SIGKILLed bot (max)",
-         str(max((c.agents_left for c in cycles if c.stop.sig is Sig.KILL), default=0)), ""],
+        ["SIGKILLs that an agent outlived", f"{len([c for c in kills if c.agents_left])} "
+         f"of {len(kills)}", f"max {max((c.agents_left for c in kills), default=0)} at once; "
+         "the next start must end them"],
         ["orphans once the next bot ran (total)", str(sum(c.orphans for c in cycles)), "0"],
         ["agents left after the final stop", str(leftover), "0"],
         ["tracebacks / ERROR lines in the bot's logs",
