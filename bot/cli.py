@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from supervisor.redact import ScrubbingFilter
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+BUSY_WAIT_S = 15.0  # longer than the control socket's 10 s read timeout
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +113,17 @@ def _call(args: argparse.Namespace, payload: dict[str, Any]) -> Any:
     by the token the bot keeps in its data directory (R10.4)."""
     path = socket_path(args)
     token = os.environ.get("CREWBRIDGE_TOKEN") or read_operator_token(path.parent)
-    return request(path, {**payload, "token": token})
+    deadline = time.monotonic() + BUSY_WAIT_S
+    delay = 0.25
+    while True:
+        try:
+            return request(path, {**payload, "token": token})
+        except ControlError as e:
+            # A socket full of idle clients frees a slot within its read timeout (R10.6).
+            if not str(e).startswith("busy") or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 # --- commands -------------------------------------------------------------------------------
