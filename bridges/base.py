@@ -9,11 +9,27 @@ size limit. It knows nothing about agents or channels; the core decides what a r
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 # --- what a bridge hands to the core ------------------------------------------------------
+
+_UNCLEAN_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` without NULs, and with lone surrogates as U+FFFD (R5.8).
+
+    A person's text reaches a bridge as JSON, which may carry `\\ud800` or `\\u0000`; such a
+    string cannot be encoded as UTF-8, so storing it would fail and the message would be
+    lost (the platform would redeliver it, and it would fail again). Valid surrogate pairs
+    were already joined by the JSON decoder, so a surrogate left is a lone one. The same rule
+    as `supervisor.protocol.clean_text` for agent output: the bridges may not import the
+    supervisor, and the rule is one line.
+    """
+    return _UNCLEAN_CHAR.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,11 @@ class Inbound:
     ts: float
     is_direct: bool = False  # a 1:1 conversation with the bot (Slack IM, Matrix direct room)
     thread: str | None = None
+
+    def __post_init__(self) -> None:
+        """R5.8: what a person wrote is cleaned where it enters, whichever bridge made it."""
+        for name in ("text", "sender_name"):
+            object.__setattr__(self, name, clean_text(getattr(self, name)))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 from nio import ErrorResponse, InviteMemberEvent
 
-from bridges.base import Inbound, RateLimited, SendError
+from bridges.base import Inbound, RateLimited, SendError, clean_text
 from bridges.render import MATRIX_LIMIT_BYTES, matrix_measure, to_matrix_html
 from bridges.split import split_message
 
@@ -236,6 +236,8 @@ def read_message(source: dict[str, Any], own_user_id: str, now: float) -> Messag
         return None
     content = source.get("content") or {}
     body = content.get("body")
+    if isinstance(body, str):
+        body = clean_text(body)  # R5.8: JSON may carry lone surrogates and NULs
     if content.get("msgtype") not in INBOUND_MSGTYPES or not isinstance(body, str) \
             or not body.strip():
         return None  # m.notice (bots), media, redacted events

@@ -23,7 +23,14 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bridges.base import Inbound, RateLimited, RoomJoined, RoomUnresolvable, SendError
+from bridges.base import (
+    Inbound,
+    RateLimited,
+    RoomJoined,
+    RoomUnresolvable,
+    SendError,
+    clean_text,
+)
 from bridges.render import SLACK_LIMIT_CHARS, slack_measure, to_slack_mrkdwn
 from bridges.split import split_message
 
@@ -109,8 +116,9 @@ def to_inbound(body: Mapping[str, Any], event: Mapping[str, Any], names: Mapping
                bot_user_id: str) -> Inbound | None:
     """A person's message as an `Inbound` (None when nothing is left once the bot's mention
     is removed). `names` holds `names_wanted(event)`; `event_id` is the envelope's, so a
-    redelivery is recognised (R8.1); a thread's first message is not "in" the thread."""
-    text = slack_to_plain(str(event.get("text") or ""), names, bot_user_id)
+    redelivery is recognised (R8.1); a thread's first message is not "in" the thread.
+    Text that is not valid Unicode is cleaned (R5.8): a message of NULs alone is nothing."""
+    text = clean_text(slack_to_plain(str(event.get("text") or ""), names, bot_user_id)).strip()
     if not text:
         return None
     thread = event.get("thread_ts")

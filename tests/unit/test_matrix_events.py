@@ -4,6 +4,8 @@ and nio values a sync hands the bridge."""
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +67,23 @@ def test_r5_5_which_events_are_a_persons_message(name: str, source: dict[str, An
                                                  text: str | None) -> None:
     read = read_message(source, BOT, NOW)
     assert (read.text if read else None) == text, name
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    (json.loads('"half a pair \\ud800 here"'), "half a pair \ufffd here"),
+    (json.loads('"nul\\u0000byte"'), "nulbyte"),
+    (json.loads('"a whole pair \\ud83d\\ude00 stays"'), "a whole pair \U0001f600 stays"),
+    ("\x00\x00", None),
+])
+def test_r5_8_text_that_is_not_unicode_is_cleaned_not_lost(body: str, text: str | None) -> None:
+    """R5.8: a lone surrogate or a NUL from a JSON escape is cleaned where the message
+    enters, so it can be stored (encoded as UTF-8); only a body of NULs alone is nothing."""
+    read = read_message(message(body), BOT, NOW)
+    assert (read.text if read else None) == text
+    if read is not None:
+        inbound = read.inbound("!r", sender_name=json.loads('"Al\\udc00ice"'), is_direct=False)
+        assert inbound.sender_name == "Al\ufffdice"
+        inbound.text.encode("utf-8")
 
 
 def test_r9_2_a_message_carries_sender_id_time_and_thread() -> None:

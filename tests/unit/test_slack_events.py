@@ -4,6 +4,8 @@ metadata that recognises them. No emulator: the payloads are the dicts bolt hand
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 import pytest
@@ -102,6 +104,21 @@ def test_r9_1_a_persons_message_becomes_one_inbound(name: str, body: dict[str, A
                                                     payload: dict[str, Any],
                                                     expected: Inbound | None) -> None:
     assert to_inbound(body, payload, NAMES, BOT) == expected, name
+
+
+@pytest.mark.parametrize(("raw", "text"), [
+    ('"half a pair \\ud800 here"', "half a pair \ufffd here"),
+    ('"nul\\u0000byte"', "nulbyte"),
+    ('"\\udfff<@U0BOB>"', "\ufffd@bob"),
+    ('"\\u0000 \\u0000"', None),
+])
+def test_r5_8_text_that_is_not_unicode_is_cleaned_not_lost(raw: str, text: str | None) -> None:
+    """R5.8: Slack's JSON may carry a lone surrogate or a NUL; the Inbound's text is valid
+    Unicode (it can be stored), and only a message of NULs alone is nothing."""
+    inbound = to_inbound({"event_id": "Ev9"}, event(json.loads(raw)), NAMES, BOT)
+    assert (inbound.text if inbound else None) == text
+    if inbound is not None:
+        inbound.text.encode("utf-8")
 
 
 def test_r9_1_a_sender_whose_name_is_unknown_is_named_by_id() -> None:
