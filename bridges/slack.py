@@ -78,6 +78,7 @@ from bridges.slack_events import (
     socket_signal,
     to_inbound,
 )
+from bridges.slack_http import events_app
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,8 @@ class SlackBridge:
                 client=AsyncWebClient(base_url=self._config.api_url),
                 authorize=authorize,
                 signing_secret=self._config.signing_secret or "",
+                # HTTP mode: `bridges.slack_http` checks every request before bolt (R9.1).
+                request_verification_enabled=False,
                 process_before_response=True,
             )
         finally:
@@ -314,8 +317,9 @@ class SlackBridge:
         self._watch_task = asyncio.create_task(self._watch_link(), name="slack-link-watch")
 
     async def _listen(self, app: AsyncApp) -> None:
-        """HTTP mode: serve bolt's aiohttp app; bolt checks every request's signature."""
-        self._runner = web.AppRunner(app.web_app(path=EVENTS_PATH, port=self._config.http_port))
+        """HTTP mode: serve our endpoint, which checks every request before bolt (R9.1)."""
+        self._runner = web.AppRunner(
+            events_app(app, self._config.signing_secret or "", EVENTS_PATH), access_log=None)
         await self._runner.setup()
         host, port = self._config.http_host, self._config.http_port
         try:

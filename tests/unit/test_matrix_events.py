@@ -5,7 +5,6 @@ and nio values a sync hands the bridge."""
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass, field
 from typing import Any
 

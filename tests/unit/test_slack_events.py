@@ -5,7 +5,6 @@ metadata that recognises them. No emulator: the payloads are the dicts bolt hand
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
 import pytest
