@@ -35,8 +35,8 @@ class OutageTracker:
 
     def observe(self, event: ConnectionChanged, now: float) -> list[OutageAlert]:
         """Note a connection going down or coming back; the "back" alert if one is owed."""
-        if not event.up:
-            self._outages.setdefault(event.platform, _Outage(now))
+        if not event.up:  # down since the bridge last heard from the platform
+            self._outages.setdefault(event.platform, _Outage(now - event.down_for_s))
             return []
         outage = self._outages.pop(event.platform, None)
         if outage is None or not outage.alerted:

@@ -69,12 +69,20 @@ class RoomJoined:
 
 @dataclass(frozen=True)
 class ConnectionChanged:
-    """A bridge's link to its platform went down or came back (R6.3)."""
+    """A bridge's link to its platform went down or came back (R6.3).
+
+    `down_for_s` (going down only): how long before this report the link was last known
+    good. R6.3 counts an outage from the last successful exchange, and a hang is seen only
+    once a request is overdue, so a bridge reports a hung homeserver tens of seconds after
+    it went quiet; the core dates the outage back by this much. A duration, not a time,
+    because the core's clock is its own (a fake one in tests).
+    """
 
     platform: str
     up: bool
     ts: float
     detail: str = ""
+    down_for_s: float = 0.0
 
 
 BridgeEvent = Inbound | RoomJoined | ConnectionChanged

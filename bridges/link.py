@@ -18,9 +18,12 @@ class LinkState:
         self.platform = platform
         self.up = up
 
-    def observe(self, up: bool, detail: str, now: float) -> ConnectionChanged | None:
-        """The event to report when `up` differs from what was known, else None."""
+    def observe(self, up: bool, detail: str, now: float, *,
+                down_for_s: float = 0.0) -> ConnectionChanged | None:
+        """The event to report when `up` differs from what was known, else None.
+        `down_for_s`: how long the link had been silent before a failure was seen (R6.3)."""
         if up == self.up:
             return None
         self.up = up
-        return ConnectionChanged(self.platform, up=up, ts=now, detail=detail)
+        return ConnectionChanged(self.platform, up=up, ts=now, detail=detail,
+                                 down_for_s=0.0 if up else max(0.0, down_for_s))

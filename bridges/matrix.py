@@ -15,6 +15,11 @@ Why our own loop rather than nio's `sync_forever` and callbacks:
   the sync loop backs off with `backoff_delay` (exponential, full jitter, capped) and
   reports `ConnectionChanged` down on the first failure and up on the first success after
   it. The core decides when a long outage is worth an alert (R6.3).
+- **A hang is an outage (R6.3).** A homeserver that takes the connection and then says
+  nothing fails no request; nio would wait 15 s past the long poll. A sync not answered
+  within its own timeout (the long poll) plus `overdue_grace_s` (10 s) is overdue: it is
+  given up and counts as a failure, and the link is reported down as of the last sync that
+  succeeded (`down_for_s`), so the core's 60 s are counted from when the server went quiet.
 - **Rate limits belong to the outbox (R8.3).** `send` never sleeps: `M_LIMIT_EXCEEDED`
   becomes `RateLimited(retry_after_s)` (from `retry_after_ms`, else the `Retry-After`
   header). Each part of a post is sent with the transaction id `<key>.<i>`; Synapse scopes
@@ -24,9 +29,9 @@ Why our own loop rather than nio's `sync_forever` and callbacks:
 
 What each event means — loop prevention (R5.5), which invites to accept (R1.5), direct
 rooms (R1.6), what an error response is — is decided in `bridges.matrix_events`; start-up
-(login, the device kept for R8.3) is `bridges.matrix_login`. This module is the I/O: it
-remembers direct rooms in the store when it accepts an invite, and joins bound rooms
-through `resolve_room` whoever invited the bot (R11.4).
+(login, the device kept for R8.3) is `bridges.matrix_login`; bound rooms (resolved, joined
+whoever invited the bot (R11.4), remembered, 429s waited out: R9.1) `bridges.matrix_rooms`.
+This module is the I/O: it remembers direct rooms in the store when it accepts an invite.
 """
 
 from __future__ import annotations
@@ -36,18 +41,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import ClientError
 from nio import (
     AsyncClient,
-    JoinedRoomsResponse,
-    JoinResponse,
     MessageDirection,
     ProfileGetDisplayNameResponse,
     RoomMessagesResponse,
-    RoomResolveAliasResponse,
     RoomSendResponse,
     SyncResponse,
 )
@@ -83,8 +84,9 @@ from bridges.matrix_login import (
     MatrixStartError,
     login,
     new_client,
-    startup_call,
+    patient_call,
 )
+from bridges.matrix_rooms import join, resolve
 from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,6 @@ log = logging.getLogger(__name__)
 # A sync that returns at once. Not 0: nio turns 0 into "no timeout" on the client side too,
 # and a request to a half-alive server would then wait for ever; with 1 ms nio allows 15 s.
 NOW_MS = 1
-
-T = TypeVar("T")
 
 
 class MatrixBridge:
@@ -110,14 +110,14 @@ class MatrixBridge:
     def __init__(self, config: MatrixConfig, kv: KeyValueStore, *,
                  sync_timeout_ms: int = 30_000, backoff_base_s: float = 1.0,
                  backoff_cap_s: float = 30.0, timeline_limit: int = 50,
-                 startup_retries: int = 3):
+                 overdue_grace_s: float = 10.0):
         self.config = config
         self.kv = kv
         self.sync_timeout_ms = sync_timeout_ms
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.timeline_limit = timeline_limit
-        self.startup_retries = startup_retries
+        self.overdue_grace_s = overdue_grace_s
         self.user_id = config.user_id
         self.device_id: str | None = None
         self._client: AsyncClient | None = None
@@ -132,6 +132,7 @@ class MatrixBridge:
         self._stopped = False
         self._encrypted_warned: set[str] = set()
         self._link = LinkState(PLATFORM, up=True)  # start() returns connected
+        self._last_ok = time.monotonic()  # the last exchange that succeeded (R6.3)
         # nio logs every room event at INFO and every expected error response as a schema
         # "validation" WARNING; the bridge logs what matters itself. An operator's explicit
         # level for these loggers is kept.
@@ -151,8 +152,7 @@ class MatrixBridge:
         self._stopping = self._stopped = False
         self._client = new_client(self.config)
         try:
-            self.device_id = await login(self._client, self.config, self.kv,
-                                         self.startup_retries)
+            self.device_id = await login(self._client, self.config, self.kv)
             saved_user = await self.kv.get_value(KV_USER)
             if saved_user is not None and saved_user != self.user_id:
                 log.warning("matrix: store belongs to %s, not %s; starting from now",
@@ -167,19 +167,17 @@ class MatrixBridge:
         except BaseException:
             await self._close_client()
             raise
+        self._last_ok = time.monotonic()
         self._task = asyncio.create_task(self._sync_loop(), name="matrix-sync")
         log.info("matrix: connected to %s as %s (device %s)", self.config.homeserver,
                  self.user_id, self.device_id)
-
-    async def _startup_call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        return await startup_call(call, what, self.startup_retries)
 
     async def _first_sync(self) -> None:
         """First run: one sync that returns at once gives "now"; the rooms' old timelines are never
         delivered. Its pending invites (state, not history) are handled by the sync loop,
         because the core may not take events before every bridge has started."""
         client = self._require_client()
-        resp = await self._startup_call(
+        resp = await patient_call(
             lambda: client.sync(timeout=NOW_MS, sync_filter=sync_filter(1)), "sync")
         if not isinstance(resp, SyncResponse):
             raise MatrixStartError(f"first sync with {self.config.homeserver} "
@@ -242,12 +240,16 @@ class MatrixBridge:
                 # After a failure, a sync that returns at once: the link is known to be back
                 # when it is, not when a quiet long poll ends up to 30 s later (which could
                 # push a short outage past the 60 s alert threshold).
-                resp = await client.sync(timeout=NOW_MS if failures else self.sync_timeout_ms,
-                                         since=self._next_batch,
-                                         sync_filter=sync_filter(self.timeline_limit))
+                poll_ms = NOW_MS if failures else self.sync_timeout_ms
+                overdue_s = poll_ms / 1000 + self.overdue_grace_s
+                async with asyncio.timeout(overdue_s):
+                    resp = await client.sync(timeout=poll_ms, since=self._next_batch,
+                                             sync_filter=sync_filter(self.timeline_limit))
                 error = None if isinstance(resp, SyncResponse) else describe(resp)
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:  # overdue (ours) or nio's own client timeout
+                error = f"no answer to a sync within {overdue_s:g} s"
             except Exception as e:  # any failure of the link is retried
                 error = describe(e)
             if error is not None:
@@ -261,6 +263,7 @@ class MatrixBridge:
                 await asyncio.sleep(delay)
                 continue
             assert isinstance(resp, SyncResponse)
+            self._last_ok = time.monotonic()
             if failures:
                 log.warning("matrix: link back after %d failed syncs", failures)
                 failures = 0
@@ -293,7 +296,8 @@ class MatrixBridge:
 
     async def _report_link(self, up: bool, detail: str) -> None:
         """R6.3: tell the core when the link changed (once per transition)."""
-        change = self._link.observe(up, detail, time.time())
+        change = self._link.observe(up, detail, time.time(),
+                                    down_for_s=time.monotonic() - self._last_ok)
         if change is None:
             return
         try:
@@ -388,7 +392,7 @@ class MatrixBridge:
                 log.info("matrix: not joining %s: inviter %s is not in allow_invites_from",
                          room_id, inviter)
                 continue
-            joined, _ = await self._join(room_id)
+            joined, _ = await join(self._require_client(), room_id)
             if joined is None:
                 continue
             if is_direct and room_id not in self._direct:
@@ -399,53 +403,13 @@ class MatrixBridge:
             await self._deliver(RoomJoined(PLATFORM, room_id, is_direct=is_direct,
                                            inviter=inviter))
 
-    async def _join(self, room: str) -> tuple[str | None, str]:
-        """Join a room id or alias: (the joined room id, "") or (None, why not), logged."""
-        client = self._require_client()
-        try:
-            resp = await self._startup_call(lambda: client.join(room), f"join {room}")
-        except MatrixStartError as e:
-            log.warning("matrix: %s", e)
-            return None, str(e)
-        if isinstance(resp, JoinResponse):
-            return resp.room_id, ""
-        log.warning("matrix: cannot join %s: %s", room, describe(resp))
-        return None, describe(resp)
-
     # --- rooms and posts ----------------------------------------------------------------
 
     async def resolve_room(self, ref: str) -> str:
-        """R1.2/R11.4: a room id or `#alias:server` → room id, joining the room when the bot
-        is invited (or it is public) but not yet in it. Raises `RoomUnresolvable` naming
-        `ref` and saying what to do."""
-        client = self._client
-        if client is None:
+        """R1.2/R11.4/R9.1: see `bridges.matrix_rooms.resolve`."""
+        if self._client is None:
             raise RoomUnresolvable(f"Matrix room {ref}: the Matrix bridge is not started")
-        ref = ref.strip()
-        try:
-            if ref.startswith("#") and ":" in ref:
-                alias = await self._startup_call(lambda: client.room_resolve_alias(ref),
-                                                 f"resolve {ref}")
-                if not isinstance(alias, RoomResolveAliasResponse):
-                    raise RoomUnresolvable(f"Matrix room {ref}: no such alias "
-                                           f"({describe(alias)})")
-                room_id = alias.room_id
-            elif ref.startswith("!"):
-                room_id = ref
-            else:
-                raise RoomUnresolvable(f"Matrix room {ref!r}: expected a room id (!…) or an "
-                                       "alias (#name:server)")
-            joined = await self._startup_call(client.joined_rooms, "list joined rooms")
-            if isinstance(joined, JoinedRoomsResponse) and room_id in joined.rooms:
-                return room_id
-        except MatrixStartError as e:
-            raise RoomUnresolvable(f"Matrix room {ref}: {e}") from None
-        # Joining by alias lets the homeserver find the room's servers over federation.
-        joined_id, why = await self._join(ref if ref.startswith("#") else room_id)
-        if joined_id is None:
-            raise RoomUnresolvable(f"Matrix room {ref}: {self.user_id} is not a member and "
-                                   f"cannot join ({why}); invite {self.user_id} to the room")
-        return joined_id
+        return await resolve(self._client, self.kv, ref, self.user_id)
 
     async def send(self, room: str, text: str, *, key: str, notice: bool = True,
                    maybe_sent: bool = False) -> None:

@@ -2,12 +2,14 @@
 
 Apart from the sync loop (`bridges.matrix`) because its rules are different: at start-up a
 failure is an error for the operator (`MatrixStartError`, one clear line), and a 429 is
-waited out a few times, since nothing else can run before the bridge is connected.
+waited out for as long as it lasts, since nothing else can run before the bridge is
+connected and giving up would be exit 2, which no restart loop retries (R9.1).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -18,13 +20,15 @@ from bridges.base import KeyValueStore
 from bridges.matrix_events import describe, is_rate_limited, retry_after_s
 from bridges.settings import MatrixConfig
 
+log = logging.getLogger(__name__)
+
 # Keys in the bot's key-value store (namespaced by the bridge).
 KV_USER = "matrix.user_id"
 KV_NEXT_BATCH = "matrix.next_batch"
 KV_DEVICE = "matrix.device_id"
 KV_DIRECT = "matrix.direct_rooms"
 
-MAX_STARTUP_WAIT_S = 30.0  # the longest a start-up 429 is waited out, whatever it asks
+MAX_STARTUP_WAIT_S = 30.0  # the longest one start-up 429 is waited out, whatever it asks
 
 T = TypeVar("T")
 
@@ -45,9 +49,12 @@ def new_client(config: MatrixConfig) -> AsyncClient:
     return AsyncClient(config.homeserver.rstrip("/"), config.user_id, config=nio_config)
 
 
-async def startup_call(call: Callable[[], Awaitable[T]], what: str, retries: int) -> T:
-    """One start-up request; 429s are waited out `retries` times, network errors are fatal."""
-    for _ in range(retries + 1):
+async def patient_call(call: Callable[[], Awaitable[T]], what: str,
+                       max_wait_s: float = MAX_STARTUP_WAIT_S) -> T:
+    """One start-up request whose 429s are waited out, however many (R9.1: a rate limit at
+    start-up is never a start-up failure, which would be exit 2 and no restart); each wait
+    is the server's, capped at `max_wait_s`. Network errors raise `MatrixStartError`."""
+    while True:
         try:
             resp = await call()
         except (ClientError, TimeoutError, OSError) as e:
@@ -55,17 +62,17 @@ async def startup_call(call: Callable[[], Awaitable[T]], what: str, retries: int
         if not is_rate_limited(resp):
             return resp
         assert isinstance(resp, ErrorResponse)
-        await asyncio.sleep(min(MAX_STARTUP_WAIT_S, retry_after_s(resp)))
-    return resp
+        wait = min(max_wait_s, retry_after_s(resp))
+        log.info("matrix: rate limited while trying to %s; waiting %.1f s", what, wait)
+        await asyncio.sleep(wait)
 
 
-async def login(client: AsyncClient, config: MatrixConfig, kv: KeyValueStore,
-                retries: int) -> str | None:
+async def login(client: AsyncClient, config: MatrixConfig, kv: KeyValueStore) -> str | None:
     """Sign `client` in with the access token or the password; returns the device id."""
     hs = config.homeserver
     if config.access_token:
         client.access_token = config.access_token
-        who = await startup_call(client.whoami, f"check the access token on {hs}", retries)
+        who = await patient_call(client.whoami, f"check the access token on {hs}")
         if not isinstance(who, WhoamiResponse):
             raise MatrixStartError(f"{hs} refused the access token for "
                                    f"{config.user_id} ({describe(who)})")
@@ -81,8 +88,8 @@ async def login(client: AsyncClient, config: MatrixConfig, kv: KeyValueStore,
     if device and await kv.get_value(KV_USER) not in (None, config.user_id):
         device = config.device_id
     client.device_id = device or None
-    resp = await startup_call(lambda: client.login(config.password, device_name="crewbridge"),
-                              f"log in to {hs}", retries)
+    resp = await patient_call(lambda: client.login(config.password, device_name="crewbridge"),
+                              f"log in to {hs}")
     if not isinstance(resp, LoginResponse):
         raise MatrixStartError(f"{hs} refused the password login of "
                                f"{config.user_id} ({describe(resp)})")
