@@ -241,15 +241,16 @@ class MatrixBridge:
                 # when it is, not when a quiet long poll ends up to 30 s later (which could
                 # push a short outage past the 60 s alert threshold).
                 poll_ms = NOW_MS if failures else self.sync_timeout_ms
-                overdue_s = poll_ms / 1000 + self.overdue_grace_s
-                async with asyncio.timeout(overdue_s):
+                overdue = asyncio.timeout(poll_ms / 1000 + self.overdue_grace_s)
+                async with overdue:
                     resp = await client.sync(timeout=poll_ms, since=self._next_batch,
                                              sync_filter=sync_filter(self.timeline_limit))
                 error = None if isinstance(resp, SyncResponse) else describe(resp)
             except asyncio.CancelledError:
                 raise
-            except TimeoutError:  # overdue (ours) or nio's own client timeout
-                error = f"no answer to a sync within {overdue_s:g} s"
+            except TimeoutError as e:  # R6.3: overdue is failed
+                error = (f"no answer to a sync within {poll_ms / 1000 + self.overdue_grace_s:g} s"
+                         if overdue.expired() else describe(e))
             except Exception as e:  # any failure of the link is retried
                 error = describe(e)
             if error is not None:

@@ -32,3 +32,15 @@ def test_r6_3_the_event_names_the_platform_the_time_and_what_was_seen() -> None:
     link = LinkState("slack", up=True)
     assert link.observe(False, "the Socket Mode connection was lost", 12.5) == \
         ConnectionChanged("slack", up=False, ts=12.5, detail="the Socket Mode connection was lost")
+
+
+@pytest.mark.parametrize(("up", "down_for_s", "reported"), [
+    (False, 42.0, 42.0),  # a hang seen once a sync was overdue: the outage is older
+    (False, -1.0, 0.0),  # a clock step never dates an outage into the future
+    (True, 42.0, 0.0),  # coming back has no age
+])
+def test_r6_3_a_link_going_down_says_how_long_it_was_already_silent(
+        up: bool, down_for_s: float, reported: float) -> None:
+    link = LinkState("matrix", up=not up)
+    change = link.observe(up, "no answer to a sync within 40 s", 100.0, down_for_s=down_for_s)
+    assert change is not None and change.down_for_s == reported

@@ -64,3 +64,12 @@ def test_r6_3_platforms_are_tracked_apart() -> None:
     assert [a.skip for a in t.due(60.0)] == ["slack"]
     assert t.next_due() == 90.0
     assert [a.skip for a in t.due(90.0)] == ["matrix"]
+
+
+def test_r6_3_an_outage_counts_from_the_last_good_exchange() -> None:
+    """R6.3: a hang reported 40 s after the link went quiet is alerted 60 s after it went
+    quiet, not 60 s after the report."""
+    t = OutageTracker(60)
+    t.observe(ConnectionChanged("matrix", False, 0.0, "sync overdue", down_for_s=40.0), 140.0)
+    assert t.next_due() == 160.0
+    assert [a.skip for a in t.due(160.0)] == ["matrix"]

@@ -6,18 +6,32 @@ between the bot and Synapse and it records the time of every request; when the u
 unreachable it answers 502, as the reverse proxy in front of a production homeserver would.
 It can also drop `retry_after_ms` from 429 bodies, leaving only the `Retry-After` header, to
 check the bridge reads the header too (nio reads only the body).
+
+Fault switches: `hang()` makes every request from then on be accepted and never answered
+(a homeserver that takes the connection and says nothing, R6.3) until `answer_again()`;
+`limit_next(path, times, retry_after_s)` answers the next requests whose path contains
+`path` with Synapse's 429 (`M_LIMIT_EXCEEDED`, `retry_after_ms` and `Retry-After`, R9.1).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
 FORWARD_REQUEST_HEADERS = ("Authorization", "Content-Type")
 FORWARD_RESPONSE_HEADERS = ("Content-Type", "Retry-After")
+
+
+@dataclass
+class _Limit:
+    path: str
+    times: int
+    retry_after_s: float
 
 
 class CountingProxy:
@@ -28,6 +42,12 @@ class CountingProxy:
         self.strip_retry_after_ms = strip_retry_after_ms
         self.requests: list[float] = []
         self.failed_upstream: list[float] = []
+        self.paths: list[str] = []  # the path of every request, in order
+        self.limited: list[str] = []  # the paths answered 429 by `limit_next`
+        self.hung = 0  # requests taken while hanging
+        self._answering = asyncio.Event()
+        self._answering.set()
+        self._limits: list[_Limit] = []
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port = 0
@@ -49,12 +69,38 @@ class CountingProxy:
         self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        self.answer_again()  # hung handlers finish instead of holding the shutdown
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def hang(self) -> None:
+        """Take every request from now on and answer none, until `answer_again`."""
+        self._answering.clear()
+
+    def answer_again(self) -> None:
+        self._answering.set()
+
+    def limit_next(self, path: str, times: int = 1, retry_after_s: float = 0.2) -> None:
+        """Answer the next `times` requests whose path contains `path` with a 429."""
+        self._limits.append(_Limit(path, times, retry_after_s))
+
+    def count_paths(self, fragment: str) -> int:
+        return sum(fragment in p for p in self.paths)
+
+    def _limited(self, path: str) -> web.Response | None:
+        limit = next((lim for lim in self._limits if lim.times > 0 and lim.path in path), None)
+        if limit is None:
+            return None
+        limit.times -= 1
+        self.limited.append(path)
+        body = {"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests",
+                "retry_after_ms": int(limit.retry_after_s * 1000)}
+        return web.json_response(body, status=429,
+                                 headers={"Retry-After": f"{limit.retry_after_s:g}"})
 
     def count_between(self, start: float, end: float) -> int:
         return sum(1 for t in self.requests if start <= t < end)
@@ -71,6 +117,12 @@ class CountingProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(time.monotonic())
+        self.paths.append(request.path)
+        if not self._answering.is_set():
+            self.hung += 1
+            await self._answering.wait()  # the client gives up first, or we answer again
+        if (limited := self._limited(request.path)) is not None:
+            return limited
         assert self._session is not None
         headers = {k: request.headers[k] for k in FORWARD_REQUEST_HEADERS if k in request.headers}
         body = await request.read()
