@@ -2,8 +2,10 @@
 
 What a payload or an API error means — which messages are a person's (R5.5), Slack markup
 to plain text, 429s and permanent errors, the metadata naming each part of a post — is
-decided in `bridges.slack_events`. This module is the I/O around it, and why it is built
-the way it is:
+decided in `bridges.slack_events`; the HTTP endpoint that checks every request before bolt
+is `bridges.slack_http`, and resolving bound channels (429s waited out, ids remembered:
+R9.1) `bridges.slack_rooms`. This module is the I/O around them, and why it is built the
+way it is:
 
 * **Start-up is checked, once, with clear errors.** `start` calls `auth.test` itself and
   turns a refusal into one `SlackStartError` line ("Slack rejected the bot token
@@ -54,15 +56,13 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import EventSink, Inbound, KeyValueStore, RoomUnresolvable, SendError
+from bridges.base import EventSink, Inbound, KeyValueStore, SendError
 from bridges.link import LinkState
 from bridges.pump import Make, OrderedPump, ready
 from bridges.settings import SlackConfig, SlackMode
 from bridges.slack_events import (
-    CHANNEL_ID,
     PLATFORM,
     SocketSignal,
-    channel_id,
     display_name,
     error_code,
     is_person_message,
@@ -79,6 +79,7 @@ from bridges.slack_events import (
     to_inbound,
 )
 from bridges.slack_http import events_app
+from bridges.slack_rooms import NETWORK_ERRORS, resolve
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ EVENTS_PATH = "/slack/events"
 NAME_TTL_S = 3600.0
 """How long a resolved user name is trusted; renames show up within the hour."""
 HISTORY_LOOKBACK = 200  # most recent messages searched for a post that may be there
-
-NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
 class SlackStartError(Exception):
@@ -190,24 +189,9 @@ class SlackBridge:
         self._reporting = True
 
     async def resolve_room(self, ref: str) -> str:
-        """`C…`/`G…`/`D…` ids are checked with `conversations.info`, `#name` is looked up with
-        `conversations.list`; the bot must be a member of a channel to read and post (R1.2)."""
-        ref = ref.strip()
-        try:
-            if ref.startswith("#"):
-                channel = await self._find_channel(ref[1:])
-            elif CHANNEL_ID.fullmatch(ref):
-                channel = (await self._client.conversations_info(channel=ref))["channel"]
-            else:
-                raise RoomUnresolvable(
-                    f"Slack channel {ref} is neither a channel id (C…, G…, D…) nor a #name")
-        except SlackApiError as e:
-            raise RoomUnresolvable(
-                f"Slack channel {ref} cannot be found ({error_code(e)}); check the id, "
-                "and invite the bot to private channels") from None
-        except NETWORK_ERRORS as e:
-            raise RoomUnresolvable(f"Slack channel {ref} could not be looked up: {e}") from None
-        return channel_id(ref, channel)
+        """R1.2/R9.1: see `bridges.slack_rooms.resolve`."""
+        bot = self._me.bot_user_id if self._me is not None else None
+        return await resolve(self._client, self._kv, ref, bot or "")
 
     async def send(self, room: str, text: str, *, key: str, notice: bool = True,
                    maybe_sent: bool = False) -> None:
@@ -413,19 +397,6 @@ class SlackBridge:
         return name
 
     # --- Web API helpers ---------------------------------------------------------------------
-
-    async def _find_channel(self, name: str) -> dict[str, Any] | None:
-        cursor: str | None = None
-        while True:
-            page = await self._client.conversations_list(
-                types="public_channel,private_channel", exclude_archived=True, limit=200,
-                cursor=cursor)
-            for channel in page.get("channels", []):
-                if channel.get("name") == name:
-                    return dict(channel)
-            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
-            if cursor is None:
-                return None
 
     async def _post(self, room: str, text: str, part: str) -> None:
         try:

@@ -532,3 +532,24 @@ async def test_unresolvable_room_names_it(slack_emulator: SlackEmulator,
     with pytest.raises(RoomUnresolvable) as caught:
         await bridge.resolve_room(ref)
     assert f"Slack channel {ref} " in str(caught.value) and says in str(caught.value)
+
+
+async def test_r9_1_start_up_429s_are_waited_out_and_channels_remembered(
+        slack_emulator: SlackEmulator) -> None:
+    """R9.1: 429s (with `Retry-After`) on `conversations.info` and `conversations.list` while
+    resolving rooms are waited out and the rooms resolve (they used to be unresolvable, so
+    `crewbridge run` exited 2); a restart with the same store asks Slack nothing again."""
+    kv = MemoryKV()
+    slack_emulator.fail_next("conversations.info", 2, retry_after=1)
+    slack_emulator.fail_next("conversations.list", 1, retry_after=1)
+    for _restart in range(2):
+        bridge = SlackBridge(slack_config(slack_emulator), kv, ping_interval_s=0.5,
+                             connect_timeout_s=TIMEOUT)
+        await bridge.start(Sink())
+        try:
+            assert await bridge.resolve_room("C0GENERAL") == "C0GENERAL"
+            assert await bridge.resolve_room("#webui") == "C0WEBUI"
+        finally:
+            await bridge.stop()
+        assert len(slack_emulator.calls("conversations.info")) == 3
+        assert len(slack_emulator.calls("conversations.list")) == 2
