@@ -25,10 +25,13 @@ way it is:
   itself (after a `disconnect` envelope at once; after a dropped or stale socket within its
   ping interval; a failing reconnect is retried every ping interval, never in a hot loop).
   It has no hook for "the link went down", so the bridge watches it: a `disconnect`
-  envelope or a poll of `is_connected()` (once a ping interval, and only while the link is
-  up) reports `ConnectionChanged(up=False)`, the next `hello` from Slack reports `up=True`
-  (and a `hello` while we thought we were up means a drop happened between two polls: both
-  are reported).
+  envelope or a poll of `is_connected()` (once a ping interval) reports
+  `ConnectionChanged(up=False)`, dated from the last pong (`down_for_s`); a `hello` while we
+  thought we were up means a drop happened between two polls. A Slack that hangs (R6.3)
+  opens sockets and says `hello` but answers no ping, so each socket dies within two ping
+  intervals and the SDK opens another: were `hello` enough to be up, that would be a string
+  of short outages, none ever alerted. So after a drop the link is up again only once a
+  ping was answered on the new socket.
 * **Sending never sleeps (R8.3).** The Web API client has no rate-limit retry handler, so a
   429 surfaces at once as `RateLimited(Retry-After)`; the outbox paces and retries. A split
   post remembers how many of its parts were accepted (in the `KeyValueStore`, by `key`), so
@@ -63,6 +66,7 @@ from bridges.settings import SlackConfig, SlackMode
 from bridges.slack_events import (
     PLATFORM,
     SocketSignal,
+    answered_since,
     display_name,
     error_code,
     is_person_message,
@@ -75,6 +79,7 @@ from bridges.slack_events import (
     progress_key,
     rate_limit,
     room_joined,
+    silent_s,
     socket_signal,
     to_inbound,
 )
@@ -129,7 +134,8 @@ class SlackBridge:
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self._link = LinkState(PLATFORM, up=False)
-        self._up = asyncio.Event()  # set while the link is up: the watcher waits on it
+        self._hello = asyncio.Event()  # Slack said hello on the first socket (start-up)
+        self._pong_at_hello: float | None = None  # the SDK's last pong at hello: a baseline
         self._reporting = False
         self.events_url: str | None = None
         """HTTP mode: the URL bolt listens on (Slack's Request URL), once started."""
@@ -293,7 +299,7 @@ class SlackBridge:
         self._socket.client.wss_uri = opened["url"]
         try:
             await asyncio.wait_for(self._socket.connect_async(), self._connect_timeout_s)
-            await asyncio.wait_for(self._up.wait(), self._connect_timeout_s)
+            await asyncio.wait_for(self._hello.wait(), self._connect_timeout_s)
         except TimeoutError:
             raise SlackStartError(
                 f"the Socket Mode connection to Slack did not open within "
@@ -321,29 +327,40 @@ class SlackBridge:
         """Every raw websocket text message: `hello` means connected, `disconnect` going down."""
         signal = socket_signal(message.data)
         if signal is SocketSignal.HELLO:
+            assert self._socket is not None
+            self._pong_at_hello = self._socket.client.last_ping_pong_time
             if self._link.up:
-                self._link_changed(False, "the Socket Mode connection was replaced")
-            self._link_changed(True, "Socket Mode connected")
+                self._link_changed(False, "the Socket Mode connection was replaced",
+                                   down_for_s=silent_s(self._pong_at_hello, time.time()))
+            if not self._hello.is_set():  # at start-up a hello is enough
+                self._hello.set()
+                self._link_changed(True, "Socket Mode connected")
         elif signal is SocketSignal.DISCONNECT:
             self._link_changed(False, "Slack asked to reconnect (disconnect envelope)")
 
     async def _watch_link(self) -> None:
-        """Poll the socket while the link is up: a dropped connection shows no event of its
-        own. Once a ping interval, the pace at which the SDK's own monitor notices a stale
-        socket; while the link is down there is nothing to poll (the next `hello` says up),
-        so an idle bot wakes no more than its pings need."""
+        """Poll the socket once a ping interval, the pace of the SDK's own pings and of its
+        monitor: a dropped connection shows no event of its own, and a link that is down
+        is up again once a ping on its new socket was answered (see the module doc)."""
         assert self._socket is not None
+        client = self._socket.client
         while True:
-            await self._up.wait()
             await asyncio.sleep(self._ping_interval_s)
-            if self._link.up and not await self._socket.client.is_connected():
-                self._link_changed(False, "the Socket Mode connection was lost")
+            connected = await client.is_connected()
+            last_pong = client.last_ping_pong_time
+            if self._pong_at_hello is None:
+                self._pong_at_hello = last_pong  # the baseline (see `answered_since`)
+            if self._link.up and not connected:
+                self._link_changed(False, "the Socket Mode connection was lost",
+                                   down_for_s=silent_s(last_pong, time.time()))
+            elif not self._link.up and connected and answered_since(self._pong_at_hello,
+                                                                     last_pong):
+                self._link_changed(True, "Socket Mode connected")
 
-    def _link_changed(self, up: bool, detail: str) -> None:
-        change = self._link.observe(up, detail, time.time())
+    def _link_changed(self, up: bool, detail: str, *, down_for_s: float = 0.0) -> None:
+        change = self._link.observe(up, detail, time.time(), down_for_s=down_for_s)
         if change is None:
             return
-        (self._up.set if up else self._up.clear)()
         log.log(logging.INFO if up else logging.WARNING, "slack: %s", detail)
         if self._reporting and self._pump is not None:
             self._pump.post(ready(change))

@@ -79,6 +79,22 @@ def socket_signal(data: Any) -> SocketSignal | None:
         return None
 
 
+def answered_since(baseline: float | None, last_pong: float | None) -> bool:
+    """Whether a ping was answered on the socket Slack last said `hello` on (R6.3).
+
+    The SDK's `last_ping_pong_time` is the send time of the last ping answered, but the SDK
+    also sets it itself when it sends a ping while it is None; so `baseline` is its first
+    value seen since the hello that is not None, and only a later ping answered (a larger
+    value) is proof."""
+    return baseline is not None and last_pong is not None and last_pong > baseline
+
+
+def silent_s(last_pong: float | None, now: float) -> float:
+    """How long the socket had been silent when it was found lost: since the last ping
+    answered (0 when none was, which dates nothing back)."""
+    return 0.0 if last_pong is None else max(0.0, now - last_pong)
+
+
 # --- inbound -----------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from bridges.slack_events import (
     DEFAULT_RETRY_AFTER_S,
     SLACK_TEXT_LIMIT,
     SocketSignal,
+    answered_since,
     channel_id,
     display_name,
     is_person_message,
@@ -27,6 +28,7 @@ from bridges.slack_events import (
     posted_parts,
     rate_limit,
     room_joined,
+    silent_s,
     slack_to_plain,
     socket_signal,
     to_inbound,
@@ -147,6 +149,24 @@ def test_r1_5_the_bot_added_to_a_channel_is_room_joined(payload: dict[str, Any],
 def test_r6_3_socket_messages_that_speak_of_the_link(data: Any,
                                                     signal: SocketSignal | None) -> None:
     assert socket_signal(data) is signal
+
+
+@pytest.mark.parametrize(("name", "baseline", "last_pong", "answered"), [
+    ("a later ping was answered", 100.0, 110.0, True),
+    ("nothing answered since hello", 100.0, 100.0, False),
+    ("no baseline yet: the SDK may have set the value itself", None, 110.0, False),
+    ("the SDK forgot its pongs (a stale socket)", 100.0, None, False),
+])
+def test_r6_3_a_socket_is_up_once_a_ping_on_it_was_answered(
+        name: str, baseline: float | None, last_pong: float | None, answered: bool) -> None:
+    assert answered_since(baseline, last_pong) is answered, name
+
+
+@pytest.mark.parametrize(("last_pong", "now", "silent"), [
+    (100.0, 130.0, 30.0), (None, 130.0, 0.0), (131.0, 130.0, 0.0)])
+def test_r6_3_a_lost_socket_was_silent_since_its_last_pong(
+        last_pong: float | None, now: float, silent: float) -> None:
+    assert silent_s(last_pong, now) == silent
 
 
 def api_error(status: int, error: str, headers: dict[str, str] | None = None) -> SlackApiError:

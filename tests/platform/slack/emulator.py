@@ -213,6 +213,8 @@ class SlackEmulator:
         self.echo_bot_posts = echo_bot_posts
         self.events_url: str | None = None
         """Where HTTP-mode event callbacks go (the app's Request URL); None: Socket Mode."""
+        self.answer_pings = True
+        """False: websockets stay open but their pings get no pong (a Slack that hangs)."""
 
         self.users: dict[str, User] = {}
         self.channels: dict[str, Channel] = {}
@@ -616,7 +618,7 @@ class SlackEmulator:
         if ticket not in self._tickets:
             return web.Response(status=401, text="invalid ticket")
         self._tickets.discard(ticket)
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(autoping=False)  # pings are answered below, or not
         await ws.prepare(request)
         self.state.connections_opened += 1
         link = _Link(ws, request.transport, self.state.connections_opened)
@@ -628,7 +630,10 @@ class SlackEmulator:
                                 "connection_info": {"app_id": self.app_id}})
             await self._notify()
             async for message in ws:
-                if message.type == aiohttp.WSMsgType.TEXT:
+                if message.type == aiohttp.WSMsgType.PING:
+                    if self.answer_pings:
+                        await ws.pong(message.data)
+                elif message.type == aiohttp.WSMsgType.TEXT:
                     ack = json.loads(message.data)
                     if "envelope_id" in ack:
                         self.state.acks[ack["envelope_id"]] = ack

@@ -457,6 +457,25 @@ async def test_failing_reconnects_are_retried_until_slack_is_back(
     await sink.wait_inbound("made it")
 
 
+async def test_r6_3_a_slack_that_answers_no_ping_is_one_outage_until_it_does(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
+    """R6.3: sockets that open and say `hello` but answer no ping (a Slack that hangs) die
+    one after another; that is one outage, dated from the last pong, not a string of short
+    ones that would never be alerted; it ends once a ping is answered again."""
+    _, sink = await start_bridge()
+    slack_emulator.answer_pings = False
+    opened = slack_emulator.connections_opened
+    await slack_emulator.wait_until(lambda: slack_emulator.connections_opened >= opened + 3,
+                                    timeout=20)
+    assert sink.links == [False]
+    [down] = [e for e in sink.events if isinstance(e, ConnectionChanged)]
+    assert down.down_for_s > 0
+    slack_emulator.answer_pings = True
+    await sink.wait_for(lambda: sink.links == [False, True], timeout=10)
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "pong")
+    await sink.wait_inbound("pong")
+
+
 # --- start-up ---------------------------------------------------------------------------------
 
 
