@@ -270,6 +270,17 @@ async def test_an_event_the_core_did_not_store_is_not_acked(
         await slack_emulator.wait_ack(retry.envelope_id or "")
 
 
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_r5_8_text_that_is_not_unicode_arrives_cleaned(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge, mode: str) -> None:
+    """R5.8: a message whose JSON carries a lone surrogate and a NUL (`\\ud800`, `\\u0000`)
+    reaches the core as valid Unicode that can be stored, not as an error or nothing."""
+    _, sink = await start_bridge(mode=mode)
+    await slack_emulator.post_as("U0ALICE", "C0WEBUI", "half \ud800 a pair\x00!")
+    inbound = await sink.wait_inbound("half \ufffd a pair!")
+    inbound.text.encode("utf-8")
+
+
 # --- outbound ------------------------------------------------------------------------------
 
 
