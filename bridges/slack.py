@@ -21,17 +21,16 @@ way it is:
   runs with `process_before_response=True`: Slack gets its ack (HTTP 200 / the envelope
   ack) only once the sink has stored the event, so a crash before that makes Slack
   redeliver, and the store's dedup on `event_id` (R8.1) absorbs the retry.
-* **Connection state is reported (R6.3).** The slack_sdk Socket Mode client reconnects by
-  itself (after a `disconnect` envelope at once; after a dropped or stale socket within its
-  ping interval; a failing reconnect is retried every ping interval, never in a hot loop).
-  It has no hook for "the link went down", so the bridge watches it: a `disconnect`
-  envelope or a poll of `is_connected()` (once a ping interval) reports
-  `ConnectionChanged(up=False)`, dated from the last pong (`down_for_s`); a `hello` while we
-  thought we were up means a drop happened between two polls. A Slack that hangs (R6.3)
-  opens sockets and says `hello` but answers no ping, so each socket dies within two ping
-  intervals and the SDK opens another: were `hello` enough to be up, that would be a string
-  of short outages, none ever alerted. So after a drop the link is up again only once a
-  ping was answered on the new socket.
+* **Connection state is reported (R6.3).** The link is up while both its legs are: the
+  socket (Socket Mode) and the Web API (a call failed or unanswered within `api_timeout_s`
+  is down, as of when it was sent; any answer is up). The SDK reconnects sockets by itself
+  (at once after a `disconnect` envelope, within a ping interval after a drop, never in a
+  hot loop) but has no hook for "down", so the bridge watches: a `disconnect` envelope or
+  a poll of `is_connected()` once a ping interval says down, dated from the last pong; a
+  `hello` while up means a drop between two polls. A Slack that hangs says `hello` on each
+  new socket and answers no ping, so each dies within two ping intervals: were `hello`
+  enough to be up, that would be short outages, none ever alerted. So after a drop the
+  socket is up again only once a ping on the new one was answered.
 * **Sending never sleeps (R8.3).** The Web API client has no rate-limit retry handler, so a
   429 surfaces at once as `RateLimited(Retry-After)`; the outbox paces and retries. A split
   post remembers how many of its parts were accepted (in the `KeyValueStore`, by `key`), so
@@ -45,9 +44,11 @@ way it is:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -60,7 +61,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridges.base import EventSink, Inbound, KeyValueStore, SendError
-from bridges.link import LinkState
+from bridges.link import Leg, Legs
 from bridges.pump import Make, OrderedPump, ready
 from bridges.settings import SlackConfig, SlackMode
 from bridges.slack_events import (
@@ -117,15 +118,18 @@ class SlackBridge:
     limit of about one post per second per channel (R8.3)."""
 
     def __init__(self, config: SlackConfig, kv: KeyValueStore, *,
-                 ping_interval_s: float = 10.0, connect_timeout_s: float = 30.0) -> None:
-        """`ping_interval_s` is the Socket Mode client's ping period, which also bounds how
-        long a dropped socket goes unnoticed; tests shorten it."""
+                 ping_interval_s: float = 10.0, connect_timeout_s: float = 30.0,
+                 api_timeout_s: float = 30.0) -> None:
+        """`ping_interval_s`: the Socket Mode ping period, which bounds how long a dropped
+        socket goes unnoticed; `api_timeout_s`: how long a Web API call may go unanswered
+        (slack_sdk's default); tests shorten both."""
         self._config = config
         self._kv = kv
         self.post_interval_s = config.post_interval_s
         self._ping_interval_s = ping_interval_s
         self._connect_timeout_s = connect_timeout_s
-        self._client = AsyncWebClient(base_url=config.api_url, token=config.bot_token)
+        self._client = AsyncWebClient(base_url=config.api_url, token=config.bot_token,
+                                      timeout=int(max(1, api_timeout_s)))
         self._me: AuthorizeResult | None = None
         self._sink: EventSink | None = None
         self._names: dict[str, tuple[str, float]] = {}
@@ -133,7 +137,7 @@ class SlackBridge:
         self._watch_task: asyncio.Task[None] | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
-        self._link = LinkState(PLATFORM, up=False)
+        self._link = Legs(PLATFORM, {Leg.SOCKET: config.mode == SlackMode.HTTP, Leg.API: True})
         self._hello = asyncio.Event()  # Slack said hello on the first socket (start-up)
         self._pong_at_hello: float | None = None  # the SDK's last pong at hello: a baseline
         self._reporting = False
@@ -229,8 +233,9 @@ class SlackBridge:
         If the history cannot be read for good (a missing `*:history` scope), the post goes
         out anyway: a message twice is better than a message lost."""
         try:
-            resp = await self._client.conversations_history(
-                channel=room, limit=HISTORY_LOOKBACK, include_all_metadata=True)
+            with self._exchange("conversations.history"):
+                resp = await self._client.conversations_history(
+                    channel=room, limit=HISTORY_LOOKBACK, include_all_metadata=True)
         except SlackApiError as e:
             if (limited := rate_limit(e, f"reading {room}")) is not None:
                 raise limited from None
@@ -329,19 +334,18 @@ class SlackBridge:
         if signal is SocketSignal.HELLO:
             assert self._socket is not None
             self._pong_at_hello = self._socket.client.last_ping_pong_time
-            if self._link.up:
-                self._link_changed(False, "the Socket Mode connection was replaced",
+            if self._link.is_up(Leg.SOCKET):
+                self._link_changed(Leg.SOCKET, False, "the Socket Mode connection was replaced",
                                    down_for_s=silent_s(self._pong_at_hello, time.time()))
             if not self._hello.is_set():  # at start-up a hello is enough
                 self._hello.set()
-                self._link_changed(True, "Socket Mode connected")
+                self._link_changed(Leg.SOCKET, True, "Socket Mode connected")
         elif signal is SocketSignal.DISCONNECT:
-            self._link_changed(False, "Slack asked to reconnect (disconnect envelope)")
+            self._link_changed(Leg.SOCKET, False, "Slack asked to reconnect (disconnect envelope)")
 
     async def _watch_link(self) -> None:
-        """Poll the socket once a ping interval, the pace of the SDK's own pings and of its
-        monitor: a dropped connection shows no event of its own, and a link that is down
-        is up again once a ping on its new socket was answered (see the module doc)."""
+        """Poll the socket once a ping interval (the SDK's own pace): a drop shows no event
+        of its own; a new socket is up once a ping on it was answered (module doc)."""
         assert self._socket is not None
         client = self._socket.client
         while True:
@@ -350,15 +354,33 @@ class SlackBridge:
             last_pong = client.last_ping_pong_time
             if self._pong_at_hello is None:
                 self._pong_at_hello = last_pong  # the baseline (see `answered_since`)
-            if self._link.up and not connected:
-                self._link_changed(False, "the Socket Mode connection was lost",
+            socket_up = self._link.is_up(Leg.SOCKET)
+            if socket_up and not connected:
+                self._link_changed(Leg.SOCKET, False, "the Socket Mode connection was lost",
                                    down_for_s=silent_s(last_pong, time.time()))
-            elif not self._link.up and connected and answered_since(self._pong_at_hello,
-                                                                     last_pong):
-                self._link_changed(True, "Socket Mode connected")
+            elif not socket_up and connected and answered_since(self._pong_at_hello,
+                                                                last_pong):
+                self._link_changed(Leg.SOCKET, True, "Socket Mode connected")
 
-    def _link_changed(self, up: bool, detail: str, *, down_for_s: float = 0.0) -> None:
-        change = self._link.observe(up, detail, time.time(), down_for_s=down_for_s)
+    @contextlib.contextmanager
+    def _exchange(self, what: str) -> Iterator[None]:
+        """Around a Web API call: any answer (an error too) is the API up; none (a network
+        error, or nothing within `api_timeout_s`) down, as of when it was sent (R6.3)."""
+        sent = time.monotonic()
+        try:
+            yield
+        except NETWORK_ERRORS as e:
+            self._link_changed(Leg.API, False, f"the Slack Web API did not answer {what} "
+                               f"({type(e).__name__})", down_for_s=time.monotonic() - sent)
+            raise
+        except SlackApiError:
+            self._link_changed(Leg.API, True, "the Slack Web API answers again")
+            raise
+        self._link_changed(Leg.API, True, "the Slack Web API answers again")
+
+    def _link_changed(self, leg: Leg, up: bool, detail: str, *,
+                      down_for_s: float = 0.0) -> None:
+        change = self._link.observe(leg, up, detail, time.time(), down_for_s=down_for_s)
         if change is None:
             return
         log.log(logging.INFO if up else logging.WARNING, "slack: %s", detail)
@@ -405,7 +427,8 @@ class SlackBridge:
         if cached is not None and time.monotonic() - cached[1] < NAME_TTL_S:
             return cached[0]
         try:
-            user = (await self._client.users_info(user=user_id))["user"]
+            with self._exchange("users.info"):
+                user = (await self._client.users_info(user=user_id))["user"]
         except (SlackApiError, *NETWORK_ERRORS) as e:
             log.warning("slack: cannot resolve the name of %s: %s", user_id, e)
             return user_id
@@ -417,9 +440,10 @@ class SlackBridge:
 
     async def _post(self, room: str, text: str, part: str) -> None:
         try:
-            await self._client.chat_postMessage(channel=room, text=text,
-                                                metadata=part_metadata(part),
-                                                unfurl_links=False, unfurl_media=False)
+            with self._exchange("a post"):
+                await self._client.chat_postMessage(channel=room, text=text,
+                                                    metadata=part_metadata(part),
+                                                    unfurl_links=False, unfurl_media=False)
         except SlackApiError as e:
             raise post_failure(room, e) from None
         except NETWORK_ERRORS as e:

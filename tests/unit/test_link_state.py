@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridges.base import ConnectionChanged
-from bridges.link import LinkState
+from bridges.link import Leg, Legs, LinkState
 
 
 @pytest.mark.parametrize(("name", "start_up", "observations", "reported"), [
@@ -44,3 +44,19 @@ def test_r6_3_a_link_going_down_says_how_long_it_was_already_silent(
     link = LinkState("matrix", up=not up)
     change = link.observe(up, "no answer to a sync within 40 s", 100.0, down_for_s=down_for_s)
     assert change is not None and change.down_for_s == reported
+
+
+@pytest.mark.parametrize(("name", "steps", "reported"), [
+    ("the API failing while the socket is up is an outage",
+     [(Leg.API, False), (Leg.API, True)], [False, True]),
+    ("both failing is one outage, over once both are back",
+     [(Leg.SOCKET, False), (Leg.API, False), (Leg.SOCKET, True), (Leg.API, True)],
+     [False, True]),
+    ("a leg answering while the other is down says nothing",
+     [(Leg.SOCKET, False), (Leg.API, True), (Leg.API, True)], [False]),
+])
+def test_r6_3_a_link_of_two_legs_is_up_only_while_both_are(
+        name: str, steps: list[tuple[Leg, bool]], reported: list[bool]) -> None:
+    legs = Legs("slack", {Leg.SOCKET: True, Leg.API: True})
+    events = [legs.observe(leg, up, "seen", float(i)) for i, (leg, up) in enumerate(steps)]
+    assert [e.up for e in events if e is not None] == reported, name

@@ -223,6 +223,8 @@ class SlackEmulator:
 
         self._faults: dict[str, _Fault] = {}
         self._lost_answers: dict[str, int] = {}  # method -> calls carried out, answered 500
+        self._hangs: dict[str, int] = {}  # method -> calls taken and never answered
+        self._unhang = asyncio.Event()  # set at stop: hung calls end with the server
         self._buckets: dict[str, _Bucket] = {}
         self._tickets: set[str] = set()
         self._links: list[_Link] = []
@@ -250,6 +252,7 @@ class SlackEmulator:
 
     async def stop(self) -> None:
         """Close every websocket, the HTTP client and the server; safe to call twice."""
+        self._unhang.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -356,6 +359,11 @@ class SlackEmulator:
         """Carry out the next `times` calls of `method`, then answer 500 as if the answer
         were lost on the way: the app cannot tell that Slack took the call."""
         self._lost_answers[method] = times
+
+    def hang_next(self, method: str, times: int = 1) -> None:
+        """Take the next `times` calls of `method` and never answer them (a Slack that
+        hangs, R6.3): the app's own timeout is all that ends them."""
+        self._hangs[method] = times
 
     def refill_rate_limits(self) -> None:
         """Give every channel a full burst again, as if the limiter had been idle a while."""
@@ -473,6 +481,11 @@ class SlackEmulator:
         auth = request.headers.get("Authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else params.get("token")
         self.state.calls.append(ApiCall(method, params, token))
+        if self._hangs.get(method, 0) > 0:
+            self._hangs[method] -= 1
+            await self._notify()
+            await self._unhang.wait()
+            return _error("internal_error", status=500)
         try:
             answer = self._fault(method) or await self._method(method, params, token)
             if self._lost_answers.get(method, 0) > 0:

@@ -487,6 +487,32 @@ async def test_r6_3_a_slack_that_answers_no_ping_is_one_outage_until_it_does(
     await sink.wait_inbound("pong")
 
 
+@pytest.mark.parametrize("mode", ["socket", "http"])
+async def test_r6_3_a_web_api_call_that_hangs_is_the_link_down_until_one_is_answered(
+        slack_emulator: SlackEmulator, mode: str) -> None:
+    """R6.3: a `chat.postMessage` Slack takes and never answers fails after the client's
+    timeout (the outbox keeps the post) and the link is down as of when it was sent, in
+    both modes (in Socket Mode the socket is fine meanwhile); the next call answered
+    brings it back."""
+    bridge = SlackBridge(slack_config(slack_emulator, mode=mode), MemoryKV(),
+                         ping_interval_s=0.5, connect_timeout_s=TIMEOUT, api_timeout_s=1)
+    sink = Sink()
+    await bridge.start(sink)
+    try:
+        slack_emulator.hang_next("chat.postMessage")
+        with pytest.raises(SendError) as caught:
+            await bridge.send("C0WEBUI", "into the void", key="k1")
+        assert not isinstance(caught.value, RateLimited) and not caught.value.permanent
+        await sink.wait_for(lambda: sink.links == [False])
+        [down] = [e for e in sink.events if isinstance(e, ConnectionChanged)]
+        assert down.down_for_s >= 1 and "did not answer a post" in down.detail
+        await bridge.send("C0WEBUI", "and back", key="k2")
+        await sink.wait_for(lambda: sink.links == [False, True])
+        assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["and back"]
+    finally:
+        await bridge.stop()
+
+
 # --- start-up ---------------------------------------------------------------------------------
 
 
