@@ -140,6 +140,8 @@ class App:
             except Exception as e:
                 raise StartupError(f"{name}: {e}") from None
         await self._bind_rooms()
+        self.outages.admin_platforms = frozenset(
+            r.platform for r in self.rooms.rooms_of(self.crew.admin))
         await self.outbox.resume()
         await self.supervisor.start_up()
         self._spawn(self._watch_connections(), "connection-watch")

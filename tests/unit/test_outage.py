@@ -39,7 +39,7 @@ def test_r6_3_repeated_down_keeps_the_first_start() -> None:
 
 
 def test_r6_3_back_after_alert_says_so_once() -> None:
-    t = OutageTracker(60)
+    t = OutageTracker(60, admin_platforms={"slack", "matrix"})
     t.observe(down(), 0.0)
     t.due(60.0)
     [back] = t.observe(up(), 70.0)
@@ -73,3 +73,26 @@ def test_r6_3_an_outage_counts_from_the_last_good_exchange() -> None:
     t.observe(ConnectionChanged("matrix", False, 0.0, "sync overdue", down_for_s=40.0), 140.0)
     assert t.next_due() == 160.0
     assert [a.skip for a in t.due(160.0)] == ["matrix"]
+
+
+def test_r6_3_with_a_single_platform_the_outage_is_reported_once_it_is_back() -> None:
+    """R6.3: a bot on Matrix alone could tell nobody while Matrix was down; once it is back,
+    its own admin room reads "matrix was unreachable from … to …" (and no plain "back")."""
+    import time
+
+    t = OutageTracker(60, admin_platforms={"matrix"})
+    t.observe(down("matrix"), 1000.0)
+    [alert] = t.due(1060.0)
+    assert alert.skip == "matrix"  # it reaches only the log: matrix cannot carry it
+    [back] = t.observe(up("matrix"), 1135.0)
+    since = time.strftime("%H:%M:%S", time.localtime(1000.0))
+    until = time.strftime("%H:%M:%S", time.localtime(1135.0))
+    assert back.skip is None
+    assert back.text == (f"⚠️ matrix was unreachable from {since} to {until} (2m15s); "
+                         "messages sent there meanwhile are handled now.")
+
+
+def test_r6_3_a_single_platform_short_blip_is_not_reported() -> None:
+    t = OutageTracker(60, admin_platforms={"matrix"})
+    t.observe(down("matrix"), 0.0)
+    assert t.observe(up("matrix"), 30.0) == []
