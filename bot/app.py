@@ -3,8 +3,9 @@
 A person's message travels: bridge → `on_event` → `classify` (bot.inbound) says what it
 asks for → stored with its nudges in one transaction (R1.3, R8.1) → relayed to the
 channel's other rooms (R1.4) → the supervisor delivers the queued nudges (R3). An agent's
-text travels: supervisor → `agent_posted` → the outbox (one row per bound room, R5.1, R8.3)
-and routing, like a person's message (R2.6).
+text travels: supervisor → `answered` (or `agent_posted`, mid-turn) → the outbox (one row
+per bound room, R5.1, R8.3) and routing, like a person's message (R2.6); at a turn's end in
+the same transaction as the dequeue of the nudges that turn answered (R8.5).
 
 The decisions live in pure modules — `inbound` (what an event asks for), `rooms` (which
 rooms show a channel), `crew` (who the agents are and how they start), `outage` (when a
@@ -212,14 +213,20 @@ class App:
                    kind: PostKind = PostKind.AGENT, origin: RoomRef | None = None,
                    origin_platform: str | None = None, only: RoomRef | None = None) -> None:
         """Queue `author: text` for every room of `channel` but `origin` (or only `only`)."""
+        await self.outbox.add(self._posts_for(channel, author, text, kind=kind, origin=origin,
+                                              origin_platform=origin_platform, only=only))
+
+    def _posts_for(self, channel: str, author: str, text: str, *,
+                   kind: PostKind = PostKind.AGENT, origin: RoomRef | None = None,
+                   origin_platform: str | None = None,
+                   only: RoomRef | None = None) -> list[NewPost]:
         if only is not None:
             targets = [only]
         else:
             rooms = self.rooms.rooms_of(channel, with_dms=kind is not PostKind.RELAY)
             targets = [r for r in rooms if r != origin]
         label = f"{author} ({origin_platform})" if origin_platform else author
-        await self.outbox.add(NewPost(r.platform, r.room, f"{label}: {text}", kind)
-                              for r in targets)
+        return [NewPost(r.platform, r.room, f"{label}: {text}", kind) for r in targets]
 
     async def _notices(self, notices: tuple[Notice, ...], only: RoomRef | None = None) -> None:
         for n in notices:
@@ -328,12 +335,24 @@ class App:
     # --- the supervisor's host (supervisor.ports.Host) ---------------------------------------
 
     async def agent_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
-        await self.post(channel, agent, text)
-        message = Message(channel, agent, True, Platform.AGENT, text, hops)
-        routing = route(message, self.crew.directory, self.config.agent.max_hops)
-        await self.store.enqueue(routing.nudges, self.clock.now())
-        await self._notices(routing.notices)
-        self.supervisor.schedule_kick(n.agent for n in routing.nudges)
+        await self.answered(agent, channel, [text], hops, [])
+
+    async def answered(self, agent: str, channel: str, texts: list[str], hops: int,
+                       nudge_ids: list[int]) -> None:
+        """Post an agent's texts, queue the nudges they route (R2.6), and dequeue the nudges
+        the turn answered — one transaction (R8.5) — then deliver what was routed."""
+        posts: list[NewPost] = []
+        nudges: list[Nudge] = []
+        for text in texts:
+            posts += self._posts_for(channel, agent, text)
+            message = Message(channel, agent, True, Platform.AGENT, text, hops)
+            routing = route(message, self.crew.directory, self.config.agent.max_hops)
+            nudges += routing.nudges
+            for n in routing.notices:
+                posts += self._posts_for(n.channel, BOT_NAME, n.text, kind=PostKind.NOTICE)
+        if posts or nudges or nudge_ids:
+            await self.outbox.add_answer(posts, nudges, nudge_ids)
+        self.supervisor.schedule_kick(n.agent for n in nudges)
 
     async def notice(self, channel: str, text: str) -> None:
         await self.post(channel, BOT_NAME, text, kind=PostKind.NOTICE)

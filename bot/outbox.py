@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 
+from bot.model import Nudge
 from bot.store import NewPost, OutboxRow, Store
 from bridges.base import Bridge, RateLimited, SendError, backoff_delay
 from supervisor.ports import Clock
@@ -46,6 +47,14 @@ class Outbox:
         if posts:
             await self.store.add_posts(posts, self.clock.now())
             self._wake({(p.platform, p.room) for p in posts})
+
+    async def add_answer(self, posts: Iterable[NewPost], nudges: Iterable[Nudge],
+                         answered: Iterable[int]) -> None:
+        """`add`, in one transaction with queueing `nudges` and dequeueing the nudges a
+        turn `answered` (R8.5: `Store.answer`)."""
+        posts = [p for p in posts if p.platform in self.bridges]
+        await self.store.answer(posts, nudges, answered, self.clock.now())
+        self._wake({(p.platform, p.room) for p in posts})
 
     async def resume(self) -> None:
         """Send what a previous run left in the outbox (R8.3)."""

@@ -47,4 +47,9 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX tasks_assignee ON tasks (assignee, id);
     """,
+    # R8.5: a queued nudge stays queued until answered; this marks one already written to
+    # an agent, so that its next delivery says an earlier attempt was cut short.
+    """
+    ALTER TABLE queue ADD COLUMN attempted INTEGER NOT NULL DEFAULT 0;
+    """,
 ]

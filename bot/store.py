@@ -9,7 +9,8 @@ What lives here, and why it must outlive the process:
 - channels created at run time (R1.1), DM attachments (R1.6), tasks (R7);
 - agents with their session ids, so a restart resumes rather than forgets (R3.2);
 - the inbox with a unique (platform, event_id): re-deliveries are ignored (R8.1);
-- per-agent queues of undelivered nudges (R3.4, R3.5);
+- per-agent queues of unanswered nudges: a nudge leaves its queue in the transaction that
+  puts the answer of the turn that answered it into the outbox (R3.4, R3.5, R8.5);
 - health records (cooldowns, failure counts, breakers) and open escalations (R4.6, R6.1);
 - the outbox of posts not yet delivered (R8.3) and bridge cursors such as Matrix
   `next_batch` (R8.2);
@@ -41,6 +42,11 @@ AIOSQLITE_PIN = ">=0.20,<0.23"  # the versions whose private `Connection._execut
 
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
 TASK_COLUMNS = "id, subject, channel, assignee, status, created_by"
+QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted"
+
+
+def _queued_nudge(r: tuple) -> QueuedNudge:
+    return QueuedNudge(*r[:6], attempted=bool(r[6]))
 
 
 def _agent_row(r: tuple) -> AgentRow:
@@ -277,29 +283,17 @@ class Store:
             await self._write(statements)
 
     async def queued(self, agent: str) -> list[QueuedNudge]:
-        rows = await self._all("SELECT id, agent, text, hops, origin, created_at FROM queue "
-                               "WHERE agent = ? ORDER BY id", (agent,))
-        return [QueuedNudge(*r) for r in rows]
+        rows = await self._all(f"SELECT {QUEUE_COLUMNS} FROM queue WHERE agent = ? ORDER BY id",
+                               (agent,))
+        return [_queued_nudge(r) for r in rows]
 
-    async def requeue_front(self, nudges: list[QueuedNudge], now: float) -> None:
-        """Put nudges consumed by a run that failed back before everything else queued.
-
-        A message written to a session that never worked was not answered; it goes back to
-        the head of the queue, in its order, so the next run gets it first (R3.4).
-        """
-        if not nudges:
-            return
-
-        def work(conn: sqlite3.Connection) -> None:
-            lowest = conn.execute("SELECT MIN(id) FROM queue").fetchone()[0]
-            first = min(lowest if lowest is not None else 1, 1) - len(nudges)
-            _apply(conn, [
-                ("INSERT INTO queue (id, agent, text, hops, origin, created_at) "
-                 "VALUES (?, ?, ?, ?, ?, ?)",
-                 (first + i, n.agent, n.text, n.hops, n.origin, n.created_at or now))
-                for i, n in enumerate(nudges)])
-
-        await self._tx(work)
+    async def mark_attempted(self, ids: Iterable[int]) -> None:
+        """These nudges are being written to an agent: should no turn answer them, their
+        next delivery says an earlier attempt was cut short (R8.5)."""
+        ids = list(ids)
+        if ids:
+            await self._write([(f"UPDATE queue SET attempted = 1 WHERE id IN "
+                                f"({','.join('?' * len(ids))})", tuple(ids))])
 
     async def agents_with_queue(self) -> list[str]:
         return [r[0] for r in await self._all("SELECT DISTINCT agent FROM queue ORDER BY agent")]
@@ -316,19 +310,13 @@ class Store:
         marks = ",".join("?" * len(ids))
 
         def work(conn: sqlite3.Connection) -> list[QueuedNudge]:
-            rows = conn.execute("SELECT id, agent, text, hops, origin, created_at FROM queue "
+            rows = conn.execute(f"SELECT {QUEUE_COLUMNS} FROM queue "
                                 f"WHERE agent = ? AND id IN ({marks}) ORDER BY id",
                                 (agent, *ids)).fetchall()
             conn.execute(f"DELETE FROM queue WHERE agent = ? AND id IN ({marks})", (agent, *ids))
-            return [QueuedNudge(*r) for r in rows]
+            return [_queued_nudge(r) for r in rows]
 
         return await self._tx(work)
-
-    async def dequeue(self, ids: Iterable[int]) -> None:
-        ids = list(ids)
-        if ids:
-            await self._write([(f"DELETE FROM queue WHERE id IN ({','.join('?' * len(ids))})",
-                                tuple(ids))])
 
     # --- agents ------------------------------------------------------------------------------
 
@@ -440,11 +428,29 @@ class Store:
 
     # --- outbox ------------------------------------------------------------------------------
 
+    @staticmethod
+    def _post_sql(p: NewPost, now: float) -> Statement:
+        return ("INSERT INTO outbox (platform, room, text, kind, created_at, next_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (p.platform, p.room, p.text, p.kind, now, now))
+
     async def add_posts(self, posts: Iterable[NewPost], now: float) -> list[int]:
-        statements = [("INSERT INTO outbox (platform, room, text, kind, created_at, next_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (p.platform, p.room, p.text, p.kind, now, now))
-                      for p in posts]
+        statements = [self._post_sql(p, now) for p in posts]
         return [i for i in await self._write(statements) if i is not None] if statements else []
+
+    async def answer(self, posts: Iterable[NewPost], nudges: Iterable[Nudge],
+                     answered: Iterable[int], now: float) -> None:
+        """A turn's answer, in one transaction (R8.5): its posts enter the outbox, the
+        nudges its text routes to colleagues are queued (R2.6), and the queued nudges it
+        answered leave the queue. A kill either side of it loses nothing and repeats
+        nothing: before, the messages are answered again; after, the posts are sent."""
+        ids = list(answered)
+        statements = [*(self._post_sql(p, now) for p in posts),
+                      *(self._enqueue_sql(n, now) for n in nudges)]
+        if ids:
+            statements.append((f"DELETE FROM queue WHERE id IN ({','.join('?' * len(ids))})",
+                               tuple(ids)))
+        if statements:
+            await self._write(statements)
 
     async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1
                             ) -> list[OutboxRow]:

@@ -52,16 +52,38 @@ def hung(name: str, minutes: float) -> str:
             "will be restarted when needed.")
 
 
-# --- notices to the channel a queued message came from (R3.4) --------------------------------
+# --- notices to the channel a queued message came from (R3.4, R4.11) -------------------------
 
 
-def blocked_notice(name: str, blocked: Blocked) -> str:
+def blocked_notice(name: str, blocked: Blocked, how: str = "failed") -> str:
+    """`how` says what happened ("failed to start", "stopped while answering", …)."""
     when = clock_time(blocked.until)
     if blocked.reason is BlockReason.COOLDOWN:
-        return (f"{name} failed to start and is cooling down; your message is queued and "
+        return (f"{name} {how} and is cooling down; your message is queued and "
                 f"will be delivered when it is retried at {when}.")
     return (f"{name} is paused after repeated failures; your message is queued. It will be "
             f"tried again after {when}, or sooner if an admin runs `reset {name}`.")
+
+
+def answer_cut_short(name: str, how: str, blocked: Blocked | None) -> str:
+    """To the people whose messages a failed or broken-off turn was answering (R4.11)."""
+    if blocked is None:
+        again = "it will try again."
+    elif blocked.reason is BlockReason.COOLDOWN:
+        again = f"it will try again at {clock_time(blocked.until)}."
+    else:
+        again = (f"it will try again after {clock_time(blocked.until)}, or sooner if an "
+                 f"admin runs `reset {name}`.")
+    return f"{name} {how}; {again}"
+
+
+# --- what an agent is told (R8.5) ---------------------------------------------------------------
+
+
+def redelivered(text: str) -> str:
+    """A message delivered again after the turn answering it was cut short: one line first."""
+    return ("[crewbridge: an earlier attempt to answer this message was cut short (the agent "
+            "or the bot stopped mid-turn); some of it may already be done.]\n" + text)
 
 
 # --- replies to admin commands (R6.4) ----------------------------------------------------------

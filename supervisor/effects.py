@@ -26,9 +26,11 @@ class Spawn:
 
 @dataclass(frozen=True)
 class Write:
-    """Write these nudges to the session's stdin, in order; answer with `wrote`."""
+    """Write these nudges to the session's stdin, in order, nudge i as `texts[i]`, each as a
+    user message with a new uuid; answer with `wrote` and the uuids of those written."""
 
     nudges: tuple[QueuedNudge, ...]
+    texts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,21 @@ class Terminate:
 
 
 @dataclass(frozen=True)
-class Dequeue:
+class MarkAttempted:
+    """Mark queued nudges as written to an agent, before they are: if no turn answers them,
+    their next delivery says that an earlier attempt was cut short (R8.5)."""
+
     ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class Requeue:
-    """Put nudges taken by a failed run back at the head of the queue (R3.4)."""
+class Answer:
+    """A turn ended having answered these queued nudges: post its last texts (routed like
+    `Post`) and take the nudges off the queue, in one transaction (R8.5)."""
 
-    nudges: tuple[QueuedNudge, ...]
+    texts: tuple[str, ...]
+    hops: int
+    ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,11 @@ class OfferQueue:
 
 @dataclass(frozen=True)
 class TellBlocked:
-    """Read the agent's queue and answer with `tell_blocked`."""
+    """Read the agent's queue and answer with `tell_blocked`; `told`: the channels that
+    were just told already (R4.11: one notice per conversation)."""
 
     blocked: Blocked
+    told: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,6 @@ class Log:
     text: str
 
 
-Effect = (Spawn | Write | Kill | Terminate | Dequeue | Requeue | OfferQueue | TellBlocked
+Effect = (Spawn | Write | Kill | Terminate | MarkAttempted | Answer | OfferQueue | TellBlocked
           | SaveHealth | SaveSession | SaveError | RecordProcess | ForgetProcess | Post
           | Notify | Alert | Escalate | Recover | Kick | Log)

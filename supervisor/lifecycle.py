@@ -11,6 +11,13 @@ what the machine needs to know of the world it asks for with an effect that the 
 answers by calling it again: `Spawn` is answered by `started` or `start_failed`, `Write` by
 `wrote`, `TellBlocked` by `tell_blocked`, `OfferQueue` by `nudged`.
 
+Rule 4: a nudge stays in the durable queue until the turn that answers it has ended: the
+`result` lists the uuids of the user messages it answered (several, when the CLI folded
+messages written during a turn into it), and `Answer` posts that turn's last texts and
+dequeues those nudges in one transaction (R8.5). What a run took and did not answer —
+it failed, was stopped, or the bot died — is still queued, marked attempted, and the next
+run gets it again, in order, with a note (R4.11, R8.5).
+
 Rule 3: an event that cannot happen in the current state raises `LifecycleError`. Output
 and exits of an *earlier* process never get here: the executor drops them by run id.
 
@@ -20,11 +27,12 @@ The states (`RunState`, shared with `resolve`, whose table says what a nudge doe
        ^                                 | start_failed        |  exited              | exited
        +---------------------------------+---------------------+----------------------+
 
-RUNNING is *idle* or *in a turn* (`pending_turns > 0`). A run in STOPPING knows why
-(`StopReason`); that reason, with whether the run had proven healthy, picks the exit rule
-(`AFTER_EXIT`). How a turn ended picks the turn rule (`AFTER_TURN`). Which timers are armed
-depends on the phase (`TIMERS`); the same table gives `next_deadline` and drives `tick`,
-so the executor can sleep until the next real deadline.
+RUNNING is *idle* or *in a turn* (messages written and not yet answered). A run in
+STOPPING knows why (`StopReason`); that reason, with the run's phase (`ExitPhase`: not yet
+proven healthy, healthy between turns, or in a turn), picks the exit rule (`AFTER_EXIT`).
+How a turn ended picks the turn rule (`AFTER_TURN`). Which timers are armed depends on the
+phase (`TIMERS`); the same table gives `next_deadline` and drives `tick`, so the executor
+can sleep until the next real deadline.
 """
 
 from __future__ import annotations
@@ -72,35 +80,65 @@ class StopReason(StrEnum):
 # --- the rules, as tables --------------------------------------------------------------------
 
 
+class ExitPhase(Enum):
+    UNPROVEN = "not yet proven healthy"
+    HEALTHY = "healthy, between turns"
+    IN_TURN = "in a turn"  # messages written, unanswered, and the agent had begun on them
+
+
 class ExitOutcome(Enum):
     COUNT_FAILURE = "count a failure"  # it never proved healthy (R4.2)
-    RESTART_IF_WANTED = "restart if wanted"  # a healthy run crashed (R4.7)
+    CUT_SHORT = "count a failure, tell who waits"  # it died mid-turn (R4.11)
+    RESTART_IF_WANTED = "restart if wanted"  # a healthy run crashed between turns (R4.7)
     RETRY_FRESH = "retry with a fresh session"  # (R4.10)
     DELIVER_QUEUE = "deliver what is queued"  # a planned stop; the next message resumes
     STAY_STOPPED = "stay stopped"  # its starter, its cooldown or the shutdown decides
 
 
-AFTER_EXIT: dict[tuple[StopReason | None, bool], ExitOutcome] = {
-    (None, False):                        ExitOutcome.COUNT_FAILURE,
-    (None, True):                         ExitOutcome.RESTART_IF_WANTED,
-    (StopReason.UNKNOWN_SESSION, False):  ExitOutcome.RETRY_FRESH,
-    (StopReason.UNKNOWN_SESSION, True):   ExitOutcome.RETRY_FRESH,
-    (StopReason.ADMIN, False):            ExitOutcome.DELIVER_QUEUE,
-    (StopReason.ADMIN, True):             ExitOutcome.DELIVER_QUEUE,
-    (StopReason.IDLE, False):             ExitOutcome.DELIVER_QUEUE,
-    (StopReason.IDLE, True):              ExitOutcome.DELIVER_QUEUE,
-    (StopReason.TASK_DONE, False):        ExitOutcome.DELIVER_QUEUE,
-    (StopReason.TASK_DONE, True):         ExitOutcome.DELIVER_QUEUE,
-    (StopReason.RESTART, False):          ExitOutcome.STAY_STOPPED,
-    (StopReason.RESTART, True):           ExitOutcome.STAY_STOPPED,
-    (StopReason.SHUTDOWN, False):         ExitOutcome.STAY_STOPPED,
-    (StopReason.SHUTDOWN, True):          ExitOutcome.STAY_STOPPED,
-    (StopReason.FAILED, False):           ExitOutcome.STAY_STOPPED,
-    (StopReason.FAILED, True):            ExitOutcome.STAY_STOPPED,
-    (StopReason.HUNG, False):             ExitOutcome.STAY_STOPPED,
-    (StopReason.HUNG, True):              ExitOutcome.STAY_STOPPED,
+AFTER_EXIT: dict[tuple[StopReason | None, ExitPhase], ExitOutcome] = {
+    (None, ExitPhase.UNPROVEN):                   ExitOutcome.COUNT_FAILURE,
+    (None, ExitPhase.HEALTHY):                    ExitOutcome.RESTART_IF_WANTED,
+    (None, ExitPhase.IN_TURN):                    ExitOutcome.CUT_SHORT,
+    (StopReason.UNKNOWN_SESSION, ExitPhase.UNPROVEN):ExitOutcome.RETRY_FRESH,
+    (StopReason.UNKNOWN_SESSION, ExitPhase.HEALTHY):ExitOutcome.RETRY_FRESH,
+    (StopReason.UNKNOWN_SESSION, ExitPhase.IN_TURN):ExitOutcome.RETRY_FRESH,
+    (StopReason.ADMIN, ExitPhase.UNPROVEN):       ExitOutcome.DELIVER_QUEUE,
+    (StopReason.ADMIN, ExitPhase.HEALTHY):        ExitOutcome.DELIVER_QUEUE,
+    (StopReason.ADMIN, ExitPhase.IN_TURN):        ExitOutcome.DELIVER_QUEUE,
+    (StopReason.IDLE, ExitPhase.UNPROVEN):        ExitOutcome.DELIVER_QUEUE,
+    (StopReason.IDLE, ExitPhase.HEALTHY):         ExitOutcome.DELIVER_QUEUE,
+    (StopReason.IDLE, ExitPhase.IN_TURN):         ExitOutcome.DELIVER_QUEUE,
+    (StopReason.TASK_DONE, ExitPhase.UNPROVEN):   ExitOutcome.DELIVER_QUEUE,
+    (StopReason.TASK_DONE, ExitPhase.HEALTHY):    ExitOutcome.DELIVER_QUEUE,
+    (StopReason.TASK_DONE, ExitPhase.IN_TURN):    ExitOutcome.DELIVER_QUEUE,
+    (StopReason.RESTART, ExitPhase.UNPROVEN):     ExitOutcome.STAY_STOPPED,
+    (StopReason.RESTART, ExitPhase.HEALTHY):      ExitOutcome.STAY_STOPPED,
+    (StopReason.RESTART, ExitPhase.IN_TURN):      ExitOutcome.STAY_STOPPED,
+    (StopReason.SHUTDOWN, ExitPhase.UNPROVEN):    ExitOutcome.STAY_STOPPED,
+    (StopReason.SHUTDOWN, ExitPhase.HEALTHY):     ExitOutcome.STAY_STOPPED,
+    (StopReason.SHUTDOWN, ExitPhase.IN_TURN):     ExitOutcome.STAY_STOPPED,
+    (StopReason.FAILED, ExitPhase.UNPROVEN):      ExitOutcome.STAY_STOPPED,
+    (StopReason.FAILED, ExitPhase.HEALTHY):       ExitOutcome.STAY_STOPPED,
+    (StopReason.FAILED, ExitPhase.IN_TURN):       ExitOutcome.STAY_STOPPED,
+    (StopReason.HUNG, ExitPhase.UNPROVEN):        ExitOutcome.STAY_STOPPED,
+    (StopReason.HUNG, ExitPhase.HEALTHY):         ExitOutcome.STAY_STOPPED,
+    (StopReason.HUNG, ExitPhase.IN_TURN):         ExitOutcome.STAY_STOPPED,
 }
-"""(why it was stopping — None: nobody asked, whether it had proven healthy) -> outcome."""
+"""(why it was stopping — None: nobody asked, its phase) -> outcome. What a stopped run
+had not answered stays queued whatever the row: the next run gets it (R8.5)."""
+
+
+class Failure(StrEnum):
+    """What happened, as the notices say it (R4.11)."""
+
+    START = "failed to start"  # the process could not be started
+    EXIT = "stopped unexpectedly"  # it exited early, before it began on a message
+    TURN = "failed while answering"  # a turn ended in an error
+    CUT_SHORT = "stopped while answering"  # it exited, or hung, in the middle of a turn
+
+    @property
+    def while_answering(self) -> bool:
+        return self in (Failure.TURN, Failure.CUT_SHORT)
 
 
 class TurnEnd(Enum):
@@ -174,6 +212,11 @@ def status_state(run: RunState, health: Health, now: float) -> str:
     return run.value
 
 
+def delivery_text(q: QueuedNudge) -> str:
+    """What the agent reads for a queued nudge: a re-delivery says so first (R8.5)."""
+    return alerts.redelivered(q.text) if q.attempted else q.text
+
+
 def _turn_end(result: TurnResult) -> TurnEnd:
     if not result.is_error:
         return TurnEnd.OK
@@ -197,10 +240,11 @@ class AgentRun:
         self.stop_reason: StopReason | None = None
         self.output = TurnOutput(cfg.flush_interval_s, cfg.max_turn_output_chars)
         self.started_at = self.last_activity = self.last_output = self.stopped_at = 0.0
-        self.pending_turns = 0
         self.healthy = False
+        self.spoke = False  # the process has written an event
         self.failure_counted = False  # a run counts one failure at most (a hung turn aside)
-        self.delivered: list[QueuedNudge] = []  # taken by this run and not yet answered
+        self.last_failure: Failure | None = None  # what the next blocked notice says
+        self.delivered: dict[str, QueuedNudge] = {}  # by uuid: written, not yet answered
         self.hops = 0
         self.queue_retry_at: float | None = None
         self.resuming: str | None = None  # the session the current run resumes
@@ -215,7 +259,7 @@ class AgentRun:
 
     @property
     def in_turn(self) -> bool:
-        return self.pending_turns > 0
+        return bool(self.delivered)
 
     # --- what the executor reports ---------------------------------------------------------
 
@@ -225,7 +269,7 @@ class AgentRun:
         `start` starts it even with nothing queued; `closing` starts nothing."""
         action = resolve(self.state, self.session_id, health, now)
         if isinstance(action, Deliver):
-            return [fx.Write(tuple(queued))] if queued else []
+            return [] if closing else self._deliver(queued)
         if isinstance(action, Hold):
             return []  # the start or stop in flight ends in another pass over the queue
         if isinstance(action, Wait):
@@ -240,9 +284,8 @@ class AgentRun:
         self.run_id += 1
         self.stop_reason = None
         self.started_at = self.last_activity = self.last_output = now
-        self.healthy = self.failure_counted = False
-        self.pending_turns = 0
-        self.delivered = []
+        self.healthy = self.failure_counted = self.spoke = False
+        self.delivered = {}
         self.queue_retry_at = None
         self.output = TurnOutput(self.cfg.flush_interval_s, self.cfg.max_turn_output_chars)
         self.resuming = action.session_id if isinstance(action, Resume) else None
@@ -266,23 +309,24 @@ class AgentRun:
         self._expect(RunState.STARTING, event="start_failed")
         self.state = RunState.STOPPED
         self.stopped_at = now
-        return self._fail(error, health, now)
+        return self._fail(error, health, now, Failure.START)
 
-    def wrote(self, sent: list[QueuedNudge], now: float) -> list[Effect]:
-        """These nudges (a prefix of a `Write`) reached the session's stdin."""
+    def wrote(self, sent: list[tuple[str, QueuedNudge]], now: float) -> list[Effect]:
+        """These nudges (a prefix of a `Write`) reached the session's stdin, each as a
+        user message with that uuid. They stay queued until a result answers them."""
         self._expect(RunState.RUNNING, event="wrote")
         if not sent:
             return []
-        self.delivered.extend(sent)
-        self.pending_turns += len(sent)
-        self.hops = sent[-1].hops
+        self.delivered.update(sent)
+        self.hops = sent[-1][1].hops
         self.last_activity = self.last_output = now
-        return [fx.Dequeue(tuple(q.id for q in sent))]
+        return []
 
     def saw(self, event: AgentEvent, health: Health, now: float) -> list[Effect]:
         """One event from the session's output (also while it is being stopped)."""
         self._expect(RunState.RUNNING, RunState.STOPPING, event="saw")
         self.last_output = self.last_activity = now
+        self.spoke = True
         effects: list[Effect] = []
         if isinstance(event, Init) and event.session_id and event.session_id != self.session_id:
             self.session_id = event.session_id
@@ -290,10 +334,10 @@ class AgentRun:
         if isinstance(event, ApiError):
             effects.append(fx.Log(logging.WARNING,
                                f"{self.name}: API error {event.kind}: {redact(event.text)}"))
-        effects += self._posts(self.output.feed(event, now))
+        posts = self.output.feed(event, now)
         if isinstance(event, TurnResult):
-            effects += self._turn_ended(event, health, now)
-        return effects
+            return effects + self._turn_ended(event, posts, health, now)
+        return effects + self._posts(posts)
 
     def exited(self, code: int, stderr_tail: list[str], health: Health, now: float, *,
                open_task: bool = False) -> list[Effect]:
@@ -303,14 +347,16 @@ class AgentRun:
         if self.pid is not None:
             effects.append(fx.ForgetProcess(self.pid))
         reason, uptime = self.stop_reason, now - self.started_at
+        outcome = AFTER_EXIT[(reason, self._exit_phase())]
         self.state, self.pid, self.stop_reason = RunState.STOPPED, None, None
-        self.pending_turns = 0
         self.stopped_at = now
-        outcome = AFTER_EXIT[(reason, self.healthy)]
-        if outcome is ExitOutcome.COUNT_FAILURE:
+        if outcome in (ExitOutcome.COUNT_FAILURE, ExitOutcome.CUT_SHORT):
             tail = " | ".join(stderr_tail[-ERROR_TAIL_LINES:])
             detail = f"exited with status {code} after {uptime:.1f}s"
-            return effects + self._fail(f"{detail}: {tail}" if tail else detail, health, now)
+            how = Failure.CUT_SHORT if outcome is ExitOutcome.CUT_SHORT else Failure.EXIT
+            return effects + self._fail(f"{detail}: {tail}" if tail else detail, health, now,
+                                        how)
+        self.delivered = {}  # still queued: the next run gets them (R8.5)
         if outcome is ExitOutcome.RESTART_IF_WANTED:
             wanted = self.always_on or (self.spec.kind is AgentKind.WORKER and open_task)
             return [*effects, fx.Log(logging.WARNING, f"{self.name} exited with status {code} "
@@ -330,21 +376,26 @@ class AgentRun:
             return [fx.Terminate()]
         return []
 
-    def tell_blocked(self, blocked: Blocked, queued: list[QueuedNudge],
-                     health: Health) -> list[Effect]:
-        """Messages wait for a start that is not allowed: say so once per block (R3.4)."""
+    def tell_blocked(self, blocked: Blocked, queued: list[QueuedNudge], health: Health, *,
+                     told: tuple[str, ...] = ()) -> list[Effect]:
+        """Messages wait for a start that is not allowed: say so once per block (R3.4),
+        not again in a channel that was just `told` (R4.11)."""
         if not queued:
             return []
         h, notify = breaker.should_notify_blocked(health, blocked)
         if not notify:
             return []
-        return [fx.SaveHealth(h),
-                fx.Notify(queued[-1].origin or self.spec.channel,
-                       alerts.blocked_notice(self.name, blocked))]
+        origin = queued[-1].origin or self.spec.channel
+        if origin in told:
+            return [fx.SaveHealth(h)]
+        how = self.last_failure.value if self.last_failure else "failed"
+        return [fx.SaveHealth(h), fx.Notify(origin, alerts.blocked_notice(self.name, blocked, how))]
 
     def reset(self, health: Health) -> list[Effect]:
-        """An admin's `reset` or a successful `auth login` (R4.4, R6.5)."""
-        return self._health_changed(*breaker.reset(health))
+        """An admin's `reset` or a successful `auth login` (R4.4, R6.5). The breaker's
+        escalation stays open: "Recovered" waits for the agent to prove itself (R4.12)."""
+        h, _closed = breaker.reset(health)
+        return [fx.SaveHealth(h)]
 
     def admin_restart(self, health: Health, now: float) -> list[Effect] | None:
         """An admin's `restart`: it does not wait out a cooldown, but it does not override
@@ -402,7 +453,8 @@ class AgentRun:
         if timer is Timer.HUNG:
             minutes = self.cfg.turn_timeout_s / 60
             self.failure_counted = False  # a hung turn is a failure even after a healthy start
-            return [*self._fail(f"turn hung: no output for {minutes:.0f} min", health, now),
+            return [*self._fail(f"turn hung: no output for {minutes:.0f} min", health, now,
+                                Failure.CUT_SHORT),
                     fx.Alert(alerts.hung(self.name, minutes)), *self._kill(StopReason.HUNG)]
         if timer is Timer.IDLE:
             return self.stop_requested(StopReason.IDLE)
@@ -417,64 +469,90 @@ class AgentRun:
 
     # --- rules shared by several events ----------------------------------------------------
 
-    def _turn_ended(self, result: TurnResult, health: Health, now: float) -> list[Effect]:
-        # The CLI says how many messages still wait for a turn; trust it over our count,
-        # which would drift if it ever folded two messages into one turn.
-        self.pending_turns = (result.queued_turns if result.queued_turns is not None
-                              else max(0, self.pending_turns - 1))
-        outcome = AFTER_TURN[(_turn_end(result), self.healthy)]
-        if outcome is TurnOutcome.PROVEN:
-            return self._proven(health)
-        if outcome is TurnOutcome.ANSWERED:
-            self.delivered = self.delivered[-self.pending_turns:] if self.pending_turns else []
+    def _deliver(self, queued: list[QueuedNudge]) -> list[Effect]:
+        """Write what this run has not been given yet, in order (R3.1, R3.5); a message an
+        earlier run was given and did not answer carries a note (R8.5)."""
+        taken = {q.id for q in self.delivered.values()}
+        new = tuple(q for q in queued if q.id not in taken)
+        if not new:
             return []
+        first_time = tuple(q.id for q in new if not q.attempted)
+        return [*([fx.MarkAttempted(first_time)] if first_time else []),
+                fx.Write(new, tuple(delivery_text(q) for q in new))]
+
+    def _answered_by(self, result: TurnResult) -> list[str]:
+        """The uuids of this run's messages the result answered. A CLI that does not list
+        them answers in order: all but its `queued_turn_count` (or else one)."""
+        if result.answered is not None:
+            return [u for u in result.answered if u in self.delivered]
+        waiting = list(self.delivered)
+        if result.queued_turns is not None:
+            return waiting[:max(0, len(waiting) - result.queued_turns)]
+        return waiting[:1]
+
+    def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
+                    now: float) -> list[Effect]:
+        outcome = AFTER_TURN[(_turn_end(result), self.healthy)]
+        if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
+            answered = [self.delivered.pop(u) for u in self._answered_by(result)]
+            effects = self._posts(posts, answered=answered)
+            if outcome is TurnOutcome.PROVEN:
+                return effects + self._proven(health)
+            if outcome is TurnOutcome.ANSWERED:
+                return effects
+        else:  # its messages stay queued for the next run
+            effects = self._posts(posts)
         error = redact(result.text or "; ".join(result.errors) or "error result")
-        effects: list[Effect] = [fx.Log(logging.WARNING, f"{self.name}: turn failed: {error}")]
+        effects.append(fx.Log(logging.WARNING, f"{self.name}: turn failed: {error}"))
         if outcome is TurnOutcome.FORGET_SESSION:
             self.session_id = None
-            effects += [fx.SaveSession(None), *self._requeue()]
-            return effects + self._kill(StopReason.UNKNOWN_SESSION)
+            self.delivered = {}
+            return [*effects, fx.SaveSession(None), *self._kill(StopReason.UNKNOWN_SESSION)]
         if outcome is TurnOutcome.FAIL:
             auth = _turn_end(result) is TurnEnd.AUTH
-            return effects + self._fail(error, health, now, auth=auth) + self._kill(
-                StopReason.FAILED)
+            failed = self._fail(error, health, now, Failure.TURN, auth=auth)
+            return effects + failed + self._kill(StopReason.FAILED)
         return [*effects, fx.SaveError(error[:500])]
 
     def _proven(self, health: Health) -> list[Effect]:
-        """The run proved healthy (R4.5): its messages are answered, the breaker closes."""
+        """The run proved healthy (R4.5): the breaker closes, and an open escalation is
+        closed with "Recovered" — only now, not at an admin's reset (R4.12)."""
         if self.healthy:
             return []
         self.healthy = True
-        self.delivered = []
-        return self._health_changed(*breaker.succeeded(health))
+        h, _closed = breaker.succeeded(health)
+        return [fx.SaveHealth(h), fx.Recover(f"breaker:{self.name}", alerts.recovered(self.spec))]
 
-    def _fail(self, error: str, health: Health, now: float, *,
+    def _exit_phase(self) -> ExitPhase:
+        if self.delivered and (self.spoke or self.healthy):
+            return ExitPhase.IN_TURN
+        return ExitPhase.HEALTHY if self.healthy else ExitPhase.UNPROVEN
+
+    def _fail(self, error: str, health: Health, now: float, how: Failure, *,
               auth: bool = False) -> list[Effect]:
-        """Count one failure of this run (R4.2, R4.3), at most once per run."""
+        """Count one failure of this run (R4.2, R4.3), at most once per run. Its unanswered
+        messages stay queued for the next run; when it failed in a turn, the people that
+        turn was answering hear it once, in their conversation (R4.11)."""
+        answering, self.delivered = list(self.delivered.values()), {}
         if self.failure_counted:
             return []
         self.failure_counted = True
+        self.last_failure = how
         error = redact(error)
         h, opened = breaker.failed(health, now, policy(self.cfg, self.spec.kind), error,
                                    auth=auth)
         self.queue_retry_at = h.cooldown_until
-        effects: list[Effect] = [fx.Log(logging.WARNING, f"{self.name} failed: {error}"),
-                                 fx.SaveHealth(h), fx.SaveError(error[:500]), *self._requeue(),
-                                 *self._escalations(h, opened)]
         g = breaker.gate(h, now)
-        return [*effects, fx.TellBlocked(g)] if isinstance(g, Blocked) else effects
-
-    def _health_changed(self, h: Health, changes: list[breaker.Effect]) -> list[Effect]:
-        return [fx.SaveHealth(h), *self._escalations(h, changes)]
-
-    def _escalations(self, h: Health, changes: list[breaker.Effect]) -> list[Effect]:
-        effects: list[Effect] = []
-        for change in changes:
-            if isinstance(change, breaker.BreakerOpened):
-                effects += self._opened(change, h)
-            else:
-                effects.append(fx.Recover(f"breaker:{self.name}", alerts.recovered(self.spec)))
-        return effects
+        blocked = g if isinstance(g, Blocked) else None
+        told = tuple(dict.fromkeys(q.origin or self.spec.channel for q in answering)
+                     ) if how.while_answering else ()
+        effects: list[Effect] = [
+            fx.Log(logging.WARNING, f"{self.name} failed: {error}"),
+            fx.SaveHealth(h), fx.SaveError(error[:500]),
+            *(fx.Notify(c, alerts.answer_cut_short(self.name, how.value, blocked)) for c in told),
+            *(e for change in opened if isinstance(change, breaker.BreakerOpened)
+              for e in self._opened(change, h))]
+        return [*effects, fx.TellBlocked(blocked, told)] if blocked else effects
 
     def _opened(self, e: breaker.BreakerOpened, h: Health) -> list[Effect]:
         error = redact(e.last_error)[:300]
@@ -484,10 +562,6 @@ class AgentRun:
                     fx.Escalate(key, error, None)]
         return [fx.Escalate(key, error, alerts.breaker_opened(self.spec, e.failures, error,
                                                            h.retry_at))]
-
-    def _requeue(self) -> list[Effect]:
-        taken, self.delivered = self.delivered, []
-        return [fx.Requeue(tuple(taken))] if taken else []
 
     def _kill(self, reason: StopReason) -> list[Effect]:
         """Kill now; until it has exited nothing more is delivered to it and the timers
@@ -506,8 +580,10 @@ class AgentRun:
         self.hops += 1
         return hops
 
-    def _posts(self, texts: list[str]) -> list[Effect]:
-        """Posts the quarantine let through; a log line for each text it held back (R5.3)."""
+    def _posts(self, texts: list[str], *,
+               answered: list[QueuedNudge] | None = None) -> list[Effect]:
+        """Posts the quarantine let through; a log line for each text it held back (R5.3).
+        At the end of a turn that `answered` nudges, the posts go with their dequeue."""
         effects: list[Effect] = [
             fx.Log(logging.WARNING, f"{self.name}: withheld from #{self.spec.channel} "
                                  f"({q.reason.value}): {redact(q.text)[:300]}")
@@ -516,6 +592,8 @@ class AgentRun:
             fx.Log(logging.INFO, f"{self.name}: over the turn's output cap, not posted to "
                                  f"#{self.spec.channel}: {text}")
             for text in self.output.take_withheld()]
+        if answered is not None:
+            return [*effects, fx.Answer(tuple(texts), self.hops, tuple(q.id for q in answered))]
         return effects + [fx.Post(text, self.hops) for text in texts]
 
     def _expect(self, *states: RunState, event: str) -> None:

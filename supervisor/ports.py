@@ -87,6 +87,9 @@ class QueuedNudge:
     hops: int
     origin: str
     created_at: float = 0.0
+    attempted: bool = False
+    """Written to an agent before, by a run that did not answer it (R8.5): it is delivered
+    again with a note that the earlier attempt was cut short."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,7 @@ class AgentStore(Protocol):
     async def queued(self, agent: str) -> list[QueuedNudge]: ...
     async def queue_lengths(self) -> dict[str, int]: ...
     async def agents_with_queue(self) -> list[str]: ...
-    async def dequeue(self, ids: Iterable[int]) -> None: ...
-    async def requeue_front(self, nudges: list[QueuedNudge], now: float) -> None: ...
+    async def mark_attempted(self, ids: Iterable[int]) -> None: ...
     async def health(self, key: str) -> Health: ...
     async def healths(self) -> dict[str, Health]: ...
     async def put_health(self, key: str, h: Health) -> None: ...
@@ -147,6 +149,12 @@ class Host(Protocol):
 
     async def agent_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
         """Post an agent's text to its channel and route it like a message (R2.6, R5.1)."""
+
+    async def answered(self, agent: str, channel: str, texts: list[str], hops: int,
+                       nudge_ids: list[int]) -> None:
+        """A turn ended and answered these queued nudges: post its last texts (as
+        `agent_posted` does) and take the nudges off the queue in one transaction, so a
+        message leaves the queue exactly when its answer is in the outbox (R8.5)."""
 
     async def notice(self, channel: str, text: str) -> None:
         """A short notice from the bot into a channel."""

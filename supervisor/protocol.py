@@ -93,6 +93,9 @@ class TurnResult:
     session_id: str | None
     errors: tuple[str, ...]
     queued_turns: int | None = None  # `queued_turn_count`: messages still waiting for a turn
+    answered: tuple[str, ...] | None = None
+    """`user_message_uuids`: the user messages this turn answered (several when the CLI
+    folded messages written during a turn into one); None when the CLI does not say."""
 
 
 @dataclass(frozen=True)
@@ -132,13 +135,18 @@ def parse_line(line: str | bytes) -> list[AgentEvent]:
     return parser(obj) if parser else []
 
 
-def encode_user_message(text: str) -> bytes:
+def encode_user_message(text: str, message_id: str | None = None) -> bytes:
     """One stream-json user message as exactly one line for the agent's stdin (R3.1).
 
-    `json.dumps` escapes newlines and (with ASCII output) every non-ASCII character, so any
-    text — including lone surrogates a bridge might hand over — stays one encodable line.
+    `message_id` is the message's `uuid`: the CLI lists it in the `user_message_uuids` of
+    the `result` that answers it, which is how the bot knows which messages a turn answered
+    (R8.5). `json.dumps` escapes newlines and (with ASCII output) every non-ASCII
+    character, so any text — including lone surrogates a bridge might hand over — stays one
+    encodable line.
     """
-    message = {"type": "user", "message": {"role": "user", "content": text}}
+    message: dict[str, Any] = {"type": "user", "message": {"role": "user", "content": text}}
+    if message_id is not None:
+        message["uuid"] = message_id
     return (json.dumps(message, separators=(",", ":")) + "\n").encode("ascii")
 
 
@@ -272,8 +280,17 @@ def _parse_result(obj: dict[str, Any]) -> list[AgentEvent]:
                 for error in (errors if isinstance(errors, list) else ())
             ),
             queued_turns=queued if type(queued) is int and queued >= 0 else None,
+            answered=_answered(obj),
         )
     ]
+
+
+def _answered(obj: dict[str, Any]) -> tuple[str, ...] | None:
+    """`user_message_uuids` (or the older single `user_message_uuid`), if well formed."""
+    many, one = obj.get("user_message_uuids"), obj.get("user_message_uuid")
+    if isinstance(many, list) and all(isinstance(u, str) for u in many):
+        return tuple(many)
+    return (one,) if isinstance(one, str) else None
 
 
 _PARSERS = {

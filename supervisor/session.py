@@ -127,13 +127,14 @@ class Session:
                        asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr")]
         self._waiter = asyncio.create_task(self._wait(), name=f"{self.name}-wait")
 
-    async def send(self, text: str) -> bool:
-        """Write one user message; False when the process can no longer take input."""
+    async def send(self, text: str, message_id: str | None = None) -> bool:
+        """Write one user message (with `message_id` as its uuid); False when the process
+        can no longer take input."""
         proc = self._proc
         if proc is None or proc.stdin is None or proc.returncode is not None:
             return False
         try:
-            proc.stdin.write(encode_user_message(text))
+            proc.stdin.write(encode_user_message(text, message_id))
             await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError, RuntimeError):
             return False

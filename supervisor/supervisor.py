@@ -9,9 +9,10 @@ happened and carries out the effects it returns, in order, and keeps these invar
   that touches *another* agent (routing an agent's output to a colleague) is scheduled as
   its own task, never awaited under a lock, so two agents talking can never deadlock; a
   graceful stop is awaited outside the lock too, since its end is the exit handler.
-- A nudge is durable before anything else happens to it (it is a row in the queue);
-  delivery removes it. Nudges taken by a run that never became healthy go back to the
-  head of the queue, so a message to a crash-looping agent is delivered once it runs.
+- A nudge is durable before anything else happens to it (it is a row in the queue), and it
+  stays there until the turn that answered it has ended: that turn's last posts and its
+  dequeue are one transaction (`Host.answered`, R8.5). A run that does not answer it —
+  it crashed, it was stopped, the bot died — leaves it queued, in its place, for the next.
 - Output and exits of an earlier process of the same agent are dropped by run id before
   they reach the run, which raises on anything else that cannot happen.
 - The timer sleeps until the earliest deadline of any run and is woken only when a change
@@ -27,7 +28,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,8 +125,13 @@ class Supervisor:
         self._spawn_task(self._tick_loop(), "supervisor-tick")
 
     async def shutdown(self) -> None:
-        """End every agent: terminate, kill after the grace period; no orphans (R4.9)."""
+        """Deliver nothing more, give running turns `shutdown_grace_s` to end (their answers
+        are posted and their messages dequeued), then end every agent: terminate, kill after
+        `stop_grace_s`; no orphans (R4.9). A turn cut short is answered after the restart."""
         self._closing = True
+        if not await self._wait_until(self._turns_ended, self.cfg.shutdown_grace_s):
+            log.warning("turns still running after %ss; stopping them: their messages stay "
+                        "queued and are answered after the restart", self.cfg.shutdown_grace_s)
         stops = [await self._request_stop(rt, StopReason.SHUTDOWN)
                  for rt in list(self._runtimes.values())]
         await asyncio.gather(*(s for group in stops for s in group), return_exceptions=True)
@@ -135,8 +141,13 @@ class Supervisor:
 
     async def wait_quiet(self, timeout_s: float) -> bool:
         """Wait until no agent is starting or in a turn and nothing deliverable is queued."""
+        return await self._wait_until(self._quiet, timeout_s)
+
+    async def _wait_until(self, done: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+        """Wait (real time) until `done()`, checked whenever anything changed; False on
+        timeout."""
         deadline = time.monotonic() + timeout_s
-        while await self._busy():
+        while not await done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -145,19 +156,22 @@ class Supervisor:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
         return True
 
-    async def _busy(self) -> bool:
+    async def _quiet(self) -> bool:
         if any(not t.done() for t in self._kicks):
-            return True
+            return False
         if any(rt.run.state in (RunState.STARTING, RunState.STOPPING) or rt.run.in_turn
                for rt in self._runtimes.values()):
-            return True
+            return False
         now = self.clock.now()
         for name in await self.store.agents_with_queue():
             rt = await self._runtime(name)  # None: no such agent any more; nothing to wait for
             if rt is not None and isinstance(breaker.gate(await self._health(rt), now),
                                              breaker.Allowed):
-                return True
-        return False
+                return False
+        return True
+
+    async def _turns_ended(self) -> bool:
+        return not any(rt.run.in_turn for rt in self._runtimes.values())
 
     # --- admin -------------------------------------------------------------------------------
 
@@ -283,20 +297,22 @@ class Supervisor:
             match e:
                 case fx.Spawn():
                     stops += await self._apply(rt, await self._spawn(rt, e))
-                case fx.Write(nudges):
+                case fx.Write(nudges, texts):
                     sent = []
-                    for q in nudges:
-                        if rt.session is None or not await rt.session.send(q.text):
+                    for q, text in zip(nudges, texts, strict=True):
+                        message_id = str(uuid.uuid4())
+                        if rt.session is None or not await rt.session.send(text, message_id):
                             break
-                        sent.append(q)
+                        sent.append((message_id, q))
                     stops += await self._apply(rt, run.wrote(sent, self.clock.now()))
                 case fx.OfferQueue():
                     stops += await self._apply(rt, run.nudged(
                         await self.store.queued(run.name), await self._health(rt),
                         self.clock.now(), closing=self._closing))
-                case fx.TellBlocked(blocked):
+                case fx.TellBlocked(blocked, told):
                     stops += await self._apply(rt, run.tell_blocked(
-                        blocked, await self.store.queued(run.name), await self._health(rt)))
+                        blocked, await self.store.queued(run.name), await self._health(rt),
+                        told=told))
                 case fx.Kill():
                     if rt.session is not None:
                         rt.session.kill()
@@ -304,10 +320,11 @@ class Supervisor:
                     if rt.session is not None:
                         stops.append(self._spawn_task(rt.session.stop(self.cfg.stop_grace_s),
                                                       f"stop-{run.name}"))
-                case fx.Dequeue(ids):
-                    await self.store.dequeue(ids)
-                case fx.Requeue(nudges):
-                    await self.store.requeue_front(list(nudges), self.clock.now())
+                case fx.MarkAttempted(ids):
+                    await self.store.mark_attempted(ids)
+                case fx.Answer(texts, hops, ids):
+                    await self.host.answered(run.name, run.spec.channel, list(texts), hops,
+                                             list(ids))
                 case fx.SaveHealth(h):
                     self._healths[run.health_key] = h
                     await self.store.put_health(run.health_key, h)

@@ -49,7 +49,8 @@ def write_config(path: Path, *, data_dir: Path | None = None, agent: dict | None
                  channels: list[dict] | None = None, extra: dict[str, dict] | None = None) -> Path:
     """A config for a test: fake agent, short timers, a private data dir; override anything."""
     data_dir = data_dir or short_data_dir()
-    agent_cfg = {"command": [FAKE_AGENT], "flush_interval_s": 0.5, "stop_grace_s": 2}
+    agent_cfg = {"command": [FAKE_AGENT], "flush_interval_s": 0.5, "stop_grace_s": 2,
+                 "shutdown_grace_s": 2}
     agent_cfg.update(agent or {})
     lines = ["[bot]", f"data_dir = {toml_value(str(data_dir))}", "", "[agent]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in agent_cfg.items()]

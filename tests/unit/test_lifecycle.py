@@ -1,5 +1,5 @@
-"""One agent's run as a state machine: `supervisor.lifecycle` (R3.4, R4.1–R4.10, R5.2, R5.3,
-R6.2). No processes, no asyncio: a run is built, told what happened with data and times,
+"""One agent's run as a state machine: `supervisor.lifecycle` (R3.4, R4.1–R4.12, R5.2, R5.3,
+R6.2, R8.5). No processes, no asyncio: a run is built, told what happened with data and times,
 and the effects it returns are compared — the exit, turn and timer tables row by row.
 """
 
@@ -18,6 +18,8 @@ from supervisor.lifecycle import (
     TIMERS,
     AgentRun,
     ExitOutcome,
+    ExitPhase,
+    Failure,
     LifecycleError,
     StopReason,
     TurnEnd,
@@ -47,6 +49,26 @@ def nudge(i: int, text: str = "hello", origin: str = "webui") -> QueuedNudge:
     return QueuedNudge(i, "webui", text, 0, origin)
 
 
+def uuid_of(q: QueuedNudge) -> str:
+    """The uuid the tests' executor gave nudge `q` when it wrote it."""
+    return f"u{q.id}"
+
+
+def write(run: AgentRun, queued: tuple[QueuedNudge, ...], now: float = T0) -> None:
+    """Deliver `queued` to a running run, as the executor would: marked, written, told."""
+    fresh = tuple(q.id for q in queued if not q.attempted)
+    assert run.nudged(list(queued), Health(), now) == [
+        *([fx.MarkAttempted(fresh)] if fresh else []),
+        fx.Write(queued, tuple(q.text for q in queued))]
+    assert run.wrote([(uuid_of(q), q) for q in queued], now) == []
+
+
+def answers(*queued: QueuedNudge, is_error: bool = False) -> TurnResult:
+    """The result of a turn that answered `queued` (its user_message_uuids)."""
+    return TurnResult(is_error, "success", "done", "sid", (),
+                      answered=tuple(uuid_of(q) for q in queued))
+
+
 def kinds(effects: list[Effect]) -> list[type]:
     """The effect types in order, log lines left out (they are not behaviour)."""
     return [type(e) for e in effects if not isinstance(e, fx.Log)]
@@ -67,11 +89,10 @@ def running(spec: AgentSpec = LEAD, *, healthy: bool = False, always_on: bool = 
     assert run.nudged(list(queued), health, start, start=True)[-1] == fx.Spawn(1, session_id)
     assert run.started("sid", 4242, start)[-1] == fx.OfferQueue()
     if healthy:
-        assert kinds(run.tick(health, T0)) == [fx.SaveHealth]
+        assert kinds(run.tick(health, T0)) == [fx.SaveHealth, fx.Recover]
         assert run.saw(Init("sid", "model"), health, T0) == []
     if queued:
-        assert run.nudged(list(queued), health, T0) == [fx.Write(queued)]
-        assert run.wrote(list(queued), T0) == [fx.Dequeue(tuple(q.id for q in queued))]
+        write(run, queued)
     return run
 
 
@@ -79,8 +100,9 @@ def running(spec: AgentSpec = LEAD, *, healthy: bool = False, always_on: bool = 
 
 
 def test_r3_1_r3_5_spawn_start_and_deliver_in_order() -> None:
-    """R3.1–R3.5: a stopped agent with a queue is spawned; once started it asks for the queue
-    and writes it in order; the writes are dequeued and counted as turns."""
+    """R3.1–R3.5, R8.5: a stopped agent with a queue is spawned; once started it asks for the
+    queue and writes it in order, marked attempted first; what was written stays queued and
+    is the open turn."""
     run = AgentRun(LEAD, CFG)
     assert run.nudged([nudge(1)], Health(), T0) == [fx.Spawn(1, None)]
     assert run.state is RunState.STARTING
@@ -89,9 +111,11 @@ def test_r3_1_r3_5_spawn_start_and_deliver_in_order() -> None:
     assert kinds(effects) == [fx.RecordProcess, fx.SaveSession, fx.OfferQueue]
     assert of(effects, fx.SaveSession) == [fx.SaveSession("new-sid")]
     queued = [nudge(1), nudge(2)]
-    assert run.nudged(queued, Health(), T0) == [fx.Write(tuple(queued))]
-    assert run.wrote(queued[:1], T0 + 1) == [fx.Dequeue((1,))]  # the second write failed
-    assert (run.state, run.pending_turns, run.session_id) == (RunState.RUNNING, 1, "new-sid")
+    assert run.nudged(queued, Health(), T0) == [
+        fx.MarkAttempted((1, 2)), fx.Write(tuple(queued), ("hello", "hello"))]
+    assert run.wrote([("u1", queued[0])], T0 + 1) == []  # the second write failed
+    assert (run.state, run.in_turn, run.session_id) == (RunState.RUNNING, True, "new-sid")
+    assert list(run.delivered) == ["u1"]
 
 
 def test_r3_2_a_known_session_is_resumed() -> None:
@@ -146,15 +170,15 @@ def test_r4_2_a_failed_spawn_counts_and_requeues_nothing_it_did_not_take() -> No
 
 
 def test_exit_table_is_total() -> None:
-    """Every stop reason, healthy or not, has exactly one exit rule."""
-    assert set(AFTER_EXIT) == {(r, h) for r in (None, *StopReason) for h in (False, True)}
+    """Every stop reason, in every phase, has exactly one exit rule."""
+    assert set(AFTER_EXIT) == {(r, p) for r in (None, *StopReason) for p in ExitPhase}
 
 
 EXIT_ROWS = {
     # (stop reason, healthy, worker has an open task, always_on) -> expected effects
     "r4_2-early-exit-is-a-failure": (None, False, False, False,
                                      [fx.ForgetProcess, fx.SaveHealth, fx.SaveError,
-                                      fx.Requeue, fx.TellBlocked]),
+                                      fx.TellBlocked]),
     "r4_7-healthy-crash-stays-down": (None, True, False, False, [fx.ForgetProcess, fx.Kick]),
     "r4_7-healthy-crash-always-on-restarts": (None, True, False, True,
                                               [fx.ForgetProcess, fx.Kick]),
@@ -184,19 +208,21 @@ def test_exit_rules_row_by_row(reason: StopReason | None, healthy: bool, open_ta
     """R4.2, R4.7, R4.8, R4.10: what an exit leads to, by why the run was stopping and
     whether it had proven healthy."""
     spec = WORKER if open_task else LEAD
-    run = running(spec, healthy=healthy, always_on=always_on)
+    run = running(spec, healthy=healthy, always_on=always_on,
+                  queued=() if healthy else (nudge(1),))  # a healthy one between turns
     if reason is not None:
         run.state, run.stop_reason = RunState.STOPPING, reason
     effects = run.exited(2, ["boom"], Health(), T0 + 5, open_task=open_task)
     assert kinds(effects) == expected
-    assert (run.state, run.pending_turns) == (RunState.STOPPED, 0)
+    assert (run.state, run.in_turn) == (RunState.STOPPED, False)
     kicks = of(effects, fx.Kick)
     if reason is None and healthy:  # R4.7: only a wanted run comes back with an empty queue
         assert kicks == [fx.Kick(start=always_on or open_task)]
     if reason is None and not healthy:
         error = of(effects, fx.SaveError)[0].error
         assert error == "exited with status 2 after 5.0s: boom"
-        assert of(effects, fx.Requeue) == [fx.Requeue((nudge(1),))]  # R3.4: back to the head
+        assert "stopped unexpectedly" in run.tell_blocked(
+            of(effects, fx.TellBlocked)[0].blocked, [nudge(1)], Health())[-1].text
 
 
 def test_r4_2_failures_count_once_per_run() -> None:
@@ -219,21 +245,22 @@ def test_turn_table_is_total() -> None:
 
 TURN_ROWS = {
     # (how the turn ended, healthy) -> (effects, state after, stop reason)
-    "r4_5-first-good-turn-proves-healthy": (TurnEnd.OK, False, [fx.SaveHealth],
+    "r4_5-first-good-turn-proves-healthy": (TurnEnd.OK, False,
+                                            [fx.Answer, fx.SaveHealth, fx.Recover],
                                             RunState.RUNNING, None),
-    "r4_5-later-good-turn-changes-nothing": (TurnEnd.OK, True, [], RunState.RUNNING, None),
+    "r4_5-later-good-turn-answers": (TurnEnd.OK, True, [fx.Answer], RunState.RUNNING, None),
     "r4_2-first-turn-error-fails-and-kills": (TurnEnd.ERROR, False,
-                                              [fx.SaveHealth, fx.SaveError, fx.Requeue,
+                                              [fx.SaveHealth, fx.SaveError, fx.Notify,
                                                fx.TellBlocked, fx.Kill],
                                               RunState.STOPPING, StopReason.FAILED),
-    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True, [fx.SaveError],
+    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True, [fx.Answer, fx.SaveError],
                                          RunState.RUNNING, None),
     "r6_2-auth-fails-even-when-healthy": (TurnEnd.AUTH, True,
-                                          [fx.SaveHealth, fx.SaveError, fx.Requeue,
+                                          [fx.SaveHealth, fx.SaveError, fx.Notify,
                                            fx.Escalate, fx.Escalate, fx.TellBlocked, fx.Kill],
                                           RunState.STOPPING, StopReason.FAILED),
     "r4_10-unknown-session-forgets-and-requeues": (TurnEnd.UNKNOWN_SESSION, False,
-                                                   [fx.SaveSession, fx.Requeue, fx.Kill],
+                                                   [fx.SaveSession, fx.Kill],
                                                    RunState.STOPPING,
                                                    StopReason.UNKNOWN_SESSION),
 }
@@ -243,11 +270,13 @@ TURN_ROWS = {
                          TURN_ROWS.values(), ids=TURN_ROWS.keys())
 def test_turn_rules_row_by_row(end: TurnEnd, healthy: bool, expected: list[type],
                                state: RunState, reason: StopReason | None) -> None:
-    """R4.2, R4.5, R4.10, R6.2: what the end of a turn leads to."""
+    """R4.2, R4.5, R4.10, R6.2, R8.5: what the end of a turn leads to. A turn that answered
+    dequeues its message with its posts (`Answer`); one that failed leaves it queued."""
     run = running(healthy=healthy, session_id="sid")
     effects = run.saw(RESULTS[end], Health(), T0 + 1)
     assert kinds(effects) == expected
-    assert (run.state, run.stop_reason, run.pending_turns) == (state, reason, 0)
+    assert (run.state, run.stop_reason, run.in_turn) == (state, reason, False)
+    assert [a.ids for a in of(effects, fx.Answer)] == [(1,)] * (fx.Answer in expected)
     if end is TurnEnd.UNKNOWN_SESSION:
         assert run.session_id is None and of(effects, fx.SaveSession) == [fx.SaveSession(None)]
     if end is TurnEnd.AUTH:  # R6.2: the breaker opens at once, one alert for the login
@@ -256,12 +285,16 @@ def test_turn_rules_row_by_row(end: TurnEnd, healthy: bool, expected: list[type]
         assert "auth expired" in (of(effects, fx.Escalate)[0].alert or "")
 
 
-def test_r3_4_a_healthy_run_hands_back_only_unanswered_messages() -> None:
-    """R3.4: answered messages are done with; a later failure requeues only the rest."""
-    run = running(queued=(nudge(1), nudge(2)), healthy=True)
-    run.saw(OK, Health(), T0 + 1)  # answers the first; the second's turn hangs
+def test_r3_4_r4_11_a_hung_turn_tells_only_the_people_it_was_answering() -> None:
+    """R3.4, R4.11: answered messages are done with; a later hang tells only the
+    conversation whose message was still open, and the run holds nothing any more."""
+    run = running(queued=(nudge(1, origin="general"), nudge(2, origin="webui")), healthy=True)
+    run.saw(answers(nudge(1)), Health(), T0 + 1)  # answers the first; the second's turn hangs
     effects = run.tick(Health(), T0 + 1 + 900)
-    assert of(effects, fx.Requeue) == [fx.Requeue((nudge(2),))]
+    assert [(n.channel, n.text.split(";")[0]) for n in of(effects, fx.Notify)] == [
+        ("webui", "webui stopped while answering")]
+    assert of(effects, fx.TellBlocked)[0].told == ("webui",)
+    assert not run.in_turn
 
 
 def test_r4_10_after_a_session_is_forgotten_the_next_start_is_fresh() -> None:
@@ -298,10 +331,11 @@ def test_timer_table_covers_every_phase() -> None:
 TIMER_ROWS = {
     # (healthy, in a turn, time after T0) -> (effects, state after)
     "r4_5-not-yet-healthy": (False, False, 59, [], RunState.RUNNING),
-    "r4_5-healthy-after-60s": (False, False, 60, [fx.SaveHealth], RunState.RUNNING),
+    "r4_5-healthy-after-60s": (False, False, 60, [fx.SaveHealth, fx.Recover],
+                               RunState.RUNNING),
     "r4_8-in-turn-not-yet-hung": (True, True, 899, [], RunState.RUNNING),
     "r4_8-hung-turn-fails-alerts-kills": (True, True, 900,
-                                          [fx.SaveHealth, fx.SaveError, fx.Requeue,
+                                          [fx.SaveHealth, fx.SaveError, fx.Notify,
                                            fx.TellBlocked, fx.Alert, fx.Kill],
                                           RunState.STOPPING),
     "r4_8-idle-not-yet": (True, False, 1799, [], RunState.RUNNING),
@@ -424,3 +458,169 @@ def test_r10_4_r2_6_every_cli_post_of_an_agent_counts_one_hop() -> None:
     run = AgentRun(AgentSpec("webui", AgentKind.LEAD, "webui"), AgentConfig())
     run.hops = 3  # the nudge it answers came after three agent-to-agent hops
     assert [run.cli_post_hops() for _ in range(4)] == [3, 4, 5, 6]
+
+
+# --- R8.5: a nudge stays queued until the turn that answers it ends ----------------------------
+
+
+def test_r8_5_a_folded_turn_answers_every_message_it_lists() -> None:
+    """R8.5: messages the CLI folded into one turn are all answered by its result: its posts
+    and their dequeue are one `Answer`."""
+    run = running(queued=(nudge(1), nudge(2), nudge(3)), healthy=True)
+    run.saw(AssistantText("both done"), Health(), T0 + 1)
+    effects = run.saw(answers(nudge(1), nudge(2)), Health(), T0 + 2)
+    assert of(effects, fx.Answer) == [fx.Answer(("both done",), 0, (1, 2))]
+    assert of(effects, fx.Post) == [] and run.in_turn  # the third is still open
+    assert of(run.saw(answers(nudge(3)), Health(), T0 + 3), fx.Answer) == [
+        fx.Answer((), 0, (3,))]
+    assert not run.in_turn
+
+
+def test_r8_5_a_result_naming_no_message_of_this_run_answers_nothing() -> None:
+    """R8.5: uuids the run did not write (another process's) dequeue nothing."""
+    run = running(healthy=True)
+    effects = run.saw(TurnResult(False, "success", "x", "sid", (), answered=("other",)),
+                      Health(), T0 + 1)
+    assert of(effects, fx.Answer) == [fx.Answer((), 0, ())] and run.in_turn
+
+
+def test_r8_5_a_cli_that_lists_no_uuids_answers_in_order() -> None:
+    """R8.5: without `user_message_uuids`, all but the `queued_turn_count` are answered."""
+    run = running(queued=(nudge(1), nudge(2), nudge(3)), healthy=True)
+    effects = run.saw(TurnResult(False, "success", "x", "sid", (), queued_turns=1),
+                      Health(), T0 + 1)
+    assert of(effects, fx.Answer)[0].ids == (1, 2)
+
+
+def test_r8_5_a_running_session_is_never_written_the_same_message_twice() -> None:
+    """R8.5, R3.1: a delivered, unanswered nudge is still queued; the next pass over the
+    queue writes only what is new."""
+    run = running(healthy=True)
+    assert run.nudged([nudge(1)], Health(), T0 + 1) == []
+    assert run.nudged([nudge(1), nudge(2)], Health(), T0 + 1) == [
+        fx.MarkAttempted((2,)), fx.Write((nudge(2),), ("hello",))]
+
+
+def test_r8_5_a_message_attempted_before_is_delivered_with_a_note() -> None:
+    """R8.5: a nudge an earlier run took and did not answer comes with a one-line note."""
+    again = replace(nudge(1, "[alice in #webui] deploy"), attempted=True)
+    run = running(queued=())
+    [write_effect] = run.nudged([again], Health(), T0)
+    assert isinstance(write_effect, fx.Write)
+    note, text = write_effect.texts[0].split("\n", 1)
+    assert "earlier attempt" in note and "cut short" in note and text == again.text
+
+
+def test_r4_9_r8_5_while_closing_nothing_more_is_written() -> None:
+    """R4.9: once the bot is stopping, a running session is given nothing new; it waits,
+    queued, for the next start."""
+    run = running(healthy=True)
+    assert run.nudged([nudge(1), nudge(2)], Health(), T0 + 1, closing=True) == []
+
+
+def test_r4_9_r8_5_a_turn_cut_short_by_the_shutdown_answers_nothing() -> None:
+    """R4.9, R8.5: a shutdown mid-turn dequeues nothing and counts nothing; the message
+    stays queued (attempted) for the next start."""
+    run = running(healthy=True, queued=(nudge(1),))
+    assert run.stop_requested(StopReason.SHUTDOWN) == [fx.Terminate()]
+    effects = run.exited(-15, [], Health(), T0 + 1)
+    assert kinds(effects) == [fx.ForgetProcess] and not run.in_turn
+
+
+# --- R4.11: a session that dies mid-turn ---------------------------------------------------------
+
+
+EXIT_IN_TURN_ROWS = {
+    # (stop reason, healthy) -> outcome, for a run in a turn
+    "r4_11-unproven-exit-mid-turn": (None, False, ExitOutcome.CUT_SHORT),
+    "r4_11-healthy-exit-mid-turn-is-a-failure": (None, True, ExitOutcome.CUT_SHORT),
+    "r4_9-shutdown-mid-turn-stays-stopped": (StopReason.SHUTDOWN, True,
+                                             ExitOutcome.STAY_STOPPED),
+    "r6_4-admin-stop-mid-turn-redelivers": (StopReason.ADMIN, True, ExitOutcome.DELIVER_QUEUE),
+}
+
+
+@pytest.mark.parametrize(("reason", "healthy", "outcome"), EXIT_IN_TURN_ROWS.values(),
+                         ids=EXIT_IN_TURN_ROWS.keys())
+def test_exit_in_turn_rows(reason: StopReason | None, healthy: bool,
+                           outcome: ExitOutcome) -> None:
+    """R4.9, R4.11: an exit in the middle of a turn, by why it was stopping."""
+    assert AFTER_EXIT[(reason, ExitPhase.IN_TURN)] is outcome
+
+
+def test_r4_11_a_healthy_session_dying_mid_turn_fails_and_tells_who_waits_once() -> None:
+    """R4.11: a healthy session that exits mid-turn counts as a failure; each conversation
+    whose message the turn was answering gets one notice, and the blocked notice is not
+    sent there again."""
+    run = running(healthy=True, queued=(nudge(1, origin="general"), nudge(2, origin="general"),
+                                        nudge(3, origin="webui")))
+    run.saw(AssistantText("working on it"), Health(), T0 + 1)
+    effects = run.exited(3, ["crashing"], Health(), T0 + 2)
+    h = of(effects, fx.SaveHealth)[0].health
+    assert h.failures == 1 and h.cooldown_until == T0 + 2 + 120  # R4.3
+    notices = of(effects, fx.Notify)
+    assert [n.channel for n in notices] == ["general", "webui"]
+    assert notices[0].text.startswith("webui stopped while answering; it will try again at ")
+    [tell] = of(effects, fx.TellBlocked)
+    assert tell.told == ("general", "webui")
+    queued = [nudge(1, origin="general"), nudge(3, origin="webui")]
+    assert kinds(run.tell_blocked(tell.blocked, queued, h, told=tell.told)) == [fx.SaveHealth]
+    assert not run.in_turn and of(effects, fx.Kick) == []  # the cooldown's timer retries
+
+
+def test_r4_11_an_exit_before_the_agent_began_is_not_said_to_be_mid_answer() -> None:
+    """R4.11: a process that exits at once, having said nothing, "stopped unexpectedly"."""
+    run = running()
+    effects = run.exited(2, [], Health(), T0 + 1)
+    assert of(effects, fx.Notify) == []
+    tell = of(effects, fx.TellBlocked)[0]
+    text = run.tell_blocked(tell.blocked, [nudge(1)], Health())[-1].text
+    assert text.startswith("webui stopped unexpectedly and is cooling down")
+
+
+NOTICE_ROWS = {
+    # how the run failed -> what the blocked notice says
+    "r4_11-spawn-error-failed-to-start": ("start", "webui failed to start and is cooling down"),
+    "r4_11-turn-error-failed-while-answering": ("turn",
+                                                "webui failed while answering and is cooling"),
+}
+
+
+@pytest.mark.parametrize(("how", "expected"), NOTICE_ROWS.values(), ids=NOTICE_ROWS.keys())
+def test_r4_11_notices_say_what_happened(how: str, expected: str) -> None:
+    """R4.11: "failed to start" only when the process did not start; "failed while
+    answering" when a turn failed."""
+    run = AgentRun(LEAD, CFG)
+    run.nudged([nudge(1)], Health(), T0)
+    if how == "start":
+        effects = run.start_failed("agent command not found: nope", Health(), T0)
+    else:
+        run.started("sid", 1, T0)
+        write(run, (nudge(1),))
+        effects = run.saw(answers(nudge(1), is_error=True), Health(), T0 + 1)
+        assert [n.text.split(";")[0] for n in of(effects, fx.Notify)] == [
+            "webui failed while answering"]
+    tell = of(effects, fx.TellBlocked)[0]
+    later = run.tell_blocked(tell.blocked, [nudge(2, origin="general")], Health())
+    assert of(later, fx.Notify)[0].text.startswith(expected)
+    assert run.last_failure is (Failure.START if how == "start" else Failure.TURN)
+
+
+# --- R4.12: "Recovered" only after the agent proved itself --------------------------------------
+
+
+def test_r4_12_a_reset_closes_the_breaker_but_says_nothing_recovered() -> None:
+    """R4.12: an admin's reset closes the breaker and leaves the escalation open; the first
+    good turn after it closes the escalation with "Recovered"."""
+    h = Health()
+    for i in range(3):
+        h, _ = failed(h, T0, policy(CFG, AgentKind.LEAD), f"exit {i}")
+    run = AgentRun(LEAD, CFG)
+    effects = run.reset(h)
+    assert kinds(effects) == [fx.SaveHealth]
+    assert effects[0].health.state is BreakerState.CLOSED
+    run = running()
+    proven = run.saw(answers(nudge(1)), Health(), T0 + 1)
+    assert of(proven, fx.Recover) == [fx.Recover("breaker:webui",
+                                                 "✅ Recovered: webui (lead in #webui) is "
+                                                 "running again.")]

@@ -336,6 +336,28 @@ def test_r10_1_user_message_is_exact_compact_line():
     )
 
 
+def test_r8_5_user_message_carries_its_uuid():
+    """R8.5: the uuid the result will list is a top-level field of the user message."""
+    assert json.loads(encode_user_message("hi", "u-1"))["uuid"] == "u-1"
+    assert "uuid" not in json.loads(encode_user_message("hi"))
+
+
+UUID_ROWS = {
+    "r8_5-folded-turn-lists-several": ({"user_message_uuids": ["a", "b"]}, ("a", "b")),
+    "r8_5-older-single-uuid": ({"user_message_uuid": "a"}, ("a",)),
+    "r8_5-empty-list-answers-none": ({"user_message_uuids": []}, ()),
+    "r8_5-absent-is-unknown": ({}, None),
+    "r8_5-wrong-types-are-unknown": ({"user_message_uuids": ["a", 3]}, None),
+    "r8_5-not-a-list-is-unknown": ({"user_message_uuids": "a"}, None),
+}
+
+
+@pytest.mark.parametrize(("fields", "expected"), UUID_ROWS.values(), ids=UUID_ROWS.keys())
+def test_r8_5_result_lists_the_messages_it_answered(fields, expected):
+    """R8.5: `user_message_uuids` (Claude Code 2.1.332) says which messages a turn answered."""
+    assert parse_line(line(type="result", is_error=False, **fields))[0].answered == expected
+
+
 @given(st.text())
 def test_r3_1_user_message_is_one_line_that_round_trips(text):
     """R3.1: any text, newlines and lone surrogates included, is exactly one stdin line."""

@@ -261,37 +261,38 @@ async def test_r3_4_queue_keeps_order_per_agent(store: Store) -> None:
     assert [x.text for x in q] == ["one", "two", "three"]
     assert (q[2].hops, q[2].origin, q[2].agent) == (3, "general", "webui")
     assert await store.agents_with_queue() == ["alice", "webui"]
-    await store.dequeue([q[0].id])
-    assert [x.text for x in await store.queued("webui")] == ["two", "three"]
-    await store.dequeue([])  # nothing to do is fine
     await store.enqueue([], 4.0)
 
 
-async def test_r3_4_requeue_front_puts_nudges_before_everything(store: Store) -> None:
-    """R3.4: messages consumed by a run that failed go back to the head, in their order,
-    before anything queued meanwhile — also when done twice, and new ones still go last."""
+async def test_r8_5_answer_posts_queues_and_dequeues_in_one_transaction(store: Store) -> None:
+    """R8.5: a turn's posts enter the outbox, the nudges its text routes are queued, and
+    the nudges it answered leave the queue — all of it or, when a part fails, none."""
     await store.enqueue([nudge("webui", f"m{i}") for i in range(1, 4)], 1.0)
-    taken = (await store.queued("webui"))[:2]
-    await store.dequeue(q.id for q in taken)
-    await store.enqueue([nudge("webui", "m4")], 2.0)
-    await store.requeue_front(taken, 3.0)
-    assert [q.text for q in await store.queued("webui")] == ["m1", "m2", "m3", "m4"]
-    again = (await store.queued("webui"))[:1]
-    await store.dequeue(q.id for q in again)
-    await store.requeue_front(again, 4.0)
-    await store.enqueue([nudge("webui", "m5")], 5.0)
-    assert [q.text for q in await store.queued("webui")] == ["m1", "m2", "m3", "m4", "m5"]
-    await store.requeue_front([], 6.0)
+    m1, m2, m3 = await store.queued("webui")
+    post = NewPost("console", "webui", "webui: done")
+    await store.answer([post], [nudge("alice", "@alice look")], [m1.id, m2.id], 2.0)
+    assert [q.text for q in await store.queued("webui")] == ["m3"]
+    assert [q.text for q in await store.queued("alice")] == ["@alice look"]
+    assert [p.text for p in await store.pending_posts()] == ["webui: done"]
+    broken = Nudge("alice", None, 0, "webui")  # type: ignore[arg-type]  # NOT NULL violation
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.answer([post], [broken], [m3.id], 3.0)
+    assert [q.text for q in await store.queued("webui")] == ["m3"]  # still queued...
+    assert len(await store.pending_posts()) == 1  # ...and its answer not half-written
+    await store.answer([], [], [], 4.0)  # nothing to do is fine
 
 
-async def test_r3_4_requeue_front_into_an_empty_queue(store: Store) -> None:
-    """R3.4: requeueing when the queue is empty keeps order and later messages follow."""
-    await store.enqueue([nudge("alice", "a"), nudge("alice", "b")], 1.0)
-    taken = await store.queued("alice")
-    await store.dequeue(q.id for q in taken)
-    await store.requeue_front(taken, 2.0)
-    await store.enqueue([nudge("alice", "c")], 3.0)
-    assert [q.text for q in await store.queued("alice")] == ["a", "b", "c"]
+async def test_r8_5_attempted_marks_survive_and_keep_the_queue_order(store: Store) -> None:
+    """R8.5: a nudge written to an agent is marked, stays in its place, and reads back
+    marked (the next delivery adds its note)."""
+    await store.enqueue([nudge("webui", "m1"), nudge("webui", "m2")], 1.0)
+    m1, _ = await store.queued("webui")
+    await store.mark_attempted([m1.id])
+    await store.mark_attempted([])
+    assert [(q.text, q.attempted) for q in await store.queued("webui")] == [
+        ("m1", True), ("m2", False)]
+    [dropped] = await store.drop_queued("webui", [m1.id])
+    assert dropped.attempted
 
 
 # --- tasks: R7 ------------------------------------------------------------------------------------
