@@ -97,6 +97,7 @@ from typing import Any, NoReturn
 MODEL = "fake-1"
 DIRECTIVE_RE = re.compile(r"fake:([a-z][a-z-]*)(?:=(\S*))?")
 HEADER_RE = re.compile(r"^\s*\[[^\]]*\]\s*")
+REDELIVERY_NOTE_RE = re.compile(r"^\s*\[crewbridge: [^\]]*\]\s*")  # R8.5: not echoed
 AUTH_TEXT = "Not logged in · Please run /login"
 SERVER_ERROR_TEXT = "API Error: 500 Internal server error"
 
@@ -582,7 +583,7 @@ def handle(agent: Agent, messages: list[dict[str, Any]], mode: str) -> None:
     think()
     if mode == "auth":
         agent.auth_failure()
-    body = HEADER_RE.sub("", text, count=1)
+    body = HEADER_RE.sub("", REDELIVERY_NOTE_RE.sub("", text, count=1), count=1)
     handler: Handler = do_echo
     arg = ""
     for match in DIRECTIVE_RE.finditer(text):

@@ -61,12 +61,14 @@ async def test_r4_9_agents_left_by_a_killed_bot_are_ended_at_the_next_start(
         tmp_path: Path) -> None:
     """R4.9: SIGKILL gives the bot no chance to stop its agents, and one busy in a turn goes
     on running. The next start ends it before anything else and says so in #ops; the lead
-    then answers again."""
+    then answers again. (R8.5: the message it was busy with is delivered again, with the
+    note, to the resumed session.)"""
     received = tmp_path / "agents.jsonl"
-    config = write_config(tmp_path / "c.toml", agent={"env": {"FAKE_AGENT_LOG": str(received)}})
+    config = write_config(tmp_path / "c.toml", agent={"env": {"FAKE_AGENT_LOG": str(received)}},
+                          channels=[{"name": "webui"}])
     first = BotProcess(config)
     try:
-        first.send("#general fake:hang")
+        first.send("#webui fake:hang")
         await until(lambda: received.exists() and "fake:hang" in received.read_text(),
                     what="the agent busy with its turn")
         [pid] = _agent_pids(first.stderr)
@@ -76,10 +78,15 @@ async def test_r4_9_agents_left_by_a_killed_bot_are_ended_at_the_next_start(
         first.close()
     second = BotProcess(config)
     try:
-        await second.await_line(r"^#ops crewbridge: .*not stopped cleanly.*\(general\)")
+        await second.await_line(r"^#ops crewbridge: .*not stopped cleanly.*\(webui\)")
         assert _is_zombie(pid), f"agent {pid} left over from the killed bot still runs"
         second.send("#general hello again")
         await second.await_line(r"^#general general: .*hello again")
+        await until(lambda: received.read_text().count("fake:hang") == 2,
+                    what="the unanswered message delivered again")
+        assert "cut short" in received.read_text().splitlines()[-1] or any(
+            "cut short" in line and "fake:hang" in line
+            for line in received.read_text().splitlines())
         assert second.terminate() == 0
     finally:
         second.close()
