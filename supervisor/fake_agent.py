@@ -26,6 +26,8 @@ Directives, found anywhere in a user message (the first one wins):
                                 then exit 1
 ``fake:crash``                  one normal text, then exit 3 without a result
 ``fake:crash-now``              exit 3 at once
+``fake:crash-once=<path>``      like ``fake:crash`` if ``path`` does not exist (creating
+                                it), else echo: a turn that fails once and then works
 ``fake:hang``                   print nothing more and sleep forever (SIGTERM still kills)
 ``fake:slow=<n>,<interval>``    ``n`` texts ``interval`` seconds apart, then success
 ``fake:flood=<n>``              ``n`` texts in separate assistant events, as fast as possible
@@ -63,6 +65,9 @@ always mention each other make an endless chain, for the hop limit of R2.6).
 
 ``FAKE_AGENT_LOG=<path>`` appends one JSON line per received user message
 (``agent``, ``session_id``, ``text``), so tests see what an agent received and in what order.
+
+``FAKE_AGENT_STAMP=1`` ends every echo with `` [<pid>.<turn>]``, so a test can tell a message
+answered twice (two stamps) from one answer posted twice (one stamp).
 
 ``FAKE_AGENT_DELAY=<min>,<max>`` makes every turn take a random ``min``–``max`` seconds before
 it answers (real turns take seconds to minutes), so a kill or a stop lands mid-turn.
@@ -248,6 +253,8 @@ def quoted(text: str) -> str:
 
 def do_echo(agent: Agent, _arg: str, body: str) -> None:
     reply = os.environ.get("FAKE_AGENT_REPLY") or f"got it — {quoted(body)}"
+    if os.environ.get("FAKE_AGENT_STAMP") == "1":
+        reply += f" [{os.getpid()}.{agent.turns}]"
     agent.text(reply)
     agent.result(reply)
 
@@ -295,6 +302,15 @@ def do_crash(agent: Agent, _arg: str, _body: str) -> None:
     agent.text(f"{agent.name}: working on it")
     print("fake-agent: crashing mid-turn", file=sys.stderr, flush=True)
     sys.exit(3)
+
+
+def do_crash_once(agent: Agent, arg: str, body: str) -> None:
+    flag = Path(arg)
+    if flag.exists():
+        do_echo(agent, arg, body)
+        return
+    flag.touch()
+    do_crash(agent, arg, body)
 
 
 def do_crash_now(_agent: Agent, _arg: str, _body: str) -> None:
@@ -395,6 +411,7 @@ DIRECTIVES: dict[str, Handler] = {
     "auth": do_auth,
     "crash": do_crash,
     "crash-now": do_crash_now,
+    "crash-once": do_crash_once,
     "hang": do_hang,
     "slow": do_slow,
     "flood": do_flood,
