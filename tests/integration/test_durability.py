@@ -161,6 +161,7 @@ def test_r4_9_r8_5_a_turn_longer_than_the_grace_is_answered_after_the_restart(
     assert "not stopped cleanly" not in second.output()  # no orphan was left to end
     assert {m: len(s) for m, s in answers(second.output()).items()} == {"msg-1": 1}
     assert NOTE in [t for t in received(log) if "msg-1" in t][-1]
+    assert queue_length(data_dir) == 0
 
 
 KILL_POINTS = ("stored", "delivered", "answered")
