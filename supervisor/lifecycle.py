@@ -32,14 +32,13 @@ STOPPING knows why (`StopReason`); that reason, with the run's phase (`ExitPhase
 proven healthy, healthy between turns, or in a turn), picks the exit rule (`AFTER_EXIT`).
 How a turn ended picks the turn rule (`AFTER_TURN`). Which timers are armed depends on the
 phase (`TIMERS`); the same table gives `next_deadline` and drives `tick`, so the executor
-can sleep until the next real deadline.
+can sleep until the next real deadline. The tables live in `supervisor.rules`.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from enum import Enum, StrEnum
 
 from supervisor import alerts, breaker
 from supervisor import effects as fx
@@ -47,16 +46,25 @@ from supervisor.autopost import TurnOutput
 from supervisor.breaker import Blocked, BlockReason, Health
 from supervisor.effects import Effect
 from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
-from supervisor.protocol import (
-    AgentEvent,
-    ApiError,
-    Init,
-    TurnResult,
-    is_auth_failure,
-    is_unknown_session,
-)
+from supervisor.protocol import AgentEvent, ApiError, Init, TurnResult
 from supervisor.redact import redact
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
+from supervisor.rules import (
+    AFTER_EXIT,
+    AFTER_TURN,
+    TIMERS,
+    ExitOutcome,
+    ExitPhase,
+    Failure,
+    StopReason,
+    Timer,
+    TurnEnd,
+    TurnOutcome,
+    delivery_text,
+    health_key,
+    policy,
+    turn_end,
+)
 
 ERROR_TAIL_LINES = 10
 """The last stderr lines a failure's error keeps (the session keeps up to 64 KiB of them)."""
@@ -64,165 +72,6 @@ ERROR_TAIL_LINES = 10
 
 class LifecycleError(RuntimeError):
     """An event that cannot happen in the run's current state: a bug in the caller."""
-
-
-class StopReason(StrEnum):
-    SHUTDOWN = "shutdown"  # the bot is stopping (R4.9)
-    RESTART = "restart"  # an admin's `restart`; the admin command starts it again
-    ADMIN = "admin"  # an admin's `stop`
-    IDLE = "idle"  # no turn for idle_stop_s (R4.8)
-    TASK_DONE = "task done"  # the worker's task is done (R7.3)
-    FAILED = "failed"  # killed after a failed turn (R4.2, R6.2)
-    HUNG = "hung"  # killed after a turn without output for turn_timeout_s (R4.8)
-    UNKNOWN_SESSION = "unknown session"  # the CLI has forgotten the session (R4.10)
-
-
-# --- the rules, as tables --------------------------------------------------------------------
-
-
-class ExitPhase(Enum):
-    UNPROVEN = "not yet proven healthy"
-    HEALTHY = "healthy, between turns"
-    IN_TURN = "in a turn"  # messages written, unanswered, and the agent had begun on them
-
-
-class ExitOutcome(Enum):
-    COUNT_FAILURE = "count a failure"  # it never proved healthy (R4.2)
-    CUT_SHORT = "count a failure, tell who waits"  # it died mid-turn (R4.11)
-    RESTART_IF_WANTED = "restart if wanted"  # a healthy run crashed between turns (R4.7)
-    RETRY_FRESH = "retry with a fresh session"  # (R4.10)
-    DELIVER_QUEUE = "deliver what is queued"  # a planned stop; the next message resumes
-    STAY_STOPPED = "stay stopped"  # its starter, its cooldown or the shutdown decides
-
-
-AFTER_EXIT: dict[tuple[StopReason | None, ExitPhase], ExitOutcome] = {
-    (None, ExitPhase.UNPROVEN):                   ExitOutcome.COUNT_FAILURE,
-    (None, ExitPhase.HEALTHY):                    ExitOutcome.RESTART_IF_WANTED,
-    (None, ExitPhase.IN_TURN):                    ExitOutcome.CUT_SHORT,
-    (StopReason.UNKNOWN_SESSION, ExitPhase.UNPROVEN):ExitOutcome.RETRY_FRESH,
-    (StopReason.UNKNOWN_SESSION, ExitPhase.HEALTHY):ExitOutcome.RETRY_FRESH,
-    (StopReason.UNKNOWN_SESSION, ExitPhase.IN_TURN):ExitOutcome.RETRY_FRESH,
-    (StopReason.ADMIN, ExitPhase.UNPROVEN):       ExitOutcome.DELIVER_QUEUE,
-    (StopReason.ADMIN, ExitPhase.HEALTHY):        ExitOutcome.DELIVER_QUEUE,
-    (StopReason.ADMIN, ExitPhase.IN_TURN):        ExitOutcome.DELIVER_QUEUE,
-    (StopReason.IDLE, ExitPhase.UNPROVEN):        ExitOutcome.DELIVER_QUEUE,
-    (StopReason.IDLE, ExitPhase.HEALTHY):         ExitOutcome.DELIVER_QUEUE,
-    (StopReason.IDLE, ExitPhase.IN_TURN):         ExitOutcome.DELIVER_QUEUE,
-    (StopReason.TASK_DONE, ExitPhase.UNPROVEN):   ExitOutcome.DELIVER_QUEUE,
-    (StopReason.TASK_DONE, ExitPhase.HEALTHY):    ExitOutcome.DELIVER_QUEUE,
-    (StopReason.TASK_DONE, ExitPhase.IN_TURN):    ExitOutcome.DELIVER_QUEUE,
-    (StopReason.RESTART, ExitPhase.UNPROVEN):     ExitOutcome.STAY_STOPPED,
-    (StopReason.RESTART, ExitPhase.HEALTHY):      ExitOutcome.STAY_STOPPED,
-    (StopReason.RESTART, ExitPhase.IN_TURN):      ExitOutcome.STAY_STOPPED,
-    (StopReason.SHUTDOWN, ExitPhase.UNPROVEN):    ExitOutcome.STAY_STOPPED,
-    (StopReason.SHUTDOWN, ExitPhase.HEALTHY):     ExitOutcome.STAY_STOPPED,
-    (StopReason.SHUTDOWN, ExitPhase.IN_TURN):     ExitOutcome.STAY_STOPPED,
-    (StopReason.FAILED, ExitPhase.UNPROVEN):      ExitOutcome.STAY_STOPPED,
-    (StopReason.FAILED, ExitPhase.HEALTHY):       ExitOutcome.STAY_STOPPED,
-    (StopReason.FAILED, ExitPhase.IN_TURN):       ExitOutcome.STAY_STOPPED,
-    (StopReason.HUNG, ExitPhase.UNPROVEN):        ExitOutcome.STAY_STOPPED,
-    (StopReason.HUNG, ExitPhase.HEALTHY):         ExitOutcome.STAY_STOPPED,
-    (StopReason.HUNG, ExitPhase.IN_TURN):         ExitOutcome.STAY_STOPPED,
-}
-"""(why it was stopping — None: nobody asked, its phase) -> outcome. What a stopped run
-had not answered stays queued whatever the row: the next run gets it (R8.5)."""
-
-
-class Failure(StrEnum):
-    """What happened, as the notices say it (R4.11)."""
-
-    START = "failed to start"  # the process could not be started
-    EXIT = "stopped unexpectedly"  # it exited early, before it began on a message
-    TURN = "failed while answering"  # a turn ended in an error
-    CUT_SHORT = "stopped while answering"  # it exited, or hung, in the middle of a turn
-
-    @property
-    def while_answering(self) -> bool:
-        return self in (Failure.TURN, Failure.CUT_SHORT)
-
-
-class TurnEnd(Enum):
-    OK = "ok"
-    ERROR = "error"
-    AUTH = "auth failure"
-    UNKNOWN_SESSION = "unknown session"
-
-
-class TurnOutcome(Enum):
-    PROVEN = "proven healthy"  # a good turn proves the run (R4.5)
-    ANSWERED = "answered"  # only the unanswered messages could still go back
-    FORGET_SESSION = "forget the session, requeue, kill"  # (R4.10)
-    FAIL = "count a failure, kill"  # (R4.2, R6.2)
-    NOTE_ERROR = "note the error"  # a healthy session's bad turn is the agent's business
-
-
-AFTER_TURN: dict[tuple[TurnEnd, bool], TurnOutcome] = {
-    (TurnEnd.OK, False): TurnOutcome.PROVEN,
-    (TurnEnd.OK, True): TurnOutcome.ANSWERED,
-    (TurnEnd.UNKNOWN_SESSION, False): TurnOutcome.FORGET_SESSION,
-    (TurnEnd.UNKNOWN_SESSION, True): TurnOutcome.FORGET_SESSION,
-    (TurnEnd.AUTH, False): TurnOutcome.FAIL,
-    (TurnEnd.AUTH, True): TurnOutcome.FAIL,
-    (TurnEnd.ERROR, False): TurnOutcome.FAIL,
-    (TurnEnd.ERROR, True): TurnOutcome.NOTE_ERROR,
-}
-"""(how the turn ended, whether the run had proven healthy) -> outcome."""
-
-
-class Timer(Enum):
-    FLUSH = "flush batched output"  # R5.2
-    HEALTHY = "healthy after healthy_after_s"  # R4.5
-    HUNG = "hung: no output in a turn for turn_timeout_s"  # R4.8
-    IDLE = "idle stop after idle_stop_s"  # R4.8
-    RETRY_QUEUE = "deliver the queue when the cooldown ends"  # R3.4, R4.3
-    ALWAYS_ON = "restart an always_on lead when allowed"  # R4.1
-
-
-TIMERS: dict[tuple[RunState, bool], tuple[Timer, ...]] = {
-    (RunState.STOPPED, False): (Timer.RETRY_QUEUE, Timer.ALWAYS_ON),
-    (RunState.STARTING, False): (),
-    (RunState.RUNNING, False): (Timer.FLUSH, Timer.HEALTHY, Timer.IDLE),
-    (RunState.RUNNING, True): (Timer.FLUSH, Timer.HEALTHY, Timer.HUNG),
-    (RunState.STOPPING, False): (),
-    (RunState.STOPPING, True): (),
-}
-"""(phase, in a turn) -> the timers armed, in the order `tick` fires them. Their deadlines
-are `AgentRun._deadline`; what firing does is `AgentRun._fire`."""
-
-
-def health_key(spec: AgentSpec) -> str:
-    """Leads are keyed by channel, workers by task (R4.3): a new task starts with a clean slate."""
-    if spec.kind is AgentKind.LEAD:
-        return f"lead:{spec.channel}"
-    return f"task:{spec.task_id}" if spec.task_id else f"worker:{spec.name}"
-
-
-def policy(cfg: AgentConfig, kind: AgentKind) -> breaker.Policy:
-    lead = kind is AgentKind.LEAD
-    return breaker.Policy(
-        cooldown_s=cfg.spawn_failure_cooldown_s,
-        max_failures=cfg.max_lead_restarts if lead else cfg.max_worker_restarts,
-        reset_s=cfg.breaker_reset_s, max_reset_s=cfg.breaker_max_s)
-
-
-def status_state(run: RunState, health: Health, now: float) -> str:
-    """The state column of `status` (R6.4): a stopped agent that may not start says why."""
-    if run is RunState.STOPPED and isinstance(breaker.gate(health, now), Blocked):
-        return "cooling down" if health.state is breaker.BreakerState.CLOSED else "paused"
-    return run.value
-
-
-def delivery_text(q: QueuedNudge) -> str:
-    """What the agent reads for a queued nudge: a re-delivery says so first (R8.5)."""
-    return alerts.redelivered(q.text) if q.attempted else q.text
-
-
-def _turn_end(result: TurnResult) -> TurnEnd:
-    if not result.is_error:
-        return TurnEnd.OK
-    if is_unknown_session(result):
-        return TurnEnd.UNKNOWN_SESSION
-    return TurnEnd.AUTH if is_auth_failure(result) else TurnEnd.ERROR
 
 
 class AgentRun:
@@ -492,7 +341,7 @@ class AgentRun:
 
     def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
                     now: float) -> list[Effect]:
-        outcome = AFTER_TURN[(_turn_end(result), self.healthy)]
+        outcome = AFTER_TURN[(turn_end(result), self.healthy)]
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
             effects = self._posts(posts, answered=answered)
@@ -509,7 +358,7 @@ class AgentRun:
             self.delivered = {}
             return [*effects, fx.SaveSession(None), *self._kill(StopReason.UNKNOWN_SESSION)]
         if outcome is TurnOutcome.FAIL:
-            auth = _turn_end(result) is TurnEnd.AUTH
+            auth = turn_end(result) is TurnEnd.AUTH
             failed = self._fail(error, health, now, Failure.TURN, auth=auth)
             return effects + failed + self._kill(StopReason.FAILED)
         return [*effects, fx.SaveError(error[:500])]

@@ -34,13 +34,13 @@ from pathlib import Path
 
 from supervisor import alerts, breaker, leftovers
 from supervisor import effects as fx
-from supervisor import lifecycle as lc
 from supervisor.environment import AgentTokens, agent_environment
-from supervisor.lifecycle import AgentRun, StopReason, health_key
+from supervisor.lifecycle import AgentRun
 from supervisor.ports import AgentConfig, AgentSpec, AgentStatus, AgentStore, Clock, Host
 from supervisor.protocol import AgentEvent
 from supervisor.redact import redact
 from supervisor.resolve import RunState
+from supervisor.rules import StopReason, health_key, status_state
 from supervisor.session import Session, SpawnError, agent_argv
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class Supervisor:
             h = healths.get(health_key(spec), breaker.Health())
             run = rt.run.state if rt else RunState.STOPPED
             rows.append(AgentStatus(
-                agent.name, agent.kind.value, lc.status_state(run, h, now), agent.channel,
+                agent.name, agent.kind.value, status_state(run, h, now), agent.channel,
                 agent.task_id, h.failures, h.state.value,
                 redact(h.last_error or agent.last_error)[:200],
                 now - rt.run.started_at if rt and run is RunState.RUNNING else None,

@@ -1,4 +1,5 @@
-"""One agent's run as a state machine: `supervisor.lifecycle` (R3.4, R4.1–R4.12, R5.2, R5.3,
+"""One agent's run as a state machine: `supervisor.lifecycle` with its tables in
+`supervisor.rules` (R3.4, R4.1–R4.12, R5.2, R5.3,
 R6.2, R8.5). No processes, no asyncio: a run is built, told what happened with data and times,
 and the effects it returns are compared — the exit, turn and timer tables row by row.
 """
@@ -12,24 +13,23 @@ import pytest
 from supervisor import effects as fx
 from supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
 from supervisor.effects import Effect
-from supervisor.lifecycle import (
+from supervisor.lifecycle import AgentRun, LifecycleError
+from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
+from supervisor.protocol import AssistantText, Init, ToolUse, TurnResult
+from supervisor.resolve import RunState
+from supervisor.rules import (
     AFTER_EXIT,
     AFTER_TURN,
     TIMERS,
-    AgentRun,
     ExitOutcome,
     ExitPhase,
     Failure,
-    LifecycleError,
     StopReason,
     TurnEnd,
     TurnOutcome,
     policy,
     status_state,
 )
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
-from supervisor.protocol import AssistantText, Init, ToolUse, TurnResult
-from supervisor.resolve import RunState
 
 CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
                   idle_stop_s=1800, turn_timeout_s=900, max_lead_restarts=3)
