@@ -9,7 +9,9 @@ Rule 2: nothing here does I/O or waits. Time comes in as `now`, the agent's `Hea
 in as data (the executor caches and stores it; `SaveHealth` hands the new record back), and
 what the machine needs to know of the world it asks for with an effect that the executor
 answers by calling it again: `Spawn` is answered by `started` or `start_failed`, `Write` by
-`wrote`, `TellBlocked` by `tell_blocked`, `OfferQueue` by `nudged`.
+`wrote`, `TellBlocked` by `tell_blocked`, `OfferQueue` by `nudged`. A `Spawn` may be
+answered late: the start waits in STARTING while every process slot is taken (R3.7,
+`supervisor.slots`), and `start_withdrawn` ends such a wait that will not end in a start.
 
 Rule 3: an event that cannot happen in the current state raises `LifecycleError`. Output
 and exits of an *earlier* process never get here: the executor drops them by run id.
@@ -63,6 +65,7 @@ class StopReason(StrEnum):
     RESTART = "restart"  # an admin's `restart`; the admin command starts it again
     ADMIN = "admin"  # an admin's `stop`
     IDLE = "idle"  # no turn for idle_stop_s (R4.8)
+    MAKE_ROOM = "make room"  # idle while another start waits for a slot (R3.7)
     TASK_DONE = "task done"  # the worker's task is done (R7.3)
     FAILED = "failed"  # killed after a failed turn (R4.2, R6.2)
     HUNG = "hung"  # killed after a turn without output for turn_timeout_s (R4.8)
@@ -89,6 +92,8 @@ AFTER_EXIT: dict[tuple[StopReason | None, bool], ExitOutcome] = {
     (StopReason.ADMIN, True):             ExitOutcome.DELIVER_QUEUE,
     (StopReason.IDLE, False):             ExitOutcome.DELIVER_QUEUE,
     (StopReason.IDLE, True):              ExitOutcome.DELIVER_QUEUE,
+    (StopReason.MAKE_ROOM, False):        ExitOutcome.DELIVER_QUEUE,
+    (StopReason.MAKE_ROOM, True):         ExitOutcome.DELIVER_QUEUE,
     (StopReason.TASK_DONE, False):        ExitOutcome.DELIVER_QUEUE,
     (StopReason.TASK_DONE, True):         ExitOutcome.DELIVER_QUEUE,
     (StopReason.RESTART, False):          ExitOutcome.STAY_STOPPED,
@@ -253,6 +258,9 @@ class AgentRun:
         fresh spawn)."""
         self._expect(RunState.STARTING, event="started")
         self.state = RunState.RUNNING
+        # Uptime counts from the process, not from the nudge: a start may have waited for
+        # a slot (R3.7), and that wait proves nothing about health (R4.2, R4.5).
+        self.started_at = self.last_activity = self.last_output = now
         self.session_id = session_id
         self.pid = pid
         verb = "resumed" if self.resuming else "spawned"
@@ -328,6 +336,21 @@ class AgentRun:
                 reason is StopReason.SHUTDOWN and self.state is RunState.STOPPING):
             self.state, self.stop_reason = RunState.STOPPING, reason
             return [fx.Terminate()]
+        return []
+
+    def make_room(self) -> list[Effect]:
+        """Stop to give the slot to a waiting start (R3.7), resumable like an idle stop;
+        a run that has begun a turn (or a stop) since it was chosen keeps its slot."""
+        if self.state is not RunState.RUNNING or self.in_turn:
+            return []
+        return self.stop_requested(StopReason.MAKE_ROOM)
+
+    def start_withdrawn(self, now: float) -> list[Effect]:
+        """A start that waited for a slot will not happen (the bot is stopping, R4.9).
+        Nothing was taken from the queue, so nothing goes back and nothing counts."""
+        self._expect(RunState.STARTING, event="start_withdrawn")
+        self.state = RunState.STOPPED
+        self.stopped_at = now
         return []
 
     def tell_blocked(self, blocked: Blocked, queued: list[QueuedNudge],

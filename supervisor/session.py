@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -62,6 +63,14 @@ class StderrTail:
 
 class SpawnError(Exception):
     """The agent command could not be started at all (R4.2: a failure)."""
+
+
+class OutOfResources(SpawnError):
+    """The bot is out of file descriptors or processes for now (EMFILE, ENFILE, EAGAIN):
+    not the agent's failure; the start is tried again when a process exits (R3.7)."""
+
+
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN})
 
 
 def find_command(program: str) -> str:
@@ -122,6 +131,9 @@ class Session:
         except NotADirectoryError:
             raise SpawnError(f"agent working directory does not exist: {self.cwd}") from None
         except OSError as e:
+            if e.errno in EXHAUSTED:
+                raise OutOfResources(f"cannot start {self.argv[0]} now: {e.strerror or e}"
+                                     ) from None
             raise SpawnError(f"cannot start {self.argv[0]}: {e.strerror or e}") from None
         self._tasks = [asyncio.create_task(self._read_stdout(), name=f"{self.name}-stdout"),
                        asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr")]
