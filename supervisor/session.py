@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
+from supervisor import process
 from supervisor.protocol import AgentEvent, encode_user_message, parse_line
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class Session:
         self.env = env
         self._on_event = on_event
         self._on_exit = on_exit
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: process.Process | None = None
         self._tasks: list[asyncio.Task] = []
         self.stderr_tail = StderrTail()
         self.exited = asyncio.Event()
@@ -120,10 +121,8 @@ class Session:
 
     async def start(self) -> None:
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, limit=LINE_LIMIT)
+            self._proc = await process.start(self.argv, cwd=self.cwd, env=self.env,
+                                             limit=LINE_LIMIT)
         except FileNotFoundError:
             raise SpawnError(f"agent command not found: {self.argv[0]}") from None
         except PermissionError:

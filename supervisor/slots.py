@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from itertools import islice
 from typing import Protocol
 
 from supervisor.effects import Spawn
@@ -153,7 +154,9 @@ class Slots:
                           r.last_activity)
                    for name in self.holding for r in (run_of(name),)]
         limit = self.limit if self.cap is None else min(self.limit, self.cap)
-        p = plan(holders, list(self.waiting), limit)
+        # Only the head of the queue can matter: at most `limit` starts go, and at most
+        # `limit` holders are idle or leaving, so a thousand waiting cost what 2 x limit do.
+        p = plan(holders, list(islice(self.waiting, 2 * self.limit)), limit)
         admitted = [(name, self.waiting.pop(name)) for name in p.admit]
         self.holding.update(p.admit)
         self.leaving.update(p.evict)

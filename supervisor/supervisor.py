@@ -48,6 +48,11 @@ TICK_MIN_S = 0.5
 """The shortest gap between two ticks for a deadline the last tick already found due (its
 work — a kick — is still in flight): the timer never spins."""
 
+KICKS_AT_ONCE = 32
+"""Queue passes carried out at once. An `@all` to a thousand agents is a thousand kicks, each
+a few store round trips; let loose together, their steps pile up in one loop iteration
+(216 ms measured for 922 of them) and every other task waits behind them (R3.7)."""
+
 FD_RETRY_S = 1.0
 """After the OS refused a start for want of descriptors and no agent process of ours is
 left to exit and free some, the start is tried again after this long (real time: it is
@@ -99,6 +104,7 @@ class Supervisor:
         self._slots = slots.Slots(cfg.max_live_agents)  # R3.7
         self._forking = asyncio.Lock()  # one process start at a time: no burst blocks the loop
         self._fd_retry: asyncio.Future | None = None
+        self._kick_gate = asyncio.Semaphore(KICKS_AT_ONCE)
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -111,15 +117,24 @@ class Supervisor:
             task.add_done_callback(lambda _t: self._changed.set())
 
     async def kick(self, name: str, *, start: bool = False) -> None:
-        """Deliver `name`'s queue, starting or resuming it if allowed; `start` even if empty."""
-        rt = await self._runtime(name)
-        if rt is None:
-            log.warning("nudge for unknown agent %s dropped", name)
-            return
-        async with rt.lock:
-            await self._apply(rt, rt.run.nudged(await self.store.queued(name),
-                                                await self._health(rt), self.clock.now(),
-                                                start=start, closing=self._closing))
+        """Deliver `name`'s queue, starting or resuming it if allowed; `start` even if empty.
+        At most KICKS_AT_ONCE run at once (an agent's lock is waited for outside that gate)."""
+        async with self._kick_gate:
+            rt = await self._runtime(name)
+            if rt is None:
+                log.warning("nudge for unknown agent %s dropped", name)
+                return
+            if not rt.lock.locked():
+                async with rt.lock:
+                    await self._offer(rt, start)
+                return
+        async with rt.lock:  # a busy agent is waited for outside the gate
+            await self._offer(rt, start)
+
+    async def _offer(self, rt: Runtime, start: bool) -> None:
+        await self._apply(rt, rt.run.nudged(await self.store.queued(rt.run.name),
+                                            await self._health(rt), self.clock.now(),
+                                            start=start, closing=self._closing))
 
     async def start_up(self) -> None:
         """After a restart: end what an unclean stop left running (R4.9), deliver what was
