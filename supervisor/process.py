@@ -82,8 +82,8 @@ async def start(argv: list[str], *, cwd: Path, env: Mapping[str, str], limit: in
 
 
 async def _reader(loop: asyncio.AbstractEventLoop, pipe, limit: int) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    reader = asyncio.StreamReader(limit=limit)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
     return reader
 
 
