@@ -16,6 +16,11 @@ happened and carries out the effects it returns, in order, and keeps these invar
   they reach the run, which raises on anything else that cannot happen.
 - The timer sleeps until the earliest deadline of any run and is woken only when a change
   brings a deadline forward: an idle crew costs no wakeups and no store reads.
+- At most `max_live_agents` processes run (R3.7): a start holds a slot (`slots`) from the
+  moment it is let go until its process has exited; a start that finds none waits in
+  STARTING, in arrival order, while an idle session is stopped for it. Processes are
+  started off the loop's thread (`process`), one at a time, and at most KICKS_AT_ONCE
+  queue passes run at once, so an `@all` to a thousand agents never stalls the loop.
 - The supervisor knows channels by name only; its `Host` (the app) turns them into posts.
 """
 
