@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -129,8 +131,18 @@ def _call(args: argparse.Namespace, payload: dict[str, Any]) -> Any:
 # --- commands -------------------------------------------------------------------------------
 
 
+def raise_fd_limit() -> None:
+    """Raise the soft limit on open files to the hard one (R3.7): each agent process holds
+    three pipes in the bot, and a burst of starts must not fail for a default of 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    raise_fd_limit()
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:

@@ -174,3 +174,14 @@ class KeyValueStore(Protocol):
     async def put_value(self, key: str, value: str) -> None: ...
 
     async def delete_value(self, key: str) -> None: ...
+
+
+async def remembered(kv: KeyValueStore, key: str, find: Callable[[], Awaitable[str]]) -> str:
+    """The value kept under `key`, or what `find` finds (then kept): a room resolved once
+    is not asked of the platform again after a restart (R9.1)."""
+    value = await kv.get_value(key)
+    if value:
+        return value
+    value = await find()
+    await kv.put_value(key, value)
+    return value

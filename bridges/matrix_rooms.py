@@ -16,7 +16,7 @@ import logging
 
 from nio import AsyncClient, JoinedRoomsResponse, JoinResponse, RoomResolveAliasResponse
 
-from bridges.base import KeyValueStore, RoomUnresolvable
+from bridges.base import KeyValueStore, RoomUnresolvable, remembered
 from bridges.matrix_events import describe
 from bridges.matrix_login import MatrixStartError, patient_call
 
@@ -43,13 +43,8 @@ async def resolve(client: AsyncClient, kv: KeyValueStore, ref: str, user_id: str
     invited (or it is public) but not yet in it; remembered once known. Raises
     `RoomUnresolvable` naming `ref` and saying what to do."""
     ref = ref.strip()
-    key = f"{KV_ROOM}{user_id} {ref}"  # another account's rooms are not this one's
-    remembered = await kv.get_value(key)
-    if remembered:
-        return remembered
-    room_id = await _find(client, ref, user_id)
-    await kv.put_value(key, room_id)
-    return room_id
+    # another account's rooms are not this one's
+    return await remembered(kv, f"{KV_ROOM}{user_id} {ref}", lambda: _find(client, ref, user_id))
 
 
 async def _find(client: AsyncClient, ref: str, user_id: str) -> str:

@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bridges.base import KeyValueStore, RoomUnresolvable
+from bridges.base import KeyValueStore, RoomUnresolvable, remembered
 from bridges.slack_events import CHANNEL_ID, channel_id, error_code, rate_limit
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,11 @@ async def resolve(client: AsyncWebClient, kv: KeyValueStore, ref: str, bot_user_
     """R1.2: the id of a channel the bot is a member of, remembered once known; raises
     `RoomUnresolvable` naming `ref` and saying what to do."""
     ref = ref.strip()
-    key = f"{KV_ROOM}{bot_user_id} {ref}"  # another bot's channels are not this one's
-    remembered = await kv.get_value(key)
-    if remembered:
-        return remembered
+    # another bot's channels are not this one's
+    return await remembered(kv, f"{KV_ROOM}{bot_user_id} {ref}", lambda: _look_up(client, ref))
+
+
+async def _look_up(client: AsyncWebClient, ref: str) -> str:
     try:
         if ref.startswith("#"):
             channel = await _find_channel(client, ref[1:])
@@ -72,9 +73,7 @@ async def resolve(client: AsyncWebClient, kv: KeyValueStore, ref: str, bot_user_
             "and invite the bot to private channels") from None
     except NETWORK_ERRORS as e:
         raise RoomUnresolvable(f"Slack channel {ref} could not be looked up: {e}") from None
-    room = channel_id(ref, channel)
-    await kv.put_value(key, room)
-    return room
+    return channel_id(ref, channel)
 
 
 async def _find_channel(client: AsyncWebClient, name: str) -> dict[str, Any] | None:

@@ -9,7 +9,9 @@ Rule 2: nothing here does I/O or waits. Time comes in as `now`, the agent's `Hea
 in as data (the executor caches and stores it; `SaveHealth` hands the new record back), and
 what the machine needs to know of the world it asks for with an effect that the executor
 answers by calling it again: `Spawn` is answered by `started` or `start_failed`, `Write` by
-`wrote`, `TellBlocked` by `tell_blocked`, `OfferQueue` by `nudged`.
+`wrote`, `TellBlocked` by `tell_blocked`, `OfferQueue` by `nudged`. A `Spawn` may be
+answered late: the start waits in STARTING while every process slot is taken (R3.7,
+`supervisor.slots`), and `start_withdrawn` ends such a wait that will not end in a start.
 
 Rule 4: a nudge stays in the durable queue until the turn that answers it has ended: the
 `result` lists the uuids of the user messages it answered (several, when the CLI folded
@@ -145,6 +147,9 @@ class AgentRun:
         fresh spawn)."""
         self._expect(RunState.STARTING, event="started")
         self.state = RunState.RUNNING
+        # Uptime counts from the process, not from the nudge: a start may have waited for
+        # a slot (R3.7), and that wait proves nothing about health (R4.2, R4.5).
+        self.started_at = self.last_activity = self.last_output = now
         self.session_id = session_id
         self.pid = pid
         verb = "resumed" if self.resuming else "spawned"
@@ -223,6 +228,21 @@ class AgentRun:
                 reason is StopReason.SHUTDOWN and self.state is RunState.STOPPING):
             self.state, self.stop_reason = RunState.STOPPING, reason
             return [fx.Terminate()]
+        return []
+
+    def make_room(self) -> list[Effect]:
+        """Stop to give the slot to a waiting start (R3.7), resumable like an idle stop;
+        a run that has begun a turn (or a stop) since it was chosen keeps its slot."""
+        if self.state is not RunState.RUNNING or self.in_turn:
+            return []
+        return self.stop_requested(StopReason.MAKE_ROOM)
+
+    def start_withdrawn(self, now: float) -> list[Effect]:
+        """A start that waited for a slot will not happen (the bot is stopping, R4.9).
+        Nothing was taken from the queue, so nothing goes back and nothing counts."""
+        self._expect(RunState.STARTING, event="start_withdrawn")
+        self.state = RunState.STOPPED
+        self.stopped_at = now
         return []
 
     def tell_blocked(self, blocked: Blocked, queued: list[QueuedNudge], health: Health, *,

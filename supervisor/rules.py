@@ -21,6 +21,7 @@ class StopReason(StrEnum):
     RESTART = "restart"  # an admin's `restart`; the admin command starts it again
     ADMIN = "admin"  # an admin's `stop`
     IDLE = "idle"  # no turn for idle_stop_s (R4.8)
+    MAKE_ROOM = "make room"  # idle while another start waits for a slot (R3.7)
     TASK_DONE = "task done"  # the worker's task is done (R7.3)
     FAILED = "failed"  # killed after a failed turn (R4.2, R6.2)
     HUNG = "hung"  # killed after a turn without output for turn_timeout_s (R4.8)
@@ -55,6 +56,9 @@ AFTER_EXIT: dict[tuple[StopReason | None, ExitPhase], ExitOutcome] = {
     (StopReason.IDLE, ExitPhase.UNPROVEN):        ExitOutcome.DELIVER_QUEUE,
     (StopReason.IDLE, ExitPhase.HEALTHY):         ExitOutcome.DELIVER_QUEUE,
     (StopReason.IDLE, ExitPhase.IN_TURN):         ExitOutcome.DELIVER_QUEUE,
+    (StopReason.MAKE_ROOM, ExitPhase.UNPROVEN):   ExitOutcome.DELIVER_QUEUE,
+    (StopReason.MAKE_ROOM, ExitPhase.HEALTHY):    ExitOutcome.DELIVER_QUEUE,
+    (StopReason.MAKE_ROOM, ExitPhase.IN_TURN):    ExitOutcome.DELIVER_QUEUE,
     (StopReason.TASK_DONE, ExitPhase.UNPROVEN):   ExitOutcome.DELIVER_QUEUE,
     (StopReason.TASK_DONE, ExitPhase.HEALTHY):    ExitOutcome.DELIVER_QUEUE,
     (StopReason.TASK_DONE, ExitPhase.IN_TURN):    ExitOutcome.DELIVER_QUEUE,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -21,6 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
+from supervisor import process
 from supervisor.protocol import AgentEvent, encode_user_message, parse_line
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,14 @@ class SpawnError(Exception):
     """The agent command could not be started at all (R4.2: a failure)."""
 
 
+class OutOfResources(SpawnError):
+    """The bot is out of file descriptors or processes for now (EMFILE, ENFILE, EAGAIN):
+    not the agent's failure; the start is tried again when a process exits (R3.7)."""
+
+
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN})
+
+
 def find_command(program: str) -> str:
     """`program` as given, or found on PATH or beside our own interpreter.
 
@@ -99,7 +109,7 @@ class Session:
         self.env = env
         self._on_event = on_event
         self._on_exit = on_exit
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: process.Process | None = None
         self._tasks: list[asyncio.Task] = []
         self.stderr_tail = StderrTail()
         self.exited = asyncio.Event()
@@ -111,10 +121,8 @@ class Session:
 
     async def start(self) -> None:
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, limit=LINE_LIMIT)
+            self._proc = await process.start(self.argv, cwd=self.cwd, env=self.env,
+                                             limit=LINE_LIMIT)
         except FileNotFoundError:
             raise SpawnError(f"agent command not found: {self.argv[0]}") from None
         except PermissionError:
@@ -122,6 +130,9 @@ class Session:
         except NotADirectoryError:
             raise SpawnError(f"agent working directory does not exist: {self.cwd}") from None
         except OSError as e:
+            if e.errno in EXHAUSTED:
+                raise OutOfResources(f"cannot start {self.argv[0]} now: {e.strerror or e}"
+                                     ) from None
             raise SpawnError(f"cannot start {self.argv[0]}: {e.strerror or e}") from None
         self._tasks = [asyncio.create_task(self._read_stdout(), name=f"{self.name}-stdout"),
                        asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr")]

@@ -17,6 +17,11 @@ happened and carries out the effects it returns, in order, and keeps these invar
   they reach the run, which raises on anything else that cannot happen.
 - The timer sleeps until the earliest deadline of any run and is woken only when a change
   brings a deadline forward: an idle crew costs no wakeups and no store reads.
+- At most `max_live_agents` processes run (R3.7): a start holds a slot (`slots`) from the
+  moment it is let go until its process has exited; a start that finds none waits in
+  STARTING, in arrival order, while an idle session is stopped for it. Processes are
+  started off the loop's thread (`process`), one at a time, and at most KICKS_AT_ONCE
+  queue passes run at once, so an `@all` to a thousand agents never stalls the loop.
 - The supervisor knows channels by name only; its `Host` (the app) turns them into posts.
 """
 
@@ -32,7 +37,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import alerts, breaker, leftovers
+from supervisor import alerts, breaker, leftovers, slots
 from supervisor import effects as fx
 from supervisor.environment import AgentTokens, agent_environment
 from supervisor.lifecycle import AgentRun
@@ -41,13 +46,23 @@ from supervisor.protocol import AgentEvent
 from supervisor.redact import redact
 from supervisor.resolve import RunState
 from supervisor.rules import StopReason, health_key, status_state
-from supervisor.session import Session, SpawnError, agent_argv
+from supervisor.session import OutOfResources, Session, SpawnError, agent_argv
 
 log = logging.getLogger(__name__)
 
 TICK_MIN_S = 0.5
 """The shortest gap between two ticks for a deadline the last tick already found due (its
 work — a kick — is still in flight): the timer never spins."""
+
+KICKS_AT_ONCE = 32
+"""Queue passes carried out at once. An `@all` to a thousand agents is a thousand kicks, each
+a few store round trips; let loose together, their steps pile up in one loop iteration
+(216 ms measured for 922 of them) and every other task waits behind them (R3.7)."""
+
+FD_RETRY_S = 1.0
+"""After the OS refused a start for want of descriptors and no agent process of ours is
+left to exit and free some, the start is tried again after this long (real time: it is
+the OS that frees them, R3.7)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,7 @@ class RunView:
     starts: int
     in_turn: bool
     pid: int | None = None
+    waiting_for_slot: bool = False  # its start waits for a process slot (R3.7)
 
 
 @dataclass
@@ -91,6 +107,10 @@ class Supervisor:
         self._wake_at: float | None = None  # when the timer sleeps until; None: no deadline
         self._ticked_at = float("-inf")
         self._closing = False
+        self._slots = slots.Slots(cfg.max_live_agents)  # R3.7
+        self._forking = asyncio.Lock()  # one process start at a time: no burst blocks the loop
+        self._fd_retry: asyncio.Future | None = None
+        self._kick_gate = asyncio.Semaphore(KICKS_AT_ONCE)
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -103,15 +123,24 @@ class Supervisor:
             task.add_done_callback(lambda _t: self._changed.set())
 
     async def kick(self, name: str, *, start: bool = False) -> None:
-        """Deliver `name`'s queue, starting or resuming it if allowed; `start` even if empty."""
-        rt = await self._runtime(name)
-        if rt is None:
-            log.warning("nudge for unknown agent %s dropped", name)
-            return
-        async with rt.lock:
-            await self._apply(rt, rt.run.nudged(await self.store.queued(name),
-                                                await self._health(rt), self.clock.now(),
-                                                start=start, closing=self._closing))
+        """Deliver `name`'s queue, starting or resuming it if allowed; `start` even if empty.
+        At most KICKS_AT_ONCE run at once (an agent's lock is waited for outside that gate)."""
+        async with self._kick_gate:
+            rt = await self._runtime(name)
+            if rt is None:
+                log.warning("nudge for unknown agent %s dropped", name)
+                return
+            if not rt.lock.locked():
+                async with rt.lock:
+                    await self._offer(rt, start)
+                return
+        async with rt.lock:  # a busy agent is waited for outside the gate
+            await self._offer(rt, start)
+
+    async def _offer(self, rt: Runtime, start: bool) -> None:
+        await self._apply(rt, rt.run.nudged(await self.store.queued(rt.run.name),
+                                            await self._health(rt), self.clock.now(),
+                                            start=start, closing=self._closing))
 
     async def start_up(self) -> None:
         """After a restart: end what an unclean stop left running (R4.9), deliver what was
@@ -129,6 +158,11 @@ class Supervisor:
         are posted and their messages dequeued), then end every agent: terminate, kill after
         `stop_grace_s`; no orphans (R4.9). A turn cut short is answered after the restart."""
         self._closing = True
+        for name, spawn in self._slots.withdraw_all():
+            rt = self._runtimes[name]
+            async with rt.lock:
+                if self._is_current(rt, spawn):
+                    await self._apply(rt, rt.run.start_withdrawn(self.clock.now()))
         if not await self._wait_until(self._turns_ended, self.cfg.shutdown_grace_s):
             log.warning("turns still running after %ss; stopping them: their messages stay "
                         "queued and are answered after the restart", self.cfg.shutdown_grace_s)
@@ -184,9 +218,9 @@ class Supervisor:
         """Every run the supervisor has had to do with, by agent name."""
         return {name: self._view(rt) for name, rt in self._runtimes.items()}
 
-    @staticmethod
-    def _view(rt: Runtime) -> RunView:
-        return RunView(rt.run.state, rt.run.run_id, rt.run.in_turn, rt.run.pid)
+    def _view(self, rt: Runtime) -> RunView:
+        return RunView(rt.run.state, rt.run.run_id, rt.run.in_turn, rt.run.pid,
+                       waiting_for_slot=rt.run.name in self._slots.waiting)
 
     async def status(self) -> list[AgentStatus]:
         """One row per agent, read in three store round trips whatever the crew's size."""
@@ -200,8 +234,10 @@ class Supervisor:
                                                     agent.task_id)
             h = healths.get(health_key(spec), breaker.Health())
             run = rt.run.state if rt else RunState.STOPPED
+            shown = (slots.WAITING_FOR_SLOT if agent.name in self._slots.waiting
+                     else status_state(run, h, now))
             rows.append(AgentStatus(
-                agent.name, agent.kind.value, status_state(run, h, now), agent.channel,
+                agent.name, agent.kind.value, shown, agent.channel,
                 agent.task_id, h.failures, h.state.value,
                 redact(h.last_error or agent.last_error)[:200],
                 now - rt.run.started_at if rt and run is RunState.RUNNING else None,
@@ -276,6 +312,7 @@ class Supervisor:
             if run_id != rt.run.run_id:
                 return
             session, rt.session = rt.session, None
+            self._slots.release(rt.run.name)
             tail = list(session.stderr_tail) if session else []
             await self._apply(rt, rt.run.exited(
                 code, tail, await self._health(rt), self.clock.now(),
@@ -296,7 +333,8 @@ class Supervisor:
         for e in effects:
             match e:
                 case fx.Spawn():
-                    stops += await self._apply(rt, await self._spawn(rt, e))
+                    if self._claim_slot(rt, e):
+                        stops += await self._apply(rt, await self._spawn(rt, e))
                 case fx.Write(nudges, texts):
                     sent = []
                     for q, text in zip(nudges, texts, strict=True):
@@ -355,6 +393,8 @@ class Supervisor:
                     log.log(level, "%s", text)
         self._changed.set()
         self._deadline_maybe_earlier(rt)
+        if self._slots.waiting:  # a turn may have ended or a slot freed: a start may go
+            self._start_waiting()
         return stops
 
     async def _spawn(self, rt: Runtime, spawn: fx.Spawn) -> list[fx.Effect]:
@@ -367,11 +407,73 @@ class Supervisor:
             on_event=lambda ev: self._on_event(rt, spawn.run_id, ev),
             on_exit=lambda code: self._on_exit(rt, spawn.run_id, code))
         try:
-            await session.start()
+            async with self._forking:
+                await session.start()
+        except OutOfResources as e:  # not the agent's failure (R4.2): it waits its turn again
+            log.warning("%s: %s; it starts when a process exits", run.name, e)
+            self._slots.retry(run.name, spawn)
+            self._retry_later()
+            return []
         except SpawnError as e:
+            self._slots.release(run.name)
             return run.start_failed(str(e), await self._health(rt), self.clock.now())
         rt.session = session
         return run.started(session_id, session.pid, self.clock.now())
+
+    # --- process slots (R3.7) -------------------------------------------------------------------
+
+    def _claim_slot(self, rt: Runtime, spawn: fx.Spawn) -> bool:
+        """Join the queue for a slot; True when this start may go at once (the caller,
+        under its lock, carries it out). Otherwise it is answered when a slot frees."""
+        self._slots.want(rt.run.name, spawn)
+        return rt.run.name in self._start_waiting(inline=rt.run.name)
+
+    def _start_waiting(self, inline: str | None = None) -> set[str]:
+        """Let go the starts that may go, each in its own task (`inline` excepted: its
+        caller holds its lock), and ask idle sessions to make room. Never awaits, so it
+        may be called under any agent's lock."""
+        if self._closing:
+            return set()
+        admitted, evict = self._slots.decide(lambda name: self._runtimes[name].run)
+        for name, spawn in admitted:
+            if name != inline:
+                self._spawn_task(self._start_admitted(self._runtimes[name], spawn),
+                                 f"start-{name}")
+        for name in evict:
+            self._spawn_task(self._make_room(self._runtimes[name]), f"make-room-{name}")
+        return {name for name, _ in admitted}
+
+    async def _start_admitted(self, rt: Runtime, spawn: fx.Spawn) -> None:
+        async with rt.lock:
+            if self._is_current(rt, spawn) and not self._closing:
+                await self._apply(rt, await self._spawn(rt, spawn))
+                return
+            self._slots.release(rt.run.name)
+            if self._is_current(rt, spawn):  # the bot began to stop meanwhile
+                await self._apply(rt, rt.run.start_withdrawn(self.clock.now()))
+
+    async def _make_room(self, rt: Runtime) -> None:
+        """Stop an idle session for a waiting start; its exit frees the slot (not awaited)."""
+        async with rt.lock:
+            effects = rt.run.make_room()
+            self._slots.asked(rt.run.name)
+            await self._apply(rt, effects)
+
+    def _retry_later(self) -> None:
+        """After EMFILE with no process of ours left to exit, retry after FD_RETRY_S."""
+        if self._slots.holding or (self._fd_retry and not self._fd_retry.done()):
+            return
+
+        async def retry() -> None:
+            await asyncio.sleep(FD_RETRY_S)
+            self._slots.lift()
+            self._start_waiting()
+
+        self._fd_retry = self._spawn_task(retry(), "fd-retry")
+
+    @staticmethod
+    def _is_current(rt: Runtime, spawn: fx.Spawn) -> bool:
+        return rt.run.state is RunState.STARTING and rt.run.run_id == spawn.run_id
 
     # --- timers ------------------------------------------------------------------------------
 

@@ -190,6 +190,10 @@ EXIT_ROWS = {
                                             [fx.ForgetProcess, fx.Kick]),
     "r6_4-admin-stop-delivers-later-queue": (StopReason.ADMIN, False, False, False,
                                              [fx.ForgetProcess, fx.Kick]),
+    "r3_7-make-room-delivers-later-queue": (StopReason.MAKE_ROOM, True, False, False,
+                                            [fx.ForgetProcess, fx.Kick]),
+    "r3_7-make-room-before-healthy-is-no-failure": (StopReason.MAKE_ROOM, False, False, False,
+                                                    [fx.ForgetProcess, fx.Kick]),
     "r7_3-task-done-delivers-later-queue": (StopReason.TASK_DONE, True, False, False,
                                             [fx.ForgetProcess, fx.Kick]),
     "r4_8-hung-stays-stopped": (StopReason.HUNG, True, False, False, [fx.ForgetProcess]),
@@ -434,6 +438,7 @@ ILLEGAL = {
     "event-for-a-stopped-run": lambda run: run.saw(OK, Health(), T0),
     "exit-of-a-stopped-run": lambda run: run.exited(0, [], Health(), T0),
     "wrote-while-stopped": lambda run: run.wrote([nudge(1)], T0),
+    "start-withdrawn-while-stopped": lambda run: run.start_withdrawn(T0),
 }
 
 
@@ -624,3 +629,43 @@ def test_r4_12_a_reset_closes_the_breaker_but_says_nothing_recovered() -> None:
     assert of(proven, fx.Recover) == [fx.Recover("breaker:webui",
                                                  "✅ Recovered: webui (lead in #webui) is "
                                                  "running again.")]
+
+
+# --- R3.7: slots ------------------------------------------------------------------------------
+
+
+def test_r3_7_make_room_stops_only_an_idle_run_resumably() -> None:
+    """R3.7, R4.8: an idle run chosen to make room is stopped like an idle stop (its session
+    kept, its next nudge resumes it); one that began a turn meanwhile keeps running."""
+    busy = running()
+    assert busy.make_room() == [] and busy.state is RunState.RUNNING
+    idle = running(queued=())
+    assert idle.make_room() == [fx.Terminate()]
+    assert (idle.state, idle.stop_reason) == (RunState.STOPPING, StopReason.MAKE_ROOM)
+    assert idle.make_room() == []  # already stopping
+    effects = idle.exited(0, [], Health(), T0 + 1)
+    assert kinds(effects) == [fx.ForgetProcess, fx.Kick] and idle.session_id == "sid"
+    assert idle.nudged([nudge(2)], Health(), T0 + 2) == [fx.Spawn(2, "sid")]  # resumed
+    starting = AgentRun(LEAD, CFG)
+    starting.nudged([nudge(1)], Health(), T0)
+    assert starting.make_room() == []
+
+
+def test_r3_7_a_wait_for_a_slot_is_not_uptime() -> None:
+    """R3.7, R4.2: a start that waited 100 s for a slot and whose process then exits at once
+    is a failure: uptime counts from the process, not from the nudge."""
+    run = AgentRun(LEAD, CFG)
+    assert run.nudged([nudge(1)], Health(), T0) == [fx.Spawn(1, None)]
+    run.started("sid", 4242, T0 + 100)
+    assert run.next_deadline(Health()) == T0 + 100 + CFG.healthy_after_s
+    effects = run.exited(2, [], Health(), T0 + 101)
+    assert of(effects, fx.SaveError)[0].error == "exited with status 2 after 1.0s"
+
+
+def test_r3_7_r4_9_a_withdrawn_start_counts_nothing_and_takes_nothing() -> None:
+    """R3.7, R4.9: a start that waited for a slot while the bot stopped goes back to stopped
+    with no failure and nothing requeued (nothing was taken from the queue)."""
+    run = AgentRun(LEAD, CFG, session_id="old")
+    run.nudged([nudge(1)], Health(), T0)
+    assert run.start_withdrawn(T0 + 5) == []
+    assert run.state is RunState.STOPPED and run.session_id == "old"
