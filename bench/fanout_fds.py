@@ -20,7 +20,7 @@ worker must be started. Measured until every worker has posted an answer (or `--
   and, apart, the longest stall counted in the loop thread's CPU time (`time.thread_time()`
   over the same sleep, capped at its lateness): what the loop itself was busy with, as
   opposed to the OS running other processes on a loaded machine;
-- **answers**: workers that posted an answer (`Host.agent_posted`, wrapped on the App);
+- **answers**: workers that posted an answer (`Host.answered`, wrapped on the App);
 - **total time** from the `@all` to the last answer, and per worker;
 - the most agent processes alive at once (the pids `Session.start` started, looked up in
   /proc every 50 ms by the ticker).
@@ -160,15 +160,18 @@ class Spawns:
 
 
 def record_answers(b: Bench) -> set[str]:
-    """The agents that have posted, filled in as they post (wraps the App's `agent_posted`)."""
+    """The agents that have posted, filled in as they post (wraps the App's `answered`, the
+    `Host` call every agent post goes through: a turn's answer and a `crewbridge post`)."""
     posted: set[str] = set()
-    orig = b.app.agent_posted
+    orig = b.app.answered
 
-    async def agent_posted(agent: str, channel: str, text: str, hops: int) -> None:
-        posted.add(agent)
-        await orig(agent, channel, text, hops)
+    async def answered(agent: str, channel: str, texts: list[str], hops: int,
+                       nudge_ids: list[int]) -> None:
+        if texts:
+            posted.add(agent)
+        await orig(agent, channel, texts, hops, nudge_ids)
 
-    b.app.agent_posted = agent_posted  # type: ignore[method-assign]
+    b.app.answered = answered  # type: ignore[method-assign]
     return posted
 
 
