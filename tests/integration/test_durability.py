@@ -114,19 +114,25 @@ def test_r8_5_sigkill_mid_turn_the_message_is_answered_after_the_restart(
     assert queue_length(data_dir) == 0
 
 
+def sigterm_mid_turn(config: Path, log: Path) -> BotProcess:
+    """A bot that got `msg-1` into a turn and was then stopped with SIGTERM (exit 0)."""
+    bot = BotProcess(config)
+    try:
+        bot.send("#general msg-1")
+        wait(lambda: any("msg-1" in t for t in received(log)), "the turn to begin")
+        assert bot.terminate() == 0
+    finally:
+        bot.close()
+    return bot
+
+
 def test_r4_9_sigterm_gives_a_running_turn_its_grace_and_posts_the_answer(
         tmp_path: Path) -> None:
     """R4.9, R8.5: SIGTERM mid-turn: the turn may end within shutdown_grace_s, its answer is
     posted and its message dequeued before the bot exits 0; the next run does not answer it
     again."""
     config, log, data_dir = slow_config(tmp_path, "1.5,1.5", shutdown_grace_s=20)
-    first = BotProcess(config)
-    try:
-        first.send("#general msg-1")
-        wait(lambda: any("msg-1" in t for t in received(log)), "the turn to begin")
-        assert first.terminate() == 0
-    finally:
-        first.close()
+    first = sigterm_mid_turn(config, log)
     assert "msg-1" in answers(first.output()), first.stderr[-3000:]
     assert queue_length(data_dir) == 0
     second = BotProcess(config)
@@ -144,13 +150,7 @@ def test_r4_9_r8_5_a_turn_longer_than_the_grace_is_answered_after_the_restart(
     """R4.9, R8.5: a turn that outlasts shutdown_grace_s is cut short — the bot still exits
     0 and leaves no agent behind — and its message is answered after the restart."""
     config, log, data_dir = slow_config(tmp_path, "4,4", shutdown_grace_s=0.5)
-    first = BotProcess(config)
-    try:
-        first.send("#general msg-1")
-        wait(lambda: any("msg-1" in t for t in received(log)), "the turn to begin")
-        assert first.terminate() == 0
-    finally:
-        first.close()
+    first = sigterm_mid_turn(config, log)
     assert not answers(first.output())
     second = BotProcess(config)
     try:
