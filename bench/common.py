@@ -31,7 +31,7 @@ import aiosqlite
 
 from bot.app import App
 from bot.config import load_config
-from bridges.base import EventSink, Inbound
+from bridges.base import EventSink, Inbound, Post
 from supervisor.ports import Clock
 from supervisor.session import Session
 from tests.support.botproc import FAKE_AGENT, short_data_dir, write_config
@@ -71,11 +71,12 @@ class MemoryBridge:
     async def resolve_room(self, ref: str) -> str:
         return ref.lstrip("#")
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
-                   maybe_sent: bool = False) -> None:
+    async def send(self, room: str, post: Post, *, key: str,
+                   maybe_sent: bool = False) -> str | None:
         self.count += 1
         if self.keep:
-            self.sent.append((time.monotonic_ns(), room, text))
+            self.sent.append((time.monotonic_ns(), room, post.line))
+        return None
 
     async def stop(self) -> None:
         return None

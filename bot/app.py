@@ -30,6 +30,7 @@ from bot.clock import SystemClock
 from bot.commands import TaskCreate, TaskDone
 from bot.config import Config
 from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
+from bot.conversations import Conversations, UnknownThread
 from bot.crew import Crew, worker_name
 from bot.inbound import (
     AttachDm,
@@ -57,11 +58,18 @@ from bot.outage import OutageTracker
 from bot.outbox import Outbox
 from bot.rooms import Rooms, wanted_rooms
 from bot.routing import Notice, route
-from bot.store import NewPost, Store
+from bot.store import Said, Store, TaskRow
 from bot.wiring import build_bridges
-from bridges.base import Bridge, BridgeEvent, ConnectionChanged, Inbound, RoomUnresolvable
+from bridges.base import (
+    AuthorRole,
+    Bridge,
+    BridgeEvent,
+    ConnectionChanged,
+    Inbound,
+    RoomUnresolvable,
+)
 from supervisor.environment import new_token
-from supervisor.ports import AgentKind, AgentSpec, Clock
+from supervisor.ports import AgentKind, AgentSpec, Clock, Conversation
 from supervisor.redact import SECRETS
 from supervisor.supervisor import Supervisor
 
@@ -118,13 +126,15 @@ class App:
         self.rooms = Rooms(console=Platform.CONSOLE in self.bridges,
                            dms={RoomRef(p, r): w for p, r, w in await self.store.dm_attachments()})
         self.outbox = Outbox(self.store, self.bridges, self.clock)
+        self.conversations = Conversations(self.store, self.rooms, self.crew, self.config)
         self.supervisor = Supervisor(
             self.store, self.clock, self.config.agent, self,
             socket_path=self.socket_path.resolve(),
             always_on=[c.name for c in self.config.channels if c.always_on],
             withheld_env=self.config.env_refs)
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
-                                  lambda text: self.notice(self.crew.admin, text), self.notice,
+                                  lambda text: self.notice(Conversation(self.crew.admin), text),
+                                  self.notice,
                                   self._spawn, self.clock.now)
         self.operator_token = new_token()
         datadir.write_private(self.data_dir / OPERATOR_TOKEN_FILE, self.operator_token)
@@ -209,28 +219,23 @@ class App:
 
     # --- posting -----------------------------------------------------------------------------
 
-    async def post(self, channel: str, author: str, text: str, *,
-                   kind: PostKind = PostKind.AGENT, origin: RoomRef | None = None,
-                   origin_platform: str | None = None, only: RoomRef | None = None) -> None:
-        """Queue `author: text` for every room of `channel` but `origin` (or only `only`)."""
-        await self.outbox.add(self._posts_for(channel, author, text, kind=kind, origin=origin,
-                                              origin_platform=origin_platform, only=only))
+    async def bot_says(self, where: Conversation, text: str, *,
+                       only: RoomRef | None = None) -> None:
+        """A notice from the bot into `where` (into room `only` alone, when given)."""
+        await self.outbox.add([self.conversations.said(where, BOT_NAME, text,
+                                                       kind=PostKind.NOTICE, only=only)])
 
-    def _posts_for(self, channel: str, author: str, text: str, *,
-                   kind: PostKind = PostKind.AGENT, origin: RoomRef | None = None,
-                   origin_platform: str | None = None,
-                   only: RoomRef | None = None) -> list[NewPost]:
-        if only is not None:
-            targets = [only]
-        else:
-            rooms = self.rooms.rooms_of(channel, with_dms=kind is not PostKind.RELAY)
-            targets = [r for r in rooms if r != origin]
-        label = f"{author} ({origin_platform})" if origin_platform else author
-        return [NewPost(r.platform, r.room, f"{label}: {text}", kind) for r in targets]
+    async def _relay(self, where: Conversation, msg: Inbound, text: str, message: int,
+                     origin: RoomRef | None, platform: str) -> None:
+        """Show a person's message in the channel's other rooms, in its thread (R1.4, R12.5)."""
+        await self.outbox.add([self.conversations.said(
+            where, f"{msg.sender_name} ({platform})", text, kind=PostKind.RELAY,
+            role=AuthorRole.PERSON, origin=origin, relay_of=message)])
 
-    async def _notices(self, notices: tuple[Notice, ...], only: RoomRef | None = None) -> None:
+    async def _notices(self, notices: tuple[Notice, ...], only: RoomRef,
+                       thread: int | None = None) -> None:
         for n in notices:
-            await self.post(n.channel, BOT_NAME, n.text, kind=PostKind.NOTICE, only=only)
+            await self.bot_says(Conversation(n.channel, thread), n.text, only=only)
 
     async def ensure_channel(self, name: str, kind: ChannelKind) -> None:
         if name not in self.crew.channels:
@@ -254,19 +259,21 @@ class App:
 
     async def _carry_out(self, event: BridgeEvent, decision: Decision) -> None:
         """Do the steps `classify` decided, in order; a re-delivered command stops them."""
+        recorded: tuple[int, int | None] | None = None  # a command's message and its thread
         for step in decision:
             match step:
                 case Notify(text=text, only=only, channel=channel):
-                    await self.post(channel, BOT_NAME, text, kind=PostKind.NOTICE, only=only)
+                    await self.bot_says(Conversation(channel), text, only=only)
                 case NotifyOnce(key=key, text=text, only=only):
                     if await self.store.put_value_once(key, "noticed"):
-                        await self.post("", BOT_NAME, text, kind=PostKind.NOTICE, only=only)
+                        await self.bot_says(Conversation(""), text, only=only)
                 case AttachDm(room=room, worker=worker):
                     await self.store.attach_dm(room.platform, room.room, worker)
                     self.rooms.attach(room, worker)
                 case Record(channel=channel, text=text):
                     assert isinstance(event, Inbound)
-                    if not await self._command_said(channel, event, text):
+                    recorded = await self._command_said(channel, event, text)
+                    if recorded is None:
                         return
                 case Route(channel=channel, text=text):
                     assert isinstance(event, Inbound)
@@ -275,36 +282,58 @@ class App:
                                            platform=event.platform)
                 case RunAdmin(command=command):
                     assert isinstance(event, Inbound)
-                    await self.notice(self.crew.admin,
+                    await self.notice(Conversation(self.crew.admin),
                                       await self.admin_ops.run(command, event.sender_name))
                 case RunTaskCommand(channel=channel, command=command, only=only):
                     assert isinstance(event, Inbound)
-                    await self._task_command(channel, event.sender_name, command, only)
+                    await self._task_command(channel, event, recorded, command, only)
                 case TrackConnection(event=changed):
                     self._connection(changed)
 
-    async def _command_said(self, channel: str, msg: Inbound, text: str) -> bool:
-        """Store and relay a command (it nudges nobody); False for a re-delivery."""
-        if not await self.store.accept_inbound(channel, msg, [], self.clock.now()):
-            return False
-        await self.post(channel, msg.sender_name, text, kind=PostKind.RELAY,
-                        origin=RoomRef(msg.platform, msg.room), origin_platform=msg.platform)
-        return True
+    async def _command_said(self, channel: str, msg: Inbound, text: str
+                            ) -> tuple[int, int | None] | None:
+        """Store and relay a command (it nudges nobody): its message id and thread, or None
+        for a re-delivery (or a reply in a thread the console does not have)."""
+        origin = RoomRef(msg.platform, msg.room)
+        try:
+            thread = await self.conversations.thread_of(channel, msg, self.clock.now())
+        except UnknownThread as e:
+            await self.bot_says(Conversation(channel), str(e), only=origin)
+            return None
+        where = Conversation(channel, thread.id if thread else None)
+        mid = await self.store.accept_inbound(channel, msg, [], self.clock.now(),
+                                              thread=where.thread)
+        if mid is None:
+            return None
+        await self._relay(where, msg, text, mid, origin, msg.platform)
+        return mid, where.thread
 
     async def person_said(self, channel: str, msg: Inbound, text: str, *,
                           origin: RoomRef | None, platform: str) -> None:
         """Store a person's message with its nudges, show it in the channel's other rooms,
-        and deliver it (R1.3, R1.4, R2). `origin` None: it came from no room (the CLI)."""
+        and deliver it (R1.3, R1.4, R2); in a thread, to the thread's agent, answered there
+        (R12). `origin` None: it came from no room (the CLI)."""
+        try:
+            thread = await self.conversations.thread_of(channel, msg, self.clock.now())
+        except UnknownThread as e:
+            if origin is not None:
+                await self.bot_says(Conversation(channel), str(e), only=origin)
+            return
+        agent = await self.conversations.thread_agent(thread) if thread else None
         message = Message(channel, msg.sender_name, False, platform, text,
-                          top_level=msg.thread is None)
+                          top_level=thread is None, thread=thread.id if thread else None,
+                          thread_agent=agent)
         routing = route(message, self.crew.directory, self.config.agent.max_hops)
-        if not await self.store.accept_inbound(channel, msg, routing.nudges, self.clock.now()):
+        roots = thread is None and self.conversations.roots_thread(channel, bool(routing.nudges))
+        mid = await self.store.accept_inbound(channel, msg, routing.nudges, self.clock.now(),
+                                              thread=message.thread, roots_thread=roots)
+        if mid is None:
             log.info("ignored a re-delivered %s event %s", msg.platform, msg.event_id)
             return
-        await self.post(channel, msg.sender_name, text, kind=PostKind.RELAY, origin=origin,
-                        origin_platform=platform)
+        await self._relay(Conversation(channel, message.thread), msg, text, mid, origin,
+                          platform)
         if origin is not None:
-            await self._notices(routing.notices, only=origin)
+            await self._notices(routing.notices, only=origin, thread=message.thread)
         self.supervisor.schedule_kick(n.agent for n in routing.nudges)
 
     # --- outages (R6.3) ----------------------------------------------------------------------
@@ -334,34 +363,41 @@ class App:
 
     # --- the supervisor's host (supervisor.ports.Host) ---------------------------------------
 
-    async def agent_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
-        await self.answered(agent, channel, [text], hops, [])
+    async def agent_posted(self, agent: str, conversation: Conversation | None, text: str,
+                           hops: int) -> None:
+        await self.answered(agent, conversation, [text], hops, [])
 
-    async def answered(self, agent: str, channel: str, texts: list[str], hops: int,
-                       nudge_ids: list[int]) -> None:
-        """Post an agent's texts, queue the nudges they route (R2.6), and dequeue the nudges
-        the turn answered — one transaction (R8.5) — then deliver what was routed."""
-        posts: list[NewPost] = []
+    async def answered(self, agent: str, conversation: Conversation | None, texts: list[str],
+                       hops: int, nudge_ids: list[int]) -> None:
+        """Post an agent's texts into the conversation its turn answered (R5.1, R12), queue
+        the nudges they route (R2.6), and dequeue the nudges the turn answered — one
+        transaction (R8.5) — then deliver what was routed."""
+        said: list[Said] = []
         nudges: list[Nudge] = []
         for text in texts:
-            posts += self._posts_for(channel, agent, text)
-            message = Message(channel, agent, True, Platform.AGENT, text, hops)
+            where, shown = await self.conversations.agent_said(agent, conversation, text)
+            said += shown
+            message = Message(where.channel, agent, True, Platform.AGENT, text, hops,
+                              top_level=where.thread is None, thread=where.thread)
             routing = route(message, self.crew.directory, self.config.agent.max_hops)
             nudges += routing.nudges
-            for n in routing.notices:
-                posts += self._posts_for(n.channel, BOT_NAME, n.text, kind=PostKind.NOTICE)
-        if posts or nudges or nudge_ids:
-            await self.outbox.add_answer(posts, nudges, nudge_ids)
+            said += [self.conversations.said(Conversation(n.channel, where.thread), BOT_NAME,
+                                             n.text, kind=PostKind.NOTICE)
+                     for n in routing.notices]
+        if said or nudges or nudge_ids:
+            await self.outbox.add_answer(said, nudges, nudge_ids)
         self.supervisor.schedule_kick(n.agent for n in nudges)
 
-    async def notice(self, channel: str, text: str) -> None:
-        await self.post(channel, BOT_NAME, text, kind=PostKind.NOTICE)
+    async def notice(self, where: Conversation | str, text: str) -> None:
+        """A notice into a conversation (or a channel's top level)."""
+        await self.bot_says(where if isinstance(where, Conversation) else Conversation(where),
+                            text)
 
     async def alert(self, text: str, *, skip: str | None = None) -> None:
         log.warning("ops alert: %s", text)
         rooms = [r for r in self.rooms.rooms_of(self.crew.admin) if r.platform != skip]
-        await self.outbox.add(NewPost(r.platform, r.room, f"{BOT_NAME}: {text}", PostKind.ALERT)
-                              for r in rooms)
+        await self.outbox.add([Said(self.crew.admin, BOT_NAME, text,
+                                    tuple((r.platform, r.room) for r in rooms), PostKind.ALERT)])
 
     def _authorize(self, token: str) -> Caller | None:
         """Whom a control-socket token speaks for (R10.4): the operator or one agent."""
@@ -374,11 +410,18 @@ class App:
         return self.crew.has_open_task(name)
 
     async def spec_for(self, name: str) -> AgentSpec | None:
-        """How agent `name` is started, from the config and its newest task (R3.3)."""
+        """How agent `name` is started, from the config and its newest task (R3.3); a
+        fork from its thread and the lead's session (R12.3)."""
         task = None
-        if not self.crew.is_lead(name) and self.crew.is_worker(name):
-            task = await self.store.latest_task_of(name)
-        spec = self.crew.spec_for(name, task)
+        if (fork := self.crew.fork_of(name)) is not None:
+            thread = await self.store.thread_by_number(*fork)
+            lead = await self.store.agent(fork[0])
+            spec = (self.crew.fork_spec(name, thread.id, lead.session_id if lead else None)
+                    if thread else None)
+        else:
+            if not self.crew.is_lead(name) and self.crew.is_worker(name):
+                task = await self.store.latest_task_of(name)
+            spec = self.crew.spec_for(name, task)
         if spec is not None:
             await self.store.upsert_agent(spec.name, spec.kind, spec.channel, spec.task_id)
         return spec
@@ -390,25 +433,34 @@ class App:
         task = await self.store.latest_task_of(agent) if agent is not None else None
         return self.crew.home_channel(agent, task)
 
-    async def create_task(self, subject: str, channel: str, assignee: str, by: str) -> str:
+    async def create_task(self, subject: str, channel: str, assignee: str, by: str, *,
+                          root: int | None = None) -> str:
+        """Open a task; its thread hangs under the person's `!task` message `root`, else
+        under its own "Task #N" post (R12.4). The post, the task and the worker's first
+        nudge are stored together."""
         assignee = worker_name(assignee)
         if (problem := self.crew.task_problem(subject, channel, assignee)) is not None:
             raise ControlError(problem)
-        task = await self.store.create_task(subject.strip(), channel, assignee, by,
-                                            self.clock.now())
         await self.ensure_channel(dm_channel_of(assignee), ChannelKind.DM)
+        shown: list[Said] = []
+
+        def first(task: TaskRow) -> tuple[Nudge, Said]:
+            nudge = Nudge(assignee, f"[task #{task.id} from {by} in #{channel}] {task.subject}",
+                          0, channel)
+            shown.append(self.conversations.said(Conversation(channel), BOT_NAME,
+                                                 task_line(task), kind=PostKind.NOTICE))
+            return nudge, shown[-1]
+
+        task = await self.store.create_task(subject.strip(), channel, assignee, by,
+                                            self.clock.now(), root=root, first=first)
+        self.outbox.stored(shown)
         self.crew.task_opened(assignee, channel)
         spec = self.crew.spec_for(assignee, task)  # its newest open task is this one
         if spec is not None:
             await self.store.upsert_agent(spec.name, spec.kind, spec.channel, spec.task_id)
             self.supervisor.refresh_spec(spec)
-        first = Nudge(assignee, f"[task #{task.id} from {by} in #{channel}] {task.subject}",
-                      0, channel)
-        await self.store.enqueue([first], self.clock.now())
-        line = f"Task #{task.id} for @{assignee}: {task.subject}"
-        await self.notice(channel, line)
         self.supervisor.schedule_kick([assignee], start=True)  # R4.1, R7.1
-        return line
+        return task_line(task)
 
     async def finish_task(self, task_id: int) -> str:
         task = await self.store.finish_task(task_id, self.clock.now())
@@ -421,13 +473,29 @@ class App:
         await self.notice(task.channel, line)  # R7.3
         return line
 
-    async def _task_command(self, channel: str, sender: str, cmd: TaskCreate | TaskDone,
-                            only: RoomRef) -> None:
-        """`!task` / `!done` typed in a room (R7.2); a refusal goes to that room only."""
+    async def _task_command(self, channel: str, msg: Inbound,
+                            recorded: tuple[int, int | None] | None,
+                            cmd: TaskCreate | TaskDone, only: RoomRef) -> None:
+        """`!task` / `!done` typed in a room (R7.2): a task's thread hangs under the `!task`
+        message; `!done` without an id in a task's thread finishes that task (R12.4). A
+        refusal goes to that room only, in the command's thread."""
+        message, thread_id = recorded or (None, None)
         try:
             if isinstance(cmd, TaskCreate):
-                await self.create_task(cmd.subject, channel, cmd.assignee, sender)
+                await self.create_task(cmd.subject, channel, cmd.assignee, msg.sender_name,
+                                       root=message if thread_id is None else None)
             else:
-                await self.finish_task(cmd.task_id)
+                await self.finish_task(cmd.task_id or await self._task_of_thread(thread_id))
         except ControlError as e:
-            await self.post(channel, BOT_NAME, str(e), kind=PostKind.NOTICE, only=only)
+            await self.bot_says(Conversation(channel, thread_id), str(e), only=only)
+
+    async def _task_of_thread(self, thread_id: int | None) -> int:
+        thread = await self.store.thread(thread_id) if thread_id else None
+        if thread is None or thread.task_id is None:
+            raise ControlError("`!done` without a task id works in a task's thread; "
+                               "elsewhere write `!done <task id>`")
+        return thread.task_id
+
+
+def task_line(task: TaskRow) -> str:
+    return f"Task #{task.id} for @{task.assignee}: {task.subject}"

@@ -33,7 +33,7 @@ class TaskCreate:
 
 @dataclass(frozen=True)
 class TaskDone:
-    task_id: int
+    task_id: int | None  # None: the task whose thread it was written in (R12.4)
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ AGENT_VERBS = ("restart", "stop", "reset", "queue")
 PLAIN_VERBS = ("status", "tasks", "help")
 USAGE = {
     "task": "!task @<worker> <subject>",
-    "done": "!done <task id>",
+    "done": "!done [<task id>]",
     "restart": "restart <agent>",
     "stop": "stop <agent>",
     "reset": "reset <agent>",
@@ -83,6 +83,8 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
                          re.DOTALL | re.IGNORECASE)
         return TaskCreate(m.group(1).lower(), m.group(2).strip()) if m else Invalid(USAGE["task"])
     if verb == "done":
+        if not args:
+            return TaskDone(None)
         ok = len(args) == 1 and re.fullmatch(r"#?[0-9]+", args[0]) is not None
         return TaskDone(int(args[0].lstrip("#"))) if ok else Invalid(USAGE["done"])
     if verb in PLAIN_VERBS:

@@ -12,6 +12,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,20 @@ from bot.config_reader import (
 from bot.model import DM_PREFIX, RESERVED_NAMES
 from bridges.settings import MatrixConfig, SlackConfig, SlackMode
 from supervisor.ports import AgentConfig
+
+
+class Threads(StrEnum):
+    """What a reply in a thread under a lead's answer reaches (R12.2, R12.3)."""
+
+    FORK = "fork"  # a session of its own, forked from the lead's
+    SHARED = "shared"  # the lead's own session
+
+
+class Replies(StrEnum):
+    """Where the agents answer a top-level message (R12.1)."""
+
+    THREAD = "thread"  # in the message's thread
+    CHANNEL = "channel"  # at the top level, as the first release did
 
 
 class ConfigError(Exception):
@@ -57,6 +72,8 @@ class ChannelConfig:
     matrix: tuple[str, ...] = ()
     command: tuple[str, ...] | None = None  # overrides [agent].command for this channel's lead
     env: dict[str, str] = field(default_factory=dict)  # added to [agent].env for this lead
+    threads: Threads = Threads.FORK
+    replies: Replies = Replies.THREAD
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,11 @@ class Config:
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
+
+    def channel_or_default(self, name: str) -> ChannelConfig:
+        """A channel's settings; a channel not in the file (the general channel, one made
+        at run time) has the defaults."""
+        return self.channel(name) or ChannelConfig(name)
 
 
 # --- field tables: key, kind and check; the defaults are the dataclasses' own ------------------
@@ -136,6 +158,8 @@ CHANNEL = Section(ChannelConfig, (
     Field("matrix", K.STRLIST),
     Field("command", K.STRLIST, non_empty),
     Field("env", K.STRMAP),
+    choice("threads", Threads),
+    choice("replies", Replies),
 ))
 ADMIN = Section(AdminConfig, (
     Field("slack", K.STRLIST),

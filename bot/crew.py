@@ -8,6 +8,9 @@ Rules that live here:
   to channels with a lead (R7.2).
 - An agent's new task belongs to its home: a lead's own channel, a worker's open task's
   channel, else the general channel.
+- A thread belongs to its task's worker, else (R12.2, R12.3) with `threads = "fork"` to a
+  session forked from the lead's, named `<lead>/<n>` after the thread's number, else to
+  the lead; in a `dm-<name>` channel, to the worker.
 
 `Crew` is state kept up to date where the crew changes (a channel created, a task opened or
 finished), never rebuilt per message: routing reads `directory` for every message, and a
@@ -16,17 +19,27 @@ message must not cost more with 1,000 workers than with none (issue 8, item 6).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
-from bot.config import Config
-from bot.model import NAME, RESERVED_NAMES, ChannelKind, dm_channel_of
+from bot.config import Config, Threads
+from bot.model import NAME, RESERVED_NAMES, ChannelKind, dm_channel_of, worker_of_dm
 from bot.routing import Directory
 from bot.store import TaskRow
+from bot.store_threads import ThreadRow
 from supervisor.ports import AgentKind, AgentSpec
 
 OPEN = "open"
+FORK_NAME = re.compile(r"(?P<lead>[a-z0-9][a-z0-9_-]*)/(?P<number>[1-9][0-9]*)")
+
+
+def fork_name(lead: str, number: int) -> str:
+    """`webui/3`: the lead's session forked for thread 3 of #webui (R12.3). The `/` keeps
+    it apart from every channel and worker name, so no mention can reach it directly."""
+    return f"{lead}/{number}"
 
 
 def worker_name(raw: str) -> str:
@@ -89,6 +102,26 @@ class Crew:
     def is_worker(self, name: str) -> bool:
         return name in self._workers
 
+    def fork_of(self, name: str) -> tuple[str, int] | None:
+        """(lead, thread number) of a fork's name; None for any other name."""
+        m = FORK_NAME.fullmatch(name)
+        if m is None or not self.is_lead(m["lead"]):
+            return None
+        return m["lead"], int(m["number"])
+
+    def thread_agent(self, thread: ThreadRow) -> str | None:
+        """Whom a person's reply in `thread` reaches (R12.2); None in the admin channel."""
+        if thread.owner is not None:
+            return thread.owner
+        worker = worker_of_dm(thread.channel)
+        if worker is not None:
+            return worker
+        if not self.is_lead(thread.channel):
+            return None
+        if self.config.channel_or_default(thread.channel).threads is Threads.SHARED:
+            return thread.channel
+        return fork_name(thread.channel, thread.number)
+
     def has_open_task(self, name: str) -> bool:
         return bool(self._workers.get(name))
 
@@ -110,6 +143,8 @@ class Crew:
             return self.general
         if self.is_lead(agent):
             return agent
+        if (fork := self.fork_of(agent)) is not None:
+            return fork[0]
         if latest_task is not None and latest_task.status == OPEN:
             return latest_task.channel
         return self.general
@@ -131,6 +166,17 @@ class Crew:
                              latest_task.id if latest_task else None, worker_prompt(name),
                              str(workdir), agent_cfg.command, {})
         return None
+
+    def fork_spec(self, name: str, thread_id: int, lead_session: str | None) -> AgentSpec | None:
+        """How fork `name` is started: as its lead, in the lead's working directory (sessions
+        are found per project directory), forked from the lead's session (R12.3)."""
+        fork = self.fork_of(name)
+        lead = self.spec_for(fork[0], None) if fork else None
+        if fork is None or lead is None:
+            return None
+        prompt = lead.prompt + f"\n\nYou answer thread {fork[1]} of #{fork[0]} only."
+        return replace(lead, name=name, kind=AgentKind.FORK, prompt=prompt, thread=thread_id,
+                       fork_from=lead_session)
 
 
 def lead_prompt(name: str, general: bool, extra: str) -> str:

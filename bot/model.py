@@ -90,6 +90,8 @@ class Message:
     text: str
     hops: int = 0  # agent-to-agent hops since the last person (R2.6)
     top_level: bool = True
+    thread: int | None = None  # the thread it is in; the nudges it makes are answered there
+    thread_agent: str | None = None  # whom a person's reply in that thread reaches (R12.2)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Nudge:
     text: str
     hops: int = 0
     origin: str = ""  # the channel the message was posted in: where notices about it go
+    thread: int | None = None  # the thread of `origin` it came from; its answer goes there
 
 
 @dataclass(frozen=True)

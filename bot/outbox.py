@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from bot.model import Nudge
-from bot.store import NewPost, OutboxRow, Store
-from bridges.base import Bridge, RateLimited, SendError, backoff_delay
+from bot.store import OutboxRow, Said, Store
+from bridges.base import Bridge, Post, RateLimited, SendError, ThreadRef, backoff_delay
 from supervisor.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,28 @@ class Outbox:
         self._idle.set()
         self._stopping = False
 
-    async def add(self, posts: Iterable[NewPost]) -> None:
-        posts = [p for p in posts if p.platform in self.bridges]
-        if posts:
-            await self.store.add_posts(posts, self.clock.now())
-            self._wake({(p.platform, p.room) for p in posts})
+    def _ours(self, said: Iterable[Said]) -> list[Said]:
+        """What is shown, in the rooms of the platforms this run has a bridge for."""
+        return [replace(s, rooms=tuple(r for r in s.rooms if r[0] in self.bridges))
+                for s in said]
 
-    async def add_answer(self, posts: Iterable[NewPost], nudges: Iterable[Nudge],
+    async def add(self, said: Iterable[Said]) -> None:
+        said = [s for s in self._ours(said) if s.rooms]
+        if said:
+            await self.store.add_said(said, self.clock.now())
+            self._wake({r for s in said for r in s.rooms})
+
+    async def add_answer(self, said: Iterable[Said], nudges: Iterable[Nudge],
                          answered: Iterable[int]) -> None:
         """`add`, in one transaction with queueing `nudges` and dequeueing the nudges a
         turn `answered` (R8.5: `Store.answer`)."""
-        posts = [p for p in posts if p.platform in self.bridges]
-        await self.store.answer(posts, nudges, answered, self.clock.now())
-        self._wake({(p.platform, p.room) for p in posts})
+        said = self._ours(said)
+        await self.store.answer(said, nudges, answered, self.clock.now())
+        self._wake({r for s in said for r in s.rooms})
+
+    def stored(self, said: Iterable[Said]) -> None:
+        """`said` was stored with something else (a task with its post): send it."""
+        self._wake({r for s in self._ours(said) for r in s.rooms})
 
     async def resume(self) -> None:
         """Send what a previous run left in the outbox (R8.3)."""
@@ -114,8 +124,8 @@ class Outbox:
     async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> bool:
         """Send one post; True when it is done with (sent or set aside)."""
         try:
-            await bridge.send(post.room, post.text, key=post.key, notice=True,  # see PostKind
-                              maybe_sent=post.id in self._unsure)
+            ref = await bridge.send(post.room, await self._post_of(key, post), key=post.key,
+                                    maybe_sent=post.id in self._unsure)
         except RateLimited as e:  # refused before it was taken: not sent
             wait = max(e.retry_after_s or 1.0, 0.0)
             log.info("%s %s rate limited; retrying in %.1fs", key[0], key[1], wait)
@@ -141,6 +151,16 @@ class Outbox:
             await self.store.post_failed(post.id, self.clock.now() + wait, repr(e))
             return False
         self._last_sent[key] = self.clock.now()
-        await self.store.post_sent(post.id)
+        await self.store.post_sent(post.id, ref=ref)
         self._unsure.discard(post.id)
         return True
+
+    async def _post_of(self, key: tuple[str, str], post: OutboxRow) -> Post:
+        """What the bridge is given. A thread's root in this room is looked up now, not when
+        the post was queued: the root's relay went out just before, in order (R12.5)."""
+        thread = None
+        if post.thread is not None:
+            target = (await self.store.thread_targets(post.thread, [key])).get(key)
+            if target is not None:
+                thread = ThreadRef(target.root, target.number)
+        return Post(post.text, post.author, post.role, thread)

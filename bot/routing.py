@@ -6,7 +6,9 @@ The rules, in the order they apply:
 - A person's message in `dm-<name>` reaches worker `<name>` and nobody else (R1.7); an
   agent's message there (a lead's `crewbridge post dm-alice …`) reaches the worker too,
   plus whom it mentions (R2.6: like a person's message).
-- A top-level message in a topic channel nudges the channel's lead (R2.1).
+- A top-level message in a topic channel nudges the channel's lead (R2.1); a person's reply
+  in a thread nudges the agent the thread belongs to instead (R12.2), and every nudge is
+  answered in the message's thread.
 - `@<agent>` nudges that agent, `@lead` the channel's lead, `@<channel>` that channel's
   lead; names are case-insensitive, `-` and `_` belong to names, trailing punctuation does
   not (R2.2). Mentions inside code spans and fences are code, not mentions.
@@ -107,6 +109,8 @@ def route(msg: Message, d: Directory, max_hops: int = 8) -> Routing:
         lead = msg.channel if kind is not ChannelKind.DM else None
         if lead is not None and msg.top_level:
             targets.append(lead)
+        if msg.thread_agent is not None and not msg.author_is_agent:
+            targets.append(msg.thread_agent)
         for name in mentions(msg.text):
             resolved = _resolve_mention(name, msg.channel, lead, kind, d)
             if resolved is None:
@@ -121,7 +125,7 @@ def route(msg: Message, d: Directory, max_hops: int = 8) -> Routing:
         return Routing(notices=(Notice(msg.channel, text),))
     hops = msg.hops + 1 if msg.author_is_agent else 0
     text = nudge_text(msg)
-    nudges = [Nudge(agent, text, hops, msg.channel) for agent in targets]
+    nudges = [Nudge(agent, text, hops, msg.channel, msg.thread) for agent in targets]
 
     notices: tuple[Notice, ...] = ()
     if unknown and not msg.author_is_agent:

@@ -52,4 +52,26 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE queue ADD COLUMN attempted INTEGER NOT NULL DEFAULT 0;
     """,
+    # R12: threads. A thread is rooted at one message (a person's, or one the bot showed);
+    # `refs` keeps every platform id a message has in each room — its own, and those of its
+    # relays and posts — so a reply on any platform finds its thread, and an answer finds
+    # the root to reply under in every room (R12.5). Outbox rows name the logical message
+    # they show and the thread they go into; the author is kept apart from the text (R5.7).
+    """
+    CREATE TABLE threads (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, channel TEXT NOT NULL, number INTEGER NOT NULL,
+        root INTEGER NOT NULL UNIQUE, owner TEXT, task_id INTEGER,
+        UNIQUE (channel, number));
+    CREATE TABLE refs (
+        platform TEXT NOT NULL, room TEXT NOT NULL, event_id TEXT NOT NULL,
+        message INTEGER NOT NULL, PRIMARY KEY (platform, room, event_id));
+    CREATE INDEX refs_message ON refs (message, platform, room);
+    ALTER TABLE messages ADD COLUMN thread INTEGER;
+    ALTER TABLE queue ADD COLUMN thread INTEGER;
+    ALTER TABLE tasks ADD COLUMN thread INTEGER;
+    ALTER TABLE outbox ADD COLUMN author TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN role TEXT NOT NULL DEFAULT 'bot';
+    ALTER TABLE outbox ADD COLUMN thread INTEGER;
+    ALTER TABLE outbox ADD COLUMN message INTEGER;
+    """,
 ]

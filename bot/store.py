@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +31,8 @@ import aiosqlite
 from bot import datadir
 from bot.model import ChannelKind, Nudge, PostKind
 from bot.schema import MIGRATIONS
-from bridges.base import Inbound
+from bot.store_threads import ThreadRecords, add_ref, bot_message, insert_message, new_thread
+from bridges.base import AuthorRole, Inbound
 from supervisor.breaker import Health
 from supervisor.ports import AgentKind, AgentRow, QueuedNudge
 from supervisor.redact import scrub
@@ -41,12 +42,13 @@ Statement = tuple[str, tuple]
 AIOSQLITE_PIN = ">=0.20,<0.23"  # the versions whose private `Connection._execute` `_tx` uses
 
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
-TASK_COLUMNS = "id, subject, channel, assignee, status, created_by"
-QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted"
+TASK_COLUMNS = "id, subject, channel, assignee, status, created_by, thread"
+QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted, thread"
+OUTBOX_COLUMNS = "id, platform, room, text, kind, attempts, next_at, author, role, thread, message"
 
 
 def _queued_nudge(r: tuple) -> QueuedNudge:
-    return QueuedNudge(*r[:6], attempted=bool(r[6]))
+    return QueuedNudge(*r[:6], attempted=bool(r[6]), thread=r[7])
 
 
 def _agent_row(r: tuple) -> AgentRow:
@@ -61,6 +63,7 @@ class TaskRow:
     assignee: str
     status: str
     created_by: str
+    thread: int | None = None  # the task's thread (R12.4)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class OutboxRow:
     kind: PostKind
     attempts: int
     next_at: float
+    author: str = ""
+    role: AuthorRole = AuthorRole.BOT
+    thread: int | None = None
+    message: int | None = None
 
     @property
     def key(self) -> str:
@@ -81,10 +88,37 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class NewPost:
+    """One outbox row: `text` for one room, under `author` (kept apart from it, R5.7), into
+    `thread` (None: top level), showing logical message `message` (None: none, a test's)."""
+
     platform: str
     room: str
     text: str
     kind: PostKind = PostKind.AGENT
+    author: str = ""
+    role: AuthorRole = AuthorRole.BOT
+    thread: int | None = None
+    message: int | None = None
+
+
+@dataclass(frozen=True)
+class Said:
+    """One message the bot shows in several rooms (an agent's text, a notice, a person's
+    relay): stored once as a message, so a thread may hang under it, and one outbox row per
+    room. A relay (`relay_of`) shows a person's stored message and stores no new one."""
+
+    channel: str
+    author: str
+    text: str
+    rooms: tuple[tuple[str, str], ...]
+    kind: PostKind = PostKind.AGENT
+    role: AuthorRole = AuthorRole.BOT
+    thread: int | None = None
+    relay_of: int | None = None
+
+    def posts(self, message: int | None) -> list[NewPost]:
+        return [NewPost(p, r, self.text, self.kind, self.author, self.role, self.thread,
+                        message) for p, r in self.rooms]
 
 
 def _apply(conn: sqlite3.Connection, statements: Iterable[Statement]) -> list[int | None]:
@@ -138,7 +172,7 @@ class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
 
-class Store:
+class Store(ThreadRecords):
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self._db = db
         self.path = path
@@ -249,22 +283,26 @@ class Store:
     # --- inbox and queues --------------------------------------------------------------------
 
     async def accept_inbound(self, channel: str, msg: Inbound, nudges: Iterable[Nudge],
-                             now: float) -> bool:
-        """Store a person's message and queue its nudges atomically (R1.3, R8.1).
+                             now: float, *, thread: int | None = None,
+                             roots_thread: bool = False) -> int | None:
+        """Store a person's message and queue its nudges atomically (R1.3, R8.1); the
+        message's id, or None when the platform event was stored before (a re-delivery,
+        ignored whole). The message is in `thread`; with `roots_thread` it opens a thread
+        of its own, which its nudges answer in (R12.1)."""
+        nudges = list(nudges)
 
-        False when the platform event was stored before: a re-delivery, ignored whole.
-        """
-        stored = ("INSERT OR IGNORE INTO messages (channel, platform, room, sender, sender_name, "
-                  "event_id, text, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                  (channel, msg.platform, msg.room, msg.sender, msg.sender_name, msg.event_id,
-                   msg.text, msg.ts))
-        queued = [self._enqueue_sql(n, now) for n in nudges]
-
-        def work(conn: sqlite3.Connection) -> bool:
-            if _apply(conn, [stored])[0] is None:
-                return False
-            _apply(conn, queued)
-            return True
+        def work(conn: sqlite3.Connection) -> int | None:
+            mid = insert_message(conn, channel=channel, platform=msg.platform, room=msg.room,
+                                 sender=msg.sender, sender_name=msg.sender_name,
+                                 event_id=msg.event_id, text=msg.text, ts=msg.ts,
+                                 thread=thread)
+            if mid is None:
+                return None
+            add_ref(conn, msg.platform, msg.room, msg.root_ref, mid)
+            answer_in = new_thread(conn, channel, mid).id if roots_thread else thread
+            _apply(conn, [self._enqueue_sql(n if n.thread else replace(n, thread=answer_in),
+                                            now) for n in nudges])
+            return mid
 
         return await self._tx(work)
 
@@ -274,8 +312,8 @@ class Store:
 
     @staticmethod
     def _enqueue_sql(n: Nudge, now: float) -> tuple[str, tuple]:
-        return ("INSERT INTO queue (agent, text, hops, origin, created_at) VALUES (?, ?, ?, ?, ?)",
-                (n.agent, n.text, n.hops, n.origin, now))
+        return ("INSERT INTO queue (agent, text, hops, origin, created_at, thread) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (n.agent, n.text, n.hops, n.origin, now, n.thread))
 
     async def enqueue(self, nudges: Iterable[Nudge], now: float) -> None:
         statements = [self._enqueue_sql(n, now) for n in nudges]
@@ -363,11 +401,33 @@ class Store:
     # --- tasks -------------------------------------------------------------------------------
 
     async def create_task(self, subject: str, channel: str, assignee: str, created_by: str,
-                          now: float) -> TaskRow:
-        ids = await self._write([(
-            "INSERT INTO tasks (subject, channel, assignee, status, created_by, created_at) "
-            "VALUES (?, ?, ?, 'open', ?, ?)", (subject, channel, assignee, created_by, now))])
-        return TaskRow(ids[0] or 0, subject, channel, assignee, "open", created_by)
+                          now: float, *, root: int | None = None,
+                          first: Callable[[TaskRow], tuple[Nudge, Said]] | None = None
+                          ) -> TaskRow:
+        """Open a task and its thread (R12.4), under the person's `!task` message `root`,
+        else under the task's own post. `first(task)` gives the worker's first nudge and
+        the "Task #N" post, stored with it in the same transaction: into the thread when it
+        hangs under `root`, else the post is the thread's root, at the top level."""
+        def work(conn: sqlite3.Connection) -> TaskRow:
+            cur = conn.execute(
+                "INSERT INTO tasks (subject, channel, assignee, status, created_by, created_at) "
+                "VALUES (?, ?, ?, 'open', ?, ?)", (subject, channel, assignee, created_by, now))
+            task = TaskRow(cur.lastrowid or 0, subject, channel, assignee, "open", created_by)
+            if first is None:
+                return task
+            nudge, said = first(task)
+            if root is None:
+                root_id = bot_message(conn, channel, said.author, said.text, now, None)
+                thread = new_thread(conn, channel, root_id, owner=assignee, task_id=task.id)
+                self._said_sql(conn, said, now, message=root_id)
+            else:
+                thread = new_thread(conn, channel, root, owner=assignee, task_id=task.id)
+                self._said_sql(conn, replace(said, thread=thread.id), now)
+            conn.execute("UPDATE tasks SET thread = ? WHERE id = ?", (thread.id, task.id))
+            _apply(conn, [self._enqueue_sql(replace(nudge, thread=thread.id), now)])
+            return replace(task, thread=thread.id)
+
+        return await self._tx(work)
 
     async def finish_task(self, task_id: int, now: float) -> TaskRow | None:
         """Mark a task done; None when there is no such open task."""
@@ -378,7 +438,7 @@ class Store:
                 return None
             conn.execute("UPDATE tasks SET status = 'done', done_at = ? WHERE id = ?",
                          (now, task_id))
-            return TaskRow(row[0], row[1], row[2], row[3], "done", row[5])
+            return replace(TaskRow(*row), status="done")
 
         return await self._tx(work)
 
@@ -430,39 +490,68 @@ class Store:
 
     @staticmethod
     def _post_sql(p: NewPost, now: float) -> Statement:
-        return ("INSERT INTO outbox (platform, room, text, kind, created_at, next_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (p.platform, p.room, p.text, p.kind, now, now))
+        return ("INSERT INTO outbox (platform, room, text, kind, created_at, next_at, author, "
+                "role, thread, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (p.platform, p.room, p.text, p.kind, now, now, p.author, p.role, p.thread,
+                 p.message))
+
+    def _said_sql(self, conn: sqlite3.Connection, said: Said, now: float, *,
+                  message: int | None = None) -> int:
+        """Store what the bot shows: its message (unless a relay's, or given) and a post per
+        room; the message's id."""
+        mid = message or said.relay_of or bot_message(conn, said.channel, said.author,
+                                                      said.text, now, said.thread)
+        _apply(conn, [self._post_sql(p, now) for p in said.posts(mid)])
+        return mid
 
     async def add_posts(self, posts: Iterable[NewPost], now: float) -> list[int]:
         statements = [self._post_sql(p, now) for p in posts]
         return [i for i in await self._write(statements) if i is not None] if statements else []
 
-    async def answer(self, posts: Iterable[NewPost], nudges: Iterable[Nudge],
+    async def add_said(self, said: Iterable[Said], now: float) -> list[int]:
+        """Queue what the bot shows; the ids of the messages stored for it."""
+        said = list(said)
+        return await self._tx(lambda conn: [self._said_sql(conn, s, now) for s in said])
+
+    async def answer(self, said: Iterable[Said], nudges: Iterable[Nudge],
                      answered: Iterable[int], now: float) -> None:
         """A turn's answer, in one transaction (R8.5): its posts enter the outbox, the
         nudges its text routes to colleagues are queued (R2.6), and the queued nudges it
         answered leave the queue. A kill either side of it loses nothing and repeats
         nothing: before, the messages are answered again; after, the posts are sent."""
-        ids = list(answered)
-        statements = [*(self._post_sql(p, now) for p in posts),
-                      *(self._enqueue_sql(n, now) for n in nudges)]
-        if ids:
-            statements.append((f"DELETE FROM queue WHERE id IN ({','.join('?' * len(ids))})",
-                               tuple(ids)))
-        if statements:
-            await self._write(statements)
+        ids, said, nudges = list(answered), list(said), list(nudges)
+
+        def work(conn: sqlite3.Connection) -> None:
+            for s in said:
+                self._said_sql(conn, s, now)
+            _apply(conn, [self._enqueue_sql(n, now) for n in nudges])
+            if ids:
+                conn.execute(f"DELETE FROM queue WHERE id IN ({','.join('?' * len(ids))})",
+                             tuple(ids))
+
+        if said or nudges or ids:
+            await self._tx(work)
 
     async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1
                             ) -> list[OutboxRow]:
         """Posts not yet sent, oldest first; of one (platform, room) when given."""
         where, args = ("AND platform = ? AND room = ?", room) if room else ("", ())
-        rows = await self._all("SELECT id, platform, room, text, kind, attempts, next_at FROM "
-                               f"outbox WHERE set_aside = 0 {where} ORDER BY id LIMIT ?",
-                               (*args, limit))
-        return [OutboxRow(*r[:4], PostKind(r[4]), *r[5:]) for r in rows]
+        rows = await self._all(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE set_aside = 0 "
+                               f"{where} ORDER BY id LIMIT ?", (*args, limit))
+        return [OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), *r[9:])
+                for r in rows]
 
-    async def post_sent(self, post_id: int) -> None:
-        await self._write([("DELETE FROM outbox WHERE id = ?", (post_id,))])
+    async def post_sent(self, post_id: int, *, ref: str | None = None) -> None:
+        """The platform took the post; `ref` is the id it gave it, kept as the id of the
+        post's message in that room, so a reply under it finds its thread (R12.5)."""
+        def work(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT platform, room, message FROM outbox WHERE id = ?",
+                               (post_id,)).fetchone()
+            if ref and row is not None and row[2] is not None:
+                add_ref(conn, row[0], row[1], ref, row[2])
+            conn.execute("DELETE FROM outbox WHERE id = ?", (post_id,))
+
+        await self._tx(work)
 
     async def post_set_aside(self, post_id: int, error: str) -> None:
         """Keep a post the platform will never take (for inspection), but stop sending it."""

@@ -12,6 +12,7 @@ import random
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 # --- what a bridge hands to the core ------------------------------------------------------
@@ -39,6 +40,11 @@ class Inbound:
     `event_id` is the platform's own id (Slack `event_id` or `client_msg_id`/ts, Matrix event
     id); the store refuses a second record with the same (platform, event_id), which is how
     Slack retries and Matrix re-deliveries are ignored (R8.1).
+
+    `thread`: the platform id of the thread's root when the message is a reply in a thread
+    (Slack `thread_ts`, Matrix `m.thread` event id; the console: the thread's number), else
+    None. `ref`: the id by which a reply would name this message as its thread's root (Slack
+    `ts`, Matrix event id), when that is not `event_id` (R12).
     """
 
     platform: str
@@ -50,6 +56,12 @@ class Inbound:
     ts: float
     is_direct: bool = False  # a 1:1 conversation with the bot (Slack IM, Matrix direct room)
     thread: str | None = None
+    ref: str = ""
+
+    @property
+    def root_ref(self) -> str:
+        """The platform id a reply in this message's thread names as its root."""
+        return self.ref or self.event_id
 
     def __post_init__(self) -> None:
         """R5.8: what a person wrote is cleaned where it enters, whichever bridge made it."""
@@ -86,6 +98,57 @@ class ConnectionChanged:
 
 
 BridgeEvent = Inbound | RoomJoined | ConnectionChanged
+
+
+# --- what the core hands to a bridge --------------------------------------------------------
+
+
+class AuthorRole(StrEnum):
+    """Who a post speaks for, so a bridge can show it (Slack: the icon beside `username`)."""
+
+    BOT = "bot"  # the bot's own notices and alerts
+    LEAD = "lead"
+    WORKER = "worker"
+    FORK = "fork"  # a lead's session forked for one thread (R12.3)
+    PERSON = "person"  # a person's message relayed from another room (R1.4)
+
+
+@dataclass(frozen=True)
+class ThreadRef:
+    """The thread of a room a post goes into (R12.1, R12.5).
+
+    `root`: the platform id of the thread's root *in this room* (Slack `ts`, Matrix event
+    id) — in a room the root was relayed to, the relay's id; None when the root was never
+    shown in this room (a DM), where the post goes to the top level — but the console,
+    which knows a thread by its number, shows `number` (R12.6). `latest`: the thread's
+    latest post in this room, for Matrix's reply fallback (`m.in_reply_to`); the root when
+    None.
+    """
+
+    root: str | None
+    number: int
+    latest: str | None = None
+
+
+@dataclass(frozen=True)
+class Post:
+    """One post for one room: markdown `text`, and the name it is shown under.
+
+    The name stays out of the markdown (R5.7), so a post that starts with a code fence, a
+    heading or a table renders as that block: Slack shows `author` as the sender
+    (`username`), Matrix as a bold line of its own, the console as `#room author: `. An
+    empty `author` shows the text alone.
+    """
+
+    text: str
+    author: str = ""
+    role: AuthorRole = AuthorRole.BOT
+    thread: ThreadRef | None = None
+
+    @property
+    def line(self) -> str:
+        """`author: text`, as a place with no sender names (the console) shows it."""
+        return f"{self.author}: {self.text}" if self.author else self.text
 
 
 EventSink = Callable[[BridgeEvent], Awaitable[None]]
@@ -137,9 +200,12 @@ class Bridge(Protocol):
         Raises `RoomUnresolvable` naming the reference when it cannot.
         """
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
-                   maybe_sent: bool = False) -> None:
-        """Post markdown `text` to `room`, rendered and split for the platform.
+    async def send(self, room: str, post: Post, *, key: str,
+                   maybe_sent: bool = False) -> str | None:
+        """Post `post` to `room` (in its thread, if any), rendered and split for the
+        platform, as the bot's own (Matrix `m.notice`, R5.5). Returns the platform id of the
+        first message posted (a later reply names it as the thread root, R12.5), or None
+        when the platform gave none.
 
         `key` is stable across retries of the same post. `maybe_sent`: an earlier attempt
         may have reached the platform (the post was pending when the bot started, or a try

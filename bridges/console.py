@@ -1,14 +1,17 @@
 """The console bridge: standard input and output, for trying the bot with no platform (R9.3).
 
-Input lines (R11.3):
-  `#<channel> <text>`   post <text> in that channel as the local user
-  `/dm <worker> <text>` write to a worker directly (its `dm-<worker>` channel)
-Output: every post of every channel as `#<channel> <author>: <text>`, further lines of a
-post indented by two spaces. At end of input `eof` is set; the app then lets the turns in
+Input lines (R11.3, R12.6):
+  `#<channel> <text>`     post <text> in that channel as the local user
+  `#<channel>/<n> <text>` reply in the channel's thread number <n>
+  `/dm <worker> <text>`   write to a worker directly (its `dm-<worker>` channel)
+Output: every post of every channel as `#<channel> <author>: <text>` (a post in a thread
+as `#<channel>/<n> <author>: <text>`), further lines of a post indented by two spaces.
+At end of input `eof` is set; the app then lets the turns in
 progress finish and stops, which makes `printf '#general hi\\n' | crewbridge run` a
 complete, scriptable run.
 
-The console is bound to every channel, so its room id is simply the channel name.
+The console is bound to every channel, so its room id is simply the channel name, and a
+thread's id on the console is its number.
 Standard input is read by a daemon thread: that works for a terminal, a pipe and a
 redirected file alike, and never keeps the process alive at exit.
 """
@@ -25,17 +28,19 @@ import time
 import uuid
 from typing import TextIO
 
-from bridges.base import EventSink, Inbound
+from bridges.base import EventSink, Inbound, Post
 
-LINE = re.compile(r"#(?P<channel>\S+)\s*(?P<text>.*)|/dm\s+@?(?P<worker>\S+)\s*(?P<dm>.*)",
-                  re.DOTALL)
-USAGE = "type `#<channel> <text>` or `/dm <worker> <text>`"
+LINE = re.compile(r"#(?P<channel>[^\s/]+)(?:/(?P<thread>\d+))?\s*(?P<text>.*)"
+                  r"|/dm\s+@?(?P<worker>\S+)\s*(?P<dm>.*)", re.DOTALL)
+USAGE = "type `#<channel> <text>`, `#<channel>/<n> <text>` or `/dm <worker> <text>`"
 
 
-def format_post(room: str, text: str) -> str:
-    """`#room first line`, then every further line indented by two spaces."""
-    first, *rest = text.split("\n")
-    return "\n".join([f"#{room} {first}", *(f"  {line}" for line in rest)])
+def format_post(room: str, post: Post) -> str:
+    """`#room author: first line` (`#room/n …` in thread n), further lines indented by two
+    spaces."""
+    where = f"#{room}/{post.thread.number}" if post.thread else f"#{room}"
+    first, *rest = post.line.split("\n")
+    return "\n".join([f"{where} {first}", *(f"  {line}" for line in rest)])
 
 
 class ConsoleBridge:
@@ -81,15 +86,16 @@ class ConsoleBridge:
             await sink(Inbound(platform=self.platform, room=room.lower(), sender="local",
                                sender_name=self.user, text=text,
                                event_id=f"console-{self._run}-{next(self._ids)}",
-                               ts=time.time()))
+                               ts=time.time(), thread=m["thread"]))
         self.eof.set()
 
     async def resolve_room(self, ref: str) -> str:
         return ref.lstrip("#")
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
-                   maybe_sent: bool = False) -> None:
-        self._write(format_post(room, text))
+    async def send(self, room: str, post: Post, *, key: str,
+                   maybe_sent: bool = False) -> str | None:
+        self._write(format_post(room, post))
+        return None  # a console thread is known by its number
 
     def _write(self, text: str) -> None:
         self._stdout.write(text + "\n")

@@ -58,6 +58,7 @@ from bridges.base import (
     EventSink,
     Inbound,
     KeyValueStore,
+    Post,
     RoomJoined,
     RoomUnresolvable,
     SendError,
@@ -412,12 +413,13 @@ class MatrixBridge:
             raise RoomUnresolvable(f"Matrix room {ref}: the Matrix bridge is not started")
         return await resolve(self._client, self.kv, ref, self.user_id)
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
-                   maybe_sent: bool = False) -> None:
+    async def send(self, room: str, post: Post, *, key: str,
+                   maybe_sent: bool = False) -> str | None:
         """R5.5/R5.6/R8.3: post `text` as `m.notice` (or `m.text`) with HTML and a plain body,
         part `i` under transaction id `<key>.<i>` so a retried post is never doubled."""
         client = self._require_client()
-        for i, content in enumerate(post_contents(text, notice=notice)):
+        first: str | None = None
+        for i, content in enumerate(post_contents(post.line, notice=True)):
             try:
                 resp = await client.room_send(room, EventType.MESSAGE, content,
                                               tx_id=f"{key}.{i}")
@@ -425,3 +427,5 @@ class MatrixBridge:
                 raise send_failure(room, e) from None
             if not isinstance(resp, RoomSendResponse):
                 raise send_failure(room, resp)
+            first = first or resp.event_id
+        return first

@@ -60,7 +60,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import EventSink, Inbound, KeyValueStore, SendError
+from bridges.base import EventSink, Inbound, KeyValueStore, Post, SendError
 from bridges.link import Leg, Legs
 from bridges.pump import Make, OrderedPump, ready
 from bridges.settings import SlackConfig, SlackMode
@@ -203,16 +203,16 @@ class SlackBridge:
         bot = self._me.bot_user_id if self._me is not None else None
         return await resolve(self._client, self._kv, ref, bot or "")
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
-                   maybe_sent: bool = False) -> None:
+    async def send(self, room: str, post: Post, *, key: str,
+                   maybe_sent: bool = False) -> str | None:
         """Split below 4,000 rendered characters, render each part as mrkdwn, post them in
         order (R5.2, R5.6).
 
         Slack has no idempotency key, so with `maybe_sent` the channel's latest messages are
         searched for this post's parts (by their metadata) and those found are not posted
-        again. Every Slack post by the bot is a bot message, so `notice` changes nothing.
+        again. Every Slack post by the bot is a bot message (R5.5).
         """
-        parts = post_texts(text)
+        parts = post_texts(post.line)
         progress = progress_key(key)
         done = int(await self._kv.get_value(progress) or 0) if len(parts) > 1 else 0
         there = await self._posted_parts(room) if maybe_sent else set()
@@ -226,6 +226,7 @@ class SlackBridge:
                 await self._kv.put_value(progress, str(index + 1))
         if len(parts) > 1:
             await self._kv.delete_value(progress)  # the post is whole: forget its progress
+        return None
 
     async def _posted_parts(self, room: str) -> set[str]:
         """The parts (`<key>.<i>`) among the channel's latest messages that the bot posted.

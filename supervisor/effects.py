@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supervisor.breaker import Blocked, Health
-from supervisor.ports import QueuedNudge
+from supervisor.ports import Conversation, QueuedNudge
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Spawn:
 
     run_id: int
     resume: str | None
+    fork: bool = False  # `resume` is the session to fork a new one from (R12.3)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Answer:
     texts: tuple[str, ...]
     hops: int
     ids: tuple[int, ...]
+    conversation: Conversation | None = None
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,11 @@ class OfferQueue:
 
 @dataclass(frozen=True)
 class TellBlocked:
-    """Read the agent's queue and answer with `tell_blocked`; `told`: the channels that
-    were just told already (R4.11: one notice per conversation)."""
+    """Read the agent's queue and answer with `tell_blocked`; `told`: the conversations
+    that were just told already (R4.11: one notice per conversation)."""
 
     blocked: Blocked
-    told: tuple[str, ...] = ()
+    told: tuple[Conversation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,15 +105,17 @@ class ForgetProcess:
 
 @dataclass(frozen=True)
 class Post:
-    """Post agent text to its channel, routed like a message with these hops (R2.6, R5.1)."""
+    """Post agent text into the conversation its turn answers (None: the agent's home),
+    routed like a message with these hops (R2.6, R5.1)."""
 
     text: str
     hops: int
+    conversation: Conversation | None = None
 
 
 @dataclass(frozen=True)
 class Notify:
-    channel: str
+    where: Conversation
     text: str
 
 

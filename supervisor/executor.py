@@ -145,8 +145,8 @@ class Executor:
                                                       f"stop-{run.name}"))
                 case fx.MarkAttempted(ids):
                     await self.store.mark_attempted(ids)
-                case fx.Answer(texts, hops, ids):
-                    await self.host.answered(run.name, run.spec.channel, list(texts), hops,
+                case fx.Answer(texts, hops, ids, conversation):
+                    await self.host.answered(run.name, conversation, list(texts), hops,
                                              list(ids))
                 case fx.SaveHealth(h):
                     self._healths[run.health_key] = h
@@ -160,10 +160,10 @@ class Executor:
                         await self.store.record_process(run.name, pid, mark)
                 case fx.ForgetProcess(pid):
                     await self.store.forget_process(run.name, pid)
-                case fx.Post(text, hops):
-                    await self.host.agent_posted(run.name, run.spec.channel, text, hops)
-                case fx.Notify(channel, text):
-                    await self.host.notice(channel, text)
+                case fx.Post(text, hops, conversation):
+                    await self.host.agent_posted(run.name, conversation, text, hops)
+                case fx.Notify(where, text):
+                    await self.host.notice(where, text)
                 case fx.Alert(text):
                     await self.host.alert(text)
                 case fx.Escalate(key, detail, text):
@@ -186,7 +186,7 @@ class Executor:
         run = rt.run
         outcome = await self._starter.start(
             run.spec, spawn.resume, on_event=lambda ev: self._on_event(rt, spawn.run_id, ev),
-            on_exit=lambda code: self._on_exit(rt, spawn.run_id, code))
+            on_exit=lambda code: self._on_exit(rt, spawn.run_id, code), fork=spawn.fork)
         match outcome:
             case NoResources(reason):  # not the agent's failure (R4.2): it waits its turn
                 log.warning("%s: %s; it starts when a process exits", run.name, reason)

@@ -47,7 +47,7 @@ from supervisor import effects as fx
 from supervisor.autopost import TurnOutput
 from supervisor.breaker import Blocked, BlockReason, Health
 from supervisor.effects import Effect
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
+from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, QueuedNudge
 from supervisor.protocol import AgentEvent, ApiError, Init, TurnResult
 from supervisor.redact import redact
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
@@ -96,6 +96,8 @@ class AgentRun:
         self.failure_counted = False  # a run counts one failure at most (a hung turn aside)
         self.last_failure: Failure | None = None  # what the next blocked notice says
         self.delivered: dict[str, QueuedNudge] = {}  # by uuid: written, not yet answered
+        self.conversation: Conversation | None = None  # what the current turn answers (R3.6)
+        self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
         self.queue_retry_at: float | None = None
         self.resuming: str | None = None  # the session the current run resumes
@@ -137,10 +139,12 @@ class AgentRun:
         self.started_at = self.last_activity = self.last_output = now
         self.healthy = self.failure_counted = self.spoke = False
         self.delivered = {}
+        self.conversation = None
         self.queue_retry_at = None
         self.output = TurnOutput(self.cfg.flush_interval_s, self.cfg.max_turn_output_chars)
-        self.resuming = action.session_id if isinstance(action, Resume) else None
-        return [*effects, fx.Spawn(self.run_id, self.resuming)]
+        fork = None if isinstance(action, Resume) else self.fork_from
+        self.resuming = action.session_id if isinstance(action, Resume) else fork
+        return [*effects, fx.Spawn(self.run_id, self.resuming, fork=fork is not None)]
 
     def started(self, session_id: str, pid: int | None, now: float) -> list[Effect]:
         """The process of the current run is up (the executor minted `session_id` for a
@@ -246,15 +250,15 @@ class AgentRun:
         return []
 
     def tell_blocked(self, blocked: Blocked, queued: list[QueuedNudge], health: Health, *,
-                     told: tuple[str, ...] = ()) -> list[Effect]:
+                     told: tuple[Conversation, ...] = ()) -> list[Effect]:
         """Messages wait for a start that is not allowed: say so once per block (R3.4),
-        not again in a channel that was just `told` (R4.11)."""
+        in the conversation of the latest, not again in one that was just `told` (R4.11)."""
         if not queued:
             return []
         h, notify = breaker.should_notify_blocked(health, blocked)
         if not notify:
             return []
-        origin = queued[-1].origin or self.spec.channel
+        origin = queued[-1].conversation(self.spec.channel)
         if origin in told:
             return [fx.SaveHealth(h)]
         how = self.last_failure.value if self.last_failure else "failed"
@@ -340,11 +344,19 @@ class AgentRun:
 
     def _deliver(self, queued: list[QueuedNudge]) -> list[Effect]:
         """Write what this run has not been given yet, in order (R3.1, R3.5); a message an
-        earlier run was given and did not answer carries a note (R8.5)."""
+        earlier run was given and did not answer carries a note (R8.5).
+
+        One turn answers one conversation (R3.6): while a turn is open only messages of its
+        conversation are written (the CLI folds them into it); the others wait in the queue
+        until it ends. Between turns the oldest message picks the next conversation."""
         taken = {q.id for q in self.delivered.values()}
-        new = tuple(q for q in queued if q.id not in taken)
-        if not new:
+        waiting = [q for q in queued if q.id not in taken]
+        if not waiting:
             return []
+        home = self.spec.channel
+        if not self.delivered or self.conversation is None:
+            self.conversation = waiting[0].conversation(home)
+        new = tuple(q for q in waiting if q.conversation(home) == self.conversation)
         first_time = tuple(q.id for q in new if not q.attempted)
         return [*([fx.MarkAttempted(first_time)] if first_time else []),
                 fx.Write(new, tuple(delivery_text(q) for q in new))]
@@ -365,6 +377,8 @@ class AgentRun:
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
             effects = self._posts(posts, answered=answered)
+            if not self.delivered:  # other conversations' messages may wait (R3.6)
+                effects.append(fx.OfferQueue())
             if outcome is TurnOutcome.PROVEN:
                 return effects + self._proven(health)
             if outcome is TurnOutcome.ANSWERED:
@@ -374,7 +388,7 @@ class AgentRun:
         error = redact(result.text or "; ".join(result.errors) or "error result")
         effects.append(fx.Log(logging.WARNING, f"{self.name}: turn failed: {error}"))
         if outcome is TurnOutcome.FORGET_SESSION:
-            self.session_id = None
+            self.session_id = self.fork_from = None  # the next start is a fresh session
             self.delivered = {}
             return [*effects, fx.SaveSession(None), *self._kill(StopReason.UNKNOWN_SESSION)]
         if outcome is TurnOutcome.FAIL:
@@ -413,7 +427,7 @@ class AgentRun:
         self.queue_retry_at = h.cooldown_until
         g = breaker.gate(h, now)
         blocked = g if isinstance(g, Blocked) else None
-        told = tuple(dict.fromkeys(q.origin or self.spec.channel for q in answering)
+        told = tuple(dict.fromkeys(q.conversation(self.spec.channel) for q in answering)
                      ) if how.while_answering else ()
         effects: list[Effect] = [
             fx.Log(logging.WARNING, f"{self.name} failed: {error}"),
@@ -462,8 +476,9 @@ class AgentRun:
                                  f"#{self.spec.channel}: {text}")
             for text in self.output.take_withheld()]
         if answered is not None:
-            return [*effects, fx.Answer(tuple(texts), self.hops, tuple(q.id for q in answered))]
-        return effects + [fx.Post(text, self.hops) for text in texts]
+            return [*effects, fx.Answer(tuple(texts), self.hops, tuple(q.id for q in answered),
+                                        self.conversation)]
+        return effects + [fx.Post(text, self.hops, self.conversation) for text in texts]
 
     def _expect(self, *states: RunState, event: str) -> None:
         if self.state not in states:

@@ -20,6 +20,16 @@ from supervisor.breaker import Health
 class AgentKind(StrEnum):
     LEAD = "lead"
     WORKER = "worker"
+    FORK = "fork"  # a lead's session forked to answer one thread (R12.3)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What a turn answers and where its text goes (R3.6, R5.1): a channel's top level, or
+    one of its threads (`thread`: the store's id of it)."""
+
+    channel: str
+    thread: int | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,8 @@ class AgentSpec:
     workdir: str = "."
     command: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    thread: int | None = None  # a fork's thread (R12.3): its home, and its breaker's key
+    fork_from: str | None = None  # a fork's first start forks this session (the lead's)
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,11 @@ class QueuedNudge:
     attempted: bool = False
     """Written to an agent before, by a run that did not answer it (R8.5): it is delivered
     again with a note that the earlier attempt was cut short."""
+    thread: int | None = None  # the thread of `origin` it came from, and is answered in
+
+    def conversation(self, home: str) -> Conversation:
+        """The conversation this nudge came from (`home`: a channel, when it names none)."""
+        return Conversation(self.origin or home, self.thread)
 
 
 @dataclass(frozen=True)
@@ -147,17 +164,19 @@ class Host(Protocol):
     def has_open_task(self, name: str) -> bool:
         """Whether worker `name` still has an open task (R4.7)."""
 
-    async def agent_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
-        """Post an agent's text to its channel and route it like a message (R2.6, R5.1)."""
+    async def agent_posted(self, agent: str, conversation: Conversation | None, text: str,
+                           hops: int) -> None:
+        """Post an agent's text into `conversation` (None: the agent's home, a turn that
+        answers no one) and route it like a message (R2.6, R5.1)."""
 
-    async def answered(self, agent: str, channel: str, texts: list[str], hops: int,
-                       nudge_ids: list[int]) -> None:
+    async def answered(self, agent: str, conversation: Conversation | None, texts: list[str],
+                       hops: int, nudge_ids: list[int]) -> None:
         """A turn ended and answered these queued nudges: post its last texts (as
         `agent_posted` does) and take the nudges off the queue in one transaction, so a
         message leaves the queue exactly when its answer is in the outbox (R8.5)."""
 
-    async def notice(self, channel: str, text: str) -> None:
-        """A short notice from the bot into a channel."""
+    async def notice(self, where: Conversation, text: str) -> None:
+        """A short notice from the bot into a conversation."""
 
     async def alert(self, text: str) -> None:
         """An ops alert for the admin room(s) (R6)."""

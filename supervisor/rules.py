@@ -142,14 +142,17 @@ are `AgentRun._deadline`; what firing does is `AgentRun._fire`."""
 
 
 def health_key(spec: AgentSpec) -> str:
-    """Leads are keyed by channel, workers by task (R4.3): a new task starts with a clean slate."""
+    """Leads are keyed by channel, forks by channel and thread (R12.3), workers by task
+    (R4.3): a new task starts with a clean slate."""
     if spec.kind is AgentKind.LEAD:
         return f"lead:{spec.channel}"
+    if spec.kind is AgentKind.FORK:
+        return f"fork:{spec.channel}/{spec.thread}"
     return f"task:{spec.task_id}" if spec.task_id else f"worker:{spec.name}"
 
 
 def policy(cfg: AgentConfig, kind: AgentKind) -> breaker.Policy:
-    lead = kind is AgentKind.LEAD
+    lead = kind is not AgentKind.WORKER  # a fork is a lead's session
     return breaker.Policy(
         cooldown_s=cfg.spawn_failure_cooldown_s,
         max_failures=cfg.max_lead_restarts if lead else cfg.max_worker_restarts,

@@ -87,10 +87,14 @@ def find_command(program: str) -> str:
 
 
 def agent_argv(command: Sequence[str], *, session_id: str | None, resume: str | None,
-               prompt: str) -> list[str]:
-    """The command line for a fresh session (`--session-id`) or a resumed one (`--resume`)."""
+               prompt: str, fork: bool = False) -> list[str]:
+    """The command line for a fresh session (`--session-id`), a resumed one (`--resume`), or
+    one forked from `resume` under the new id `session_id` (R12.3: `--fork-session` copies
+    the parent's history into a new session and leaves the parent's untouched)."""
     argv = [find_command(command[0]), *command[1:], *STREAM_FLAGS]
-    if resume:
+    if resume and fork:
+        argv += ["--resume", resume, "--fork-session", "--session-id", session_id or ""]
+    elif resume:
         argv += ["--resume", resume]
     elif session_id:
         argv += ["--session-id", session_id]

@@ -54,11 +54,13 @@ class Starter:
 
     async def start(self, spec: AgentSpec, resume: str | None,
                     on_event: Callable[[AgentEvent], Awaitable[None]],
-                    on_exit: Callable[[int], Awaitable[None]]) -> StartOutcome:
-        """Start `spec` fresh (a new session id) or resumed (`resume`)."""
-        session_id = resume or str(uuid.uuid4())
+                    on_exit: Callable[[int], Awaitable[None]], *,
+                    fork: bool = False) -> StartOutcome:
+        """Start `spec` fresh (a new session id), resumed (`resume`), or forked from
+        `resume` under a new id (`fork`, R12.3)."""
+        session_id = str(uuid.uuid4()) if fork or not resume else resume
         argv = agent_argv(spec.command, session_id=session_id, resume=resume,
-                          prompt=spec.prompt)
+                          prompt=spec.prompt, fork=fork)
         session = Session(spec.name, argv, cwd=Path(spec.workdir), env=self.environment(spec),
                           on_event=on_event, on_exit=on_exit)
         try:

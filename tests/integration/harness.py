@@ -18,7 +18,7 @@ from pathlib import Path
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
-from bridges.base import EventSink, Inbound
+from bridges.base import EventSink, Inbound, Post
 from tests.support.botproc import write_config
 
 _ids = itertools.count(1)
@@ -32,7 +32,8 @@ class Recorder:
 
     platform: str = "console"
     post_interval_s: float = 0.0
-    posts: list[tuple[str, str]] = field(default_factory=list)
+    posts: list[tuple[str, str]] = field(default_factory=list)  # (room, `author: text`)
+    sent: list[tuple[str, Post]] = field(default_factory=list)
 
     async def start(self, sink: EventSink) -> None:
         self.sink = sink
@@ -40,9 +41,11 @@ class Recorder:
     async def resolve_room(self, ref: str) -> str:
         return ref.lstrip("#")
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
-                   maybe_sent: bool = False) -> None:
-        self.posts.append((room, text))
+    async def send(self, room: str, post: Post, *, key: str,
+                   maybe_sent: bool = False) -> str | None:
+        self.posts.append((room, post.line))
+        self.sent.append((room, post))
+        return None if self.platform == "console" else f"{self.platform}-{len(self.sent)}"
 
     async def stop(self) -> None:
         return None

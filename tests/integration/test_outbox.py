@@ -11,8 +11,8 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.outbox import Outbox
-from bot.store import NewPost, Store
-from bridges.base import RateLimited, SendError
+from bot.store import Said, Store
+from bridges.base import Post, RateLimited, SendError
 from tests.integration.harness import until
 
 pytestmark = pytest.mark.timeout(30)
@@ -50,13 +50,15 @@ class FlakyBridge:
     keys: list[str] = field(default_factory=list)
     unsure: list[tuple[str, bool]] = field(default_factory=list)  # (text, maybe_sent) per try
 
-    async def send(self, room: str, text: str, *, key: str, notice: bool = True,
-                   maybe_sent: bool = False) -> None:
+    async def send(self, room: str, post: Post, *, key: str,
+                   maybe_sent: bool = False) -> str | None:
+        text = post.line
         self.keys.append(key)
         self.unsure.append((text, maybe_sent))
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((self.clock.now(), room, text))
+        return None
 
     def texts(self, room: str) -> list[str]:
         return [t for _, r, t in self.sent if r == room]
@@ -69,8 +71,8 @@ async def outbox_with(tmp_path: Path, **bridge: object) -> tuple[Outbox, FlakyBr
     return Outbox(store, {"chat": chat}, clock), chat, store
 
 
-def posts(room: str, *texts: str) -> list[NewPost]:
-    return [NewPost("chat", room, t) for t in texts]
+def posts(room: str, *texts: str) -> list[Said]:
+    return [Said("c", "", t, (("chat", room),)) for t in texts]
 
 
 async def test_r8_3_rate_limit_waits_retry_after_and_keeps_order(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ TOPIC: dict[str, tuple[str, Command | None]] = {
     "r7_2-done-hash": ("!done #12", TaskDone(12)),
     "r7_2-done-upper-verb": ("!DONE 7", TaskDone(7)),
     "r7_2-done-word": ("!done x", Invalid(USAGE["done"])),
-    "r7_2-done-missing": ("!done", Invalid(USAGE["done"])),
+    "r12_4-done-in-its-thread": ("!done", TaskDone(None)),
     "r7_2-done-two-ids": ("!done 1 2", Invalid(USAGE["done"])),
     "r7_2-done-negative": ("!done -3", Invalid(USAGE["done"])),
     # ordinary messages are not commands

@@ -127,7 +127,7 @@ ROWS: list[tuple[str, BridgeEvent, Decision]] = [
     ("r7_2_task_invalid", said(C1, "!task nobody"),
      (Record("webui", "!task nobody"), Notify("usage: !task @<worker> <subject>", only=C1))),
     ("r7_2_done_invalid", said(C1, "!done soon"),
-     (Record("webui", "!done soon"), Notify("usage: !done <task id>", only=C1))),
+     (Record("webui", "!done soon"), Notify("usage: !done [<task id>]", only=C1))),
     ("r7_2_task_in_general_console", said(RoomRef("console", "general"), "!task @x y"),
      (Record("general", "!task @x y"),
       RunTaskCommand("general", TaskCreate("x", "y"), RoomRef("console", "general")))),

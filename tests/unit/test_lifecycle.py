@@ -14,7 +14,7 @@ from supervisor import effects as fx
 from supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
 from supervisor.effects import Effect
 from supervisor.lifecycle import AgentRun, LifecycleError
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
+from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, QueuedNudge
 from supervisor.protocol import AssistantText, Init, ToolUse, TurnResult
 from supervisor.resolve import RunState
 from supervisor.rules import (
@@ -47,6 +47,10 @@ RESULTS = {TurnEnd.OK: OK, TurnEnd.ERROR: ERROR, TurnEnd.AUTH: AUTH,
 
 def nudge(i: int, text: str = "hello", origin: str = "webui") -> QueuedNudge:
     return QueuedNudge(i, "webui", text, 0, origin)
+
+
+def thread_nudge(i: int, thread: int, text: str = "in a thread") -> QueuedNudge:
+    return QueuedNudge(i, "webui", text, 0, "webui", thread=thread)
 
 
 def uuid_of(q: QueuedNudge) -> str:
@@ -131,7 +135,7 @@ def test_r3_4_blocked_start_notifies_once_per_block_and_retries_at_cooldown_end(
     run = AgentRun(LEAD, CFG)
     effects = run.nudged([nudge(1, origin="general")], h, T0 + 1)
     assert kinds(effects) == [fx.SaveHealth, fx.Notify]
-    assert of(effects, fx.Notify)[0].channel == "general"
+    assert of(effects, fx.Notify)[0].where == Conversation("general")
     assert "cooling down" in of(effects, fx.Notify)[0].text
     noticed = of(effects, fx.SaveHealth)[0].health
     assert run.nudged([nudge(1), nudge(2)], noticed, T0 + 2) == []  # no second notice
@@ -250,14 +254,16 @@ def test_turn_table_is_total() -> None:
 TURN_ROWS = {
     # (how the turn ended, healthy) -> (effects, state after, stop reason)
     "r4_5-first-good-turn-proves-healthy": (TurnEnd.OK, False,
-                                            [fx.Answer, fx.SaveHealth, fx.Recover],
+                                            [fx.Answer, fx.OfferQueue, fx.SaveHealth, fx.Recover],
                                             RunState.RUNNING, None),
-    "r4_5-later-good-turn-answers": (TurnEnd.OK, True, [fx.Answer], RunState.RUNNING, None),
+    "r4_5-later-good-turn-answers": (TurnEnd.OK, True, [fx.Answer, fx.OfferQueue],
+                                     RunState.RUNNING, None),
     "r4_2-first-turn-error-fails-and-kills": (TurnEnd.ERROR, False,
                                               [fx.SaveHealth, fx.SaveError, fx.Notify,
                                                fx.TellBlocked, fx.Kill],
                                               RunState.STOPPING, StopReason.FAILED),
-    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True, [fx.Answer, fx.SaveError],
+    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True,
+                                         [fx.Answer, fx.OfferQueue, fx.SaveError],
                                          RunState.RUNNING, None),
     "r6_2-auth-fails-even-when-healthy": (TurnEnd.AUTH, True,
                                           [fx.SaveHealth, fx.SaveError, fx.Notify,
@@ -292,13 +298,35 @@ def test_turn_rules_row_by_row(end: TurnEnd, healthy: bool, expected: list[type]
 def test_r3_4_r4_11_a_hung_turn_tells_only_the_people_it_was_answering() -> None:
     """R3.4, R4.11: answered messages are done with; a later hang tells only the
     conversation whose message was still open, and the run holds nothing any more."""
-    run = running(queued=(nudge(1, origin="general"), nudge(2, origin="webui")), healthy=True)
-    run.saw(answers(nudge(1)), Health(), T0 + 1)  # answers the first; the second's turn hangs
+    run = running(queued=(nudge(1, origin="general"),), healthy=True)
+    assert fx.OfferQueue() in run.saw(answers(nudge(1)), Health(), T0 + 1)
+    write(run, (nudge(2, origin="webui"),), T0 + 1)  # the next conversation's turn hangs
     effects = run.tick(Health(), T0 + 1 + 900)
-    assert [(n.channel, n.text.split(";")[0]) for n in of(effects, fx.Notify)] == [
-        ("webui", "webui stopped while answering")]
-    assert of(effects, fx.TellBlocked)[0].told == ("webui",)
+    assert [(n.where, n.text.split(";")[0]) for n in of(effects, fx.Notify)] == [
+        (Conversation("webui"), "webui stopped while answering")]
+    assert of(effects, fx.TellBlocked)[0].told == (Conversation("webui"),)
     assert not run.in_turn
+
+
+def test_r3_6_one_turn_answers_one_conversation() -> None:
+    """R3.6: while a turn is open only its conversation's messages are written (the CLI
+    folds them in); another conversation's wait in the queue until the turn has ended, and
+    then the oldest waiting picks the next turn's conversation."""
+    top, in_thread = Conversation("webui"), Conversation("webui", 7)
+    first, other, same = nudge(1), thread_nudge(2, 7), nudge(3)
+    run = running(queued=(first,))
+    effects = run.nudged([first, other, same], Health(), T0 + 1)
+    assert of(effects, fx.Write) == [fx.Write((same,), (same.text,))]
+    run.wrote([(uuid_of(same), same)], T0 + 1)
+    assert run.conversation == top
+    ended = run.saw(answers(first, same), Health(), T0 + 2)
+    assert of(ended, fx.Answer)[0].conversation == top and fx.OfferQueue() in ended
+    assert of(run.nudged([other], Health(), T0 + 3), fx.Write) == [
+        fx.Write((other,), (other.text,))]
+    run.wrote([(uuid_of(other), other)], T0 + 3)
+    run.saw(AssistantText("in the thread"), Health(), T0 + 4)
+    assert of(run.saw(answers(other), Health(), T0 + 5), fx.Answer) == [
+        fx.Answer(("in the thread",), 0, (2,), in_thread)]
 
 
 def test_r4_10_after_a_session_is_forgotten_the_next_start_is_fresh() -> None:
@@ -376,7 +404,7 @@ def test_r5_2_flush_deadline_posts_a_batch() -> None:
     run.saw(AssistantText("part 1"), Health(), T0 + 1)
     run.saw(ToolUse("t1", "Bash"), Health(), T0 + 1)
     assert run.next_deadline(Health()) == T0 + 3
-    assert run.tick(Health(), T0 + 3) == [fx.Post("part 1", 0)]
+    assert run.tick(Health(), T0 + 3) == [fx.Post("part 1", 0, Conversation("webui"))]
 
 
 def test_r4_1_always_on_lead_is_restarted_when_allowed() -> None:
@@ -474,10 +502,10 @@ def test_r8_5_a_folded_turn_answers_every_message_it_lists() -> None:
     run = running(queued=(nudge(1), nudge(2), nudge(3)), healthy=True)
     run.saw(AssistantText("both done"), Health(), T0 + 1)
     effects = run.saw(answers(nudge(1), nudge(2)), Health(), T0 + 2)
-    assert of(effects, fx.Answer) == [fx.Answer(("both done",), 0, (1, 2))]
+    assert of(effects, fx.Answer) == [fx.Answer(("both done",), 0, (1, 2), Conversation("webui"))]
     assert of(effects, fx.Post) == [] and run.in_turn  # the third is still open
     assert of(run.saw(answers(nudge(3)), Health(), T0 + 3), fx.Answer) == [
-        fx.Answer((), 0, (3,))]
+        fx.Answer((), 0, (3,), Conversation("webui"))]
     assert not run.in_turn
 
 
@@ -486,7 +514,7 @@ def test_r8_5_a_result_naming_no_message_of_this_run_answers_nothing() -> None:
     run = running(healthy=True)
     effects = run.saw(TurnResult(False, "success", "x", "sid", (), answered=("other",)),
                       Health(), T0 + 1)
-    assert of(effects, fx.Answer) == [fx.Answer((), 0, ())] and run.in_turn
+    assert of(effects, fx.Answer) == [fx.Answer((), 0, (), Conversation("webui"))] and run.in_turn
 
 
 def test_r8_5_a_cli_that_lists_no_uuids_answers_in_order() -> None:
@@ -557,18 +585,17 @@ def test_r4_11_a_healthy_session_dying_mid_turn_fails_and_tells_who_waits_once()
     """R4.11: a healthy session that exits mid-turn counts as a failure; each conversation
     whose message the turn was answering gets one notice, and the blocked notice is not
     sent there again."""
-    run = running(healthy=True, queued=(nudge(1, origin="general"), nudge(2, origin="general"),
-                                        nudge(3, origin="webui")))
+    run = running(healthy=True, queued=(nudge(1, origin="general"), nudge(2, origin="general")))
     run.saw(AssistantText("working on it"), Health(), T0 + 1)
     effects = run.exited(3, ["crashing"], Health(), T0 + 2)
     h = of(effects, fx.SaveHealth)[0].health
     assert h.failures == 1 and h.cooldown_until == T0 + 2 + 120  # R4.3
     notices = of(effects, fx.Notify)
-    assert [n.channel for n in notices] == ["general", "webui"]
+    assert [n.where for n in notices] == [Conversation("general")]
     assert notices[0].text.startswith("webui stopped while answering; it will try again at ")
     [tell] = of(effects, fx.TellBlocked)
-    assert tell.told == ("general", "webui")
-    queued = [nudge(1, origin="general"), nudge(3, origin="webui")]
+    assert tell.told == (Conversation("general"),)
+    queued = [nudge(1, origin="general"), nudge(3, origin="general")]
     assert kinds(run.tell_blocked(tell.blocked, queued, h, told=tell.told)) == [fx.SaveHealth]
     assert not run.in_turn and of(effects, fx.Kick) == []  # the cooldown's timer retries
 

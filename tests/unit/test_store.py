@@ -22,7 +22,7 @@ import pytest
 
 from bot.model import Nudge
 from bot.schema import MIGRATIONS
-from bot.store import AIOSQLITE_PIN, NewPost, Store, StoreError
+from bot.store import AIOSQLITE_PIN, NewPost, Said, Store, StoreError
 from bridges.base import Inbound
 from supervisor.breaker import BreakerState, Health
 from supervisor.ports import AgentKind
@@ -221,10 +221,10 @@ async def test_r1_3_r8_1_accept_inbound_stores_once_and_queues_its_nudges(store:
     (Slack retry, Matrix re-delivery) returns False and queues nothing."""
     msg = inbound("Ev001")
     nudges = [nudge("webui", "[Dana] hello"), nudge("alice", "[Dana] hello")]
-    assert await store.accept_inbound("webui", msg, nudges, 1.0) is True
+    assert await store.accept_inbound("webui", msg, nudges, 1.0) is not None
     assert await store.is_stored("slack", "Ev001")
-    assert await store.accept_inbound("webui", msg, nudges, 2.0) is False
-    assert await store.accept_inbound("webui", inbound("Ev001", "edited"), nudges, 3.0) is False
+    assert await store.accept_inbound("webui", msg, nudges, 2.0) is None
+    assert await store.accept_inbound("webui", inbound("Ev001", "edited"), nudges, 3.0) is None
     assert [q.text for q in await store.queued("webui")] == ["[Dana] hello"]
     assert [q.text for q in await store.queued("alice")] == ["[Dana] hello"]
     assert await store.queue_lengths() == {"webui": 1, "alice": 1}
@@ -269,16 +269,19 @@ async def test_r8_5_answer_posts_queues_and_dequeues_in_one_transaction(store: S
     the nudges it answered leave the queue — all of it or, when a part fails, none."""
     await store.enqueue([nudge("webui", f"m{i}") for i in range(1, 4)], 1.0)
     m1, m2, m3 = await store.queued("webui")
-    post = NewPost("console", "webui", "webui: done")
+    post = Said("webui", "webui", "done", (("console", "webui"), ("slack", "C1")))
     await store.answer([post], [nudge("alice", "@alice look")], [m1.id, m2.id], 2.0)
     assert [q.text for q in await store.queued("webui")] == ["m3"]
     assert [q.text for q in await store.queued("alice")] == ["@alice look"]
-    assert [p.text for p in await store.pending_posts()] == ["webui: done"]
+    pending = await store.pending_posts()
+    assert [(p.author, p.text, p.room) for p in pending] == [("webui", "done", "webui"),
+                                                             ("webui", "done", "C1")]
+    assert pending[0].message == pending[1].message is not None  # one message, two rooms
     broken = Nudge("alice", None, 0, "webui")  # type: ignore[arg-type]  # NOT NULL violation
     with pytest.raises(sqlite3.IntegrityError):
         await store.answer([post], [broken], [m3.id], 3.0)
     assert [q.text for q in await store.queued("webui")] == ["m3"]  # still queued...
-    assert len(await store.pending_posts()) == 1  # ...and its answer not half-written
+    assert len(await store.pending_posts()) == 2  # ...and its answer not half-written
     await store.answer([], [], [], 4.0)  # nothing to do is fine
 
 
@@ -414,7 +417,7 @@ async def test_r4_6_r8_4_everything_survives_close_and_reopen(db_path: Path) -> 
         assert await s.task(task.id) == task
         assert await s.is_stored("slack", "E1")
         assert await s.accept_inbound("webui", inbound("E1"), [nudge("webui", "dup")], 2.0) \
-            is False
+            is None
         assert [q.text for q in await s.queued("webui")] == ["q1"]
         assert await s.health("lead:webui") == h
         assert await s.open_escalation("auth", "401", 2.0) is False
