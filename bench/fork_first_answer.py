@@ -92,6 +92,7 @@ async def run(runs: int, lead_turns: int, chars: int) -> int:
             (transcript,) = (home / ".claude" / "projects").glob(f"*/{lead}.jsonl")
             lead_kib = transcript.stat().st_size / 1024
 
+            request_kib: dict[str, float] = {}  # the size of each kind's first request
             for round_no in range(runs + 1):
                 into = (fresh, fork) if round_no else (None, None)
                 kinds = [("fresh", into[0]), ("fork", into[1])]
@@ -103,7 +104,7 @@ async def run(runs: int, lead_turns: int, chars: int) -> int:
                     if got != new:
                         print(f"{kind}: the CLI answered in {got}, not {new}", file=sys.stderr)
                         return 1
-            fork_request_kib = len(json.dumps(api.message_requests[-1].body)) / 1024
+                    request_kib[kind] = len(json.dumps(api.message_requests[-1].body)) / 1024
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -122,7 +123,8 @@ async def run(runs: int, lead_turns: int, chars: int) -> int:
         [row("first assistant text", "first_text"), row("turn result (answer posted)", "result")],
         headers=("figure", "fresh median", "fresh p90", "fork median", "fork p90",
                  "fork / fresh (median)"))
-    print(f"(the last fork's first request: {fork_request_kib:.0f} KiB of JSON)")
+    print(f"(the turn's request to the Messages API: fresh {request_kib['fresh']:.0f} KiB, "
+          f"fork {request_kib['fork']:.0f} KiB of JSON)")
     return 0
 
 
