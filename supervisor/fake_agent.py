@@ -1,8 +1,9 @@
 """A stand-in for the `claude` CLI that speaks its stream-json protocol (R10.1, R10.3).
 
 crewbridge starts its agents as ``command -p --input-format stream-json --output-format
-stream-json --verbose (--session-id <uuid> | --resume <id>) [--append-system-prompt <text>]``.
-This module accepts exactly that command line (and ignores any other flag, such as the
+stream-json --verbose (--session-id <uuid> | --resume <id> | --resume <id> --fork-session
+--session-id <uuid>) [--append-system-prompt <text>]``. This module accepts exactly that
+command line (and ignores any other flag, such as the
 ``--permission-mode`` or ``--model`` the real CLI is given), reads one stream-json user
 message per stdin line and writes events on stdout, one JSON object per line, flushed at
 once, in the shapes the real CLI 2.1.330 prints (see ``tests/fixtures/claude/``). It exits
@@ -43,6 +44,9 @@ Directives, found anywhere in a user message (the first one wins):
 ``fake:garbage``                print a line that is not JSON, then echo as usual
 ``fake:env``                    reply with its whole environment, ``NAME=value`` a line (what
                                 a careless or hostile agent would post, R10.5)
+``fake:history``                reply ``history: `1. <text> | 2. <text>` `` (quoted as code):
+                                the texts this session received before this turn, its
+                                parent's first for a fork (R3.2, R12.3); ``history: (none)``
 =============================== ==========================================================
 
 Modes chosen by the environment (``FAKE_AGENT_MODE``), for start-time behaviour:
@@ -56,6 +60,19 @@ Modes chosen by the environment (``FAKE_AGENT_MODE``), for start-time behaviour:
 
 Every turn starts with a ``system``/``init`` event, as the real CLI's turns do in
 stream-json input mode.
+
+Sessions have a history, as the real CLI's do (R3.2, R12.3): every user message text a
+session receives is appended, one JSON line, to ``<dir>/<session id>.jsonl`` (0600, in a
+0700 directory) before the turn answers it, where ``<dir>`` is ``FAKE_AGENT_SESSIONS`` if
+set, else ``.fake-agent-sessions`` under the working directory (the supervisor starts a
+fork in its lead's directory, so the lead's history is found there). ``--resume <id>``
+continues ``<id>``'s history; an id with no history there is resumed empty, not refused,
+so a session started before histories existed (or elsewhere) resumes as it always did.
+``--resume <id> --fork-session`` starts a new session (``--session-id`` if given, else a
+fresh uuid) whose history begins as a copy of ``<id>``'s, which is left as it was; when
+``<id>`` has no history the fork fails as the real CLI's does: the "No conversation found"
+error result (in the new session) and exit 1. ``--resume`` with ``--session-id`` but no
+``--fork-session`` is refused on stderr with exit 1, as Claude Code 2.1.332 refuses it.
 
 ``FAKE_AGENT_CREWBRIDGE=<path>`` names the ``crewbridge`` CLI that ``fake:post`` and
 ``fake:task`` run (default: the one beside this interpreter, else the one on PATH).
@@ -89,6 +106,7 @@ import random
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -103,17 +121,89 @@ MODEL = "fake-1"
 DIRECTIVE_RE = re.compile(r"fake:([a-z][a-z-]*)(?:=(\S*))?")
 HEADER_RE = re.compile(r"^\s*\[[^\]]*\]\s*")
 REDELIVERY_NOTE_RE = re.compile(r"^\s*\[crewbridge: [^\]]*\]\s*")  # R8.5: not echoed
+SESSION_FILE_RE = re.compile(r"[^A-Za-z0-9._-]")
 AUTH_TEXT = "Not logged in · Please run /login"
 SERVER_ERROR_TEXT = "API Error: 500 Internal server error"
 
 
 @dataclass
+class Transcript:
+    """A session's history: the user texts it received, in order, kept in `path` (one JSON
+    line each) so that a later `--resume` or `--fork-session` finds them; with no `path`
+    (a bench's stand-in agent) only in memory."""
+
+    path: Path | None = None
+    texts: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, directory: Path, session_id: str) -> Transcript:
+        """`session_id`'s transcript in `directory`, with whatever it already holds."""
+        path = session_path(directory, session_id)
+        return cls(path, read_texts(path))
+
+    def exists(self) -> bool:
+        return self.path is not None and self.path.exists()
+
+    def fork(self, session_id: str) -> Transcript:
+        """A new session's transcript that starts as a copy of this one, which is left as it
+        was (a fork onto the parent's own id simply continues it, as the real CLI does)."""
+        assert self.path is not None
+        path = session_path(self.path.parent, session_id)
+        if path == self.path:
+            return self
+        path.unlink(missing_ok=True)
+        child = Transcript(path)
+        child.append(self.texts)
+        return child
+
+    def append(self, texts: list[str]) -> None:
+        self.texts.extend(texts)
+        if self.path is None or not texts:
+            return
+        lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        with os.fdopen(os.open(self.path, flags, stat.S_IRUSR | stat.S_IWUSR), "a",
+                       encoding="utf-8") as f:
+            f.write(lines)
+
+
+def session_path(directory: Path, session_id: str) -> Path:
+    """The file of `session_id` in `directory` (an id is a file name, never a path)."""
+    return directory / f"{SESSION_FILE_RE.sub('_', session_id)}.jsonl"
+
+
+def read_texts(path: Path) -> list[str]:
+    """The texts of a transcript file; a line cut short by a kill mid-write is skipped."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    texts = []
+    for line in raw.splitlines():
+        try:
+            texts.append(str(json.loads(line)["text"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return texts
+
+
+def sessions_dir() -> Path:
+    """Where histories are kept (made 0700 if missing): `FAKE_AGENT_SESSIONS`, else
+    `.fake-agent-sessions` in the working directory, as the real CLI keeps them per project."""
+    directory = Path(os.environ.get("FAKE_AGENT_SESSIONS") or ".fake-agent-sessions")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory
+
+
+@dataclass
 class Agent:
-    """One fake session: where it writes, who it is, and how far it has got."""
+    """One fake session: where it writes, who it is, what it was told and how far it got."""
 
     name: str
     session_id: str
     out: Any = field(default=sys.stdout)
+    transcript: Transcript = field(default_factory=Transcript)
+    earlier: list[str] = field(default_factory=list)  # texts received before this turn
     turns: int = 0
     answering: list[str] = field(default_factory=list)  # uuids of the current turn's messages
     started: float = field(default_factory=time.monotonic)
@@ -403,6 +493,13 @@ def do_env(agent: Agent, _arg: str, _body: str) -> None:
     agent.result(text)
 
 
+def do_history(agent: Agent, _arg: str, _body: str) -> None:
+    entries = [f"{i}. {' '.join(t.split())}" for i, t in enumerate(agent.earlier, 1)]
+    text = f"history: {quoted(' | '.join(entries))}" if entries else "history: (none)"
+    agent.text(text)
+    agent.result(text)
+
+
 DIRECTIVES: dict[str, Handler] = {
     "tool": do_tool,
     "error": do_error,
@@ -423,6 +520,7 @@ DIRECTIVES: dict[str, Handler] = {
     "task": do_task,
     "garbage": do_garbage,
     "env": do_env,
+    "history": do_history,
 }
 
 
@@ -595,6 +693,8 @@ def handle(agent: Agent, messages: list[dict[str, Any]], mode: str) -> None:
     texts = [message_text(m) for m in messages]
     for text in texts:
         log_received(agent, text)
+    agent.earlier = list(agent.transcript.texts)
+    agent.transcript.append(texts)  # kept before answering, as the real CLI does
     text = "\n\n".join(texts)
     agent.init()
     think()
@@ -619,16 +719,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--session-id")
     parser.add_argument("--resume", "-r")
+    parser.add_argument("--fork-session", action="store_true")
     parser.add_argument("--append-system-prompt", default="")
     args, _unknown = parser.parse_known_args(argv)
     return args
+
+
+def no_conversation(agent: Agent, resume: str) -> NoReturn:
+    """The real CLI's answer to a resume (or fork) of a session it does not have (R4.10)."""
+    message = f"No conversation found with session ID: {resume}"
+    agent.result(
+        None, is_error=True, subtype="error_during_execution", errors=[message], num_turns=0
+    )
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def open_session(agent: Agent, args: argparse.Namespace) -> None:
+    """Give `agent` its history: its own (fresh or resumed) or, for a fork, a copy of the
+    parent's; a fork of a session with no history fails as the real CLI's does."""
+    directory = sessions_dir()
+    if args.resume and args.fork_session:
+        parent = Transcript.open(directory, args.resume)
+        if not parent.exists():
+            no_conversation(agent, args.resume)
+        agent.transcript = parent.fork(agent.session_id)
+    else:
+        agent.transcript = Transcript.open(directory, agent.session_id)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     mode = os.environ.get("FAKE_AGENT_MODE", "")
     name = os.environ.get("CREWBRIDGE_AGENT") or "agent"
-    session_id = args.resume or args.session_id or _uuid()
+    if args.resume and args.session_id and not args.fork_session:
+        print("Error: --session-id with --continue or --resume also needs --fork-session.",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+    forking = bool(args.resume and args.fork_session)
+    session_id = (args.session_id or _uuid()) if forking else (
+        args.resume or args.session_id or _uuid())
     agent = Agent(name=name, session_id=session_id)
 
     if mode == "crash-start":
@@ -637,12 +767,8 @@ def main(argv: list[str] | None = None) -> None:
     if mode == "hang-start":
         hang()
     if mode == "forget-sessions" and args.resume:
-        message = f"No conversation found with session ID: {args.resume}"
-        agent.result(
-            None, is_error=True, subtype="error_during_execution", errors=[message], num_turns=0
-        )
-        print(message, file=sys.stderr, flush=True)
-        sys.exit(1)
+        no_conversation(agent, args.resume)
+    open_session(agent, args)
 
     inbox = Inbox(sys.stdin)
     fold = os.environ.get("FAKE_AGENT_FOLD") == "1"

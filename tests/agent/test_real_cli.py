@@ -16,12 +16,9 @@ to wait; every read has a timeout.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +36,7 @@ from supervisor.protocol import (
     is_unknown_session,
     parse_line,
 )
+from tests.agent.claude_cli import Claude, one_turn, session_turns
 from tests.agent.messages_api import (
     MessagesAPI,
     Text,
@@ -48,126 +46,8 @@ from tests.agent.messages_api import (
     unauthorized,
 )
 
-STREAM_FLAGS = (
-    "-p",
-    "--input-format",
-    "stream-json",
-    "--output-format",
-    "stream-json",
-    "--verbose",
-)
-TURN_TIMEOUT = 30.0
 T = TypeVar("T")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "claude"
-
-
-def user_message(text: str) -> bytes:
-    return (
-        json.dumps({"type": "user", "message": {"role": "user", "content": text}}) + "\n"
-    ).encode()
-
-
-@dataclass
-class Claude:
-    """One running CLI process with line-oriented, time-limited access to its output."""
-
-    proc: asyncio.subprocess.Process
-    started: float
-    lines: list[str] = field(default_factory=list)
-    first_line_s: float | None = None
-
-    @classmethod
-    async def start(
-        cls,
-        claude_bin: Path,
-        env: dict[str, str],
-        cwd: Path,
-        *args: str,
-    ) -> Claude:
-        started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            str(claude_bin),
-            *STREAM_FLAGS,
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-        )
-        return cls(proc, started)
-
-    async def send(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(user_message(text))
-        await self.proc.stdin.drain()
-
-    async def line(self) -> str:
-        assert self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), TURN_TIMEOUT)
-        line = raw.decode()
-        if line:
-            self.lines.append(line)
-            if self.first_line_s is None:
-                self.first_line_s = time.monotonic() - self.started
-        return line
-
-    async def turn(self) -> list[dict[str, Any]]:
-        """Raw events up to and including the next `result` (or the end of output)."""
-        events: list[dict[str, Any]] = []
-        while line := await self.line():
-            events.append(json.loads(line))
-            if events[-1]["type"] == "result":
-                break
-        return events
-
-    async def finish(self) -> tuple[list[dict[str, Any]], int, str]:
-        """Close stdin, read what is left; return (events, exit status, stderr)."""
-        assert self.proc.stdin is not None and self.proc.stderr is not None
-        if not self.proc.stdin.is_closing():
-            self.proc.stdin.close()
-        rest = []
-        while line := await self.line():
-            rest.append(json.loads(line))
-        stderr = (await asyncio.wait_for(self.proc.stderr.read(), TURN_TIMEOUT)).decode()
-        code = await asyncio.wait_for(self.proc.wait(), TURN_TIMEOUT)
-        return rest, code, stderr
-
-    def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-
-
-Events = list[dict[str, Any]]
-
-
-async def session_turns(
-    claude_bin: Path, env: dict[str, str], cwd: Path, texts: list[str], *args: str,
-    session_id: str | None = None
-) -> tuple[list[Events], Events, int, str]:
-    """Run one session (`--session-id`, fresh unless given) through `texts`, a turn each,
-    then end its input: each turn's events, what came after the last turn, exit code, stderr."""
-    claude = await Claude.start(claude_bin, env, cwd, "--session-id",
-                                session_id or str(uuid.uuid4()), *args)
-    try:
-        turns = []
-        for text in texts:
-            await claude.send(text)
-            turns.append(await claude.turn())
-        rest, code, stderr = await claude.finish()
-    finally:
-        claude.kill()
-    return turns, rest, code, stderr
-
-
-async def one_turn(
-    claude_bin: Path, env: dict[str, str], cwd: Path, text: str, *args: str,
-    session_id: str | None = None
-) -> tuple[Events, int, str]:
-    """Run a session for one message, as crewbridge spawns one (R3.3)."""
-    [events], rest, code, stderr = await session_turns(claude_bin, env, cwd, [text], *args,
-                                                       session_id=session_id)
-    return events + rest, code, stderr
 
 
 def parsed(events: list[dict[str, Any]]) -> list[AgentEvent]:

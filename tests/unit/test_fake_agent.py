@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import sys
 import textwrap
 import uuid
@@ -546,3 +547,119 @@ async def test_r10_5_fake_env_replies_with_its_environment(start: Any) -> None:
     events = await agent.turn()
     assert "SOME_SETTING=visible" in events[-1]["result"]
     assert "CREWBRIDGE_AGENT=general" in events[-1]["result"]
+
+
+# --- sessions with a history (R3.2, R12.3) ---------------------------------------------------
+
+
+async def history_of(agent: FakeAgentProcess) -> str:
+    """What `fake:history` says in `agent`'s session (the directive itself is not in it)."""
+    await agent.send(f"{HEADER} fake:history")
+    (text,) = texts(await agent.turn())
+    return text
+
+
+async def run_turns(agent: FakeAgentProcess, *words: str) -> None:
+    """One turn per word, then end of input and a clean exit."""
+    for word in words:
+        await agent.send(f"{HEADER} {word}")
+        assert_success((await agent.turn())[-1], agent.session_id)
+    await agent.close_stdin()
+    assert await agent.exit_code() == 0
+
+
+async def test_r3_2_resume_continues_the_history_kept_in_private_files(
+        start: Any, tmp_path: Path) -> None:
+    """R3.2/R8.6: a session's received texts are kept per session id under the working
+    directory (files 0600 in a 0700 directory); `--resume <id>` continues that history, and
+    an id never seen before resumes with an empty one (not refused)."""
+    first = await start()
+    await run_turns(first, "one", "two")
+    resumed = await start(resume=first.session_id)
+    assert await history_of(resumed) == f"history: `1. {HEADER} one | 2. {HEADER} two`"
+    assert await history_of(resumed) == (
+        f"history: `1. {HEADER} one | 2. {HEADER} two | 3. {HEADER} fake:history`")
+
+    stranger = await start(resume="never-seen-here")
+    assert await history_of(stranger) == "history: (none)"
+    store = tmp_path / ".fake-agent-sessions"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in store.iterdir()}
+    assert files == {f"{first.session_id}.jsonl": 0o600, "never-seen-here.jsonl": 0o600}
+
+
+async def test_r12_3_a_fork_starts_with_a_copy_of_the_history_and_leaves_the_parent_alone(
+        start: Any) -> None:
+    """R12.3: `--resume <lead> --fork-session --session-id <new>` is a new session (its init
+    and results say <new>) whose history begins with the lead's; what the fork is told
+    afterwards is not in the lead's history when the lead is resumed."""
+    lead = await start()
+    await run_turns(lead, "remember the word pelican")
+    new = str(uuid.uuid4())
+    fork = await start("--fork-session", "--session-id", new, resume=lead.session_id)
+    await fork.send(f"{HEADER} only the fork hears this")
+    events = await fork.turn()
+    assert_init(events[0], new)
+    assert_success(events[-1], new)
+    assert await history_of(fork) == (
+        f"history: `1. {HEADER} remember the word pelican | 2. {HEADER} only the fork hears this`")
+
+    again = await start(resume=lead.session_id)
+    assert await history_of(again) == f"history: `1. {HEADER} remember the word pelican`"
+
+
+async def test_r12_3_a_fork_without_a_session_id_gets_a_fresh_one(start: Any) -> None:
+    """R12.3: without `--session-id` a fork is given a fresh uuid, never the parent's id."""
+    lead = await start()
+    await run_turns(lead, "hello")
+    fork = await start("--fork-session", resume=lead.session_id)
+    await fork.send(f"{HEADER} fake:history")
+    events = await fork.turn()
+    forked_id = events[0]["session_id"]
+    assert forked_id != lead.session_id
+    assert str(uuid.UUID(forked_id)) == forked_id
+    assert texts(events) == [f"history: `1. {HEADER} hello`"]
+
+
+@pytest.mark.parametrize("mode", ["", "forget-sessions"])
+async def test_r12_3_a_fork_of_an_unknown_session_fails_like_the_real_cli(
+        start: Any, tmp_path: Path, mode: str) -> None:
+    """R12.3/R4.10: forking a session with no history prints, before reading input, the
+    "No conversation found" error result — in the new session, naming the parent, as
+    Claude Code 2.1.332 does — and exits 1; nothing is kept for the new session."""
+    new = str(uuid.uuid4())
+    agent = await start("--fork-session", "--session-id", new, resume="no-such-lead",
+                        env={"FAKE_AGENT_MODE": mode})
+    (result,) = await agent.rest()
+    assert result["type"] == "result"
+    assert result["is_error"] is True
+    assert result["subtype"] == "error_during_execution"
+    assert result["session_id"] == new
+    assert result["errors"] == ["No conversation found with session ID: no-such-lead"]
+    assert await agent.exit_code() == 1
+    assert "No conversation found with session ID: no-such-lead" in await agent.stderr()
+    assert not list(tmp_path.glob(f".fake-agent-sessions/{new}*"))
+
+
+async def test_r12_3_resume_with_a_session_id_needs_fork_session(start: Any) -> None:
+    """R12.3: like Claude Code 2.1.332, `--resume <id> --session-id <new>` without
+    `--fork-session` is refused on stderr with exit 1 and no events."""
+    agent = await start("--session-id", str(uuid.uuid4()), resume="some-lead")
+    assert await agent.rest() == []
+    assert await agent.exit_code() == 1
+    assert "--session-id with --continue or --resume also needs --fork-session" in (
+        await agent.stderr())
+
+
+async def test_r12_3_fake_agent_sessions_names_where_histories_live(
+        start: Any, tmp_path: Path) -> None:
+    """R12.3: FAKE_AGENT_SESSIONS puts every history in one directory, wherever the agent
+    runs; nothing is written under the working directory then."""
+    store = tmp_path / "elsewhere" / "sessions"
+    env = {"FAKE_AGENT_SESSIONS": str(store)}
+    lead = await start(env=env)
+    await run_turns(lead, "kept elsewhere")
+    fork = await start("--fork-session", env=env, resume=lead.session_id)
+    assert await history_of(fork) == f"history: `1. {HEADER} kept elsewhere`"
+    assert (store / f"{lead.session_id}.jsonl").is_file()
+    assert not (tmp_path / ".fake-agent-sessions").exists()
