@@ -372,10 +372,20 @@ class App:
         """Post an agent's texts into the conversation its turn answered (R5.1, R12), queue
         the nudges they route (R2.6), and dequeue the nudges the turn answered — one
         transaction (R8.5) — then deliver what was routed."""
+        await self._agent_says(agent, conversation, texts, hops, nudge_ids, turn=True)
+
+    async def cli_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
+        """`crewbridge post <channel>` by an agent: into that channel only (R7.2, R10.4)."""
+        await self._agent_says(agent, Conversation(channel), [text], hops, [], turn=False)
+
+    async def _agent_says(self, agent: str, conversation: Conversation | None,
+                          texts: list[str], hops: int, nudge_ids: list[int], *,
+                          turn: bool) -> None:
         said: list[Said] = []
         nudges: list[Nudge] = []
         for text in texts:
-            where, shown = await self.conversations.agent_said(agent, conversation, text)
+            where, shown = await self.conversations.agent_said(agent, conversation, text,
+                                                               turn=turn)
             said += shown
             message = Message(where.channel, agent, True, Platform.AGENT, text, hops,
                               top_level=where.thread is None, thread=where.thread)

@@ -47,7 +47,7 @@ async def _post(app: App, req: dict[str, Any], agent: str | None) -> str:
         raise ControlError(f"there is no channel #{channel}")
     await app.ensure_channel(channel, ChannelKind.TOPIC)  # R1.1: created on first post
     if agent:
-        await app.agent_posted(agent, channel, text, app.supervisor.cli_post_hops(agent))
+        await app.cli_posted(agent, channel, text, app.supervisor.cli_post_hops(agent))
     else:
         # A person posting from the host's shell: stored and routed like a chat message.
         user = str(req.get("user") or "cli")

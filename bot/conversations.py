@@ -96,15 +96,15 @@ class Conversations:
             return AuthorRole.LEAD
         return AuthorRole.FORK if self.crew.fork_of(agent) else AuthorRole.WORKER
 
-    async def agent_said(self, agent: str, where: Conversation | None, text: str
-                         ) -> tuple[Conversation, list[Said]]:
+    async def agent_said(self, agent: str, where: Conversation | None, text: str, *,
+                         turn: bool = True) -> tuple[Conversation, list[Said]]:
         """An agent's text: into the conversation its turn answers (or its home), a
-        worker's also to her DMs (R1.6); never nowhere (R5.1). With the conversation it
-        went to, where what it routes is answered."""
+        worker's turn's also to her DMs (R1.6); never nowhere (R5.1). With the conversation
+        it went to, where what it routes is answered."""
         where = where or await self.home(agent)
         role = self.role_of(agent)
         said = [self.said(where, agent, text, role=role)]
-        if role is AuthorRole.WORKER and where.channel != dm_channel_of(agent):
+        if turn and role is AuthorRole.WORKER and where.channel != dm_channel_of(agent):
             said.append(self.said(Conversation(dm_channel_of(agent)), agent, text, role=role))
         if not any(s.rooms for s in said):
             said = [self.said(await self._fallback(agent), agent, text, role=role)]

@@ -68,7 +68,7 @@ def test_r7_2_r11_2_task_and_post_commands_against_a_running_bot(tmp_path: Path)
         assert "#1" in listed.stdout and "@alice" in listed.stdout
         post = crewbridge("post", "--config", str(config), "webui", "hello", "lead")
         assert post.returncode == 0, post.stderr
-        bot.wait_for(r"^#webui webui: got it — `hello lead`")
+        bot.wait_for(r"^#webui/\d+ webui: got it — `hello lead`")
         done = crewbridge("task", "done", "--config", str(config), "1")
         assert done.returncode == 0 and "Task #1 done" in done.stdout
         again = crewbridge("task", "done", "--config", str(config), "1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.integration.harness import until
@@ -14,7 +15,7 @@ def test_r11_3_scripted_run_prints_lead_reply_and_exits_0(tmp_path: Path) -> Non
     result = crewbridge("run", "--config", str(config), stdin="#general hello\n")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert any(line.startswith("#general general: ") and "hello" in line for line in lines), (
+    assert any(re.match(r"#general/\d+ general: ", line) and "hello" in line for line in lines), (
         result.stdout)
 
 
@@ -24,7 +25,7 @@ def test_r11_3_multiline_posts_are_indented(tmp_path: Path) -> None:
     result = crewbridge("run", "--config", str(config), stdin="#general fake:tool\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
-    first = next(i for i, line in enumerate(out) if line.startswith("#general general: "))
+    first = next(i for i, line in enumerate(out) if re.match(r"#general/\d+ general: ", line))
     assert out[first + 1].startswith("  "), result.stdout
 
 
@@ -34,7 +35,7 @@ def test_r1_1_unknown_channel_gets_a_clear_notice(tmp_path: Path) -> None:
     result = crewbridge("run", "--config", str(config), stdin="#nosuch hi\n#general ok\n")
     assert result.returncode == 0, result.stderr
     assert "#nosuch crewbridge: No channel #nosuch. Channels: #general, #ops." in result.stdout
-    assert "#general general: " in result.stdout
+    assert re.search(r"^#general/\d+ general: ", result.stdout, re.M)
 
 
 def test_r4_9_sigterm_stops_agents_and_exits_cleanly(tmp_path: Path) -> None:
@@ -44,7 +45,7 @@ def test_r4_9_sigterm_stops_agents_and_exits_cleanly(tmp_path: Path) -> None:
     try:
         bot.send("#general hello")
         bot.send("#webui fake:hang")
-        bot.wait_for(r"^#general general: ")
+        bot.wait_for(r"^#general/\d+ general: ")
         status = crewbridge("status", "--config", str(config))
         assert status.returncode == 0, status.stderr
         assert "webui" in status.stdout and "running" in status.stdout
@@ -81,7 +82,7 @@ async def test_r4_9_agents_left_by_a_killed_bot_are_ended_at_the_next_start(
         await second.await_line(r"^#ops crewbridge: .*not stopped cleanly.*\(webui\)")
         assert _is_zombie(pid), f"agent {pid} left over from the killed bot still runs"
         second.send("#general hello again")
-        await second.await_line(r"^#general general: .*hello again")
+        await second.await_line(r"^#general/\d+ general: .*hello again")
         await until(lambda: received.read_text().count("fake:hang") == 2,
                     what="the unanswered message delivered again")
         assert "cut short" in received.read_text().splitlines()[-1] or any(

@@ -73,7 +73,7 @@ def slow_config(tmp_path: Path, delay: str, **agent: object) -> tuple[Path, Path
     return config, log, data_dir
 
 
-ANSWER = re.compile(r"^#general general: got it — `(msg-\d+)` \[(\S+)\]$")
+ANSWER = re.compile(r"^#general/\d+ general: got it — `(msg-\d+)` \[(\S+)\]$")
 
 
 def answers(output: str) -> dict[str, set[str]]:
@@ -217,23 +217,24 @@ def test_r8_5_crash_consistency_random_sigkills_lose_and_repeat_nothing(
 
 async def test_r8_5_messages_folded_into_one_turn_are_all_answered_by_it(
         tmp_path: Path) -> None:
-    """R8.5: messages written during a turn are folded by the CLI into the next one (as
-    Claude Code 2.1.332 does); its result lists them all, so all leave the queue and the
-    agent is not left "in a turn" waiting for answers that will never come."""
+    """R8.5, R3.6: messages of one conversation written during a turn are folded by the CLI
+    into the next one (as Claude Code 2.1.332 does); its result lists them all, so all
+    leave the queue and the agent is not left "in a turn" waiting for answers that will
+    never come. (`replies = "channel"`: the channel's top level is one conversation.)"""
     log = tmp_path / "agents.jsonl"
-    bot = await start_bot(tmp_path, agent={"env": {"FAKE_AGENT_LOG": str(log),
-                                                   "FAKE_AGENT_FOLD": "1",
-                                                   "FAKE_AGENT_DELAY": "0.5,0.5"}})
+    bot = await start_bot(tmp_path, channels=[{"name": "webui", "replies": "channel"}],
+                          agent={"env": {"FAKE_AGENT_LOG": str(log), "FAKE_AGENT_FOLD": "1",
+                                         "FAKE_AGENT_DELAY": "0.5,0.5"}})
     try:
-        await bot.say("general", "fold-1")
+        await bot.say("webui", "fold-1")
         await until(lambda: any("fold-1" in t for t in received(log)), what="first turn")
         for i in (2, 3, 4):
-            await bot.say("general", f"fold-{i}")
-        await until(lambda: any("fold-4" in t for t in bot.rec.in_room("general")),
+            await bot.say("webui", f"fold-{i}")
+        await until(lambda: any("fold-4" in t for t in bot.rec.in_room("webui")),
                     what="the folded answer")
-        folded = next(t for t in bot.rec.in_room("general") if "fold-4" in t)
+        folded = next(t for t in bot.rec.in_room("webui") if "fold-4" in t)
         assert "fold-2" in folded and "fold-3" in folded  # one turn answered the three
-        await until(lambda: not bot.app.supervisor.run_view("general").in_turn,
+        await until(lambda: not bot.app.supervisor.run_view("webui").in_turn,
                     what="the turn over")
         assert await bot.app.store.queue_lengths() == {}
         assert await bot.app.supervisor.wait_quiet(5)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def test_r8_6_another_local_user_cannot_read_the_data_directory(tmp_path: Path) 
     try:
         bot.wait_ready()
         bot.send("#general hello")
-        bot.wait_for(lambda line: line.startswith("#general general: "))
+        bot.wait_for(lambda line: re.match(r"#general/\d+ general: ", line))
         modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in data.iterdir()}
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
         assert {"crewbridge.db", "crewbridge.db-wal", "control.sock"} <= set(modes), modes

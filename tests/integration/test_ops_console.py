@@ -31,10 +31,10 @@ def test_r4_4_r6_1_console_crash_loop_one_alert_then_reset_delivers(tmp_path: Pa
     try:
         bot.send("#webui please build the login page")
         bot.wait_for(r"^#ops crewbridge: 🛑 Circuit breaker open: webui")
-        bot.wait_for(r"^#webui crewbridge: webui is paused")
+        bot.wait_for(r"^#webui/\d+ crewbridge: webui is paused")
         flag.unlink()
         bot.send("#ops reset webui")
-        bot.wait_for(r"^#webui webui: got it — `please build the login page`")
+        bot.wait_for(r"^#webui/\d+ webui: got it — `please build the login page`")
         bot.wait_for(r"^#ops crewbridge: ✅ Recovered: webui")
         bot.close_stdin()
         assert bot.wait_exit() == 0
