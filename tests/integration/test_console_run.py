@@ -29,6 +29,24 @@ def test_r11_3_multiline_posts_are_indented(tmp_path: Path) -> None:
     assert out[first + 1].startswith("  "), result.stdout
 
 
+def test_r12_6_the_console_shows_and_accepts_threads(tmp_path: Path) -> None:
+    """R12.6: an answer in a thread prints as `#general/1 …`; typing `#general/1 <text>`
+    replies in that thread (a fork of the lead answers it there, R12.3); a thread number
+    the channel does not have gets a notice."""
+    config = write_config(tmp_path / "c.toml")
+    bot = BotProcess(config)
+    try:
+        bot.send("#general remember the pelican")
+        bot.wait_for(r"^#general/1 general: got it — `remember the pelican`")
+        bot.send("#general/1 fake:history")
+        line = bot.wait_for(r"^#general/1 general/1: history: ")
+        assert "remember the pelican" in line
+        bot.send("#general/9 anyone?")
+        bot.wait_for(r"^#general crewbridge: #general has no thread 9\.")
+    finally:
+        bot.close()
+
+
 def test_r1_1_unknown_channel_gets_a_clear_notice(tmp_path: Path) -> None:
     """R1.1/R11.3: `#nosuch hi` names the channels that exist; nothing crashes."""
     config = write_config(tmp_path / "c.toml")
