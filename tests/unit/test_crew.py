@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
+from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig, Threads
 from bot.crew import Crew, lead_prompt, worker_name, worker_prompt
 from bot.model import ChannelKind
 from bot.store import TaskRow
+from bot.store_threads import ThreadRow
 from supervisor.ports import AgentConfig, AgentKind, AgentSpec
 
 AGENT = AgentConfig(command=("fake",), workdir="/work")
@@ -113,3 +114,49 @@ def test_r7_2_worker_name_as_typed() -> None:
 ])
 def test_r7_2_home_channel(agent: str | None, latest: TaskRow | None, home: str) -> None:
     assert crew().home_channel(agent, latest) == home
+
+
+# --- threads and forks (R12.2, R12.3) ---------------------------------------------------------
+
+SHARED = Config(Path("c.toml"), BotConfig(), AGENT,
+                (ChannelConfig("webui", threads=Threads.SHARED),), AdminConfig(), None, None,
+                ConsoleConfig())
+
+
+@pytest.mark.parametrize(("config", "thread", "agent"), [
+    (CONFIG, ThreadRow(1, "webui", 4, 10, owner="alice", task_id=3), "alice"),  # a task's
+    (CONFIG, ThreadRow(2, "webui", 5, 11), "webui/5"),  # threads = "fork", the default
+    (CONFIG, ThreadRow(3, "general", 1, 12), "general/1"),  # the general channel's lead too
+    (SHARED, ThreadRow(4, "webui", 6, 13), "webui"),  # threads = "shared": the lead
+    (SHARED, ThreadRow(5, "webui", 7, 14, owner="webui/7"), "webui/7"),  # a fork stays
+    (CONFIG, ThreadRow(6, "dm-alice", 1, 15), "alice"),  # a thread in a worker's DM
+    (CONFIG, ThreadRow(7, "ops", 1, 16), None),  # the admin channel has no agent
+], ids=["r12_4-task", "r12_3-fork", "r12_3-general", "r12_2-shared", "r12_3-owned",
+        "r12_2-dm", "r6_4-admin"])
+def test_r12_2_whom_a_reply_in_a_thread_reaches(config: Config, thread: ThreadRow,
+                                               agent: str | None) -> None:
+    assert Crew(config, CHANNELS, workers=["alice"]).thread_agent(thread) == agent
+
+
+@pytest.mark.parametrize(("name", "fork"), [
+    ("webui/3", ("webui", 3)), ("general/12", ("general", 12)), ("webui", None),
+    ("nosuch/3", None), ("webui/0", None), ("alice/1", None), ("webui/3/4", None)])
+def test_r12_3_fork_names(name: str, fork: tuple[str, int] | None) -> None:
+    assert crew().fork_of(name) == fork
+
+
+def test_r12_3_a_fork_starts_as_its_lead_forked_from_the_leads_session() -> None:
+    """R12.3: the lead's command, prompt and working directory (sessions are found per
+    project directory), kind FORK, its thread, and the lead's session to fork from; its
+    home and its tasks' channel is the lead's channel."""
+    c = crew()
+    lead = c.spec_for("webui", None)
+    spec = c.fork_spec("webui/3", 42, "lead-session")
+    assert lead is not None and spec is not None
+    assert (spec.kind, spec.channel, spec.thread, spec.fork_from) == (
+        AgentKind.FORK, "webui", 42, "lead-session")
+    assert (spec.workdir, spec.command, spec.env) == (lead.workdir, lead.command, lead.env)
+    assert spec.prompt.startswith(lead.prompt) and "thread 3 of #webui" in spec.prompt
+    assert c.fork_spec("webui/3", 42, None).fork_from is None  # type: ignore[union-attr]
+    assert c.fork_spec("nosuch/3", 42, "s") is None
+    assert c.home_channel("webui/3", None) == "webui"

@@ -27,9 +27,11 @@ from supervisor.rules import (
     StopReason,
     TurnEnd,
     TurnOutcome,
+    health_key,
     policy,
     status_state,
 )
+from supervisor.session import agent_argv
 
 CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
                   idle_stop_s=1800, turn_timeout_s=900, max_lead_restarts=3)
@@ -696,3 +698,39 @@ def test_r3_7_r4_9_a_withdrawn_start_counts_nothing_and_takes_nothing() -> None:
     run.nudged([nudge(1)], Health(), T0)
     assert run.start_withdrawn(T0 + 5) == []
     assert run.state is RunState.STOPPED and run.session_id == "old"
+
+
+# --- R12.3: forks -----------------------------------------------------------------------------
+
+FORK = AgentSpec("webui/3", AgentKind.FORK, "webui", thread=42, fork_from="lead-sid")
+
+
+def test_r12_3_a_forks_first_start_forks_the_leads_session_later_ones_resume_its_own() -> None:
+    """R12.3: with no session of its own a fork starts by forking the lead's; once it has
+    one, it resumes that; should the CLI not know the session any more, the next start is a
+    fresh one (R4.10) rather than another fork of a session that is gone."""
+    run = AgentRun(FORK, CFG)
+    assert run.nudged([nudge(1)], Health(), T0) == [fx.Spawn(1, "lead-sid", fork=True)]
+    run.started("fork-sid", 7, T0)
+    run.stop_requested(StopReason.IDLE)
+    run.exited(0, [], Health(), T0 + 1)
+    assert run.nudged([nudge(2)], Health(), T0 + 2) == [fx.Spawn(2, "fork-sid")]
+    run.started("fork-sid", 8, T0 + 2)
+    write(run, (nudge(2),), T0 + 2)
+    run.saw(UNKNOWN, Health(), T0 + 3)
+    run.exited(1, [], Health(), T0 + 4)
+    assert run.nudged([nudge(2)], Health(), T0 + 5) == [fx.Spawn(3, None)]
+
+
+def test_r12_3_a_forks_breaker_is_keyed_by_channel_and_thread() -> None:
+    """R12.3: two threads' forks fail apart; a fork counts failures like its lead."""
+    assert health_key(FORK) == "fork:webui/42" != health_key(replace(FORK, thread=43))
+    assert policy(CFG, AgentKind.FORK) == policy(CFG, AgentKind.LEAD)
+
+
+def test_r12_3_a_forks_command_line() -> None:
+    """R12.3: `--resume <lead> --fork-session --session-id <new>` (the installed CLI refuses
+    `--session-id` with `--resume` unless `--fork-session` is given)."""
+    argv = agent_argv(["sh"], session_id="new", resume="lead-sid", prompt="", fork=True)
+    assert argv[-5:] == ["--resume", "lead-sid", "--fork-session", "--session-id", "new"]
+    assert agent_argv(["sh"], session_id="s", resume="s", prompt="")[-2:] == ["--resume", "s"]

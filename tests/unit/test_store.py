@@ -548,3 +548,56 @@ async def test_r10_5_no_secret_the_config_holds_is_written_to_the_store(tmp_path
     on_disk = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir())
     assert secret.encode() not in on_disk
     assert on_disk.count(b"[redacted]") >= 8
+
+
+# --- threads and each message's ids per room (R12.1, R12.5) -----------------------------------
+
+
+async def test_r12_1_a_top_level_message_opens_a_numbered_thread_its_nudges_answer_in(
+        store: Store) -> None:
+    """R12.1: a person's top-level message roots a thread (numbered per channel); the
+    nudges it makes are answered there; a re-delivery opens nothing."""
+    first = await store.accept_inbound("webui", inbound("E1"), [nudge("webui", "a")], 1.0,
+                                       roots_thread=True)
+    again = await store.accept_inbound("webui", inbound("E1"), [nudge("webui", "a")], 1.0,
+                                       roots_thread=True)
+    await store.accept_inbound("webui", inbound("E2"), [nudge("webui", "b")], 2.0,
+                               roots_thread=True)
+    await store.accept_inbound("backend", inbound("E3"),
+                               [nudge("backend", "c", origin="backend")], 3.0, roots_thread=True)
+    assert first is not None and again is None
+    numbers = []
+    for agent in ("webui", "webui", "backend"):
+        for q in await store.queued(agent):
+            thread = await store.thread(q.thread or 0)
+            assert thread is not None and thread.channel == q.origin
+            numbers.append((q.text, thread.number, thread.root == first))
+    assert sorted(set(numbers)) == [("a", 1, True), ("b", 2, False), ("c", 1, False)]
+
+
+async def test_r12_5_a_reply_finds_its_thread_by_any_room_s_id_of_the_root(store: Store) -> None:
+    """R12.5: the root has its own id where it was written and its relay's elsewhere
+    (recorded when the relay was sent); a reply under either finds the same thread, and a
+    post into the thread finds the root's id in each room."""
+    root = await store.accept_inbound("webui", inbound("E1"), [], 1.0)
+    (relay_id,) = await store.add_said([Said("webui", "bob (slack)", "hi", (("matrix", "!m"),),
+                                             relay_of=root)], 1.0)
+    (relay,) = await store.pending_posts()
+    await store.post_sent(relay.id, ref="$relay")
+    assert relay_id == root
+    on_slack = await store.thread_of_reply("webui", "slack", "C0123", "E1", 2.0)
+    on_matrix = await store.thread_of_reply("webui", "matrix", "!m", "$relay", 3.0)
+    assert on_slack == on_matrix and on_slack.root == root and on_slack.number == 1
+    targets = await store.thread_targets(on_slack.id, [("slack", "C0123"), ("matrix", "!m"),
+                                                       ("slack", "D9")])
+    assert {room: t.root for room, t in targets.items()} == {
+        ("slack", "C0123"): "E1", ("matrix", "!m"): "$relay", ("slack", "D9"): None}
+
+
+async def test_r12_2_a_reply_under_a_root_the_bot_never_saw_gets_a_stand_in(store: Store) -> None:
+    """R12.2: a thread started before the bot joined still works in that room."""
+    first = await store.thread_of_reply("webui", "slack", "C1", "1600000000.000100", 1.0)
+    second = await store.thread_of_reply("webui", "slack", "C1", "1600000000.000100", 2.0)
+    assert first == second
+    targets = await store.thread_targets(first.id, [("slack", "C1")])
+    assert targets[("slack", "C1")].root == "1600000000.000100"
