@@ -16,21 +16,21 @@ from bot.commands import ADMIN_HELP, Admin, AdminVerb
 from bot.routing import split_nudge
 from bot.store import Store
 from supervisor.auth import run_login
-from supervisor.ports import AgentConfig
+from supervisor.ports import AgentConfig, Conversation
 from supervisor.supervisor import Supervisor
 
 
 class AdminOps:
     def __init__(self, supervisor: Supervisor, store: Store, agent: AgentConfig,
                  notice: Callable[[str], Awaitable[None]],
-                 tell: Callable[[str, str], Awaitable[None]],
+                 tell: Callable[[Conversation, str], Awaitable[None]],
                  spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task],
                  now: Callable[[], float]):
         self.supervisor = supervisor
         self.store = store
         self.agent = agent
         self._notice = notice  # into the admin channel
-        self._tell = tell  # a notice into any channel
+        self._tell = tell  # a notice into any conversation
         self._now = now
         self._spawn = spawn  # a background task the app cancels when it stops
 
@@ -71,7 +71,8 @@ class AdminOps:
         dropped = await self.store.drop_queued(agent, [q.id for q in chosen])
         for q in dropped:
             sender, body = split_nudge(q.text)
-            await self._tell(q.origin, admin_text.dropped_notice(sender, agent, body, by))
+            await self._tell(q.conversation(agent),  # in the sender's thread (R12)
+                             admin_text.dropped_notice(sender, agent, body, by))
         return f"Dropped {len(dropped)} queued message(s) for {agent}."
 
     async def _auth_login(self) -> None:
