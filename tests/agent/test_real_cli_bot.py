@@ -99,13 +99,14 @@ async def test_bot_posts_the_real_clis_reply_in_general(
     claude_bin: Path, messages_api: MessagesAPI, tmp_path: Path
 ) -> None:
     """R10.1/R11.3/R5.1/R2.1: `#general hello` nudges the general lead, a real `claude`
-    session answers from the stand-in, and the reply is printed as `#general general: …`."""
+    session answers from the stand-in, and the reply is printed in the message's thread,
+    `#general/1 general: …` (R12.1, R12.6)."""
     messages_api.reply(Text("Hello team, the real CLI is here."))
     agent_home = tmp_path / "agent-home"
     config = write_config(tmp_path, claude_bin, claude_env(agent_home, base_url=messages_api.url))
     stdout, stderr, code = await run_bot(config, "#general hello\n", tmp_path / "bot-home")
 
-    assert "#general general: Hello team, the real CLI is here." in stdout.splitlines(), (
+    assert "#general/1 general: Hello team, the real CLI is here." in stdout.splitlines(), (
         stdout + stderr
     )
     assert code == 0, stderr
@@ -137,3 +138,41 @@ async def test_bot_never_posts_not_logged_in_to_a_channel(
     assert any("Not logged in" in t.read_text() for t in transcripts), stdout + stderr
     assert messages_api.requests == []
     assert "Traceback" not in stderr
+
+
+async def test_a_reply_in_a_thread_is_answered_by_a_fork_that_knows_the_leads_history(
+    claude_bin: Path, messages_api: MessagesAPI, tmp_path: Path
+) -> None:
+    """R12.3 with the real CLI through the bot: the lead answers `#general` in thread 1; a
+    reply typed as `#general/1 …` starts `general/1` with `--resume <lead> --fork-session`,
+    whose request to the model carries the lead's conversation, and whose answer prints in
+    the thread as `#general/1 general/1: …`."""
+    messages_api.reply(Text("Noted: pelican."), Text("The word was pelican."))
+    config = write_config(tmp_path, claude_bin,
+                          claude_env(tmp_path / "agent-home", base_url=messages_api.url))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path / "bot-home")}
+    proc = await asyncio.create_subprocess_exec(
+        str(crewbridge_bin()), "run", "--config", str(config), stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        cwd=config.parent)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b"#general remember the word pelican\n")
+        await proc.stdin.drain()
+        first = await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)
+        assert first.decode().strip() == "#general/1 general: Noted: pelican."
+        proc.stdin.write(b"#general/1 which word was it?\n")
+        proc.stdin.close()
+        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert "#general/1 general/1: The word was pelican." in out.decode().splitlines(), (
+        out.decode() + err.decode())
+    lead, fork = messages_api.message_requests
+    assert not any("which word" in t for t in lead.user_texts())
+    assert any("pelican" in t for t in fork.user_texts())  # the lead's history, forked
+    assert any("which word was it?" in t for t in fork.user_texts())
+    assert lead.headers.get("X-Claude-Code-Session-Id") != fork.headers.get(
+        "X-Claude-Code-Session-Id")
