@@ -160,7 +160,7 @@ class Outbox:
         the post was queued: the root's relay went out just before, in order (R12.5)."""
         thread = None
         if post.thread is not None:
-            target = (await self.store.thread_targets(post.thread, [key])).get(key)
+            target = await self.store.thread_target(post.thread, *key)
             if target is not None:
                 thread = ThreadRef(target.root, target.number)
         return Post(post.text, post.author, post.role, thread)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -133,15 +133,12 @@ class ThreadRecords:
         await self._tx(lambda conn: conn.execute(
             "UPDATE threads SET owner = ? WHERE id = ?", (owner, thread_id)))
 
-    async def thread_targets(self, thread_id: int, rooms: Iterable[tuple[str, str]]
-                             ) -> dict[tuple[str, str], ThreadTarget]:
-        """Where thread `thread_id` is in each of `rooms` (read when a post is sent, since
-        the root's relay is sent, in order, just before)."""
-        row = await self._one("SELECT number, root FROM threads WHERE id = ?", (thread_id,))
-        if row is None:
-            return {}
-        number, root = row
-        refs = {(p, r): e for p, r, e in await self._all(
-            "SELECT platform, room, event_id FROM refs WHERE message = ? ORDER BY rowid DESC",
-            (root,))}
-        return {room: ThreadTarget(number, refs.get(room)) for room in rooms}
+    async def thread_target(self, thread_id: int, platform: str, room: str
+                            ) -> ThreadTarget | None:
+        """Where thread `thread_id` is in `room` (read when a post is sent, since the root's
+        relay is sent, in order, just before); one indexed query."""
+        row = await self._one(
+            "SELECT t.number, r.event_id FROM threads t LEFT JOIN refs r ON r.message = t.root "
+            "AND r.platform = ? AND r.room = ? WHERE t.id = ? ORDER BY r.rowid LIMIT 1",
+            (platform, room, thread_id))
+        return ThreadTarget(*row) if row else None

@@ -588,10 +588,11 @@ async def test_r12_5_a_reply_finds_its_thread_by_any_room_s_id_of_the_root(store
     on_slack = await store.thread_of_reply("webui", "slack", "C0123", "E1", 2.0)
     on_matrix = await store.thread_of_reply("webui", "matrix", "!m", "$relay", 3.0)
     assert on_slack == on_matrix and on_slack.root == root and on_slack.number == 1
-    targets = await store.thread_targets(on_slack.id, [("slack", "C0123"), ("matrix", "!m"),
-                                                       ("slack", "D9")])
-    assert {room: t.root for room, t in targets.items()} == {
+    targets = {room: await store.thread_target(on_slack.id, *room)
+               for room in [("slack", "C0123"), ("matrix", "!m"), ("slack", "D9")]}
+    assert {room: t.root for room, t in targets.items() if t} == {
         ("slack", "C0123"): "E1", ("matrix", "!m"): "$relay", ("slack", "D9"): None}
+    assert await store.thread_target(999, "slack", "C0123") is None
 
 
 async def test_r12_2_a_reply_under_a_root_the_bot_never_saw_gets_a_stand_in(store: Store) -> None:
@@ -599,5 +600,5 @@ async def test_r12_2_a_reply_under_a_root_the_bot_never_saw_gets_a_stand_in(stor
     first = await store.thread_of_reply("webui", "slack", "C1", "1600000000.000100", 1.0)
     second = await store.thread_of_reply("webui", "slack", "C1", "1600000000.000100", 2.0)
     assert first == second
-    targets = await store.thread_targets(first.id, [("slack", "C1")])
-    assert targets[("slack", "C1")].root == "1600000000.000100"
+    target = await store.thread_target(first.id, "slack", "C1")
+    assert target is not None and target.root == "1600000000.000100"
