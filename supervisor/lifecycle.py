@@ -156,7 +156,8 @@ class AgentRun:
         self.started_at = self.last_activity = self.last_output = now
         self.session_id = session_id
         self.pid = pid
-        verb = "resumed" if self.resuming else "spawned"
+        verb = ("forked" if self.resuming and self.resuming == self.fork_from
+                else "resumed" if self.resuming else "spawned")
         effects: list[Effect] = [fx.Log(logging.INFO, f"{verb} {self.name} (pid {pid})")]
         if pid is not None:
             effects.append(fx.RecordProcess(pid))
