@@ -27,11 +27,10 @@ from typing import Any, TextIO
 from bot import control_ops, datadir
 from bot.admin_ops import AdminOps
 from bot.clock import SystemClock
-from bot.commands import TaskCreate, TaskDone
 from bot.config import Config
 from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
 from bot.conversations import Conversations, UnknownThread
-from bot.crew import Crew, worker_name
+from bot.crew import Crew
 from bot.inbound import (
     AttachDm,
     Decision,
@@ -52,13 +51,14 @@ from bot.model import (
     Platform,
     PostKind,
     RoomRef,
-    dm_channel_of,
 )
 from bot.outage import OutageTracker
 from bot.outbox import Outbox
 from bot.rooms import Rooms, wanted_rooms
 from bot.routing import Notice, route
-from bot.store import Said, Store, TaskRow
+from bot.store import Store
+from bot.store_outbox import Said
+from bot.task_ops import TaskOps
 from bot.wiring import build_bridges
 from bridges.base import (
     AuthorRole,
@@ -132,6 +132,9 @@ class App:
             socket_path=self.socket_path.resolve(),
             always_on=[c.name for c in self.config.channels if c.always_on],
             withheld_env=self.config.env_refs)
+        self.tasks = TaskOps(self.store, self.crew, self.conversations, self.outbox,
+                             self.supervisor, self.clock.now, self.ensure_channel,
+                             self.bot_says)
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
                                   lambda text: self.notice(Conversation(self.crew.admin), text),
                                   self.notice,
@@ -286,7 +289,7 @@ class App:
                                       await self.admin_ops.run(command, event.sender_name))
                 case RunTaskCommand(channel=channel, command=command, only=only):
                     assert isinstance(event, Inbound)
-                    await self._task_command(channel, event, recorded, command, only)
+                    await self.tasks.command(channel, event, recorded, command, only)
                 case TrackConnection(event=changed):
                     self._connection(changed)
 
@@ -435,77 +438,3 @@ class App:
         if spec is not None:
             await self.store.upsert_agent(spec.name, spec.kind, spec.channel, spec.task_id)
         return spec
-
-    # --- tasks (R7) --------------------------------------------------------------------------
-
-    async def home_channel(self, agent: str | None) -> str:
-        """Where an agent's new task belongs: a lead's channel, a worker's task's channel."""
-        task = await self.store.latest_task_of(agent) if agent is not None else None
-        return self.crew.home_channel(agent, task)
-
-    async def create_task(self, subject: str, channel: str, assignee: str, by: str, *,
-                          root: int | None = None) -> str:
-        """Open a task; its thread hangs under the person's `!task` message `root`, else
-        under its own "Task #N" post (R12.4). The post, the task and the worker's first
-        nudge are stored together."""
-        assignee = worker_name(assignee)
-        if (problem := self.crew.task_problem(subject, channel, assignee)) is not None:
-            raise ControlError(problem)
-        await self.ensure_channel(dm_channel_of(assignee), ChannelKind.DM)
-        shown: list[Said] = []
-
-        def first(task: TaskRow) -> tuple[Nudge, Said]:
-            nudge = Nudge(assignee, f"[task #{task.id} from {by} in #{channel}] {task.subject}",
-                          0, channel)
-            shown.append(self.conversations.said(Conversation(channel), BOT_NAME,
-                                                 task_line(task), kind=PostKind.NOTICE))
-            return nudge, shown[-1]
-
-        task = await self.store.create_task(subject.strip(), channel, assignee, by,
-                                            self.clock.now(), root=root, first=first)
-        self.outbox.stored(shown)
-        self.crew.task_opened(assignee, channel)
-        spec = self.crew.spec_for(assignee, task)  # its newest open task is this one
-        if spec is not None:
-            await self.store.upsert_agent(spec.name, spec.kind, spec.channel, spec.task_id)
-            self.supervisor.refresh_spec(spec)
-        self.supervisor.schedule_kick([assignee], start=True)  # R4.1, R7.1
-        return task_line(task)
-
-    async def finish_task(self, task_id: int) -> str:
-        task = await self.store.finish_task(task_id, self.clock.now())
-        if task is None:
-            raise ControlError(f"there is no open task #{task_id}")
-        self.crew.task_closed(task.assignee, task.channel)
-        if not self.crew.has_open_task(task.assignee):
-            await self.supervisor.stop_worker(task.assignee)
-        line = f"Task #{task.id} done: {task.subject} (@{task.assignee})"
-        await self.notice(task.channel, line)  # R7.3
-        return line
-
-    async def _task_command(self, channel: str, msg: Inbound,
-                            recorded: tuple[int, int | None] | None,
-                            cmd: TaskCreate | TaskDone, only: RoomRef) -> None:
-        """`!task` / `!done` typed in a room (R7.2): a task's thread hangs under the `!task`
-        message; `!done` without an id in a task's thread finishes that task (R12.4). A
-        refusal goes to that room only, in the command's thread."""
-        message, thread_id = recorded or (None, None)
-        try:
-            if isinstance(cmd, TaskCreate):
-                await self.create_task(cmd.subject, channel, cmd.assignee, msg.sender_name,
-                                       root=message if thread_id is None else None)
-            else:
-                await self.finish_task(cmd.task_id or await self._task_of_thread(thread_id))
-        except ControlError as e:
-            await self.bot_says(Conversation(channel, thread_id), str(e), only=only)
-
-    async def _task_of_thread(self, thread_id: int | None) -> int:
-        thread = await self.store.thread(thread_id) if thread_id else None
-        if thread is None or thread.task_id is None:
-            raise ControlError("`!done` without a task id works in a task's thread; "
-                               "elsewhere write `!done <task id>`")
-        return thread.task_id
-
-
-def task_line(task: TaskRow) -> str:
-    return f"Task #{task.id} for @{task.assignee}: {task.subject}"

@@ -23,11 +23,11 @@ async def handle(app: App, req: dict[str, Any], caller: Caller) -> Any:
     if op == "post":
         return await _post(app, req, agent)
     if op == "task_create":
-        channel = req.get("channel") or await app.home_channel(agent)
-        return await app.create_task(str(req.get("subject", "")), str(channel),
+        channel = req.get("channel") or await app.tasks.home_channel(agent)
+        return await app.tasks.create(str(req.get("subject", "")), str(channel),
                                      str(req.get("assignee", "")), agent or "cli")
     if op == "task_done":
-        return await app.finish_task(int(req.get("id", 0)))
+        return await app.tasks.finish(int(req.get("id", 0)))
     if op == "task_list":
         return [asdict(t) for t in await app.store.tasks(open_only=not req.get("all"))]
     if op == "status":

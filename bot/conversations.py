@@ -17,7 +17,8 @@ from bot.config import Config, Replies
 from bot.crew import Crew
 from bot.model import Platform, PostKind, RoomRef, dm_channel_of
 from bot.rooms import Rooms
-from bot.store import Said, Store
+from bot.store import Store
+from bot.store_outbox import Said
 from bot.store_threads import ThreadRow
 from bridges.base import AuthorRole, Inbound
 from supervisor.ports import Conversation

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from bot.model import Nudge
-from bot.store import OutboxRow, Said, Store
+from bot.store import Store
+from bot.store_outbox import OutboxRow, Said
 from bridges.base import Bridge, Post, RateLimited, SendError, ThreadRef, backoff_delay
 from supervisor.ports import Clock
 

@@ -15,7 +15,9 @@ What lives here, and why it must outlive the process:
 - the outbox of posts not yet delivered (R8.3) and bridge cursors such as Matrix
   `next_batch` (R8.2);
 - the agent processes now running, so that a bot killed without a chance to stop them ends
-  them when it starts again (R4.9).
+  them when it starts again (R4.9);
+- threads and every platform id a message has per room (`bot.store_threads`, R12), and the
+  outbox's rows (`bot.store_outbox`), mixed into `Store`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from bot import datadir
-from bot.model import ChannelKind, Nudge, PostKind
+from bot.model import ChannelKind, Nudge
 from bot.schema import MIGRATIONS
+from bot.store_outbox import OutboxRecords, Said, said_sql
 from bot.store_threads import ThreadRecords, add_ref, bot_message, insert_message, new_thread
-from bridges.base import AuthorRole, Inbound
+from bridges.base import Inbound
 from supervisor.breaker import Health
 from supervisor.ports import AgentKind, AgentRow, QueuedNudge
 from supervisor.redact import scrub
@@ -44,7 +47,6 @@ AIOSQLITE_PIN = ">=0.20,<0.23"  # the versions whose private `Connection._execut
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
 TASK_COLUMNS = "id, subject, channel, assignee, status, created_by, thread"
 QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted, thread"
-OUTBOX_COLUMNS = "id, platform, room, text, kind, attempts, next_at, author, role, thread, message"
 
 
 def _queued_nudge(r: tuple) -> QueuedNudge:
@@ -64,61 +66,6 @@ class TaskRow:
     status: str
     created_by: str
     thread: int | None = None  # the task's thread (R12.4)
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    platform: str
-    room: str
-    text: str
-    kind: PostKind
-    attempts: int
-    next_at: float
-    author: str = ""
-    role: AuthorRole = AuthorRole.BOT
-    thread: int | None = None
-    message: int | None = None
-
-    @property
-    def key(self) -> str:
-        """Stable across retries and restarts: the Matrix transaction id (R8.3)."""
-        return f"crewbridge-{self.id}"
-
-
-@dataclass(frozen=True)
-class NewPost:
-    """One outbox row: `text` for one room, under `author` (kept apart from it, R5.7), into
-    `thread` (None: top level), showing logical message `message` (None: none, a test's)."""
-
-    platform: str
-    room: str
-    text: str
-    kind: PostKind = PostKind.AGENT
-    author: str = ""
-    role: AuthorRole = AuthorRole.BOT
-    thread: int | None = None
-    message: int | None = None
-
-
-@dataclass(frozen=True)
-class Said:
-    """One message the bot shows in several rooms (an agent's text, a notice, a person's
-    relay): stored once as a message, so a thread may hang under it, and one outbox row per
-    room. A relay (`relay_of`) shows a person's stored message and stores no new one."""
-
-    channel: str
-    author: str
-    text: str
-    rooms: tuple[tuple[str, str], ...]
-    kind: PostKind = PostKind.AGENT
-    role: AuthorRole = AuthorRole.BOT
-    thread: int | None = None
-    relay_of: int | None = None
-
-    def posts(self, message: int | None) -> list[NewPost]:
-        return [NewPost(p, r, self.text, self.kind, self.author, self.role, self.thread,
-                        message) for p, r in self.rooms]
 
 
 def _apply(conn: sqlite3.Connection, statements: Iterable[Statement]) -> list[int | None]:
@@ -172,7 +119,7 @@ class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
 
-class Store(ThreadRecords):
+class Store(OutboxRecords, ThreadRecords):
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self._db = db
         self.path = path
@@ -419,10 +366,10 @@ class Store(ThreadRecords):
             if root is None:
                 root_id = bot_message(conn, channel, said.author, said.text, now, None)
                 thread = new_thread(conn, channel, root_id, owner=assignee, task_id=task.id)
-                self._said_sql(conn, said, now, message=root_id)
+                said_sql(conn, said, now, message=root_id)
             else:
                 thread = new_thread(conn, channel, root, owner=assignee, task_id=task.id)
-                self._said_sql(conn, replace(said, thread=thread.id), now)
+                said_sql(conn, replace(said, thread=thread.id), now)
             conn.execute("UPDATE tasks SET thread = ? WHERE id = ?", (thread.id, task.id))
             _apply(conn, [self._enqueue_sql(replace(nudge, thread=thread.id), now)])
             return replace(task, thread=thread.id)
@@ -488,31 +435,6 @@ class Store(ThreadRecords):
 
     # --- outbox ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _post_sql(p: NewPost, now: float) -> Statement:
-        return ("INSERT INTO outbox (platform, room, text, kind, created_at, next_at, author, "
-                "role, thread, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (p.platform, p.room, p.text, p.kind, now, now, p.author, p.role, p.thread,
-                 p.message))
-
-    def _said_sql(self, conn: sqlite3.Connection, said: Said, now: float, *,
-                  message: int | None = None) -> int:
-        """Store what the bot shows: its message (unless a relay's, or given) and a post per
-        room; the message's id."""
-        mid = message or said.relay_of or bot_message(conn, said.channel, said.author,
-                                                      said.text, now, said.thread)
-        _apply(conn, [self._post_sql(p, now) for p in said.posts(mid)])
-        return mid
-
-    async def add_posts(self, posts: Iterable[NewPost], now: float) -> list[int]:
-        statements = [self._post_sql(p, now) for p in posts]
-        return [i for i in await self._write(statements) if i is not None] if statements else []
-
-    async def add_said(self, said: Iterable[Said], now: float) -> list[int]:
-        """Queue what the bot shows; the ids of the messages stored for it."""
-        said = list(said)
-        return await self._tx(lambda conn: [self._said_sql(conn, s, now) for s in said])
-
     async def answer(self, said: Iterable[Said], nudges: Iterable[Nudge],
                      answered: Iterable[int], now: float) -> None:
         """A turn's answer, in one transaction (R8.5): its posts enter the outbox, the
@@ -523,7 +445,7 @@ class Store(ThreadRecords):
 
         def work(conn: sqlite3.Connection) -> None:
             for s in said:
-                self._said_sql(conn, s, now)
+                said_sql(conn, s, now)
             _apply(conn, [self._enqueue_sql(n, now) for n in nudges])
             if ids:
                 conn.execute(f"DELETE FROM queue WHERE id IN ({','.join('?' * len(ids))})",
@@ -531,33 +453,3 @@ class Store(ThreadRecords):
 
         if said or nudges or ids:
             await self._tx(work)
-
-    async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1
-                            ) -> list[OutboxRow]:
-        """Posts not yet sent, oldest first; of one (platform, room) when given."""
-        where, args = ("AND platform = ? AND room = ?", room) if room else ("", ())
-        rows = await self._all(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE set_aside = 0 "
-                               f"{where} ORDER BY id LIMIT ?", (*args, limit))
-        return [OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), *r[9:])
-                for r in rows]
-
-    async def post_sent(self, post_id: int, *, ref: str | None = None) -> None:
-        """The platform took the post; `ref` is the id it gave it, kept as the id of the
-        post's message in that room, so a reply under it finds its thread (R12.5)."""
-        def work(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT platform, room, message FROM outbox WHERE id = ?",
-                               (post_id,)).fetchone()
-            if ref and row is not None and row[2] is not None:
-                add_ref(conn, row[0], row[1], ref, row[2])
-            conn.execute("DELETE FROM outbox WHERE id = ?", (post_id,))
-
-        await self._tx(work)
-
-    async def post_set_aside(self, post_id: int, error: str) -> None:
-        """Keep a post the platform will never take (for inspection), but stop sending it."""
-        await self._write([("UPDATE outbox SET set_aside = 1, last_error = ? WHERE id = ?",
-                            (error, post_id))])
-
-    async def post_failed(self, post_id: int, next_at: float, error: str) -> None:
-        await self._write([("UPDATE outbox SET attempts = attempts + 1, next_at = ?, "
-                            "last_error = ? WHERE id = ?", (next_at, error, post_id))])

@@ -254,10 +254,10 @@ async def test_r4_11_a_healthy_agent_dying_mid_turn_fails_tells_once_and_answers
         await until(lambda: any("got it" in t for t in bot.rec.in_room("general")), what="reply")
         await bot.say("general", f"fake:crash-once={flag}")
         await until(lambda: state(bot, "general") == "stopped", what="the crash")
+        await until(lambda: any("stopped while answering" in t  # after the health is saved
+                                for t in bot.rec.in_room("general")), what="the notice")
         h = await health(bot, "lead:general")
         assert h.failures == 1 and h.cooldown_until > bot.clock.now()
-        await until(lambda: any("stopped while answering" in t
-                                for t in bot.rec.in_room("general")), what="the notice")
         notices = [t for t in bot.rec.in_room("general") if "stopped while answering" in t]
         assert len(notices) == 1 and "it will try again at" in notices[0]
         assert not any("failed to start" in t for t in bot.rec.in_room("general"))

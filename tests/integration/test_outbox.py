@@ -11,7 +11,8 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.outbox import Outbox
-from bot.store import Said, Store
+from bot.store import Store
+from bot.store_outbox import Said
 from bridges.base import Post, RateLimited, SendError
 from tests.integration.harness import until
 

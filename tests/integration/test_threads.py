@@ -206,7 +206,7 @@ async def test_r12_4_a_task_from_the_command_line_roots_its_own_thread(tmp_path:
     an id."""
     bot, slack, _ = await crew_bot(tmp_path)
     try:
-        await bot.app.create_task("write the docs", "webui", "carol", "webui")
+        await bot.app.tasks.create("write the docs", "webui", "carol", "webui")
         await until(lambda: top_level(slack, "C1"), what="the task post")
         assert top_level(slack, "C1") == ["crewbridge: Task #1 for @carol: write the docs"]
         root = sent_id(slack, "C1", "Task #1")
@@ -225,7 +225,7 @@ async def test_r12_4_a_workers_answer_to_all_goes_to_the_thread_of_the_message(
     not stored and lost."""
     bot, slack, _ = await crew_bot(tmp_path)
     try:
-        await bot.app.create_task("write the docs", "webui", "carol", "webui")
+        await bot.app.tasks.create("write the docs", "webui", "carol", "webui")
         await until(lambda: len(bot.received("carol")) == 1, what="carol working")
         msg = person("slack", "C1", "@all status please")
         await bot.app.on_event(msg)

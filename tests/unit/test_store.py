@@ -22,7 +22,8 @@ import pytest
 
 from bot.model import Nudge
 from bot.schema import MIGRATIONS
-from bot.store import AIOSQLITE_PIN, NewPost, Said, Store, StoreError
+from bot.store import AIOSQLITE_PIN, Store, StoreError
+from bot.store_outbox import NewPost, Said
 from bridges.base import Inbound
 from supervisor.breaker import BreakerState, Health
 from supervisor.ports import AgentKind
@@ -434,7 +435,8 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from bot.model import Nudge
     from bridges.base import Inbound
-    from bot.store import NewPost, Store
+    from bot.store import Store
+    from bot.store_outbox import NewPost
     from supervisor.breaker import Health
 
     async def main():
@@ -524,7 +526,7 @@ async def test_r8_4_killed_at_any_moment_the_store_stays_consistent(tmp_path: Pa
 async def test_r10_5_no_secret_the_config_holds_is_written_to_the_store(tmp_path: Path) -> None:
     """R10.5: every write path of the store scrubs the config's secret values, so neither
     the database nor its WAL ever holds one (and no post, which is stored first, can)."""
-    from bot.store import NewPost
+    from bot.store_outbox import NewPost
     from supervisor.redact import SECRETS
 
     secret = "xoxb-SECRET-0123456789"

@@ -1,0 +1,142 @@
+"""The store's outbox: what the bot shows, as one stored message and a post per room (R8.3).
+
+Every post is a row here before anything is sent, and leaves only once its platform took
+it (`post_sent`, which keeps the id the platform gave it, R12.5). `OutboxRecords` is mixed
+into `bot.store.Store`; like the rest of the store, every public method is one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from bot.model import PostKind
+from bot.store_threads import add_ref, bot_message
+from bridges.base import AuthorRole
+
+T = TypeVar("T")
+
+OUTBOX_COLUMNS = "id, platform, room, text, kind, attempts, next_at, author, role, thread, message"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    platform: str
+    room: str
+    text: str
+    kind: PostKind
+    attempts: int
+    next_at: float
+    author: str = ""
+    role: AuthorRole = AuthorRole.BOT
+    thread: int | None = None
+    message: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Stable across retries and restarts: the Matrix transaction id (R8.3)."""
+        return f"crewbridge-{self.id}"
+
+
+@dataclass(frozen=True)
+class NewPost:
+    """One outbox row: `text` for one room, under `author` (kept apart from it, R5.7), into
+    `thread` (None: top level), showing logical message `message` (None: none, a test's)."""
+
+    platform: str
+    room: str
+    text: str
+    kind: PostKind = PostKind.AGENT
+    author: str = ""
+    role: AuthorRole = AuthorRole.BOT
+    thread: int | None = None
+    message: int | None = None
+
+
+@dataclass(frozen=True)
+class Said:
+    """One message the bot shows in several rooms (an agent's text, a notice, a person's
+    relay): stored once as a message, so a thread may hang under it, and one outbox row per
+    room. A relay (`relay_of`) shows a person's stored message and stores no new one."""
+
+    channel: str
+    author: str
+    text: str
+    rooms: tuple[tuple[str, str], ...]
+    kind: PostKind = PostKind.AGENT
+    role: AuthorRole = AuthorRole.BOT
+    thread: int | None = None
+    relay_of: int | None = None
+
+    def posts(self, message: int | None) -> list[NewPost]:
+        return [NewPost(p, r, self.text, self.kind, self.author, self.role, self.thread,
+                        message) for p, r in self.rooms]
+
+
+
+def post_sql(p: NewPost, now: float) -> tuple[str, tuple]:
+    return ("INSERT INTO outbox (platform, room, text, kind, created_at, next_at, author, "
+            "role, thread, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (p.platform, p.room, p.text, p.kind, now, now, p.author, p.role, p.thread,
+             p.message))
+
+
+def said_sql(conn: sqlite3.Connection, said: Said, now: float, *,
+             message: int | None = None) -> int:
+    """Store what the bot shows: its message (unless a relay's, or given) and a post per
+    room; the message's id."""
+    mid = message or said.relay_of or bot_message(conn, said.channel, said.author,
+                                                  said.text, now, said.thread)
+    for p in said.posts(mid):
+        conn.execute(*post_sql(p, now))
+    return mid
+
+
+class OutboxRecords:
+    """The outbox's rows; mixed into `Store`, whose `_tx`, `_all` and `_write` it uses."""
+
+    _tx: Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
+    _all: Callable[..., Awaitable[list[tuple]]]
+    _write: Callable[..., Awaitable[list[int | None]]]
+
+    async def add_posts(self, posts: Iterable[NewPost], now: float) -> list[int]:
+        statements = [post_sql(p, now) for p in posts]
+        return [i for i in await self._write(statements) if i is not None] if statements else []
+
+    async def add_said(self, said: Iterable[Said], now: float) -> list[int]:
+        """Queue what the bot shows; the ids of the messages stored for it."""
+        said = list(said)
+        return await self._tx(lambda conn: [said_sql(conn, s, now) for s in said])
+
+    async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1
+                            ) -> list[OutboxRow]:
+        """Posts not yet sent, oldest first; of one (platform, room) when given."""
+        where, args = ("AND platform = ? AND room = ?", room) if room else ("", ())
+        rows = await self._all(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE set_aside = 0 "
+                               f"{where} ORDER BY id LIMIT ?", (*args, limit))
+        return [OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), *r[9:])
+                for r in rows]
+
+    async def post_sent(self, post_id: int, *, ref: str | None = None) -> None:
+        """The platform took the post; `ref` is the id it gave it, kept as the id of the
+        post's message in that room, so a reply under it finds its thread (R12.5)."""
+        def work(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT platform, room, message FROM outbox WHERE id = ?",
+                               (post_id,)).fetchone()
+            if ref and row is not None and row[2] is not None:
+                add_ref(conn, row[0], row[1], ref, row[2])
+            conn.execute("DELETE FROM outbox WHERE id = ?", (post_id,))
+
+        await self._tx(work)
+
+    async def post_set_aside(self, post_id: int, error: str) -> None:
+        """Keep a post the platform will never take (for inspection), but stop sending it."""
+        await self._write([("UPDATE outbox SET set_aside = 1, last_error = ? WHERE id = ?",
+                            (error, post_id))])
+
+    async def post_failed(self, post_id: int, next_at: float, error: str) -> None:
+        await self._write([("UPDATE outbox SET attempts = attempts + 1, next_at = ?, "
+                            "last_error = ? WHERE id = ?", (next_at, error, post_id))])
