@@ -20,18 +20,20 @@ from bot.clock import FakeClock
 from bot.config import load_config
 from bridges.base import Inbound
 from tests.integration.harness import Bot, Recorder, until
-from tests.support.botproc import write_config
+from tests.support.botproc import cleanup_data_dir, short_data_dir, write_config
 
 pytestmark = pytest.mark.timeout(60)
 _ids = itertools.count(1)
 
 
 async def crew_bot(tmp_path: Path, *, channel: dict | None = None,
-                   env: dict | None = None) -> tuple[Bot, Recorder, Recorder]:
+                   env: dict | None = None, data_dir: Path | None = None
+                   ) -> tuple[Bot, Recorder, Recorder]:
     """#webui bound to Slack C1 and Matrix !m, plus the console."""
     log = tmp_path / "agents.jsonl"
     config = load_config(write_config(
-        tmp_path / "c.toml", agent={"env": {"FAKE_AGENT_LOG": str(log), **(env or {})}},
+        tmp_path / "c.toml", data_dir=data_dir,
+        agent={"env": {"FAKE_AGENT_LOG": str(log), **(env or {})}},
         channels=[{"name": "webui", "slack": ["C1"], "matrix": ["!m"], **(channel or {})}],
         extra={"slack": {"bot_token": "xoxb-test", "app_token": "xapp-test"},
                "matrix": {"homeserver": "http://127.0.0.1:1", "user_id": "@crew:test",
@@ -254,3 +256,31 @@ async def test_r3_6_a_turn_answers_one_conversation_the_next_waits(tmp_path: Pat
         assert in_thread(slack, "C1", other.ref) == ["webui: got it — `meanwhile`"]
     finally:
         await bot.stop()
+
+
+async def test_r12_3_r8_4_a_fork_and_its_thread_survive_a_restart(tmp_path: Path) -> None:
+    """R12.3, R8.4: after a restart a reply in the thread reaches the same fork, which
+    resumes its own session (it remembers the thread so far) instead of forking again."""
+    data_dir = short_data_dir()
+    try:
+        bot, slack, _ = await crew_bot(tmp_path, data_dir=data_dir)
+        root = person("slack", "C1", "plan the release")
+        try:
+            await bot.app.on_event(root)
+            await until(lambda: in_thread(slack, "C1", root.ref), what="the lead's answer")
+            await bot.app.on_event(person("slack", "C1", "first reply", thread=root.ref))
+            await until(lambda: len(in_thread(slack, "C1", root.ref)) == 2, what="the fork")
+        finally:
+            await bot.stop()
+        bot, slack, _ = await crew_bot(tmp_path, data_dir=data_dir)
+        try:
+            await bot.app.on_event(person("slack", "C1", "again fake:history", thread=root.ref))
+            await until(lambda: in_thread(slack, "C1", root.ref), what="the fork after restart")
+            (answer,) = in_thread(slack, "C1", root.ref)
+            assert answer.startswith("webui/1: history:")
+            assert "plan the release" in answer and "first reply" in answer
+            assert bot.app.supervisor.run_view("webui") is None  # the lead was not needed
+        finally:
+            await bot.stop()
+    finally:
+        cleanup_data_dir(data_dir)
