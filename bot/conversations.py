@@ -13,6 +13,8 @@ the App only carries out what it says.
 
 from __future__ import annotations
 
+import logging
+
 from bot.config import Config, Replies
 from bot.crew import Crew
 from bot.model import Platform, PostKind, RoomRef, dm_channel_of
@@ -22,6 +24,8 @@ from bot.store_outbox import Said
 from bot.store_threads import ThreadRow
 from bridges.base import AuthorRole, Inbound
 from supervisor.ports import Conversation
+
+log = logging.getLogger(__name__)
 
 
 class UnknownThread(Exception):
@@ -109,6 +113,10 @@ class Conversations:
             said.append(self.said(Conversation(dm_channel_of(agent)), agent, text, role=role))
         if not any(s.rooms for s in said):
             said = [self.said(await self._fallback(agent), agent, text, role=role)]
+            if not said[0].rooms:
+                log.warning("%s's post is shown nowhere: no room is bound to #%s or to its "
+                            "task's channel; bind the general channel to a room", agent,
+                            where.channel)
         return where, said
 
     async def _fallback(self, agent: str) -> Conversation:
