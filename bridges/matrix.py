@@ -415,11 +415,13 @@ class MatrixBridge:
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
-        """R5.5/R5.6/R8.3: post `text` as `m.notice` (or `m.text`) with HTML and a plain body,
-        part `i` under transaction id `<key>.<i>` so a retried post is never doubled."""
+        """R5.5/R5.6/R5.7/R12.1/R8.3: post as `m.notice` parts (see `post_contents`: the
+        author's name line, HTML and a plain body, the thread relation), part `i` under
+        transaction id `<key>.<i>` so a retried post is never doubled. Returns the first
+        part's event id: a reply in the thread names it (or its thread's root) later."""
         client = self._require_client()
         first: str | None = None
-        for i, content in enumerate(post_contents(post.line, notice=True)):
+        for i, content in enumerate(post_contents(post)):
             try:
                 resp = await client.room_send(room, EventType.MESSAGE, content,
                                               tx_id=f"{key}.{i}")
