@@ -541,6 +541,16 @@ def body_of(event: EventDict) -> str:
     return str(event.get("content", {}).get("body", ""))
 
 
+def line_of(event: EventDict) -> str:
+    """A bot post as one `author: text` line, as the console shows it: the author's line of
+    its own (R5.7, `name:` before a line break, and a bold paragraph in the HTML) joined to
+    the text, for tests that compare what each platform shows of one post."""
+    body = body_of(event)
+    html = str(event.get("content", {}).get("formatted_body", ""))
+    name, newline, text = body.partition(":\n")
+    return f"{name}: {text}" if newline and html.startswith("<p><strong>") else body
+
+
 def msgtype_of(event: EventDict) -> str:
     return str(event.get("content", {}).get("msgtype", ""))
 
