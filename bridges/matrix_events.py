@@ -15,7 +15,8 @@ clock (callers pass `now`) or keeps state, so every rule is a table test away:
 - invites are accepted from `allow_invites_from` only (R1.5); `is_direct` on the invite marks
   a direct room (R1.6);
 - a 429 or `M_LIMIT_EXCEEDED` is `RateLimited` with the server's wait (`retry_after_ms`, else
-  the `Retry-After` header); a refusal no retry can fix is a permanent `SendError` (R8.3).
+  the `Retry-After` header); a refusal no retry can fix is a permanent `SendError` (R8.3),
+  and a refused thread relation is `ThreadRefused`, so the post goes to the top level (R5.1).
 """
 
 from __future__ import annotations
@@ -105,15 +106,27 @@ def retry_after_s(resp: ErrorResponse) -> float:
     return DEFAULT_RETRY_AFTER_S
 
 
-def send_failure(room: str, failure: Any) -> SendError:
+class ThreadRefused(SendError):
+    """The homeserver refused a post's thread relation (HTTP 400: the root is itself a
+    relation, or unknown). The bridge then posts it at the top level: shown out of its
+    thread is better than not shown (R5.1)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=True)
+
+
+def send_failure(room: str, failure: Any, *, in_thread: bool = False) -> SendError:
     """What a failed `room_send` means to the outbox: a network exception or an error
-    response in, `RateLimited` or `SendError` (permanent when no retry can help) out."""
+    response in, `RateLimited` or `SendError` (permanent when no retry can help) out; a
+    400 for the first event of a post in a thread is `ThreadRefused`."""
     if is_rate_limited(failure):
         return RateLimited(retry_after_s(failure), f"Matrix: rate limited in {room}")
-    permanent = not isinstance(failure, BaseException) and (
-        http_status(failure) in PERMANENT_STATUSES)
-    return SendError(f"Matrix: sending to {room} failed: {describe(failure)}",
-                     permanent=permanent)
+    message = f"Matrix: sending to {room} failed: {describe(failure)}"
+    if isinstance(failure, BaseException):
+        return SendError(message)
+    if in_thread and http_status(failure) == 400:
+        return ThreadRefused(message)
+    return SendError(message, permanent=http_status(failure) in PERMANENT_STATUSES)
 
 
 # --- requests ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from bridges.matrix_events import (
     HTML_FORMAT,
     Invite,
     Message,
+    ThreadRefused,
     allowed_inviter,
     describe,
     localpart,
@@ -230,6 +231,23 @@ def test_r8_3_a_failed_send_is_a_value_the_outbox_acts_on(
     assert error.retry_after_s == retry_after, name
     assert error.permanent is permanent, name
     assert "!room" in str(error)
+
+
+@pytest.mark.parametrize(("name", "failure", "thread_refused", "permanent"), [
+    ("a 400 for a post in a thread: the thread is refused (R5.1: post it at the top)",
+     refused(400, "M_UNKNOWN"), True, True),
+    ("not in the room is not the thread's fault", refused(403, "M_FORBIDDEN"), False, True),
+    ("a rate limit is a rate limit in a thread too",
+     refused(429, "M_LIMIT_EXCEEDED", retry_after_ms=100), False, False),
+    ("a network error is retried", ConnectionResetError("reset"), False, False),
+])
+def test_r5_1_r12_1_a_refused_thread_is_told_apart(name: str, failure: Any,
+                                                   thread_refused: bool,
+                                                   permanent: bool) -> None:
+    error = send_failure("!room", failure, in_thread=True)
+    assert isinstance(error, ThreadRefused) is thread_refused, name
+    assert error.permanent is permanent, name
+    assert not isinstance(send_failure("!room", failure), ThreadRefused), name
 
 
 @pytest.mark.parametrize(("failure", "text"), [

@@ -265,6 +265,32 @@ async def test_r12_1_a_post_in_a_thread_is_in_the_thread_and_returns_its_first_e
     assert await alice.thread_events(matrix_room, root) == [p["event_id"] for p in posts]
 
 
+async def test_r5_1_a_thread_the_homeserver_refuses_is_posted_at_the_top_once(
+        synapse: SynapseServer, bot_account: Account, alice: Person, matrix_room: str,
+        make_bridge: MakeBridge) -> None:
+    """R5.1/R8.3: Synapse refuses a thread whose root is itself a relation (here a message
+    already in a thread); the post is not lost but shown at the top level, and sending
+    the same post again (a retry) does not post it twice."""
+    sink = RecordingSink()
+    bridge = await make_bridge(matrix_config(synapse, bot_account,
+                                             allow_invites_from=(alice.user_id,)), sink=sink)
+    await bot_in_room(bridge, sink, alice, matrix_room)
+    root = await alice.send_text(matrix_room, "a question")
+    in_thread = await alice.send_text(matrix_room, "a reply in its thread", thread=root)
+    post = Post("the answer", "webui", AuthorRole.LEAD, ThreadRef(in_thread, 1))
+
+    sent = await bridge.send(matrix_room, post, key="refused-1")
+    again = await bridge.send(matrix_room, post, key="refused-1")
+    await bridge.send(matrix_room, Post("marker"), key="refused-2")
+    await alice.wait_for_message(matrix_room, lambda e: body_of(e) == "marker")
+
+    assert sent is not None and again == sent
+    [shown, _] = alice.messages(matrix_room, sender=bridge.user_id)
+    assert shown["event_id"] == sent
+    assert body_of(shown) == "webui:\nthe answer"
+    assert "m.relates_to" not in shown["content"]
+
+
 async def test_r12_2_a_reply_in_a_thread_names_its_root_and_edits_are_not_messages(
         synapse: SynapseServer, bot_account: Account, alice: Person, matrix_room: str,
         make_bridge: MakeBridge) -> None:
