@@ -41,6 +41,7 @@ import contextlib
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import ClientError
@@ -68,6 +69,7 @@ from bridges.link import LinkState
 from bridges.matrix_events import (
     PLATFORM,
     EventType,
+    ThreadRefused,
     describe,
     is_encrypted,
     localpart,
@@ -415,17 +417,33 @@ class MatrixBridge:
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
-        """R5.5/R5.6/R8.3: post `text` as `m.notice` (or `m.text`) with HTML and a plain body,
-        part `i` under transaction id `<key>.<i>` so a retried post is never doubled."""
+        """R5.5/R5.6/R5.7/R12.1/R8.3: post as `m.notice` parts (see `post_contents`: the
+        author's name line, HTML and a plain body, the thread relation), part `i` under
+        transaction id `<key>.<i>` so a retried post is never doubled. Returns the first
+        part's event id: a reply in the thread names it (or its thread's root) later.
+
+        A thread the homeserver refuses (`ThreadRefused`) does not lose the post (R5.1): it
+        goes to the top level under `<key>.top.<i>`, and a retry after a crash meets the
+        same refusal and the same transaction ids, so it is still posted once."""
+        try:
+            return await self._send_parts(room, post_contents(post), key)
+        except ThreadRefused as e:
+            log.warning("matrix: %s; posting it at the top level instead of in the thread "
+                        "of %s", e, post.thread.root if post.thread else None)
+        return await self._send_parts(room, post_contents(replace(post, thread=None)),
+                                      f"{key}.top")
+
+    async def _send_parts(self, room: str, contents: list[dict[str, Any]],
+                          key: str) -> str | None:
         client = self._require_client()
         first: str | None = None
-        for i, content in enumerate(post_contents(post.line, notice=True)):
+        for i, content in enumerate(contents):
             try:
                 resp = await client.room_send(room, EventType.MESSAGE, content,
                                               tx_id=f"{key}.{i}")
             except (ClientError, TimeoutError, OSError) as e:
                 raise send_failure(room, e) from None
             if not isinstance(resp, RoomSendResponse):
-                raise send_failure(room, resp)
+                raise send_failure(room, resp, in_thread=i == 0 and "m.relates_to" in content)
             first = first or resp.event_id
         return first

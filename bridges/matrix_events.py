@@ -8,15 +8,21 @@ clock (callers pass `now`) or keeps state, so every rule is a table test away:
 - only a person's `m.text`/`m.emote` becomes `Inbound`; the bot's own events, every
   `m.notice` (bot output, ours or another bot's), edits, media and empty bodies do not (R5.5);
 - a room joined within a batch starts its news after the bot's invite, else its join (R8.2);
+- a message in a thread (`m.thread`) names its root; a plain reply (`m.in_reply_to` alone)
+  is a top-level message, as Element shows it in the main timeline (R12.2);
+- a post is `m.notice` parts, each with the author's bold name line (R5.7) and, in a
+  thread, the `m.thread` relation with the reply fallback (R12.1);
 - invites are accepted from `allow_invites_from` only (R1.5); `is_direct` on the invite marks
   a direct room (R1.6);
 - a 429 or `M_LIMIT_EXCEEDED` is `RateLimited` with the server's wait (`retry_after_ms`, else
-  the `Retry-After` header); a refusal no retry can fix is a permanent `SendError` (R8.3).
+  the `Retry-After` header); a refusal no retry can fix is a permanent `SendError` (R8.3),
+  and a refused thread relation is `ThreadRefused`, so the post goes to the top level (R5.1).
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,7 +30,7 @@ from typing import Any
 
 from nio import ErrorResponse, InviteMemberEvent
 
-from bridges.base import Inbound, RateLimited, SendError, clean_text
+from bridges.base import Inbound, Post, RateLimited, SendError, ThreadRef, clean_text
 from bridges.render import MATRIX_LIMIT_BYTES, matrix_measure, to_matrix_html
 from bridges.split import split_message
 
@@ -100,15 +106,27 @@ def retry_after_s(resp: ErrorResponse) -> float:
     return DEFAULT_RETRY_AFTER_S
 
 
-def send_failure(room: str, failure: Any) -> SendError:
+class ThreadRefused(SendError):
+    """The homeserver refused a post's thread relation (HTTP 400: the root is itself a
+    relation, or unknown). The bridge then posts it at the top level: shown out of its
+    thread is better than not shown (R5.1)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=True)
+
+
+def send_failure(room: str, failure: Any, *, in_thread: bool = False) -> SendError:
     """What a failed `room_send` means to the outbox: a network exception or an error
-    response in, `RateLimited` or `SendError` (permanent when no retry can help) out."""
+    response in, `RateLimited` or `SendError` (permanent when no retry can help) out; a
+    400 for the first event of a post in a thread is `ThreadRefused`."""
     if is_rate_limited(failure):
         return RateLimited(retry_after_s(failure), f"Matrix: rate limited in {room}")
-    permanent = not isinstance(failure, BaseException) and (
-        http_status(failure) in PERMANENT_STATUSES)
-    return SendError(f"Matrix: sending to {room} failed: {describe(failure)}",
-                     permanent=permanent)
+    message = f"Matrix: sending to {room} failed: {describe(failure)}"
+    if isinstance(failure, BaseException):
+        return SendError(message)
+    if in_thread and http_status(failure) == 400:
+        return ThreadRefused(message)
+    return SendError(message, permanent=http_status(failure) in PERMANENT_STATUSES)
 
 
 # --- requests ----------------------------------------------------------------------------
@@ -125,14 +143,54 @@ def sync_filter(timeline_limit: int) -> dict[str, Any]:
     }
 
 
-def post_contents(text: str, *, notice: bool) -> list[dict[str, str]]:
-    """The `m.room.message` contents of one post, one per part: a plain body and its HTML.
-    `matrix_measure` counts both, so each event stays well under Synapse's limit (R5.2);
-    posts are `m.notice` unless asked otherwise, so other bots ignore them (R5.5)."""
-    msgtype = MsgType.NOTICE if notice else MsgType.TEXT
-    return [{"msgtype": str(msgtype), "body": part, "format": HTML_FORMAT,
-             "formatted_body": to_matrix_html(part)}
-            for part in split_message(text, MATRIX_LIMIT_BYTES, measure=matrix_measure)]
+def name_lines(author: str) -> tuple[str, str]:
+    """R5.7: the author's name as a line of its own, plain and HTML, to go before each part.
+
+    HTML: a bold paragraph (`<p><strong>name</strong></p>`), so the rendered text after it
+    starts a block of its own: a post that opens with a code fence, a heading or a table
+    renders as that block, not glued to the name. Plain: `name:` and a line break — the
+    plain `body` is what notifications, room-list previews and clients without HTML show
+    (a preview folds the break into a space: "webui: got it"), and the markdown after it
+    keeps its first line, so a fence still opens a fence. No `**name**`: in plain text the
+    asterisks would show. An empty author has no name line.
+    """
+    if not author:
+        return "", ""
+    return f"{author}:\n", f"<p><strong>{html.escape(author, quote=False)}</strong></p>"
+
+
+def thread_relation(thread: ThreadRef | None) -> dict[str, Any] | None:
+    """R12.1: the `m.relates_to` of a post in a thread: `m.thread` to the root, with the
+    reply fallback (`is_falling_back`, `m.in_reply_to` the thread's latest post, else the
+    root) that clients without threads show as a reply. None for a top-level post."""
+    if thread is None or thread.root is None:
+        return None
+    return {"rel_type": str(RelType.THREAD), "event_id": thread.root, "is_falling_back": True,
+            "m.in_reply_to": {"event_id": thread.latest or thread.root}}
+
+
+def post_contents(post: Post) -> list[dict[str, Any]]:
+    """The `m.room.message` contents of one post, one per part, each an `m.notice` so no bot
+    takes it as input (R5.5), with a plain body and its HTML (R5.6).
+
+    Every part carries the author's name line (R5.7: whoever reads part 2 alone still sees
+    who wrote it) and the post's thread relation (R12.1: every part is in the thread).
+    `matrix_measure` counts body and HTML, and the name line's bytes are taken off the
+    budget, so each event stays well under Synapse's limit (R5.2).
+    """
+    plain_name, html_name = name_lines(post.author)
+    limit = MATRIX_LIMIT_BYTES - len(plain_name.encode("utf-8", "surrogatepass")) \
+        - len(html_name.encode("utf-8", "surrogatepass"))
+    relation = thread_relation(post.thread)
+    contents: list[dict[str, Any]] = []
+    for part in split_message(post.text, limit, measure=matrix_measure):
+        content: dict[str, Any] = {"msgtype": str(MsgType.NOTICE), "body": plain_name + part,
+                                   "format": HTML_FORMAT,
+                                   "formatted_body": html_name + to_matrix_html(part)}
+        if relation is not None:
+            content["m.relates_to"] = relation
+        contents.append(content)
+    return contents
 
 
 # --- invites and rooms -------------------------------------------------------------------
@@ -201,8 +259,11 @@ def localpart(user_id: str) -> str:
 
 
 def strip_reply_fallback(body: str) -> str:
-    """Drop the `> <@user> quoted…` lines a reply carries in its plain body."""
+    """Drop the `> <@user> quoted…` lines a reply carries in its plain body. Only a quote
+    that starts by naming its sender is a fallback: a person's own quote is kept."""
     lines = body.split("\n")
+    if not lines[0].startswith("> <"):
+        return body
     i = 0
     while i < len(lines) and lines[i].startswith(">"):
         i += 1
@@ -230,7 +291,12 @@ class Message:
 
 def read_message(source: dict[str, Any], own_user_id: str, now: float) -> Message | None:
     """A person's message, or None for any event that is not one (R5.5). `now` stands in
-    for a missing `origin_server_ts`."""
+    for a missing `origin_server_ts`.
+
+    `thread` is the root of an `m.thread` relation (R12.2). A plain reply (`m.in_reply_to`
+    without `m.thread`) is a top-level message: Element shows it in the main timeline, and
+    which thread the replied-to event is in would take a request to find out. An edit
+    (`m.replace`, also one inside a thread) is never a new message (R8.1)."""
     sender = source.get("sender", "")
     if source.get("type") != EventType.MESSAGE or sender == own_user_id:
         return None

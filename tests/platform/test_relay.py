@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from tests.platform.matrix.synapse import Account, Person, SynapseServer, body_of, msgtype_of
+from tests.platform.matrix.synapse import Account, Person, SynapseServer, line_of, msgtype_of
 from tests.platform.slack.emulator import SlackEmulator
 from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
 
@@ -72,8 +72,9 @@ class RelayBot:
         return [p.text for p in self.emulator.posts(channel)]
 
     def matrix(self, channel: str = "webui") -> list[str]:
-        """The body of every message the bot sent to a channel's Matrix room, in order."""
-        return [body_of(e) for e in self.alice.messages(self.rooms[channel], sender=self.user_id)]
+        """Every message the bot sent to a channel's Matrix room, in order, each as its
+        `author: text` line (`line_of`)."""
+        return [line_of(e) for e in self.alice.messages(self.rooms[channel], sender=self.user_id)]
 
     def received(self, agent: str = "webui") -> list[str]:
         """What `agent` has received so far, in order (the fake agent's log)."""
@@ -103,7 +104,7 @@ class RelayBot:
         """The bot's first message containing `text` in a channel's Matrix room."""
         try:
             return await self.alice.wait_for_message(
-                self.rooms[channel], lambda e: text in body_of(e), sender=self.user_id,
+                self.rooms[channel], lambda e: text in line_of(e), sender=self.user_id,
                 timeout=TIMEOUT)
         except AssertionError as e:
             raise AssertionError(f"{e}\nbot posts there: {self.matrix(channel)}\n"
@@ -196,7 +197,7 @@ async def test_slack_message_appears_in_matrix_attributed_and_never_back_on_slac
     text = "is the build green on main"
     await relay.emulator.post_as("U0BOB", SLACK_WEBUI, text)
     relayed = await relay.on_matrix(f"bob (slack): {text}")
-    assert body_of(relayed) == f"bob (slack): {text}"
+    assert line_of(relayed) == f"bob (slack): {text}"
     assert msgtype_of(relayed) == "m.notice"
     await relay.on_slack(f"webui: got it — `{text}`")
     await relay.on_matrix(f"webui: got it — `{text}`")
@@ -294,7 +295,7 @@ async def test_admin_room_bound_on_both_relays_a_command_and_answers_on_both(
     answer is taken as a command again (one answer per side, not two)."""
     await relay.emulator.post_as("U0BOB", SLACK_OPS, "status")
     relayed = await relay.on_matrix("bob (slack): status", "ops")
-    assert body_of(relayed) == "bob (slack): status"
+    assert line_of(relayed) == "bob (slack): status"
     await relay.on_both("crewbridge: No agents yet", "ops")  # the answer to `status`
 
     # Markers, one from each side: the answers to `tasks` come after every earlier echo.

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from nio import ErrorResponse, InviteMemberEvent, RoomSendError
 
-from bridges.base import Inbound, RateLimited, SendError
+from bridges.base import AuthorRole, Inbound, Post, RateLimited, SendError, ThreadRef
 from bridges.matrix_events import (
     DEFAULT_RETRY_AFTER_S,
     HTML_FORMAT,
     Invite,
     Message,
+    ThreadRefused,
     allowed_inviter,
     describe,
     localpart,
@@ -27,6 +28,7 @@ from bridges.matrix_events import (
     start_of_news,
     strip_reply_fallback,
 )
+from bridges.render import MATRIX_LIMIT_BYTES, to_matrix_html
 
 BOT = "@crewbridge:example.org"
 ALICE = "@alice:example.org"
@@ -96,6 +98,23 @@ def test_r9_2_a_message_carries_sender_id_time_and_thread() -> None:
         thread="$root")
 
 
+@pytest.mark.parametrize(("name", "relates", "thread"), [
+    ("a thread message as Element sends it (R12.2)",
+     {"rel_type": "m.thread", "event_id": "$root", "is_falling_back": True,
+      "m.in_reply_to": {"event_id": "$latest"}}, "$root"),
+    ("a reply to one message inside a thread is in the thread",
+     {"rel_type": "m.thread", "event_id": "$root", "is_falling_back": False,
+      "m.in_reply_to": {"event_id": "$latest"}}, "$root"),
+    ("a plain reply is top level", {"m.in_reply_to": {"event_id": "$e0"}}, None),
+    ("no relation is top level", None, None),
+])
+def test_r12_2_which_thread_a_message_is_in(name: str, relates: dict[str, Any] | None,
+                                            thread: str | None) -> None:
+    read = read_message(message("hi", relates=relates), BOT, NOW)
+    assert read is not None and read.text == "hi", name
+    assert read.thread == thread, name
+
+
 def test_r9_2_a_message_without_a_server_time_takes_now() -> None:
     read = read_message(message(ts=None), BOT, NOW)
     assert read is not None and read.ts == NOW
@@ -104,6 +123,7 @@ def test_r9_2_a_message_without_a_server_time_takes_now() -> None:
 @pytest.mark.parametrize(("body", "stripped"), [
     ("> <@bob:x> q\n> more\n\nanswer\nline 2", "answer\nline 2"),
     ("> a quote the person wrote", "> a quote the person wrote"),  # no blank line: kept
+    ("> a quote the person wrote\n\nand an answer", "> a quote the person wrote\n\nand an answer"),
     ("no fallback", "no fallback"),
 ])
 def test_r9_2_reply_fallback_is_stripped_only_when_there_is_one(body: str,
@@ -213,6 +233,23 @@ def test_r8_3_a_failed_send_is_a_value_the_outbox_acts_on(
     assert "!room" in str(error)
 
 
+@pytest.mark.parametrize(("name", "failure", "thread_refused", "permanent"), [
+    ("a 400 for a post in a thread: the thread is refused (R5.1: post it at the top)",
+     refused(400, "M_UNKNOWN"), True, True),
+    ("not in the room is not the thread's fault", refused(403, "M_FORBIDDEN"), False, True),
+    ("a rate limit is a rate limit in a thread too",
+     refused(429, "M_LIMIT_EXCEEDED", retry_after_ms=100), False, False),
+    ("a network error is retried", ConnectionResetError("reset"), False, False),
+])
+def test_r5_1_r12_1_a_refused_thread_is_told_apart(name: str, failure: Any,
+                                                   thread_refused: bool,
+                                                   permanent: bool) -> None:
+    error = send_failure("!room", failure, in_thread=True)
+    assert isinstance(error, ThreadRefused) is thread_refused, name
+    assert error.permanent is permanent, name
+    assert not isinstance(send_failure("!room", failure), ThreadRefused), name
+
+
 @pytest.mark.parametrize(("failure", "text"), [
     (refused(403, "M_FORBIDDEN"), "M_FORBIDDEN: refused"),
     (ErrorResponse("unknown error"), "error"),
@@ -223,17 +260,65 @@ def test_r9_2_failures_are_described_in_one_line(failure: Any, text: str) -> Non
     assert describe(failure) == text
 
 
-@pytest.mark.parametrize(("notice", "msgtype"), [(True, "m.notice"), (False, "m.text")])
-def test_r5_5_posts_are_notices_unless_asked(notice: bool, msgtype: str) -> None:
-    (content,) = post_contents("**hi**", notice=notice)
-    assert content == {"msgtype": msgtype, "body": "**hi**", "format": HTML_FORMAT,
-                       "formatted_body": "<p><strong>hi</strong></p>"}
+THREAD_ROOT = "$root"
+IN_THREAD = {"rel_type": "m.thread", "event_id": THREAD_ROOT, "is_falling_back": True,
+             "m.in_reply_to": {"event_id": THREAD_ROOT}}
 
 
-def test_r5_2_a_long_post_is_several_events() -> None:
-    contents = post_contents("\n\n".join("x" * 9000 for _ in range(3)), notice=True)
+@pytest.mark.parametrize(("name", "post", "content"), [
+    ("no author: the text alone, an m.notice (R5.5)", Post("**hi**"),
+     {"body": "**hi**", "formatted_body": to_matrix_html("**hi**")}),
+    ("the author is a bold line of its own (R5.7)", Post("**hi**", "webui"),
+     {"body": "webui:\n**hi**",
+      "formatted_body": "<p><strong>webui</strong></p>" + to_matrix_html("**hi**")}),
+    ("a relayed person's name is escaped, never markup (R5.6)",
+     Post("hi", "<b>al</b> & co (slack)", AuthorRole.PERSON),
+     {"body": "<b>al</b> & co (slack):\nhi",
+      "formatted_body": "<p><strong>&lt;b&gt;al&lt;/b&gt; &amp; co (slack)</strong></p>"
+                        + to_matrix_html("hi")}),
+    ("in a thread: m.thread with the reply fallback to the root (R12.1)",
+     Post("hi", thread=ThreadRef(THREAD_ROOT, 1)),
+     {"body": "hi", "formatted_body": to_matrix_html("hi"), "m.relates_to": IN_THREAD}),
+    ("the reply fallback names the thread's latest post when known (R12.1)",
+     Post("hi", thread=ThreadRef(THREAD_ROOT, 1, latest="$latest")),
+     {"body": "hi", "formatted_body": to_matrix_html("hi"),
+      "m.relates_to": {**IN_THREAD, "m.in_reply_to": {"event_id": "$latest"}}}),
+    ("a thread with no root in this room posts at the top level (R12.1)",
+     Post("hi", thread=ThreadRef(None, 1)),
+     {"body": "hi", "formatted_body": to_matrix_html("hi")}),
+])
+def test_r5_5_r5_7_r12_1_what_a_post_looks_like(name: str, post: Post,
+                                                content: dict[str, Any]) -> None:
+    (got,) = post_contents(post)
+    assert got == {"msgtype": "m.notice", "format": HTML_FORMAT, **content}, name
+
+
+def test_r5_7_a_post_starting_with_a_block_renders_as_that_block_after_the_name() -> None:
+    (got,) = post_contents(Post("```python\nprint(1)\n```\nran it", "webui"))
+    assert got["body"] == "webui:\n```python\nprint(1)\n```\nran it"
+    name = "<p><strong>webui</strong></p>"
+    assert got["formatted_body"].startswith(name + "<pre")
+    assert got["formatted_body"] == name + to_matrix_html("```python\nprint(1)\n```\nran it")
+
+
+def test_r5_2_r5_7_r12_1_every_part_of_a_long_post_has_the_name_and_the_thread() -> None:
+    """R5.2: a long post is several events, each under the budget with its name line
+    counted; R5.7: every part shows the author; R12.1: every part is in the thread."""
+    text = "\n\n".join(f"paragraph {i} " + "x" * 4000 for i in range(12))
+    contents = post_contents(Post(text, "webui", thread=ThreadRef(THREAD_ROOT, 1)))
     assert len(contents) >= 3
-    assert all(c["msgtype"] == "m.notice" for c in contents)
+    for c in contents:
+        assert c["msgtype"] == "m.notice"
+        assert c["body"].startswith("webui:\n")
+        assert c["formatted_body"].startswith("<p><strong>webui</strong></p>")
+        assert c["m.relates_to"] == IN_THREAD
+        assert len(c["body"].encode()) + len(c["formatted_body"].encode()) <= MATRIX_LIMIT_BYTES
+    texts = [c["body"].removeprefix("webui:\n") for c in contents]
+    assert "\n\n".join(texts) == text
+
+
+def test_r5_2_a_blank_post_is_no_event() -> None:
+    assert post_contents(Post("  \n", "webui")) == []
 
 
 def test_r9_2_a_name_of_last_resort_is_the_localpart() -> None:

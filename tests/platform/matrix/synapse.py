@@ -16,7 +16,8 @@ API
   `restart()`, `url`, `server_name`, `register(localpart, ...) -> Account`,
   `new_localpart(prefix)`, `override_ratelimit(user_id, ...)`, `log_tail()`.
 - `Person.connect(server, account)`: a matrix-nio client with a background sync:
-  `create_room`, `invite`, `send_text`, `wait_for_message`, `wait_for_membership`,
+  `create_room`, `invite`, `send_text` (optionally in a thread), `edit`,
+  `wait_for_message`, `wait_for_membership`, `thread_events`,
   `messages`, `close`.
 - `synapse_python()`: the interpreter that runs Synapse (`CREWBRIDGE_SYNAPSE_PYTHON`
   overrides `<repo>/.venv-synapse/bin/python`).
@@ -54,6 +55,7 @@ from nio import (
     RoomSendResponse,
     SyncResponse,
 )
+from nio.api import RelationshipType
 
 from tests.platform.matrix.support import wait_on
 
@@ -454,13 +456,36 @@ class Person:
         if isinstance(resp, RoomInviteError):
             raise RuntimeError(f"{self.user_id}: invite of {user_id} failed: {resp}")
 
-    async def send_text(self, room_id: str, text: str, *, msgtype: str = "m.text") -> str:
-        """Post a message as this person; returns its event id."""
-        resp = await self.client.room_send(room_id, "m.room.message",
-                                           {"msgtype": msgtype, "body": text})
+    async def send_text(self, room_id: str, text: str, *, msgtype: str = "m.text",
+                        thread: str | None = None) -> str:
+        """Post a message as this person (in the thread of root `thread`, as Element does:
+        `m.thread` with the reply fallback to the thread's latest event); returns its id."""
+        content: dict[str, Any] = {"msgtype": msgtype, "body": text}
+        if thread is not None:
+            content["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread,
+                                       "is_falling_back": True,
+                                       "m.in_reply_to": {"event_id": self._latest(room_id,
+                                                                                  thread)}}
+        return await self._send(room_id, content)
+
+    async def edit(self, room_id: str, event_id: str, text: str) -> str:
+        """Edit one of this person's messages (`m.replace`), as Element does."""
+        return await self._send(room_id, {
+            "msgtype": "m.text", "body": f"* {text}",
+            "m.new_content": {"msgtype": "m.text", "body": text},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}})
+
+    async def _send(self, room_id: str, content: dict[str, Any]) -> str:
+        resp = await self.client.room_send(room_id, "m.room.message", content)
         if not isinstance(resp, RoomSendResponse):
             raise RuntimeError(f"{self.user_id}: send failed: {resp}")
         return resp.event_id
+
+    def _latest(self, room_id: str, root: str) -> str:
+        """The latest event this person has seen in the thread of `root` (the root itself
+        when none)."""
+        in_thread = [e["event_id"] for e in self.messages(room_id) if thread_of(e) == root]
+        return in_thread[-1] if in_thread else root
 
     # --- observing ----------------------------------------------------------------------
 
@@ -469,6 +494,13 @@ class Person:
         log = self._rooms.get(room_id, _RoomLog())
         return [e for e in log.events if e.get("type") == "m.room.message"
                 and (sender is None or e.get("sender") == sender)]
+
+    async def thread_events(self, room_id: str, root: str) -> list[str]:
+        """The ids of the events the homeserver files under the thread of `root`, oldest
+        first: what a client's thread panel shows (the `/relations` API)."""
+        found = [e.event_id async for e in self.client.room_get_event_relations(
+            room_id, root, rel_type=RelationshipType.thread)]
+        return found[::-1]
 
     def membership(self, room_id: str, user_id: str) -> str | None:
         return self._members.get(room_id, {}).get(user_id)
@@ -509,5 +541,21 @@ def body_of(event: EventDict) -> str:
     return str(event.get("content", {}).get("body", ""))
 
 
+def line_of(event: EventDict) -> str:
+    """A bot post as one `author: text` line, as the console shows it: the author's line of
+    its own (R5.7, `name:` before a line break, and a bold paragraph in the HTML) joined to
+    the text, for tests that compare what each platform shows of one post."""
+    body = body_of(event)
+    html = str(event.get("content", {}).get("formatted_body", ""))
+    name, newline, text = body.partition(":\n")
+    return f"{name}: {text}" if newline and html.startswith("<p><strong>") else body
+
+
 def msgtype_of(event: EventDict) -> str:
     return str(event.get("content", {}).get("msgtype", ""))
+
+
+def thread_of(event: EventDict) -> str | None:
+    """The root of the thread `event` is in, or None at the top level."""
+    relates = event.get("content", {}).get("m.relates_to") or {}
+    return relates.get("event_id") if relates.get("rel_type") == "m.thread" else None

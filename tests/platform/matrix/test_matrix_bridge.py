@@ -13,8 +13,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
+from nio import RoomSendResponse
 
-from bridges.base import BridgeEvent, Inbound, RateLimited, RoomUnresolvable
+from bridges.base import (
+    AuthorRole,
+    BridgeEvent,
+    Inbound,
+    Post,
+    RateLimited,
+    RoomUnresolvable,
+    ThreadRef,
+)
 from bridges.matrix import MatrixBridge
 from bridges.matrix_events import MAX_EVENT_BYTES, post_contents
 from bridges.matrix_login import KV_DEVICE, KV_NEXT_BATCH, MatrixStartError
@@ -31,6 +40,7 @@ from tests.platform.matrix.synapse import (
     body_of,
     free_port,
     msgtype_of,
+    thread_of,
 )
 
 MakeBridge = Callable[..., Awaitable[MatrixBridge]]
@@ -83,8 +93,11 @@ async def test_own_posts_and_notices_never_become_input(
                                what="the invite")
     await other_bot.client.join(matrix_room)
 
-    await bridge.send(matrix_room, "bot output as notice", key="own-1")
-    await bridge.send(matrix_room, "bot output as text", key="own-2", notice=False)
+    # The bridge posts only m.notice; an m.text from the bot's account (another client of
+    # it, or an older version) must not loop either: its sender id is enough.
+    bot_as_person = await make_person(account=bot_account)
+    await bridge.send(matrix_room, Post("bot output as notice"), key="own-1")
+    await bot_as_person.send_text(matrix_room, "bot output as text")
     await other_bot.send_text(matrix_room, "another bot's notice", msgtype="m.notice")
     await alice.send_text(matrix_room, "waves", msgtype="m.emote")
     await alice.send_text(matrix_room, "marker")
@@ -179,7 +192,7 @@ async def test_send_is_a_notice_with_html_and_plain_body(
     await bot_in_room(bridge, sink, alice, matrix_room)
     text = "Done: **all tests pass** in `make test`.\n\n- one\n- two"
 
-    await bridge.send(matrix_room, text, key="post-1")
+    await bridge.send(matrix_room, Post(text), key="post-1")
     event = await alice.wait_for_message(matrix_room, sender=bridge.user_id)
 
     content = event["content"]
@@ -189,6 +202,128 @@ async def test_send_is_a_notice_with_html_and_plain_body(
     assert "<strong>all tests pass</strong>" in content["formatted_body"]
     assert "<code>make test</code>" in content["formatted_body"]
     assert content["body"] == text
+
+
+async def test_r5_7_the_author_is_a_bold_line_and_a_fence_after_it_stays_code(
+        synapse: SynapseServer, bot_account: Account, alice: Person, matrix_room: str,
+        make_bridge: MakeBridge) -> None:
+    """R5.7: the author's name is a bold paragraph of its own (`name:` on a line of its own
+    in the plain body), so a post that starts with a code fence renders as a code block
+    right after the name, not as text glued to it; the name is escaped."""
+    sink = RecordingSink()
+    bridge = await make_bridge(matrix_config(synapse, bot_account,
+                                             allow_invites_from=(alice.user_id,)), sink=sink)
+    await bot_in_room(bridge, sink, alice, matrix_room)
+    text = "```python\nprint('ok')\n```\nran it"
+
+    await bridge.send(matrix_room, Post(text, "webui", AuthorRole.LEAD), key="named-1")
+    await bridge.send(matrix_room, Post("hi", "<i>al</i> (slack)", AuthorRole.PERSON),
+                      key="named-2")
+    code, relayed = await alice.wait_for_messages(matrix_room, 2, sender=bridge.user_id)
+
+    assert code["content"]["msgtype"] == "m.notice"
+    assert code["content"]["body"] == f"webui:\n{text}"
+    name = "<p><strong>webui</strong></p>"
+    assert code["content"]["formatted_body"] == name + to_matrix_html(text)
+    assert code["content"]["formatted_body"].startswith(name + "<pre")
+    assert relayed["content"]["formatted_body"].startswith(
+        "<p><strong>&lt;i&gt;al&lt;/i&gt; (slack)</strong></p>")
+
+
+async def test_r12_1_a_post_in_a_thread_is_in_the_thread_and_returns_its_first_event(
+        synapse: SynapseServer, bot_account: Account, alice: Person, matrix_room: str,
+        make_bridge: MakeBridge) -> None:
+    """R12.1: a post in a thread carries `m.thread` to the root with the reply fallback
+    (`is_falling_back`, `m.in_reply_to` the latest post, else the root) on every part; the
+    homeserver files every part under the root's thread, in order, so a person's client
+    shows them in the thread; `send` returns the first part's event id (R12.5)."""
+    sink = RecordingSink()
+    bridge = await make_bridge(matrix_config(synapse, bot_account,
+                                             allow_invites_from=(alice.user_id,)), sink=sink)
+    await bot_in_room(bridge, sink, alice, matrix_room)
+    root = await alice.send_text(matrix_room, "please look at the login bug")
+    long_answer = "\n\n".join(f"step {i}: " + "x" * 9000 for i in range(3))
+
+    first = await bridge.send(matrix_room, Post("on it", "webui", AuthorRole.LEAD,
+                                                ThreadRef(root, 1)), key="thread-1")
+    second = await bridge.send(matrix_room, Post(long_answer, "webui", AuthorRole.LEAD,
+                                                 ThreadRef(root, 1, latest=first)),
+                               key="thread-2")
+    parts = len(post_contents(Post(long_answer, "webui")))
+    assert parts >= 3
+    posts = await alice.wait_for_messages(matrix_room, 1 + parts, sender=bridge.user_id)
+
+    assert [p["event_id"] for p in posts[:2]] == [first, second]
+    fallback = {"rel_type": "m.thread", "event_id": root, "is_falling_back": True}
+    assert posts[0]["content"]["m.relates_to"] == {**fallback,
+                                                  "m.in_reply_to": {"event_id": root}}
+    for part in posts[1:]:
+        assert part["content"]["m.relates_to"] == {**fallback,
+                                                  "m.in_reply_to": {"event_id": first}}
+        assert body_of(part).startswith("webui:\n")
+    assert all(thread_of(p) == root for p in posts)
+    assert await alice.thread_events(matrix_room, root) == [p["event_id"] for p in posts]
+
+
+async def test_r5_1_a_thread_the_homeserver_refuses_is_posted_at_the_top_once(
+        synapse: SynapseServer, bot_account: Account, alice: Person, matrix_room: str,
+        make_bridge: MakeBridge) -> None:
+    """R5.1/R8.3: Synapse refuses a thread whose root is itself a relation (here a message
+    already in a thread); the post is not lost but shown at the top level, and sending
+    the same post again (a retry) does not post it twice."""
+    sink = RecordingSink()
+    bridge = await make_bridge(matrix_config(synapse, bot_account,
+                                             allow_invites_from=(alice.user_id,)), sink=sink)
+    await bot_in_room(bridge, sink, alice, matrix_room)
+    root = await alice.send_text(matrix_room, "a question")
+    in_thread = await alice.send_text(matrix_room, "a reply in its thread", thread=root)
+    post = Post("the answer", "webui", AuthorRole.LEAD, ThreadRef(in_thread, 1))
+
+    sent = await bridge.send(matrix_room, post, key="refused-1")
+    again = await bridge.send(matrix_room, post, key="refused-1")
+    await bridge.send(matrix_room, Post("marker"), key="refused-2")
+    await alice.wait_for_message(matrix_room, lambda e: body_of(e) == "marker")
+
+    assert sent is not None and again == sent
+    [shown, _] = alice.messages(matrix_room, sender=bridge.user_id)
+    assert shown["event_id"] == sent
+    assert body_of(shown) == "webui:\nthe answer"
+    assert "m.relates_to" not in shown["content"]
+
+
+async def test_r12_2_a_reply_in_a_thread_names_its_root_and_edits_are_not_messages(
+        synapse: SynapseServer, bot_account: Account, alice: Person, matrix_room: str,
+        make_bridge: MakeBridge) -> None:
+    """R12.2: a person's reply in the thread of a bot's post (sent as Element does) reaches
+    the core with `thread` = the root's event id (the id `send` returned) and its own event
+    id; a plain reply (`m.in_reply_to` without `m.thread`) is a top-level message without
+    its quoted fallback; R8.1: an edit of a person's message is not a new message."""
+    sink = RecordingSink()
+    bridge = await make_bridge(matrix_config(synapse, bot_account,
+                                             allow_invites_from=(alice.user_id,)), sink=sink)
+    await bot_in_room(bridge, sink, alice, matrix_room)
+    root = await bridge.send(matrix_room, Post("Task #1 for @carol", "crewbridge"),
+                             key="root-1")
+    assert root is not None
+    await alice.wait_for_message(matrix_room, lambda e: e["event_id"] == root)
+
+    in_thread = await alice.send_text(matrix_room, "any news?", thread=root)
+    quoted = await alice.send_text(matrix_room, "a top-level question")
+    resp = await alice.client.room_send(matrix_room, "m.room.message", {
+        "msgtype": "m.text", "body": "> <@x:y> a top-level question\n\nthe answer",
+        "m.relates_to": {"m.in_reply_to": {"event_id": quoted}}})
+    assert isinstance(resp, RoomSendResponse)
+    await alice.edit(matrix_room, in_thread, "any news, carol?")
+    await alice.send_text(matrix_room, "marker", thread=root)
+    await sink.wait_for_texts(matrix_room, ["marker"])
+
+    got = {e.text: e for e in sink.inbound(matrix_room)}
+    assert list(got) == ["any news?", "a top-level question", "the answer", "marker"]
+    assert (got["any news?"].thread, got["any news?"].event_id) == (root, in_thread)
+    assert got["any news?"].ref == ""  # a reply names it by its event id
+    assert got["marker"].thread == root
+    assert got["a top-level question"].thread is None
+    assert got["the answer"].thread is None
 
 
 async def test_long_text_is_split_in_order(synapse: SynapseServer, bot_account: Account,
@@ -203,7 +338,7 @@ async def test_long_text_is_split_in_order(synapse: SynapseServer, bot_account: 
     paragraphs = [f"Paragraph {i:02d}: " + ("lorem ipsum & dolor " * 250).strip()
                   for i in range(12)]  # about 60 KB of text
 
-    await bridge.send(matrix_room, "\n\n".join(paragraphs), key="long-1")
+    await bridge.send(matrix_room, Post("\n\n".join(paragraphs)), key="long-1")
     parts = await alice.wait_for_messages(matrix_room, 4, sender=bridge.user_id)
     # wait for the rest: the last paragraph's header marks the end of the post
     await alice.wait_for_message(matrix_room, lambda e: "Paragraph 11" in body_of(e),
@@ -233,19 +368,19 @@ async def test_resending_a_key_posts_once(synapse: SynapseServer, bot_account: A
 
     long_post = "\n\n".join(f"part {i}: " + "x" * 9000 for i in range(3))  # several events
 
-    await bridge.send(matrix_room, "once only", key="outbox-7")
-    await bridge.send(matrix_room, "once only", key="outbox-7")
-    await bridge.send(matrix_room, long_post, key="outbox-8")
-    await bridge.send(matrix_room, long_post, key="outbox-8")
+    await bridge.send(matrix_room, Post("once only"), key="outbox-7")
+    await bridge.send(matrix_room, Post("once only"), key="outbox-7")
+    await bridge.send(matrix_room, Post(long_post), key="outbox-8")
+    await bridge.send(matrix_room, Post(long_post), key="outbox-8")
     await bridge.stop()
     again = await make_bridge(config, kv, RecordingSink())
     assert again.device_id == device
-    await again.send(matrix_room, "once only", key="outbox-7")
-    await again.send(matrix_room, long_post, key="outbox-8")
-    await again.send(matrix_room, "the next post", key="outbox-9")
+    await again.send(matrix_room, Post("once only"), key="outbox-7")
+    await again.send(matrix_room, Post(long_post), key="outbox-8")
+    await again.send(matrix_room, Post("the next post"), key="outbox-9")
     await alice.wait_for_message(matrix_room, lambda e: body_of(e) == "the next post")
 
-    parts = [content["body"] for content in post_contents(long_post, notice=True)]
+    parts = [content["body"] for content in post_contents(Post(long_post))]
     assert len(parts) >= 3
     assert [body_of(e) for e in alice.messages(matrix_room, sender=bridge.user_id)] == \
         ["once only", *parts, "the next post"]
@@ -440,7 +575,7 @@ async def burst_until_limited(bridge: MatrixBridge, room: str) -> tuple[int, Rat
     """Post until the homeserver says 429; (posts that went through, the error)."""
     for i in range(30):
         try:
-            await bridge.send(room, f"burst {i}", key=f"burst-{i}")
+            await bridge.send(room, Post(f"burst {i}"), key=f"burst-{i}")
         except RateLimited as e:
             return i, e
     raise AssertionError("Synapse at default limits never answered 429")

@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.platform.matrix.synapse import Account, Person, SynapseServer, body_of, msgtype_of
+from tests.platform.matrix.synapse import (
+    Account,
+    Person,
+    SynapseServer,
+    body_of,
+    msgtype_of,
+    thread_of,
+)
 from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
 
 TIMEOUT = 20.0
@@ -163,20 +170,25 @@ async def bots() -> AsyncIterator[list[MatrixBot]]:
 
 async def test_person_message_reaches_the_lead_and_the_reply_is_a_notice(
         synapse: SynapseServer, alice: Person, tmp_path: Path, bots: list[MatrixBot]) -> None:
-    """R1.3, R2.1, R2.7, R5.1, R5.5, R5.6, R9.2: a person's message in the room bound to
-    #webui nudges its lead once, naming sender and platform; the reply is an m.notice with
-    HTML and a plain body, and the bot's own notice nudges no one."""
+    """R1.3, R2.1, R2.7, R5.1, R5.5, R5.6, R5.7, R9.2, R12.1: a person's message in the
+    room bound to #webui nudges its lead once, naming sender and platform; the reply is an
+    m.notice with HTML and a plain body, under the lead's bold name line, in the thread of
+    the message it answers; the bot's own notice nudges no one."""
     bot = await launch(synapse, alice, tmp_path)
     bots.append(bot)
-    await alice.send_text(bot.rooms["webui"], "hello team, is the **build** green?")
+    asked = await alice.send_text(bot.rooms["webui"], "hello team, is the **build** green?")
     reply = await bot.notice(alice, "webui", "got it")
 
     assert "is the **build** green?" in body_of(reply)
+    assert body_of(reply).startswith("webui:\n")
     assert msgtype_of(reply) == "m.notice"
     assert reply["content"]["format"] == "org.matrix.custom.html"
+    assert reply["content"]["formatted_body"].startswith("<p><strong>webui</strong></p>")
     assert "<code>" in reply["content"]["formatted_body"]
-    await alice.send_text(bot.rooms["webui"], "marker")
-    await bot.notice(alice, "webui", "marker")
+    assert thread_of(reply) == asked
+    assert reply["content"]["m.relates_to"]["m.in_reply_to"] == {"event_id": asked}
+    marker = await alice.send_text(bot.rooms["webui"], "marker")
+    assert thread_of(await bot.notice(alice, "webui", "marker")) == marker
     received = bot.received("webui")
     assert len(received) == 2, received
     assert "Alice" in received[0] and "matrix" in received[0]
@@ -185,18 +197,25 @@ async def test_person_message_reaches_the_lead_and_the_reply_is_a_notice(
 
 async def test_at_all_reaches_the_lead_and_the_workers_of_the_room(
         synapse: SynapseServer, alice: Person, tmp_path: Path, bots: list[MatrixBot]) -> None:
-    """R2.3, R7.1, R7.2: `!task @carol …` in the #webui room starts worker carol; `@all`
-    there reaches the lead and carol (who lives in dm-carol), and each answers."""
+    """R2.3, R7.1, R7.2, R12.1, R12.4: `!task @carol …` in the #webui room starts worker
+    carol, announced in the thread of the `!task` message; `@all` there reaches the lead
+    and carol (who lives in dm-carol), and each answers in the thread of the `@all`
+    message, under their own name."""
     bot = await launch(synapse, alice, tmp_path)
     bots.append(bot)
-    await alice.send_text(bot.rooms["webui"], "!task @carol fix the login bug")
-    await bot.notice(alice, "webui", "Task #1 for @carol")
-    await alice.send_text(bot.rooms["webui"], "@all standup in five minutes")
+    task = await alice.send_text(bot.rooms["webui"], "!task @carol fix the login bug")
+    assert thread_of(await bot.notice(alice, "webui", "Task #1 for @carol")) == task
+    everyone = await alice.send_text(bot.rooms["webui"], "@all standup in five minutes")
     await bot.until(
         lambda: all(any("standup in five minutes" in t for t in bot.received(agent))
                     for agent in ("webui", "carol")),
         "the lead and carol to receive @all")
-    await bot.notice(alice, "webui", "standup in five minutes")  # the lead's answer
+    answers = await alice.wait_until(
+        lambda: (found := [m for m in alice.messages(bot.rooms["webui"], sender=bot.user_id)
+                           if "standup in five minutes" in body_of(m)])
+        and len(found) >= 2 and found, what="the lead's and carol's answers", timeout=TIMEOUT)
+    assert sorted(body_of(m).split(":\n", 1)[0] for m in answers) == ["carol", "webui"]
+    assert [thread_of(m) for m in answers] == [everyone, everyone]
 
 
 async def test_a_direct_room_attaches_to_a_worker(
@@ -214,6 +233,8 @@ async def test_a_direct_room_attaches_to_a_worker(
     await alice.send_text(dm, "@carol how is it going?")
     reply = await bot.notice(alice, dm, "how is it going?")
     assert "got it" in body_of(reply)
+    assert body_of(reply).startswith("carol:\n")
+    assert thread_of(reply) is None  # R12.1 threads a topic room's messages, not a DM's
     await alice.send_text(dm, "any blockers?")
     await bot.notice(alice, dm, "any blockers?")
     assert any("any blockers?" in t for t in bot.received("carol"))
