@@ -163,5 +163,5 @@ class Outbox:
         if post.thread is not None:
             target = await self.store.thread_target(post.thread, *key)
             if target is not None:
-                thread = ThreadRef(target.root, target.number)
+                thread = ThreadRef(target.root, target.number, target.latest)
         return Post(post.text, post.author, post.role, thread)

@@ -67,6 +67,7 @@ MIGRATIONS: list[str] = [
         message INTEGER NOT NULL, PRIMARY KEY (platform, room, event_id));
     CREATE INDEX refs_message ON refs (message, platform, room);
     ALTER TABLE messages ADD COLUMN thread INTEGER;
+    CREATE INDEX messages_thread ON messages (thread) WHERE thread IS NOT NULL;
     ALTER TABLE queue ADD COLUMN thread INTEGER;
     ALTER TABLE tasks ADD COLUMN thread INTEGER;
     ALTER TABLE outbox ADD COLUMN author TEXT NOT NULL DEFAULT '';

@@ -40,10 +40,12 @@ class ThreadRow:
 @dataclass(frozen=True)
 class ThreadTarget:
     """Where a post into a thread goes in one room: the root's id there (None when the root
-    was never shown in that room) and the thread's number."""
+    was never shown in that room), the thread's number, and its latest message there (for
+    Matrix's reply fallback; None when the root is the latest)."""
 
     number: int
     root: str | None
+    latest: str | None = None
 
 
 def new_thread(conn: sqlite3.Connection, channel: str, root: int, *, owner: str | None = None,
@@ -138,7 +140,9 @@ class ThreadRecords:
         """Where thread `thread_id` is in `room` (read when a post is sent, since the root's
         relay is sent, in order, just before); one indexed query."""
         row = await self._one(
-            "SELECT t.number, r.event_id FROM threads t LEFT JOIN refs r ON r.message = t.root "
-            "AND r.platform = ? AND r.room = ? WHERE t.id = ? ORDER BY r.rowid LIMIT 1",
-            (platform, room, thread_id))
+            "SELECT t.number, r.event_id, (SELECT l.event_id FROM messages m JOIN refs l "
+            "ON l.message = m.id AND l.platform = ? AND l.room = ? WHERE m.thread = t.id "
+            "ORDER BY l.rowid DESC LIMIT 1) FROM threads t LEFT JOIN refs r ON "
+            "r.message = t.root AND r.platform = ? AND r.room = ? WHERE t.id = ? "
+            "ORDER BY r.rowid LIMIT 1", (platform, room, platform, room, thread_id))
         return ThreadTarget(*row) if row else None

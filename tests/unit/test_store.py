@@ -595,6 +595,17 @@ async def test_r12_5_a_reply_finds_its_thread_by_any_room_s_id_of_the_root(store
     assert {room: t.root for room, t in targets.items() if t} == {
         ("slack", "C0123"): "E1", ("matrix", "!m"): "$relay", ("slack", "D9"): None}
     assert await store.thread_target(999, "slack", "C0123") is None
+    reply = await store.accept_inbound("webui", inbound("$reply", platform="matrix"), [], 4.0,
+                                       thread=on_slack.id)
+    (answer,) = await store.add_said([Said("webui", "webui", "ok", (("matrix", "C0123"),),
+                                           thread=on_slack.id)], 5.0)
+    assert reply is not None and answer != reply
+    latest = await store.thread_target(on_slack.id, "matrix", "C0123")
+    assert latest is not None and latest.latest == "$reply"  # the answer is not sent yet
+    (post,) = [p for p in await store.pending_posts() if p.message == answer]
+    await store.post_sent(post.id, ref="$answer")
+    latest = await store.thread_target(on_slack.id, "matrix", "C0123")
+    assert latest is not None and latest.latest == "$answer"  # Matrix's reply fallback
 
 
 async def test_r12_2_a_reply_under_a_root_the_bot_never_saw_gets_a_stand_in(store: Store) -> None:
