@@ -9,8 +9,15 @@ platform's budget and `measure`, so that `bridges.split` judges a part by what i
 
 from __future__ import annotations
 
-from bridges.render_html import to_matrix_html
-from bridges.render_mrkdwn import to_slack_mrkdwn
+from functools import lru_cache
+
+from bridges import render_html, render_mrkdwn
+
+# The splitter measures every part it returns by rendering it, and the bridge then renders
+# that part to send it: remembering the last few renders makes the second one free (a
+# post that fits one part is rendered once, not twice).
+to_matrix_html = lru_cache(maxsize=32)(render_html.to_matrix_html)
+to_slack_mrkdwn = lru_cache(maxsize=32)(render_mrkdwn.to_slack_mrkdwn)
 
 SLACK_LIMIT_CHARS = 4000
 """Slack's advice for one message's `text`; longer ones are truncated or split oddly."""

@@ -135,7 +135,7 @@ def _inline(token: Token, *, heading: bool = False) -> str:
         elif kind == "code_inline":
             out.append(f"`{_escape(child.content)}`")
         elif kind in ("softbreak", "hardbreak"):
-            out.append("\n")
+            out.append(" " if links else "\n")  # a Slack link cannot span lines
         elif kind.endswith(("_open", "_close")) and child.tag in _MARKS:
             out.append("" if heading and child.tag == "strong" else _MARKS[child.tag])
         elif kind == "link_open":

@@ -51,6 +51,7 @@ def test_r5_2_platform_measures_count_what_is_sent():
             "<https://example.org/a_b?x=1&amp;y=2|the docs>",
         ),
         ("[a|b](https://example.org/x|y)", "<https://example.org/x%7Cy|a|b>"),
+        ("[two\nlines](https://e.org)", "<https://e.org|two lines>"),
         ("[mail](mailto:a@example.org)", "<mailto:a@example.org|mail>"),
         ("[ftp](ftp://example.org/f)", "ftp"),
         ("# Heading", "*Heading*"),
