@@ -32,7 +32,7 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
-from bridges.md_parse import _PARSER
+from bridges.md_parse import PARSER
 from bridges.render import (
     MATRIX_LIMIT_BYTES,
     SLACK_LIMIT_CHARS,
@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     md = agent_reply(args.chars)
     rows: list[tuple[str, Callable[[], object]]] = [
-        ("markdown-it parse() only", lambda: _PARSER.parse(md)),
-        ("markdown-it render() to HTML (floor)", lambda: _PARSER.render(md)),
+        ("markdown-it parse() only", lambda: PARSER.parse(md)),
+        ("markdown-it render() to HTML (floor)", lambda: PARSER.render(md)),
         ("to_matrix_html", lambda: to_matrix_html(md)),
         ("to_slack_mrkdwn", lambda: to_slack_mrkdwn(md)),
         ("Matrix send path (split + render)", lambda: matrix_send(md)),
