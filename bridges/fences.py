@@ -1,8 +1,9 @@
-"""Fenced code blocks, as both the renderer and the splitter must read them (R5.2, R5.6).
+"""Fenced code blocks, as the splitter reads them (R5.2).
 
-The renderer must never convert code and the splitter must never cut through a block that
-could fit a part whole; both depend on one reading of where a block opens and closes, so
-it lives here once (CommonMark's rules, minus the rarely used corners).
+The splitter must never cut through a block that could fit a part whole, and closes and
+reopens one it has to cut, so it needs to know where a block opens and closes — in the
+markdown source, before any parsing (CommonMark's rules, minus the rarely used corners).
+The renderers read fences through markdown-it (`bridges.md_parse`).
 """
 
 from __future__ import annotations

@@ -39,9 +39,13 @@ def split_message(text: str, limit: int, *, measure: Callable[[str], int] = len)
     """
     if not text.strip():
         return []
-    if measure(text) <= limit:
+    whole = measure(text)
+    if whole <= limit:
         return [text]
-    return _Splitter(text, limit, measure).parts()
+    # The first probe of each part: as many characters as the whole text suggests fill
+    # `limit`, a little over so the probe brackets the cut rather than falls short of it.
+    first_probe = max(1, len(text) * limit * 11 // (whole * 10))
+    return _Splitter(text, limit, measure, first_probe).parts()
 
 
 class _Role(Enum):
@@ -69,8 +73,10 @@ class _Region:
 
 
 class _Splitter:
-    def __init__(self, text: str, limit: int, measure: Callable[[str], int]) -> None:
-        self.text, self.limit, self.measure = text, limit, measure
+    def __init__(
+        self, text: str, limit: int, measure: Callable[[str], int], first_probe: int
+    ) -> None:
+        self.text, self.limit, self.measure, self.first_probe = text, limit, measure, first_probe
         lines = text.split("\n")
         starts: list[int] = []
         position = 0
@@ -177,7 +183,7 @@ class _Splitter:
             return size(end) <= self.limit
 
         # 1. Bracket the farthest fitting end by doubling: fits(low), not fits(high).
-        low, step = start, max(self.limit, 1)
+        low, step = start, self.first_probe
         while True:
             if low + step >= self.end:
                 if fits(self.end):
@@ -189,21 +195,18 @@ class _Splitter:
                 break
             low, step = low + step, step * 2
 
-        # 2. The farthest line cut that fits: those up to `low` do, search the rest.
-        first = bisect_right(self.cut_ends, start)
-        known = bisect_right(self.cut_ends, low)
-        best = self._last_fitting(
-            self.cut_ends, known, bisect_left(self.cut_ends, high), (low, high), size
-        )
-        if best >= first:
-            # 3. Prefer the farthest paragraph cut before it.
-            para = bisect_right(self.para_ends, self.cut_ends[best]) - 1
-            if para >= 0 and self.para_ends[para] > start and fits(self.para_ends[para]):
-                return self.para_ends[para], self.para_next[para]
-            if fits(self.cut_ends[best]):
-                return self.cut_ends[best], self.cut_next[best]
+        # 2. The farthest paragraph cut that fits, else the farthest line cut: those up to
+        # `low` fit, the rest are searched. Paragraph cuts are searched first, and on their
+        # own, because they are far fewer: each probe is a render of a whole part.
+        for ends, nexts in ((self.para_ends, self.para_next), (self.cut_ends, self.cut_next)):
+            first = bisect_right(ends, start)
+            best = self._last_fitting(
+                ends, bisect_right(ends, low), bisect_left(ends, high), (low, high), size
+            )
+            if best >= first and fits(ends[best]):
+                return ends[best], nexts[best]
 
-        # 4. No line fits whole: cut inside it, after a space if there is one late enough.
+        # 3. No line fits whole: cut inside it, after a space if there is one late enough.
         chars = range(low, high)
         end = chars[self._last_fitting(chars, 1, len(chars), (low, high), size)]
         if end <= start or not fits(end):
