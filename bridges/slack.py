@@ -31,14 +31,9 @@ way it is:
   new socket and answers no ping, so each dies within two ping intervals: were `hello`
   enough to be up, that would be short outages, none ever alerted. So after a drop the
   socket is up again only once a ping on the new one was answered.
-* **Sending never sleeps (R8.3).** The Web API client has no rate-limit retry handler, so a
-  429 surfaces at once as `RateLimited(Retry-After)`; the outbox paces and retries. A split
-  post remembers how many of its parts were accepted (in the `KeyValueStore`, by `key`), so
-  a retry after a 429 on part 3 does not post parts 1 and 2 again, even after a restart.
-* **A post is not made twice (R8.3).** Slack has no idempotency key. Each part carries
-  message metadata naming it; a post the outbox marks `maybe_sent` (pending when the bot
-  started, or its last try failed after it could have been taken) is first looked for in
-  the channel's latest messages (`conversations.history`), and the parts found are skipped.
+* **Posting is `bridges.slack_posts`**: under the author's name, in the thread, split, never
+  sleeping on a 429 and never twice (R5.7, R8.3, R12.1); every Web API call it makes goes
+  through this bridge's watch of the link (`_exchange`).
 """
 
 from __future__ import annotations
@@ -60,7 +55,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import EventSink, Inbound, KeyValueStore, Post, SendError
+from bridges.base import EventSink, Inbound, KeyValueStore, Post
 from bridges.link import Leg, Legs
 from bridges.pump import Make, OrderedPump, ready
 from bridges.settings import SlackConfig, SlackMode
@@ -72,19 +67,13 @@ from bridges.slack_events import (
     error_code,
     is_person_message,
     names_wanted,
-    part_metadata,
-    part_name,
-    post_failure,
-    post_texts,
-    posted_parts,
-    progress_key,
-    rate_limit,
     room_joined,
     silent_s,
     socket_signal,
     to_inbound,
 )
 from bridges.slack_http import events_app
+from bridges.slack_posts import SlackPoster
 from bridges.slack_rooms import NETWORK_ERRORS, resolve
 
 log = logging.getLogger(__name__)
@@ -92,7 +81,6 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 NAME_TTL_S = 3600.0
 """How long a resolved user name is trusted; renames show up within the hour."""
-HISTORY_LOOKBACK = 200  # most recent messages searched for a post that may be there
 
 
 class SlackStartError(Exception):
@@ -130,6 +118,7 @@ class SlackBridge:
         self._connect_timeout_s = connect_timeout_s
         self._client = AsyncWebClient(base_url=config.api_url, token=config.bot_token,
                                       timeout=int(max(1, api_timeout_s)))
+        self._poster = SlackPoster(self._client, kv, self._exchange)
         self._me: AuthorizeResult | None = None
         self._sink: EventSink | None = None
         self._names: dict[str, tuple[str, float]] = {}
@@ -205,47 +194,8 @@ class SlackBridge:
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
-        """Split below 4,000 rendered characters, render each part as mrkdwn, post them in
-        order (R5.2, R5.6).
-
-        Slack has no idempotency key, so with `maybe_sent` the channel's latest messages are
-        searched for this post's parts (by their metadata) and those found are not posted
-        again. Every Slack post by the bot is a bot message (R5.5).
-        """
-        parts = post_texts(post.line)
-        progress = progress_key(key)
-        done = int(await self._kv.get_value(progress) or 0) if len(parts) > 1 else 0
-        there = await self._posted_parts(room) if maybe_sent else set()
-        for index in range(done, len(parts)):
-            part = part_name(key, index)
-            if part in there:
-                log.info("slack: %s is already in %s; not posting it again", part, room)
-            else:
-                await self._post(room, parts[index], part)
-            if index + 1 < len(parts):
-                await self._kv.put_value(progress, str(index + 1))
-        if len(parts) > 1:
-            await self._kv.delete_value(progress)  # the post is whole: forget its progress
-        return None
-
-    async def _posted_parts(self, room: str) -> set[str]:
-        """The parts (`<key>.<i>`) among the channel's latest messages that the bot posted.
-
-        If the history cannot be read for good (a missing `*:history` scope), the post goes
-        out anyway: a message twice is better than a message lost."""
-        try:
-            with self._exchange("conversations.history"):
-                resp = await self._client.conversations_history(
-                    channel=room, limit=HISTORY_LOOKBACK, include_all_metadata=True)
-        except SlackApiError as e:
-            if (limited := rate_limit(e, f"reading {room}")) is not None:
-                raise limited from None
-            log.warning("slack: cannot read %s to check for a post made before a restart (%s);"
-                        " posting it again", room, error_code(e))
-            return set()
-        except NETWORK_ERRORS as e:
-            raise SendError(f"cannot reach Slack to read {room}: {e}") from None
-        return posted_parts(resp.get("messages") or [])
+        """R5.2, R5.6, R5.7, R8.3, R12.1: see `bridges.slack_posts.SlackPoster.send`."""
+        return await self._poster.send(room, post, key=key, maybe_sent=maybe_sent)
 
     async def stop(self) -> None:
         """Stop taking events, let the ones already taken reach the sink, close; idempotent."""
@@ -436,16 +386,3 @@ class SlackBridge:
         name = display_name(user, user_id)
         self._names[user_id] = (name, time.monotonic())
         return name
-
-    # --- Web API helpers ---------------------------------------------------------------------
-
-    async def _post(self, room: str, text: str, part: str) -> None:
-        try:
-            with self._exchange("a post"):
-                await self._client.chat_postMessage(channel=room, text=text,
-                                                    metadata=part_metadata(part),
-                                                    unfurl_links=False, unfurl_media=False)
-        except SlackApiError as e:
-            raise post_failure(room, e) from None
-        except NETWORK_ERRORS as e:
-            raise SendError(f"cannot reach Slack to post to {room}: {e}") from None

@@ -9,8 +9,9 @@ means is decided here, without awaiting, the clock or state, so each rule is a t
 - `member_joined_channel` for the bot is `RoomJoined` (R1.5); an IM is a direct room (R1.6);
 - a 429 is `RateLimited(Retry-After)`; an error no retry can fix is a permanent `SendError`
   (R8.3);
-- each part of a post carries metadata naming it, which is how a post that may already be
-  in the channel is recognised before it is posted again (R8.3).
+- a post is shown under its author's name, with an icon per kind of author, in its thread
+  (R5.7, R12.1); each part carries metadata naming it, which is how a post that may already
+  be in the channel or thread is recognised before it is posted again (R8.3).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bridges.base import (
+    AuthorRole,
     Inbound,
+    Post,
     RateLimited,
     RoomJoined,
     RoomUnresolvable,
@@ -54,6 +57,16 @@ PERMANENT_ERRORS = frozenset({
 POST_METADATA_TYPE = "crewbridge_post"
 """The metadata event type that names a part the bot posted (`<key>.<i>`)."""
 
+ROLE_ICONS = {
+    AuthorRole.BOT: ":robot_face:",
+    AuthorRole.LEAD: ":compass:",
+    AuthorRole.WORKER: ":hammer_and_wrench:",
+    AuthorRole.FORK: ":thread:",
+    AuthorRole.PERSON: ":bust_in_silhouette:",
+}
+"""The icon beside a post's `username`, by who it speaks for (R5.7)."""
+
+USERNAME_LIMIT = 80  # Slack's longest display name; a longer `username` is cut
 DEFAULT_RETRY_AFTER_S = 1.0  # a 429 without a usable Retry-After header
 IM = "im"  # the `channel_type` of a direct conversation with the bot
 
@@ -132,18 +145,21 @@ def to_inbound(body: Mapping[str, Any], event: Mapping[str, Any], names: Mapping
                bot_user_id: str) -> Inbound | None:
     """A person's message as an `Inbound` (None when nothing is left once the bot's mention
     is removed). `names` holds `names_wanted(event)`; `event_id` is the envelope's, so a
-    redelivery is recognised (R8.1); a thread's first message is not "in" the thread.
-    Text that is not valid Unicode is cleaned (R5.8): a message of NULs alone is nothing."""
+    redelivery is recognised (R8.1), and `ref` its `ts`, by which a reply names it as its
+    thread's root (R12). A reply in a thread (`thread_ts` ≠ `ts`, a `thread_broadcast`
+    too) names the thread; a thread's first message is not "in" the thread. Text that is
+    not valid Unicode is cleaned (R5.8): a message of NULs alone is nothing."""
     text = clean_text(slack_to_plain(str(event.get("text") or ""), names, bot_user_id)).strip()
     if not text:
         return None
-    thread = event.get("thread_ts")
+    ts, thread = str(event["ts"]), event.get("thread_ts")
+    event_id = str(body.get("event_id") or ts)
     return Inbound(
         platform=PLATFORM, room=event["channel"], sender=event["user"],
         sender_name=names.get(event["user"], event["user"]), text=text,
-        event_id=str(body.get("event_id") or event["ts"]), ts=float(event["ts"]),
-        is_direct=event.get("channel_type") == IM,
-        thread=thread if thread and thread != event["ts"] else None)
+        event_id=event_id, ts=float(ts), is_direct=event.get("channel_type") == IM,
+        thread=str(thread) if thread and thread != ts else None,
+        ref=ts if ts != event_id else "")
 
 
 def room_joined(event: Mapping[str, Any], bot_user_id: str | None) -> RoomJoined | None:
@@ -215,24 +231,49 @@ def post_texts(text: str) -> list[str]:
             for part in split_message(text, SLACK_TEXT_LIMIT, measure=slack_measure)]
 
 
+def post_fields(post: Post) -> dict[str, str]:
+    """The `chat.postMessage` arguments that say who speaks and where: the author as the
+    sender's name with its role's icon (R5.7; an empty author shows as the app itself),
+    and the thread's root (R12.1; none: the top level)."""
+    fields = {}
+    if post.author:
+        fields.update(username=post.author[:USERNAME_LIMIT], icon_emoji=ROLE_ICONS[post.role])
+    if post.thread is not None and post.thread.root:
+        fields["thread_ts"] = post.thread.root
+    return fields
+
+
 def part_name(key: str, index: int) -> str:
     return f"{key}.{index}"
 
 
 def progress_key(key: str) -> str:
-    """The key-value entry that counts how many parts of a split post were accepted."""
+    """The key-value entry that keeps how far a split post got: `progress_value`."""
     return f"slack.sent_parts.{key}"
+
+
+def progress_value(parts_done: int, first_ts: str | None) -> str:
+    """How many parts of a split post were accepted, and the first one's `ts`: a retry
+    that resumes at part 3 still returns the id of part 1, the post's thread root (R12)."""
+    return f"{parts_done} {first_ts}" if first_ts else str(parts_done)
+
+
+def parse_progress(value: str | None) -> tuple[int, str | None]:
+    """`progress_value` read back; nothing kept is nothing done."""
+    done, _, first_ts = (value or "0").partition(" ")
+    return int(done), first_ts or None
 
 
 def part_metadata(part: str) -> dict[str, Any]:
     return {"event_type": POST_METADATA_TYPE, "event_payload": {"part": part}}
 
 
-def posted_parts(messages: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The parts (`<key>.<i>`) the bot posted among a channel's messages (R8.3)."""
-    parts = set()
+def posted_parts(messages: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The parts (`<key>.<i>`) the bot posted among a channel's or a thread's messages, each
+    with its `ts` (R8.3)."""
+    parts = {}
     for message in messages:
         metadata = message.get("metadata") or {}
         if metadata.get("event_type") == POST_METADATA_TYPE:
-            parts.add(str((metadata.get("event_payload") or {}).get("part")))
+            parts[str((metadata.get("event_payload") or {}).get("part"))] = str(message.get("ts"))
     return parts

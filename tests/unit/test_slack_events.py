@@ -5,27 +5,42 @@ metadata that recognises them. No emulator: the payloads are the dicts bolt hand
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import SlackResponse
 
-from bridges.base import Inbound, RateLimited, RoomJoined, RoomUnresolvable, SendError
+from bridges.base import (
+    AuthorRole,
+    Inbound,
+    Post,
+    RateLimited,
+    RoomJoined,
+    RoomUnresolvable,
+    SendError,
+    ThreadRef,
+)
 from bridges.slack_events import (
     DEFAULT_RETRY_AFTER_S,
+    ROLE_ICONS,
     SLACK_TEXT_LIMIT,
+    USERNAME_LIMIT,
     SocketSignal,
     answered_since,
     channel_id,
     display_name,
     is_person_message,
     names_wanted,
+    parse_progress,
     part_metadata,
     part_name,
     post_failure,
+    post_fields,
     post_texts,
     posted_parts,
+    progress_value,
     rate_limit,
     room_joined,
     silent_s,
@@ -82,22 +97,31 @@ def test_r2_2_the_names_looked_up_are_the_sender_and_those_mentioned_but_not_the
 NAMES = {"U0ALICE": "Alice", "U0BOB": "bob"}
 
 
+TS = "1700000000.000100"
+
+
 @pytest.mark.parametrize(("name", "body", "payload", "expected"), [
-    ("a channel message (R9.1)", {"event_id": "Ev1"}, event("hi <@U0BOB>"),
-     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hi @bob", "Ev1", 1700000000.0001)),
-    ("without an envelope id the ts identifies it (R8.1)", {}, event(),
-     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "1700000000.000100",
-             1700000000.0001)),
+    ("a channel message (R9.1); its ts names it as a thread root (R12)", {"event_id": "Ev1"},
+     event("hi <@U0BOB>"),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hi @bob", "Ev1", 1700000000.0001,
+             ref=TS)),
+    ("without an envelope id the ts identifies it (R8.1), and is no other ref", {}, event(),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", TS, 1700000000.0001)),
     ("an IM is a direct room (R1.6)", {"event_id": "Ev2"}, event(channel_type="im"),
      Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev2", 1700000000.0001,
-             is_direct=True)),
-    ("a reply in a thread names the thread", {"event_id": "Ev3"},
+             is_direct=True, ref=TS)),
+    ("a reply in a thread names the thread (R12.2)", {"event_id": "Ev3"},
      event(thread_ts="1699999999.000001"),
      Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev3", 1700000000.0001,
-             thread="1699999999.000001")),
+             thread="1699999999.000001", ref=TS)),
+    ("a reply also sent to the channel is a reply in the thread (R12.2)", {"event_id": "Ev6"},
+     event(thread_ts="1699999999.000001", subtype="thread_broadcast"),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev6", 1700000000.0001,
+             thread="1699999999.000001", ref=TS)),
     ("a thread's first message is not in a thread", {"event_id": "Ev4"},
-     event(thread_ts="1700000000.000100"),
-     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev4", 1700000000.0001)),
+     event(thread_ts=TS),
+     Inbound("slack", "C0WEBUI", "U0ALICE", "Alice", "hello", "Ev4", 1700000000.0001,
+             ref=TS)),
     ("only the bot's mention: nothing to say", {"event_id": "Ev5"}, event("<@UBOT0001>"),
      None),
 ])
@@ -206,14 +230,54 @@ def test_r8_3_only_a_429_is_a_rate_limit_when_reading_history() -> None:
 
 
 def test_r8_3_parts_posted_are_recognised_by_their_metadata() -> None:
+    """R8.3: each with its ts, which `send` returns for a part found already posted (R12)."""
     messages = [
-        {"text": "part one", "metadata": part_metadata(part_name("post-1", 0))},
-        {"text": "someone else", "metadata": {"event_type": "other_app",
-                                              "event_payload": {"part": "post-1.1"}}},
-        {"text": "a person"},
-        {"text": "part three", "metadata": part_metadata(part_name("post-1", 2))},
+        {"text": "part one", "ts": "1.1", "metadata": part_metadata(part_name("post-1", 0))},
+        {"text": "someone else", "ts": "1.2",
+         "metadata": {"event_type": "other_app", "event_payload": {"part": "post-1.1"}}},
+        {"text": "a person", "ts": "1.3"},
+        {"text": "part three", "ts": "1.4", "metadata": part_metadata(part_name("post-1", 2))},
     ]
-    assert posted_parts(messages) == {"post-1.0", "post-1.2"}
+    assert posted_parts(messages) == {"post-1.0": "1.1", "post-1.2": "1.4"}
+
+
+@pytest.mark.parametrize(("name", "post", "fields"), [
+    ("a lead's answer in a thread (R5.7, R12.1)",
+     Post("## Plan", "webui", AuthorRole.LEAD, ThreadRef("1700000000.000100", 3)),
+     {"username": "webui", "icon_emoji": ":compass:", "thread_ts": "1700000000.000100"}),
+    ("a worker at the top level", Post("done", "carol", AuthorRole.WORKER),
+     {"username": "carol", "icon_emoji": ":hammer_and_wrench:"}),
+    ("a fork", Post("x", "webui/2", AuthorRole.FORK),
+     {"username": "webui/2", "icon_emoji": ":thread:"}),
+    ("a person relayed from Matrix", Post("hi", "alice (matrix)", AuthorRole.PERSON),
+     {"username": "alice (matrix)", "icon_emoji": ":bust_in_silhouette:"}),
+    ("the bot's notice", Post("hello", "crewbridge"),
+     {"username": "crewbridge", "icon_emoji": ":robot_face:"}),
+    ("no author: the app itself", Post("hello"), {}),
+    ("a thread never shown in this room: the top level", Post("x", thread=ThreadRef(None, 4)),
+     {}),
+    ("a name longer than Slack shows is cut", Post("x", "n" * 100),
+     {"username": "n" * USERNAME_LIMIT, "icon_emoji": ":robot_face:"}),
+])
+def test_r5_7_r12_1_a_post_says_who_speaks_and_where(name: str, post: Post,
+                                                     fields: dict[str, str]) -> None:
+    assert post_fields(post) == fields, name
+
+
+def test_r5_7_every_role_has_an_icon() -> None:
+    assert set(ROLE_ICONS) == set(AuthorRole)
+    assert all(re.fullmatch(r":[a-z_]+:", icon) for icon in ROLE_ICONS.values())
+
+
+@pytest.mark.parametrize(("parts_done", "first_ts"), [(1, "1700000000.000100"), (3, None)])
+def test_r8_3_r12_a_split_posts_progress_keeps_its_first_ts(parts_done: int,
+                                                            first_ts: str | None) -> None:
+    assert parse_progress(progress_value(parts_done, first_ts)) == (parts_done, first_ts)
+
+
+def test_r8_3_no_progress_kept_is_nothing_done() -> None:
+    assert parse_progress(None) == (0, None)
+    assert parse_progress("2") == (2, None)
 
 
 @pytest.mark.parametrize(("text", "parts"), [

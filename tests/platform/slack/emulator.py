@@ -5,9 +5,12 @@ side of the wire that behaves like Slack where our bridge depends on it. This em
 aiohttp server on 127.0.0.1 (a free port) that offers:
 
 * **Web API** under `/api/<method>`, form, query or JSON parameters, the token from
-  `Authorization: Bearer …` (or a `token` parameter): `auth.test`, `chat.postMessage`,
-  `conversations.history` (the bot's posts, with their metadata when asked),
-  `conversations.info`, `conversations.list` (cursor-paginated), `users.info` and
+  `Authorization: Bearer …` (or a `token` parameter): `auth.test`, `chat.postMessage`
+  (`thread_ts` posts a reply in a thread; `username`/`icon_emoji` are kept on the message),
+  `conversations.history` (a channel's top-level messages, newest first, with their
+  metadata when asked), `conversations.replies` (a thread: its root, then its replies in
+  order; cursor-paginated), `conversations.info`, `conversations.list` (cursor-paginated),
+  `users.info` and
   `apps.connections.open` (app token only; returns a one-time `ws://127.0.0.1:<port>/link`
   URL). Errors are Slack's: HTTP 200 with `{"ok": false, "error": …}`, or 429 with a
   `Retry-After` header.
@@ -25,7 +28,10 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   about one post per second per channel with a small burst; beyond it 429 + `Retry-After`),
   which counts the 429s it sent in `rate_limited` (`refill_rate_limits` resets it).
 * **People and the bot's output**: `post_as` builds a `message` event from a person and
-  delivers it (socket or HTTP); `posts(channel)` / `wait_for_posts` read what the bot posted.
+  delivers it (socket or HTTP), `reply_as` a person's reply in a thread (its event carries
+  `thread_ts`); both are kept as the channel's messages, which `conversations.history` and
+  `conversations.replies` read. `posts(channel)` / `wait_for_posts` read what the bot
+  posted, `replies(channel, root)` what the bot posted in one thread.
   Like real Slack, every bot post is echoed back to the app as a `message` event carrying the
   bot's `user` and `bot_id`, so tests see that the bridge drops its own messages (R5.5).
 
@@ -122,6 +128,30 @@ class Posted:
     thread_ts: str | None
     params: dict[str, Any]
 
+    @property
+    def username(self) -> str | None:
+        """The sender name the post asked for (`chat:write.customize`), if any."""
+        return self.params.get("username")
+
+    @property
+    def icon_emoji(self) -> str | None:
+        return self.params.get("icon_emoji")
+
+    def to_api(self, bot_user_id: str, bot_id: str, *, metadata: bool) -> dict[str, Any]:
+        """The message as `conversations.history`/`.replies` show it; a customised sender
+        makes it a `bot_message` with its `username` and `icons`, as on Slack."""
+        message: dict[str, Any] = {"type": "message", "user": bot_user_id, "bot_id": bot_id,
+                                   "text": self.text, "ts": self.ts}
+        if self.thread_ts is not None:
+            message["thread_ts"] = self.thread_ts
+        if self.username:
+            message.update(subtype="bot_message", username=self.username,
+                           icons={"emoji": self.icon_emoji} if self.icon_emoji else {})
+        raw = self.params.get("metadata")
+        if metadata and raw:
+            message["metadata"] = json.loads(raw) if isinstance(raw, str) else raw
+        return message
+
 
 @dataclass(frozen=True)
 class ApiCall:
@@ -180,6 +210,8 @@ class _State:
 
     calls: list[ApiCall] = field(default_factory=list)
     posts: dict[str, list[Posted]] = field(default_factory=dict)
+    said: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """People's messages per channel (the events `post_as`/`reply_as` delivered)."""
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
     connections_opened: int = 0
     rate_limited: int = 0
@@ -302,6 +334,10 @@ class SlackEmulator:
         """What the bot posted to `channel`, in the order Slack accepted it."""
         return list(self.state.posts.get(channel, []))
 
+    def replies(self, channel: str, root: str) -> list[Posted]:
+        """What the bot posted in the thread under `root` in `channel`, in order."""
+        return [p for p in self.posts(channel) if p.thread_ts == root]
+
     def calls(self, method: str) -> list[ApiCall]:
         return [c for c in self.state.calls if c.method == method]
 
@@ -422,11 +458,21 @@ class SlackEmulator:
 
     async def post_as(self, user: str, channel: str, text: str, *, via: Via | None = None,
                       **kwargs: Any) -> Delivery:
-        """A person posts `text` in `channel`; the event is delivered to the app.
+        """A person posts `text` in `channel`; the event is delivered to the app, and the
+        message is kept in the channel (history, threads).
 
         `via` defaults to the socket when one is open, else HTTP to `events_url`.
         """
-        return await self.deliver(self.message_event(user, channel, text, **kwargs), via=via)
+        payload = self.message_event(user, channel, text, **kwargs)
+        self.state.said.setdefault(channel, []).append(payload["event"])
+        return await self.deliver(payload, via=via)
+
+    async def reply_as(self, user: str, channel: str, root: str, text: str, *,
+                       broadcast: bool = False, via: Via | None = None) -> Delivery:
+        """A person replies `text` in the thread under the message `root` (its `ts`);
+        `broadcast`: "also send to the channel" (subtype `thread_broadcast`)."""
+        return await self.post_as(user, channel, text, via=via, thread_ts=root,
+                                  subtype="thread_broadcast" if broadcast else None)
 
     async def deliver(self, payload: dict[str, Any], *, via: Via | None = None,
                       retry_attempt: int = 0, retry_reason: str = "",
@@ -518,6 +564,7 @@ class SlackEmulator:
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "conversations.info": self._conversations_info,
             "conversations.list": self._conversations_list,
             "users.info": self._users_info,
@@ -552,9 +599,8 @@ class SlackEmulator:
         self.state.posts.setdefault(channel.id, []).append(posted)
         if self.echo_bot_posts:
             self._echo(channel, posted)
-        message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
-                   "text": text, "ts": ts}
-        return _ok(channel=channel.id, ts=ts, message=message)
+        return _ok(channel=channel.id, ts=ts,
+                   message=posted.to_api(self.bot_user_id, self.bot_id, metadata=False))
 
     def _take_post_token(self, channel: str) -> int | None:
         """Spend one post from the channel's bucket; None if allowed, else seconds to wait."""
@@ -570,34 +616,51 @@ class SlackEmulator:
 
     def _echo(self, channel: Channel, posted: Posted) -> None:
         """Send the bot's own post back to the app, as Slack does for `message.*` events."""
-        event = {"type": "message", "channel": channel.id, "user": self.bot_user_id,
-                 "bot_id": self.bot_id, "app_id": self.app_id, "text": posted.text,
-                 "ts": posted.ts, "event_ts": posted.ts, "team": self.team_id,
-                 "channel_type": channel.channel_type,
+        event = {**posted.to_api(self.bot_user_id, self.bot_id, metadata=False),
+                 "channel": channel.id, "app_id": self.app_id, "event_ts": posted.ts,
+                 "team": self.team_id, "channel_type": channel.channel_type,
                  "bot_profile": {"id": self.bot_id, "app_id": self.app_id, "name": "crewbridge"}}
         if self._links or self.events_url:
             task = asyncio.ensure_future(self.deliver(self.event_callback(event)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _messages(self, channel: str, *, metadata: bool) -> list[dict[str, Any]]:
+        """Every message in `channel`, people's and the bot's, oldest first (ts order)."""
+        bot = [p.to_api(self.bot_user_id, self.bot_id, metadata=metadata)
+               for p in self.state.posts.get(channel, [])]
+        people = [{k: v for k, v in e.items() if k not in ("channel", "channel_type", "team")}
+                  for e in self.state.said.get(channel, [])]
+        return sorted(bot + people, key=lambda m: _ts_order(m["ts"]))
+
     async def _conversations_history(self, params: dict[str, Any]) -> web.Response:
-        """The bot's posts in a channel, newest first; their `metadata` only when asked for
-        with `include_all_metadata`, as Slack does."""
+        """A channel's top-level messages (and replies also sent to it), newest first; their
+        `metadata` only when asked for with `include_all_metadata`, as Slack does."""
         channel = self.channels.get(str(params.get("channel", "")))
         if channel is None:
             return _error("channel_not_found")
-        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
         limit = min(int(params.get("limit") or 100), 999)
-        messages = []
-        for posted in reversed(self.state.posts.get(channel.id, [])[-limit:]):
-            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
-                       "text": posted.text, "ts": posted.ts}
-            metadata = posted.params.get("metadata")
-            if with_metadata and metadata:
-                message["metadata"] = (json.loads(metadata) if isinstance(metadata, str)
-                                       else metadata)
-            messages.append(message)
-        return _ok(messages=messages, has_more=False)
+        top = [m for m in self._messages(channel.id, metadata=_flag(params, "include_all_metadata"))
+               if m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast"]
+        return _ok(messages=top[::-1][:limit], has_more=len(top) > limit)
+
+    async def _conversations_replies(self, params: dict[str, Any]) -> web.Response:
+        """A thread: its root, then its replies oldest first, `limit` a page (cursor: the
+        offset); metadata as for the history."""
+        channel = self.channels.get(str(params.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        root = str(params.get("ts", ""))
+        messages = self._messages(channel.id, metadata=_flag(params, "include_all_metadata"))
+        thread = [m for m in messages if m["ts"] == root]
+        if not thread:
+            return _error("thread_not_found")
+        thread += [m for m in messages if m.get("thread_ts") == root and m["ts"] != root]
+        start = int(params.get("cursor") or 0)
+        limit = min(int(params.get("limit") or 1000), 1000)
+        more = start + limit < len(thread)
+        return _ok(messages=thread[start:start + limit], has_more=more,
+                   response_metadata={"next_cursor": str(start + limit) if more else ""})
 
     async def _conversations_info(self, params: dict[str, Any]) -> web.Response:
         channel = self.channels.get(str(params.get("channel", "")))
@@ -671,6 +734,16 @@ def sign(secret: str, timestamp: int, body: str) -> str:
     """Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`."""
     base = f"v0:{timestamp}:{body}".encode()
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def _flag(params: dict[str, Any], name: str) -> bool:
+    return str(params.get(name, "")).lower() in ("1", "true")
+
+
+def _ts_order(ts: str) -> tuple[int, int]:
+    """Slack `ts` values in time order (`seconds.sequence`)."""
+    seconds, _, sequence = ts.partition(".")
+    return int(seconds), int(sequence or 0)
 
 
 def _ok(**fields: Any) -> web.Response:

@@ -10,6 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bridges.slack import SlackBridge
+from tests.platform.slack.bridge_support import (
+    TIMEOUT,
+    MemoryKV,
+    Sink,
+    StartBridge,
+    slack_config,
+)
 from tests.platform.slack.emulator import SlackEmulator
 
 
@@ -27,3 +35,22 @@ async def slack_emulator() -> AsyncIterator[SlackEmulator]:
         emulator.add_channel("C0WEBUI", "webui")
         emulator.add_im("D0ALICE", "U0ALICE")
         yield emulator
+
+
+@pytest.fixture
+async def start_bridge(slack_emulator: SlackEmulator) -> AsyncIterator[StartBridge]:
+    """Start real bridges against the emulator; every one is stopped when the test ends."""
+    bridges: list[SlackBridge] = []
+
+    async def start(**changes: object) -> tuple[SlackBridge, Sink]:
+        bridge = SlackBridge(slack_config(slack_emulator, **changes), MemoryKV(),
+                             ping_interval_s=0.5, connect_timeout_s=TIMEOUT)
+        bridges.append(bridge)
+        sink = Sink()
+        await bridge.start(sink)
+        slack_emulator.events_url = bridge.events_url
+        return bridge, sink
+
+    yield start
+    for bridge in bridges:
+        await bridge.stop()

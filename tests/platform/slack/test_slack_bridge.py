@@ -9,19 +9,17 @@ the sink returned.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import re
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from bridges.base import (
-    BridgeEvent,
     ConnectionChanged,
     Inbound,
+    Post,
     RateLimited,
     RoomJoined,
     RoomUnresolvable,
@@ -31,104 +29,25 @@ from bridges.render import to_slack_mrkdwn
 from bridges.settings import SlackConfig
 from bridges.slack import SlackBridge, SlackStartError
 from bridges.slack_events import SLACK_TEXT_LIMIT
+from tests.platform.slack.bridge_support import TIMEOUT, MemoryKV, Sink, StartBridge, slack_config
 from tests.platform.slack.emulator import SlackEmulator
-
-TIMEOUT = 5.0
-
-
-class MemoryKV:
-    """The bridge's `KeyValueStore`, in memory (the real one is `bot.store.Store`)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    async def get_value(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    async def put_value(self, key: str, value: str) -> None:
-        self.values[key] = value
-
-    async def delete_value(self, key: str) -> None:
-        self.values.pop(key, None)
-
-
-class Sink:
-    """Records what the bridge hands to the core, and lets a test wait for it."""
-
-    def __init__(self) -> None:
-        self.events: list[BridgeEvent] = []
-        self.refuse = 0
-        """Fail this many coming events, as a core whose store is unavailable would."""
-        self._changed = asyncio.Condition()
-
-    async def __call__(self, event: BridgeEvent) -> None:
-        if self.refuse:
-            self.refuse -= 1
-            raise OSError("the store is unavailable")
-        async with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
-
-    @property
-    def inbound(self) -> list[Inbound]:
-        return [e for e in self.events if isinstance(e, Inbound)]
-
-    @property
-    def links(self) -> list[bool]:
-        return [e.up for e in self.events if isinstance(e, ConnectionChanged)]
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
-
-    async def wait_inbound(self, text: str) -> Inbound:
-        await self.wait_for(lambda: any(m.text == text for m in self.inbound))
-        return next(m for m in self.inbound if m.text == text)
-
-
-StartBridge = Callable[..., Awaitable[tuple[SlackBridge, Sink]]]
-
-
-def slack_config(emulator: SlackEmulator, **changes: object) -> SlackConfig:
-    config = SlackConfig(bot_token=emulator.bot_token, app_token=emulator.app_token,
-                         signing_secret=emulator.signing_secret, http_host="127.0.0.1",
-                         http_port=0, api_url=emulator.api_url)
-    return dataclasses.replace(config, **changes)
-
-
-@pytest.fixture
-async def start_bridge(slack_emulator: SlackEmulator) -> AsyncIterator[StartBridge]:
-    """Start real bridges against the emulator; every one is stopped when the test ends."""
-    bridges: list[SlackBridge] = []
-
-    async def start(**changes: object) -> tuple[SlackBridge, Sink]:
-        bridge = SlackBridge(slack_config(slack_emulator, **changes), MemoryKV(),
-                             ping_interval_s=0.5, connect_timeout_s=TIMEOUT)
-        bridges.append(bridge)
-        sink = Sink()
-        await bridge.start(sink)
-        slack_emulator.events_url = bridge.events_url
-        return bridge, sink
-
-    yield start
-    for bridge in bridges:
-        await bridge.stop()
-
 
 # --- inbound -------------------------------------------------------------------------------
 
 
 async def test_socket_mode_message_becomes_one_inbound_with_names(
         slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
-    """R9.1, R1.3: a person's message over Socket Mode is one Inbound, names resolved
-    (sender and mentions, cached), acked once the sink has it."""
+    """R9.1, R1.3, R12: a person's message over Socket Mode is one Inbound, names resolved
+    (sender and mentions, cached), its `ts` the ref a reply names it by, acked once the
+    sink has it."""
     _, sink = await start_bridge()
     delivery = await slack_emulator.post_as("U0ALICE", "C0WEBUI", "hi <@U0BOB>, look &amp; see")
     message = await sink.wait_inbound("hi @bob, look & see")
     await slack_emulator.wait_ack(delivery.envelope_id or "")
     assert message == Inbound(platform="slack", room="C0WEBUI", sender="U0ALICE",
                               sender_name="alice", text="hi @bob, look & see",
-                              event_id=delivery.event_id, ts=message.ts, is_direct=False)
+                              event_id=delivery.event_id, ts=message.ts, is_direct=False,
+                              ref=delivery.payload["event"]["ts"])
     assert message.ts == float(delivery.payload["event"]["ts"])
 
     await slack_emulator.post_as("U0ALICE", "C0WEBUI", "again")
@@ -168,7 +87,7 @@ async def test_own_and_other_bots_messages_never_reach_the_sink(
     """R5.5: the bot's own posts (echoed back by Slack), other bots, bot_message and edits
     are acked and dropped; only the person's message after them reaches the core."""
     bridge, sink = await start_bridge()
-    await bridge.send("C0WEBUI", "agent output", key="k1")  # Slack echoes it as an event
+    await bridge.send("C0WEBUI", Post("agent output"), key="k1")  # Slack echoes it as an event
     emu = slack_emulator
     emu.add_user("U0OTHERBOT", "ci-bot", is_bot=True)
     for payload in [
@@ -301,7 +220,7 @@ async def test_long_markdown_is_rendered_and_split_in_order(
     slack_emulator.post_burst = 10
     text = long_markdown()
     assert len(text) > 10_000
-    await bridge.send("C0WEBUI", text, key="long")
+    await bridge.send("C0WEBUI", Post(text), key="long")
     posts = slack_emulator.posts("C0WEBUI")
     assert len(posts) >= 3
     assert all(len(p.text) < 4000 for p in posts)
@@ -318,17 +237,19 @@ async def test_long_markdown_is_rendered_and_split_in_order(
 async def test_a_retried_split_post_does_not_repeat_parts(
         slack_emulator: SlackEmulator, start_bridge: StartBridge) -> None:
     """R8.3: when part 2 of a split post hits the rate limit, the outbox's retry (same key)
-    posts parts 2.. only; every part appears exactly once, in order."""
+    posts parts 2.. only; every part appears exactly once, in order. R12: the retry still
+    returns part 1's `ts`, the id a reply under the post names."""
     bridge, _ = await start_bridge()
     slack_emulator.post_burst = 1
     text = long_markdown()
     with pytest.raises(RateLimited):
-        await bridge.send("C0WEBUI", text, key="split-1")
-    assert len(slack_emulator.posts("C0WEBUI")) == 1
-    assert bridge._kv.values == {"slack.sent_parts.split-1": "1"}  # type: ignore[attr-defined]
+        await bridge.send("C0WEBUI", Post(text), key="split-1")
+    [first] = slack_emulator.posts("C0WEBUI")
+    assert bridge._kv.values == {  # type: ignore[attr-defined]
+        "slack.sent_parts.split-1": f"1 {first.ts}"}
     slack_emulator.post_burst = 10
     slack_emulator.refill_rate_limits()
-    await bridge.send("C0WEBUI", text, key="split-1")
+    assert await bridge.send("C0WEBUI", Post(text), key="split-1") == first.ts
     assert bridge._kv.values == {}  # the post is whole: nothing kept for it  # type: ignore
     posts = slack_emulator.posts("C0WEBUI")
     joined = "\n".join(p.text for p in posts)
@@ -345,10 +266,10 @@ async def test_a_post_whose_answer_was_lost_is_not_posted_twice(
     bridge, _ = await start_bridge()
     slack_emulator.lose_next_answers("chat.postMessage")
     with pytest.raises(SendError) as lost:
-        await bridge.send("C0WEBUI", "only once", key="ob-7")
+        await bridge.send("C0WEBUI", Post("only once"), key="ob-7")
     assert not lost.value.permanent
-    await bridge.send("C0WEBUI", "only once", key="ob-7", maybe_sent=True)
-    await bridge.send("C0WEBUI", "never sent before", key="ob-8", maybe_sent=True)
+    await bridge.send("C0WEBUI", Post("only once"), key="ob-7", maybe_sent=True)
+    await bridge.send("C0WEBUI", Post("never sent before"), key="ob-8", maybe_sent=True)
     assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["only once", "never sent before"]
     assert len(slack_emulator.calls("conversations.history")) == 2
 
@@ -362,12 +283,12 @@ async def test_a_split_post_pending_at_a_restart_posts_only_its_missing_parts(
     text = long_markdown()
     slack_emulator.post_burst = 2
     with pytest.raises(RateLimited):
-        await first.send("C0WEBUI", text, key="ob-9")
+        await first.send("C0WEBUI", Post(text), key="ob-9")
     assert len(slack_emulator.posts("C0WEBUI")) == 2
     slack_emulator.post_burst = 10
     slack_emulator.refill_rate_limits()
     after_restart, _ = await start_bridge()  # its key-value store is empty
-    await after_restart.send("C0WEBUI", text, key="ob-9", maybe_sent=True)
+    await after_restart.send("C0WEBUI", Post(text), key="ob-9", maybe_sent=True)
     joined = "\n".join(p.text for p in slack_emulator.posts("C0WEBUI"))
     assert re.findall(r"Paragraph (\d\d)", joined) == [f"{i:02d}" for i in range(30)]
 
@@ -378,11 +299,11 @@ async def test_unreadable_history_posts_anyway(slack_emulator: SlackEmulator,
     (a message twice is better than one lost). A 429 on the check is a RateLimited."""
     bridge, _ = await start_bridge()
     slack_emulator.fail_next("conversations.history", status=200, error="missing_scope")
-    await bridge.send("C0WEBUI", "still delivered", key="ob-10", maybe_sent=True)
+    await bridge.send("C0WEBUI", Post("still delivered"), key="ob-10", maybe_sent=True)
     assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["still delivered"]
     slack_emulator.fail_next("conversations.history", retry_after=4)
     with pytest.raises(RateLimited) as caught:
-        await bridge.send("C0WEBUI", "later", key="ob-11", maybe_sent=True)
+        await bridge.send("C0WEBUI", Post("later"), key="ob-11", maybe_sent=True)
     assert caught.value.retry_after_s == 4.0
 
 
@@ -393,11 +314,11 @@ async def test_429_raises_rate_limited_with_the_retry_after_value(
     bridge, _ = await start_bridge()
     slack_emulator.fail_next("chat.postMessage", retry_after=7)
     with pytest.raises(RateLimited) as caught:
-        await bridge.send("C0WEBUI", "hello", key="p1")
+        await bridge.send("C0WEBUI", Post("hello"), key="p1")
     assert caught.value.retry_after_s == 7.0
     assert len(slack_emulator.calls("chat.postMessage")) == 1
     assert slack_emulator.posts("C0WEBUI") == []
-    await bridge.send("C0WEBUI", "hello", key="p1")
+    await bridge.send("C0WEBUI", Post("hello"), key="p1")
     assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["hello"]
 
 
@@ -418,11 +339,11 @@ async def test_send_errors_say_whether_a_retry_can_help(slack_emulator: SlackEmu
     slack_emulator.add_channel("C0OUTSIDE", "outside", bot_is_member=False)
     for room in ("C0NOWHERE", "C0OUTSIDE"):
         with pytest.raises(SendError) as caught:
-            await bridge.send(room, "hello", key=f"to-{room}")
+            await bridge.send(room, Post("hello"), key=f"to-{room}")
         assert caught.value.permanent and room in str(caught.value)
     slack_emulator.fail_next("chat.postMessage", status=200, error="internal_error")
     with pytest.raises(SendError) as transient:
-        await bridge.send("C0WEBUI", "hello", key="t")
+        await bridge.send("C0WEBUI", Post("hello"), key="t")
     assert not transient.value.permanent and not isinstance(transient.value, RateLimited)
 
 
@@ -501,12 +422,12 @@ async def test_r6_3_a_web_api_call_that_hangs_is_the_link_down_until_one_is_answ
     try:
         slack_emulator.hang_next("chat.postMessage")
         with pytest.raises(SendError) as caught:
-            await bridge.send("C0WEBUI", "into the void", key="k1")
+            await bridge.send("C0WEBUI", Post("into the void"), key="k1")
         assert not isinstance(caught.value, RateLimited) and not caught.value.permanent
         await sink.wait_for(lambda: sink.links == [False])
         [down] = [e for e in sink.events if isinstance(e, ConnectionChanged)]
         assert down.down_for_s >= 1 and "did not answer a post" in down.detail
-        await bridge.send("C0WEBUI", "and back", key="k2")
+        await bridge.send("C0WEBUI", Post("and back"), key="k2")
         await sink.wait_for(lambda: sink.links == [False, True])
         assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["and back"]
     finally:
