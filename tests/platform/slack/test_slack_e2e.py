@@ -110,12 +110,16 @@ async def slack_bot(slack_emulator: SlackEmulator, tmp_path: Path) -> AsyncItera
 async def test_message_in_bound_channel_reaches_the_lead_and_the_reply_is_posted(
         slack_bot: SlackBot) -> None:
     """R1.3, R2.1, R2.7, R5.1, R9.1: a person's message in #webui nudges its lead once, naming
-    the sender and the platform; the lead's reply is posted in the Slack channel by the bot;
-    the bot's own post, echoed back by Slack, nudges no one (R5.5)."""
+    the sender and the platform; the lead's reply is posted by the bot in the thread of that
+    message (R12.1), under the lead's name with the lead's icon and no name in its text
+    (R5.7); the bot's own post, echoed back by Slack, nudges no one (R5.5)."""
     emulator = slack_bot.emulator
-    await emulator.post_as("U0ALICE", "C0WEBUI", "hello team, is the build green?")
+    asked = await emulator.post_as("U0ALICE", "C0WEBUI", "hello team, is the build green?")
     reply = await slack_bot.post_containing("C0WEBUI", "got it")
     assert "is the build green?" in reply.text
+    assert reply.thread_ts == asked.payload["event"]["ts"]
+    assert (reply.username, reply.icon_emoji) == ("webui", ":compass:")
+    assert reply.text.startswith("got it")
     await emulator.wait_until(lambda: len(emulator.state.acks) >= 2)  # the message, the echo
     received = slack_bot.received("webui")
     assert len(received) == 1
@@ -124,16 +128,39 @@ async def test_message_in_bound_channel_reaches_the_lead_and_the_reply_is_posted
 
 
 async def test_at_all_in_a_topic_channel_nudges_its_lead_and_workers(slack_bot: SlackBot) -> None:
-    """R2.3, R7.1, R7.2: `!task @carol …` in #webui starts worker carol; `@all` in #webui
-    then reaches the lead and carol, though carol lives in dm-carol."""
+    """R2.3, R7.1, R7.2: `!task @carol …` in #webui starts worker carol, announced in the
+    thread of the `!task` message (R12.4); `@all` in #webui then reaches the lead and carol,
+    though carol lives in dm-carol, and both answers appear in the thread of the `@all`
+    message, each under its author's name (R12.4, R5.1, R5.7): no DM was ever opened."""
     emulator = slack_bot.emulator
-    await emulator.post_as("U0ALICE", "C0WEBUI", "!task @carol fix the login bug")
-    await slack_bot.post_containing("C0WEBUI", "Task #1 for @carol")
-    await emulator.post_as("U0BOB", "C0WEBUI", "@all standup in five minutes")
+    task = await emulator.post_as("U0ALICE", "C0WEBUI", "!task @carol fix the login bug")
+    announced = await slack_bot.post_containing("C0WEBUI", "Task #1 for @carol")
+    assert announced.thread_ts == task.payload["event"]["ts"]
+    asked = await emulator.post_as("U0BOB", "C0WEBUI", "@all standup in five minutes")
     await slack_bot.until(
         lambda: all(any("standup in five minutes" in t for t in slack_bot.received(agent))
                     for agent in ("webui", "carol")),
         "the lead and carol to receive @all")
+    root = asked.payload["event"]["ts"]
+    await emulator.wait_until(lambda: {p.username for p in emulator.replies("C0WEBUI", root)
+                                       if "standup in five minutes" in p.text}
+                              == {"webui", "carol"}, TIMEOUT)
+
+
+async def test_a_reply_in_the_thread_is_answered_there_by_a_fork(slack_bot: SlackBot) -> None:
+    """R12.2, R12.3, R5.7: a person's reply in the thread of the lead's answer reaches a
+    session forked from the lead's, whose answer comes back in that thread under the fork's
+    name with the fork's icon; the lead's own session does not hear the reply."""
+    emulator = slack_bot.emulator
+    asked = await emulator.post_as("U0ALICE", "C0WEBUI", "what is the plan?")
+    root = asked.payload["event"]["ts"]
+    await slack_bot.post_containing("C0WEBUI", "what is the plan?")
+    await emulator.reply_as("U0BOB", "C0WEBUI", root, "and the deadline?")
+    answer = await slack_bot.post_containing("C0WEBUI", "and the deadline?")
+    assert answer.thread_ts == root
+    assert (answer.username, answer.icon_emoji) == ("webui/1", ":thread:")
+    assert any("and the deadline?" in t for t in slack_bot.received("webui/1"))
+    assert not any("deadline" in t for t in slack_bot.received("webui"))
 
 
 async def test_a_dm_attaches_to_a_worker_and_gets_its_answers(slack_bot: SlackBot) -> None:
@@ -176,17 +203,21 @@ async def test_slack_redeliveries_are_ignored_end_to_end(slack_bot: SlackBot) ->
 
 
 async def test_a_post_whose_answer_was_lost_appears_once(slack_bot: SlackBot) -> None:
-    """R8.3: Slack takes the lead's reply but the bot gets a 500 back; the outbox's retry
-    finds the reply in the channel and does not post it again."""
+    """R8.3, R12.1: Slack takes the lead's reply in the thread of the person's message but
+    the bot gets a 500 back; the outbox's retry looks for it in that thread
+    (`conversations.replies`), finds it and does not post it again."""
     emulator = slack_bot.emulator
     emulator.lose_next_answers("chat.postMessage")
-    await emulator.post_as("U0ALICE", "C0WEBUI", "say this once")
+    asked = await emulator.post_as("U0ALICE", "C0WEBUI", "say this once")
+    root = asked.payload["event"]["ts"]
     await slack_bot.post_containing("C0WEBUI", "say this once")
-    await slack_bot.until(lambda: len(emulator.calls("conversations.history")) == 1,
-                          "the retry to look for the post")
+    await slack_bot.until(lambda: [c.params.get("ts") for c in
+                                   emulator.calls("conversations.replies")] == [root],
+                          "the retry to look for the post in its thread")
     await emulator.post_as("U0ALICE", "C0WEBUI", "marker")
     await slack_bot.post_containing("C0WEBUI", "marker")
     assert sum("say this once" in p.text for p in emulator.posts("C0WEBUI")) == 1
+    assert [p.thread_ts for p in emulator.posts("C0WEBUI") if "say this once" in p.text] == [root]
 
 
 async def test_a_burst_of_agent_posts_is_paced_in_order_with_no_429(slack_bot: SlackBot) -> None:
