@@ -68,8 +68,10 @@ class RelayBot:
     # --- what each side shows ------------------------------------------------------------
 
     def slack(self, channel: str = SLACK_WEBUI) -> list[str]:
-        """Every post the bot made in a Slack channel, in order."""
-        return [p.text for p in self.emulator.posts(channel)]
+        """Every post the bot made in a Slack channel, in order, as Slack shows it: the
+        sender's name (`username`, R5.7) before the text."""
+        return [f"{p.username}: {p.text}" if p.username else p.text
+                for p in self.emulator.posts(channel)]
 
     def matrix(self, channel: str = "webui") -> list[str]:
         """Every message the bot sent to a channel's Matrix room, in order, each as its
