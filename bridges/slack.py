@@ -66,6 +66,7 @@ from bridges.slack_events import (
     display_name,
     error_code,
     is_person_message,
+    missing_scopes,
     names_wanted,
     room_joined,
     silent_s,
@@ -234,6 +235,10 @@ class SlackBridge:
                                   "Bot User OAuth Token (xoxb-…)")
         log.info("slack: signed in as %s (%s) in team %s",
                  auth.get("user"), auth["user_id"], auth.get("team_id"))
+        if missing := missing_scopes(auth.headers.get("x-oauth-scopes")):
+            log.warning("slack: the bot token lacks the scope %s, so posts show as the app and "
+                        "not under each agent's name: add it to the app and reinstall it "
+                        "(docs/operations/slack.md)", ", ".join(missing))
         return AuthorizeResult(enterprise_id=auth.get("enterprise_id"),
                                team_id=auth.get("team_id"), bot_user_id=auth["user_id"],
                                bot_id=auth["bot_id"], bot_token=self._config.bot_token)

@@ -67,6 +67,9 @@ ROLE_ICONS = {
 """The icon beside a post's `username`, by who it speaks for (R5.7)."""
 
 USERNAME_LIMIT = 80  # Slack's longest display name; a longer `username` is cut
+WANTED_SCOPES = ("chat:write.customize",)
+"""Scopes beyond posting at all that the bridge relies on, checked at start-up: without
+`chat:write.customize` Slack ignores `username`, so every post shows as the app (R5.7)."""
 DEFAULT_RETRY_AFTER_S = 1.0  # a 429 without a usable Retry-After header
 IM = "im"  # the `channel_type` of a direct conversation with the bot
 
@@ -188,6 +191,15 @@ def channel_id(ref: str, channel: Mapping[str, Any] | None) -> str:
             f"Slack channel {ref} exists but the bot is not a member: "
             "invite it with /invite @crewbridge in that channel")
     return str(channel["id"])
+
+
+def missing_scopes(granted: str | None) -> list[str]:
+    """The `WANTED_SCOPES` a token lacks, from Slack's `X-OAuth-Scopes` header (absent:
+    Slack did not say, so nothing is reported missing)."""
+    if granted is None:
+        return []
+    have = {scope.strip() for scope in granted.split(",")}
+    return [scope for scope in WANTED_SCOPES if scope not in have]
 
 
 # --- errors ------------------------------------------------------------------------------

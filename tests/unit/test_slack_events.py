@@ -1,11 +1,12 @@
-"""Slack translation, row by row (R1.2, R1.5, R1.6, R2.2, R5.5, R6.3, R8.1, R8.3, R9.1):
-event payloads → the core's records, Web API errors → `SendError`, post parts and the
-metadata that recognises them. No emulator: the payloads are the dicts bolt hands over."""
+"""Slack translation, row by row (R1.2, R1.5, R1.6, R2.2, R5.5, R5.7, R6.3, R8.1, R8.3, R9.1,
+R12): event payloads → the core's records, Web API errors → `SendError`, post parts, who
+a post speaks for and where, and the metadata that recognises them. No emulator: the payloads are the dicts bolt hands over."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +33,7 @@ from bridges.slack_events import (
     channel_id,
     display_name,
     is_person_message,
+    missing_scopes,
     names_wanted,
     parse_progress,
     part_metadata,
@@ -48,6 +50,7 @@ from bridges.slack_events import (
     socket_signal,
     to_inbound,
 )
+from tests.platform.slack.emulator import BOT_SCOPES
 
 BOT = "UBOT0001"
 
@@ -319,3 +322,24 @@ def test_r1_2_a_channel_is_usable_only_as_a_member(channel: dict[str, Any] | Non
 def test_r9_1_a_persons_name_is_the_most_specific_slack_has(user: dict[str, Any],
                                                             name: str) -> None:
     assert display_name(user, "U0ALICE") == name
+
+
+@pytest.mark.parametrize(("granted", "missing"), [
+    ("chat:write,chat:write.customize,users:read", []),
+    ("chat:write, users:read", ["chat:write.customize"]),
+    (None, []),  # Slack did not say
+])
+def test_r5_7_a_token_without_chat_write_customize_is_noticed(granted: str | None,
+                                                              missing: list[str]) -> None:
+    """R5.7: without `chat:write.customize` Slack ignores `username`; start-up says so."""
+    assert missing_scopes(granted) == missing
+
+
+def test_r5_7_the_manifest_asks_for_every_scope_the_emulated_token_has() -> None:
+    """R5.7, R9.1: `config/slack-manifest.yaml` asks for `chat:write.customize`, and the
+    emulator's bot token has exactly the manifest's scopes, so the tests run as installed."""
+    manifest = (Path(__file__).resolve().parents[2] / "config" / "slack-manifest.yaml")
+    bot = manifest.read_text(encoding="utf-8").split("    bot:\n", 1)[1].split("settings:", 1)[0]
+    scopes = re.findall(r"^ {6}- ([a-z_.:]+)", bot, flags=re.MULTILINE)
+    assert "chat:write.customize" in scopes
+    assert sorted(scopes) == sorted(BOT_SCOPES)

@@ -21,6 +21,8 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   (`X-Slack-Signature: v0=` HMAC-SHA256 of `v0:{timestamp}:{body}` with the signing secret,
   `X-Slack-Request-Timestamp`, `X-Slack-Retry-Num`/`-Reason` on retries), or deliberately
   forged, stale or unsigned.
+* **Scopes**: every answer to the bot token names its `scopes` in `X-OAuth-Scopes`, as
+  Slack does; a test removes one to see what the app makes of it.
 * **Fault switches**: `fail_next` (the next N calls of a method answer 429 + `Retry-After`
   or any Slack error), `lose_next_answers` (the call is carried out, the answer is a 500),
   `redeliver` (a retry of an event, same `event_id`), `send_disconnect`,
@@ -59,6 +61,10 @@ import aiohttp
 from aiohttp import web
 
 Signature = Literal["valid", "forged", "stale", "missing"]
+BOT_SCOPES = ("app_mentions:read", "channels:history", "channels:read", "chat:write",
+              "chat:write.customize", "groups:history", "groups:read", "im:history", "im:read",
+              "mpim:history", "users:read")
+"""What `config/slack-manifest.yaml` asks for: the scopes of the emulated bot token."""
 Via = Literal["socket", "http"]
 
 
@@ -245,6 +251,8 @@ class SlackEmulator:
         self.echo_bot_posts = echo_bot_posts
         self.events_url: str | None = None
         """Where HTTP-mode event callbacks go (the app's Request URL); None: Socket Mode."""
+        self.scopes = list(BOT_SCOPES)
+        """The bot token's scopes, named in every answer's `X-OAuth-Scopes` header."""
         self.answer_pings = True
         """False: websockets stay open but their pings get no pong (a Slack that hangs)."""
 
@@ -534,6 +542,8 @@ class SlackEmulator:
             return _error("internal_error", status=500)
         try:
             answer = self._fault(method) or await self._method(method, params, token)
+            if token == self.bot_token:
+                answer.headers["X-OAuth-Scopes"] = ",".join(self.scopes)
             if self._lost_answers.get(method, 0) > 0:
                 self._lost_answers[method] -= 1
                 return _error("internal_error", status=500)

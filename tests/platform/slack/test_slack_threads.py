@@ -4,6 +4,7 @@ reply in a thread becomes. Nothing is mocked but the core (a recording sink)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -150,3 +151,20 @@ async def test_r8_3_a_split_threaded_post_pending_at_a_restart_posts_only_its_mi
     assert await after_restart.send("C0WEBUI", post, key="ob-9", maybe_sent=True) == before[0].ts
     parts = slack_emulator.replies("C0WEBUI", root)
     assert parts[:2] == before and len({p.text for p in parts}) == len(parts) >= 3
+
+
+@pytest.mark.parametrize("granted", [True, False])
+async def test_r5_7_start_up_warns_when_slack_would_ignore_the_names(
+        slack_emulator: SlackEmulator, start_bridge: StartBridge,
+        caplog: pytest.LogCaptureFixture, granted: bool) -> None:
+    """R5.7: a token without `chat:write.customize` (an app installed from an older
+    manifest) starts, with one warning that names the scope and what to do."""
+    if not granted:
+        slack_emulator.scopes.remove("chat:write.customize")
+    with caplog.at_level(logging.WARNING, logger="bridges.slack"):
+        await start_bridge()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bridges.slack"]
+    assert warnings == ([] if granted else [
+        "slack: the bot token lacks the scope chat:write.customize, so posts show as the app "
+        "and not under each agent's name: add it to the app and reinstall it "
+        "(docs/operations/slack.md)"])
