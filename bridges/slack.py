@@ -119,6 +119,7 @@ class SlackBridge:
         self._connect_timeout_s = connect_timeout_s
         self._client = AsyncWebClient(base_url=config.api_url, token=config.bot_token,
                                       timeout=int(max(1, api_timeout_s)))
+        self._api_timeout_s = api_timeout_s
         self._poster = SlackPoster(self._client, kv, self._exchange)
         self._me: AuthorizeResult | None = None
         self._sink: EventSink | None = None
@@ -139,7 +140,16 @@ class SlackBridge:
     async def start(self, sink: EventSink) -> None:
         """Check the tokens, connect (Socket Mode) or listen (HTTP), then deliver events."""
         self._sink = sink
-        me = self._me = await self._authenticate()
+        # One HTTP session for every Web API call: slack_sdk opens (and TLS-handshakes) a
+        # new connection per call without one, which is most of a post's time. Its timeout
+        # is the calls' timeout (R6.3): slack_sdk applies its own only to sessions it makes.
+        self._client.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._api_timeout_s))
+        try:
+            me = self._me = await self._authenticate()
+        except BaseException:
+            await self.stop()
+            raise
 
         # Bolt passes listener arguments by parameter name and counts a bound method's
         # `self` among them, so its hooks are plain closures.
@@ -219,6 +229,9 @@ class SlackBridge:
         if self._pump is not None:
             await self._pump.close(self._connect_timeout_s)
             self._pump = None
+        if self._client.session is not None:
+            await self._client.session.close()
+            self._client.session = None
 
     # --- start-up --------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Slack translation, row by row (R1.2, R1.5, R1.6, R2.2, R5.5, R5.7, R6.3, R8.1, R8.3, R9.1,
 R12): event payloads → the core's records, Web API errors → `SendError`, post parts, who
-a post speaks for and where, and the metadata that recognises them. No emulator: the payloads are the dicts bolt hands over."""
+a post speaks for and where, and the metadata that recognises them. No emulator: the
+payloads are the dicts bolt hands over."""
 
 from __future__ import annotations
 

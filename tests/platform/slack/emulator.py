@@ -166,6 +166,7 @@ class ApiCall:
     method: str
     params: dict[str, Any]
     token: str | None
+    peer: Any = None  # the client's (host, port): calls on one kept connection share it
 
 
 @dataclass
@@ -534,7 +535,8 @@ class SlackEmulator:
                 params.update(await request.post())
         auth = request.headers.get("Authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else params.get("token")
-        self.state.calls.append(ApiCall(method, params, token))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.state.calls.append(ApiCall(method, params, token, peer))
         if self._hangs.get(method, 0) > 0:
             self._hangs[method] -= 1
             await self._notify()

@@ -168,3 +168,16 @@ async def test_r5_7_start_up_warns_when_slack_would_ignore_the_names(
         "slack: the bot token lacks the scope chat:write.customize, so posts show as the app "
         "and not under each agent's name: add it to the app and reinstall it "
         "(docs/operations/slack.md)"])
+
+
+async def test_r8_3_posts_reuse_one_kept_connection(slack_emulator: SlackEmulator,
+                                                    start_bridge: StartBridge) -> None:
+    """R8.3, R9.1: every Web API call after start-up goes over the connection the bridge
+    keeps (slack_sdk alone opens, and on Slack TLS-handshakes, a new one per call: most of
+    a post's time)."""
+    bridge, _ = await start_bridge()
+    for i in range(3):
+        await bridge.send("C0WEBUI", Post(f"post {i}", "webui"), key=f"k{i}")
+    peers = [c.peer for c in slack_emulator.calls("chat.postMessage")]
+    assert len(peers) == 3 and len(set(peers)) == 1, peers
+    assert slack_emulator.calls("auth.test")[0].peer == peers[0]
