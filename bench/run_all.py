@@ -5,8 +5,8 @@ agents and event loop cannot colour the next one's figures (the memory figure ab
 Benchmarks print figures and exit 0 whether or not a target is met; this exits non-zero only
 when one of them could not run to the end.
 
-The platform benchmarks (`matrix_roundtrip`, `slack_burst`, `idle_cost`) and the real-CLI one
-(`fork_first_answer`) run only when named in `--only`.
+The platform benchmarks (`matrix_roundtrip`, `slack_burst`, `slack_roundtrip`, `idle_cost`) and
+the real-CLI one (`fork_first_answer`) run only when named in `--only`.
 
 Run: `.venv/bin/python -m bench.run_all [--only fanout,memory]` (or `make bench`)
 """
@@ -27,7 +27,8 @@ BENCHMARKS = ["inbound_throughput", "nudge_latency", "fanout", "memory", "breake
 # Run only when named with --only: they need the platform test harnesses (Synapse, the Slack
 # emulator) and take minutes at the platforms' real rates (idle_cost: a fixed 60 s window), or
 # the real Claude Code CLI of the test extras (fork_first_answer).
-PLATFORM = ["matrix_roundtrip", "slack_burst", "idle_cost", "fork_first_answer"]
+PLATFORM = ["matrix_roundtrip", "slack_burst", "slack_roundtrip", "idle_cost",
+            "fork_first_answer"]
 
 
 def main(argv: list[str] | None = None) -> int:
