@@ -67,9 +67,11 @@ ROLE_ICONS = {
 """The icon beside a post's `username`, by who it speaks for (R5.7)."""
 
 USERNAME_LIMIT = 80  # Slack's longest display name; a longer `username` is cut
+
 WANTED_SCOPES = ("chat:write.customize",)
 """Scopes beyond posting at all that the bridge relies on, checked at start-up: without
 `chat:write.customize` Slack ignores `username`, so every post shows as the app (R5.7)."""
+
 DEFAULT_RETRY_AFTER_S = 1.0  # a 429 without a usable Retry-After header
 IM = "im"  # the `channel_type` of a direct conversation with the bot
 
