@@ -97,6 +97,7 @@ class AgentRun:
         self.last_failure: Failure | None = None  # what the next blocked notice says
         self.delivered: dict[str, QueuedNudge] = {}  # by uuid: written, not yet answered
         self.conversation: Conversation | None = None  # what the current turn answers (R3.6)
+        self.held_back = False  # another conversation's messages wait for this turn's end
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
         self.queue_retry_at: float | None = None
@@ -139,7 +140,7 @@ class AgentRun:
         self.started_at = self.last_activity = self.last_output = now
         self.healthy = self.failure_counted = self.spoke = False
         self.delivered = {}
-        self.conversation = None
+        self.conversation, self.held_back = None, False
         self.queue_retry_at = None
         self.output = TurnOutput(self.cfg.flush_interval_s, self.cfg.max_turn_output_chars)
         fork = None if isinstance(action, Resume) else self.fork_from
@@ -358,6 +359,7 @@ class AgentRun:
         if not self.delivered or self.conversation is None:
             self.conversation = waiting[0].conversation(home)
         new = tuple(q for q in waiting if q.conversation(home) == self.conversation)
+        self.held_back = len(new) < len(waiting)
         first_time = tuple(q.id for q in new if not q.attempted)
         return [*([fx.MarkAttempted(first_time)] if first_time else []),
                 fx.Write(new, tuple(delivery_text(q) for q in new))]
@@ -378,7 +380,8 @@ class AgentRun:
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
             effects = self._posts(posts, answered=answered)
-            if not self.delivered:  # other conversations' messages may wait (R3.6)
+            if not self.delivered and self.held_back:  # another conversation's turn (R3.6)
+                self.held_back = False
                 effects.append(fx.OfferQueue())
             if outcome is TurnOutcome.PROVEN:
                 return effects + self._proven(health)

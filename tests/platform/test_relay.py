@@ -33,7 +33,14 @@ from typing import Any
 
 import pytest
 
-from tests.platform.matrix.synapse import Account, Person, SynapseServer, line_of, msgtype_of
+from tests.platform.matrix.synapse import (
+    Account,
+    Person,
+    SynapseServer,
+    line_of,
+    msgtype_of,
+    thread_of,
+)
 from tests.platform.slack.emulator import SlackEmulator
 from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
 
@@ -323,3 +330,47 @@ async def test_admin_room_bound_on_both_relays_a_command_and_answers_on_both(
     # and the same three answers.
     assert len(slack) == 4, slack
     assert len(matrix) == 5, matrix
+
+
+async def test_r12_5_a_thread_is_one_thread_on_both_platforms_whichever_side_writes(
+        relay: RelayBot) -> None:
+    """R12.5, R12.2, R12.3: a thread started on Slack is the thread of its relay on Matrix.
+    The lead answers in both; a reply written in the Matrix thread shows in the Slack
+    thread and is answered in both by the thread's fork; a reply written in the Slack thread
+    shows in the Matrix thread and is answered there too. Nothing lands at the top level."""
+    room = relay.rooms["webui"]
+    root = await relay.emulator.post_as("U0BOB", SLACK_WEBUI, "the thread root")
+    root_ts = root.payload["event"]["ts"]
+    relayed = await relay.on_matrix("bob (slack): the thread root")
+    on_matrix = relayed["event_id"]
+
+    def slack_thread() -> list[str]:
+        return [f"{p.username}: {p.text}" for p in relay.emulator.replies(SLACK_WEBUI, root_ts)]
+
+    def matrix_thread() -> list[str]:
+        return [line_of(e) for e in relay.alice.messages(room, sender=relay.user_id)
+                if thread_of(e) == on_matrix]
+
+    async def in_both(text: str) -> None:
+        await relay.until(lambda: any(text in t for t in slack_thread())
+                          and any(text in t for t in matrix_thread()), f"{text!r} in both")
+
+    await in_both("webui: got it — `the thread root`")
+    await relay.alice.send_text(room, "asked on matrix", thread=on_matrix)
+    await relay.until(lambda: "Alice (matrix): asked on matrix" in slack_thread(),
+                      "the Matrix reply in the Slack thread")
+    await in_both("webui/1: got it — `asked on matrix`")
+    await relay.emulator.reply_as("U0BOB", SLACK_WEBUI, root_ts, "asked on slack")
+    await relay.until(lambda: "bob (slack): asked on slack" in matrix_thread(),
+                      "the Slack reply in the Matrix thread")
+    await in_both("webui/1: got it — `asked on slack`")
+    assert relay.received() == ["[bob via slack in #webui] the thread root"]
+    assert [t for t in relay.received("webui/1") if "asked on" in t] == [
+        "[Alice via matrix in #webui] asked on matrix", "[bob via slack in #webui] asked on slack"]
+    assert relay.slack() == ["webui: got it — `the thread root`",
+                             "Alice (matrix): asked on matrix",
+                             "webui/1: got it — `asked on matrix`",
+                             "webui/1: got it — `asked on slack`"]  # all of them in the thread
+    assert not any(p.thread_ts is None for p in relay.emulator.posts(SLACK_WEBUI))
+    assert [line_of(e) for e in relay.alice.messages(room, sender=relay.user_id)
+            if thread_of(e) is None] == ["bob (slack): the thread root"]

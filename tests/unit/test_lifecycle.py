@@ -256,16 +256,14 @@ def test_turn_table_is_total() -> None:
 TURN_ROWS = {
     # (how the turn ended, healthy) -> (effects, state after, stop reason)
     "r4_5-first-good-turn-proves-healthy": (TurnEnd.OK, False,
-                                            [fx.Answer, fx.OfferQueue, fx.SaveHealth, fx.Recover],
+                                            [fx.Answer, fx.SaveHealth, fx.Recover],
                                             RunState.RUNNING, None),
-    "r4_5-later-good-turn-answers": (TurnEnd.OK, True, [fx.Answer, fx.OfferQueue],
-                                     RunState.RUNNING, None),
+    "r4_5-later-good-turn-answers": (TurnEnd.OK, True, [fx.Answer], RunState.RUNNING, None),
     "r4_2-first-turn-error-fails-and-kills": (TurnEnd.ERROR, False,
                                               [fx.SaveHealth, fx.SaveError, fx.Notify,
                                                fx.TellBlocked, fx.Kill],
                                               RunState.STOPPING, StopReason.FAILED),
-    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True,
-                                         [fx.Answer, fx.OfferQueue, fx.SaveError],
+    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True, [fx.Answer, fx.SaveError],
                                          RunState.RUNNING, None),
     "r6_2-auth-fails-even-when-healthy": (TurnEnd.AUTH, True,
                                           [fx.SaveHealth, fx.SaveError, fx.Notify,
@@ -301,7 +299,7 @@ def test_r3_4_r4_11_a_hung_turn_tells_only_the_people_it_was_answering() -> None
     """R3.4, R4.11: answered messages are done with; a later hang tells only the
     conversation whose message was still open, and the run holds nothing any more."""
     run = running(queued=(nudge(1, origin="general"),), healthy=True)
-    assert fx.OfferQueue() in run.saw(answers(nudge(1)), Health(), T0 + 1)
+    assert fx.OfferQueue() not in run.saw(answers(nudge(1)), Health(), T0 + 1)  # none waits
     write(run, (nudge(2, origin="webui"),), T0 + 1)  # the next conversation's turn hangs
     effects = run.tick(Health(), T0 + 1 + 900)
     assert [(n.where, n.text.split(";")[0]) for n in of(effects, fx.Notify)] == [
