@@ -157,11 +157,14 @@ class Outbox:
         return True
 
     async def _post_of(self, key: tuple[str, str], post: OutboxRow) -> Post:
-        """What the bridge is given. A thread's root in this room is looked up now, not when
-        the post was queued: the root's relay went out just before, in order (R12.5)."""
+        """What the bridge is given. A thread's root in this room is known from when the
+        post was read, unless the root was not there yet: its relay may be in the same batch,
+        sent just before in order — then it is looked up now (R12.5)."""
         thread = None
         if post.thread is not None:
-            target = await self.store.thread_target(post.thread, *key)
+            target = post.target
+            if target is None or target.root is None:
+                target = await self.store.thread_target(post.thread, *key)
             if target is not None:
                 thread = ThreadRef(target.root, target.number, target.latest)
         return Post(post.text, post.author, post.role, thread)

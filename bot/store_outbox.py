@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bot.model import PostKind
-from bot.store_threads import add_ref, bot_message
+from bot.store_threads import ThreadTarget, add_ref, bot_message, target_columns
 from bridges.base import AuthorRole
 
 T = TypeVar("T")
 
-OUTBOX_COLUMNS = "id, platform, room, text, kind, attempts, next_at, author, role, thread, message"
+OUTBOX_COLUMNS = ", ".join(f"o.{c}" for c in (
+    "id", "platform", "room", "text", "kind", "attempts", "next_at", "author", "role", "thread",
+    "message"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class OutboxRow:
     role: AuthorRole = AuthorRole.BOT
     thread: int | None = None
     message: int | None = None
+    target: ThreadTarget | None = None  # where `thread` was in this room when it was read
 
     @property
     def key(self) -> str:
@@ -113,11 +116,16 @@ class OutboxRecords:
 
     async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1
                             ) -> list[OutboxRow]:
-        """Posts not yet sent, oldest first; of one (platform, room) when given."""
-        where, args = ("AND platform = ? AND room = ?", room) if room else ("", ())
-        rows = await self._all(f"SELECT {OUTBOX_COLUMNS} FROM outbox WHERE set_aside = 0 "
-                               f"{where} ORDER BY id LIMIT ?", (*args, limit))
-        return [OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), *r[9:])
+        """Posts not yet sent, oldest first; of one (platform, room) when given. A threaded
+        post comes with where its thread was in its room at this read (one query, not one
+        per post: the send path's store reads are most of a round trip's cost)."""
+        where, args = ("AND o.platform = ? AND o.room = ?", room) if room else ("", ())
+        rows = await self._all(
+            f"SELECT {OUTBOX_COLUMNS}, {target_columns('o.platform', 'o.room')} FROM outbox o "
+            f"LEFT JOIN threads t ON t.id = o.thread WHERE o.set_aside = 0 {where} "
+            f"ORDER BY o.id LIMIT ?", (*args, limit))
+        return [OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), r[9],
+                          r[10], ThreadTarget(*r[11:]) if r[11] is not None else None)
                 for r in rows]
 
     async def post_sent(self, post_id: int, *, ref: str | None = None) -> None:

@@ -48,6 +48,16 @@ class ThreadTarget:
     latest: str | None = None
 
 
+def target_columns(platform: str, room: str) -> str:
+    """The columns of a `ThreadTarget` of thread `t` in the room that `platform` and `room`
+    name (SQL expressions: `?` for values, or another table's columns)."""
+    return (f"t.number, (SELECT r.event_id FROM refs r WHERE r.message = t.root AND "
+            f"r.platform = {platform} AND r.room = {room} ORDER BY r.rowid LIMIT 1), "
+            f"(SELECT l.event_id FROM messages m JOIN refs l ON l.message = m.id AND "
+            f"l.platform = {platform} AND l.room = {room} WHERE m.thread = t.id "
+            f"ORDER BY l.rowid DESC LIMIT 1)")
+
+
 def new_thread(conn: sqlite3.Connection, channel: str, root: int, *, owner: str | None = None,
                task_id: int | None = None) -> ThreadRow:
     """Open a thread under message `root` with the channel's next number."""
@@ -139,10 +149,6 @@ class ThreadRecords:
                             ) -> ThreadTarget | None:
         """Where thread `thread_id` is in `room` (read when a post is sent, since the root's
         relay is sent, in order, just before); one indexed query."""
-        row = await self._one(
-            "SELECT t.number, r.event_id, (SELECT l.event_id FROM messages m JOIN refs l "
-            "ON l.message = m.id AND l.platform = ? AND l.room = ? WHERE m.thread = t.id "
-            "ORDER BY l.rowid DESC LIMIT 1) FROM threads t LEFT JOIN refs r ON "
-            "r.message = t.root AND r.platform = ? AND r.room = ? WHERE t.id = ? "
-            "ORDER BY r.rowid LIMIT 1", (platform, room, platform, room, thread_id))
+        row = await self._one(f"SELECT {target_columns('?', '?')} FROM threads t "
+                              "WHERE t.id = ?", (platform, room, platform, room, thread_id))
         return ThreadTarget(*row) if row else None

@@ -47,8 +47,10 @@ class Terminate:
 
 @dataclass(frozen=True)
 class MarkAttempted:
-    """Mark queued nudges as written to an agent, before they are: if no turn answers them,
-    their next delivery says that an earlier attempt was cut short (R8.5)."""
+    """Mark queued nudges as written to an agent: if no turn answers them, their next
+    delivery says that an earlier attempt was cut short (R8.5). Marked just after the
+    write, while the agent reads them, so the mark costs a delivery no time; a bot killed
+    between the two loses only that note, never the message."""
 
     ids: tuple[int, ...]
 

@@ -173,14 +173,16 @@ class AgentRun:
 
     def wrote(self, sent: list[tuple[str, QueuedNudge]], now: float) -> list[Effect]:
         """These nudges (a prefix of a `Write`) reached the session's stdin, each as a
-        user message with that uuid. They stay queued until a result answers them."""
+        user message with that uuid. They stay queued until a result answers them, marked
+        attempted from now on (R8.5)."""
         self._expect(RunState.RUNNING, event="wrote")
         if not sent:
             return []
         self.delivered.update(sent)
         self.hops = sent[-1][1].hops
         self.last_activity = self.last_output = now
-        return []
+        first_time = tuple(q.id for _, q in sent if not q.attempted)
+        return [fx.MarkAttempted(first_time)] if first_time else []
 
     def saw(self, event: AgentEvent, health: Health, now: float) -> list[Effect]:
         """One event from the session's output (also while it is being stopped)."""
@@ -360,9 +362,7 @@ class AgentRun:
             self.conversation = waiting[0].conversation(home)
         new = tuple(q for q in waiting if q.conversation(home) == self.conversation)
         self.held_back = len(new) < len(waiting)
-        first_time = tuple(q.id for q in new if not q.attempted)
-        return [*([fx.MarkAttempted(first_time)] if first_time else []),
-                fx.Write(new, tuple(delivery_text(q) for q in new))]
+        return [fx.Write(new, tuple(delivery_text(q) for q in new))]
 
     def _answered_by(self, result: TurnResult) -> list[str]:
         """The uuids of this run's messages the result answered. A CLI that does not list

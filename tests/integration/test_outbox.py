@@ -13,7 +13,7 @@ from bot.clock import FakeClock
 from bot.outbox import Outbox
 from bot.store import Store
 from bot.store_outbox import Said
-from bridges.base import Post, RateLimited, SendError
+from bridges.base import Inbound, Post, RateLimited, SendError
 from tests.integration.harness import until
 
 pytestmark = pytest.mark.timeout(30)
@@ -50,6 +50,7 @@ class FlakyBridge:
     sent: list[tuple[float, str, str]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     unsure: list[tuple[str, bool]] = field(default_factory=list)  # (text, maybe_sent) per try
+    given: list[Post] = field(default_factory=list)  # what each accepted send was given
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
@@ -59,7 +60,8 @@ class FlakyBridge:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((self.clock.now(), room, text))
-        return None
+        self.given.append(post)
+        return f"id-{len(self.sent)}"  # as a platform names what it took
 
     def texts(self, room: str) -> list[str]:
         return [t for _, r, t in self.sent if r == room]
@@ -197,4 +199,24 @@ async def test_r8_3_a_post_that_may_have_arrived_is_sent_as_maybe_sent(tmp_path:
         assert chat2.unsure == [("two", True), ("three", False)]
     finally:
         await outbox2.stop()
+        await store.close()
+
+
+async def test_r12_5_a_reply_queued_with_its_roots_relay_goes_under_that_relay(
+        tmp_path: Path) -> None:
+    """R12.5: a thread's root relayed to a room and an answer into the thread, queued
+    together: the answer is sent after the relay, under the id the platform gave it."""
+    outbox, chat, store = await outbox_with(tmp_path)
+    try:
+        root = await store.accept_inbound("webui", Inbound("slack", "C1", "U1", "bob", "hi",
+                                                           "E1", 1.0), [], 1.0)
+        thread = await store.thread_of_reply("webui", "slack", "C1", "E1", 1.0)
+        await outbox.add([Said("webui", "bob (slack)", "hi", (("chat", "A"),), relay_of=root),
+                          Said("webui", "webui", "answer", (("chat", "A"),), thread=thread.id)])
+        assert await outbox.drain(5)
+        relay, answer = chat.given
+        assert relay.thread is None and answer.thread is not None
+        assert (answer.thread.root, answer.thread.number) == ("id-1", 1)
+    finally:
+        await outbox.stop()
         await store.close()

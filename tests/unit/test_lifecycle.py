@@ -61,12 +61,12 @@ def uuid_of(q: QueuedNudge) -> str:
 
 
 def write(run: AgentRun, queued: tuple[QueuedNudge, ...], now: float = T0) -> None:
-    """Deliver `queued` to a running run, as the executor would: marked, written, told."""
+    """Deliver `queued` to a running run, as the executor would: written, told, marked."""
     fresh = tuple(q.id for q in queued if not q.attempted)
     assert run.nudged(list(queued), Health(), now) == [
-        *([fx.MarkAttempted(fresh)] if fresh else []),
         fx.Write(queued, tuple(q.text for q in queued))]
-    assert run.wrote([(uuid_of(q), q) for q in queued], now) == []
+    assert run.wrote([(uuid_of(q), q) for q in queued], now) == (
+        [fx.MarkAttempted(fresh)] if fresh else [])
 
 
 def answers(*queued: QueuedNudge, is_error: bool = False) -> TurnResult:
@@ -117,9 +117,9 @@ def test_r3_1_r3_5_spawn_start_and_deliver_in_order() -> None:
     assert kinds(effects) == [fx.RecordProcess, fx.SaveSession, fx.OfferQueue]
     assert of(effects, fx.SaveSession) == [fx.SaveSession("new-sid")]
     queued = [nudge(1), nudge(2)]
-    assert run.nudged(queued, Health(), T0) == [
-        fx.MarkAttempted((1, 2)), fx.Write(tuple(queued), ("hello", "hello"))]
-    assert run.wrote([("u1", queued[0])], T0 + 1) == []  # the second write failed
+    assert run.nudged(queued, Health(), T0) == [fx.Write(tuple(queued), ("hello", "hello"))]
+    assert run.wrote([("u1", queued[0])], T0 + 1) == [  # the second write failed:
+        fx.MarkAttempted((1,))]  # only what reached the agent counts as attempted
     assert (run.state, run.in_turn, run.session_id) == (RunState.RUNNING, True, "new-sid")
     assert list(run.delivered) == ["u1"]
 
@@ -531,7 +531,7 @@ def test_r8_5_a_running_session_is_never_written_the_same_message_twice() -> Non
     run = running(healthy=True)
     assert run.nudged([nudge(1)], Health(), T0 + 1) == []
     assert run.nudged([nudge(1), nudge(2)], Health(), T0 + 1) == [
-        fx.MarkAttempted((2,)), fx.Write((nudge(2),), ("hello",))]
+        fx.Write((nudge(2),), ("hello",))]
 
 
 def test_r8_5_a_message_attempted_before_is_delivered_with_a_note() -> None:
