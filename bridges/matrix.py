@@ -90,6 +90,7 @@ from bridges.matrix_login import (
     patient_call,
 )
 from bridges.matrix_rooms import join, resolve
+from bridges.render import rendered
 from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,11 @@ log = logging.getLogger(__name__)
 # A sync that returns at once. Not 0: nio turns 0 into "no timeout" on the client side too,
 # and a request to a half-alive server would then wait for ever; with 1 ms nio allows 15 s.
 NOW_MS = 1
+
+
+async def rendered_contents(post: Post) -> list[dict[str, Any]]:
+    """`post_contents(post)`, off the event loop when the post is long (`rendered`)."""
+    return await rendered(post.text, lambda _text: post_contents(post))
 
 
 class MatrixBridge:
@@ -426,11 +432,11 @@ class MatrixBridge:
         goes to the top level under `<key>.top.<i>`, and a retry after a crash meets the
         same refusal and the same transaction ids, so it is still posted once."""
         try:
-            return await self._send_parts(room, post_contents(post), key)
+            return await self._send_parts(room, await rendered_contents(post), key)
         except ThreadRefused as e:
             log.warning("matrix: %s; posting it at the top level instead of in the thread "
                         "of %s", e, post.thread.root if post.thread else None)
-        return await self._send_parts(room, post_contents(replace(post, thread=None)),
+        return await self._send_parts(room, await rendered_contents(replace(post, thread=None)),
                                       f"{key}.top")
 
     async def _send_parts(self, room: str, contents: list[dict[str, Any]],

@@ -9,7 +9,10 @@ platform's budget and `measure`, so that `bridges.split` judges a part by what i
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from functools import lru_cache
+from typing import TypeVar
 
 from bridges import render_html, render_mrkdwn
 
@@ -31,6 +34,24 @@ which is at most 3x a character's UTF-8 length (6 bytes for a 2-3 byte character
 """
 
 
+T = TypeVar("T")
+
+OFF_LOOP_CHARS = 8000
+"""From this length a post is rendered and split on a worker thread (`rendered`)."""
+
+
+async def rendered(text: str, work: Callable[[str], T]) -> T:
+    """`work(text)` — render and split a post — off the event loop when the post is long.
+
+    markdown-it over a 40,000-character answer takes a few hundred ms of CPU; on the loop
+    that would stall every other room, the agents' pipes and the platforms' heartbeats for
+    as long. A short post renders in place, where a thread hop would cost more than the work.
+    """
+    if len(text) < OFF_LOOP_CHARS:
+        return work(text)
+    return await asyncio.to_thread(work, text)
+
+
 def slack_measure(md: str) -> int:
     """The length Slack counts for `md`: characters of the rendered mrkdwn."""
     return len(to_slack_mrkdwn(md))
@@ -48,6 +69,7 @@ __all__ = [
     "MATRIX_LIMIT_BYTES",
     "SLACK_LIMIT_CHARS",
     "matrix_measure",
+    "rendered",
     "slack_measure",
     "to_matrix_html",
     "to_slack_mrkdwn",

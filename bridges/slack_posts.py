@@ -31,6 +31,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridges.base import KeyValueStore, Post, SendError
+from bridges.render import rendered
 from bridges.slack_events import (
     error_code,
     parse_progress,
@@ -67,7 +68,7 @@ class SlackPoster:
                    maybe_sent: bool = False) -> str | None:
         """Split below 4,000 rendered characters, render each part as mrkdwn, post them in
         order; the first part's `ts` (see the module docstring)."""
-        parts = post_texts(post.text)
+        parts = await rendered(post.text, post_texts)
         fields = post_fields(post)
         progress = progress_key(key)
         done, first = parse_progress(

@@ -373,3 +373,17 @@ def test_r5_6_property_matrix_html_carries_only_our_markup(md):
             assert (tag, name) in {("a", "href"), ("code", "class"), ("ol", "start")}
             if name == "href":
                 assert value.startswith(("http://", "https://", "mailto:"))
+
+
+async def test_r5_6_a_long_post_renders_off_the_event_loop() -> None:
+    """R5.6, R3.7: a 40,000-character answer renders on a worker thread (a few hundred ms
+    of markdown-it must not stall the loop); a short one in place."""
+    import threading
+
+    from bridges.render import OFF_LOOP_CHARS, rendered
+
+    loop_thread = threading.get_ident()
+    assert await rendered("short", lambda t: (threading.get_ident(), t)) == (loop_thread, "short")
+    long_text = "x" * OFF_LOOP_CHARS
+    where, text = await rendered(long_text, lambda t: (threading.get_ident(), t))
+    assert where != loop_thread and text == long_text
