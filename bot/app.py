@@ -69,7 +69,7 @@ from bridges.base import (
     RoomUnresolvable,
 )
 from supervisor.environment import new_token
-from supervisor.ports import AgentKind, AgentSpec, Clock, Conversation
+from supervisor.ports import AgentKind, AgentSpec, Clock, Conversation, TurnUsage
 from supervisor.redact import SECRETS
 from supervisor.supervisor import Supervisor
 
@@ -400,6 +400,12 @@ class App:
         if said or nudges or nudge_ids:
             await self.outbox.add_answer(said, nudges, nudge_ids)
         self.supervisor.schedule_kick(n.agent for n in nudges)
+
+    async def record_usage(self, agent: str, conversation: Conversation | None,
+                           usage: TurnUsage) -> None:
+        """R13.8: kept by agent, channel, person and day (the usage table: issue 11)."""
+        log.debug("%s: turn cost $%.4f (%d in, %d out tokens)", agent, usage.cost_usd,
+                  usage.input_tokens, usage.output_tokens)
 
     async def notice(self, where: Conversation | str, text: str) -> None:
         """A notice into a conversation (or a channel's top level)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supervisor.breaker import Blocked, Health
-from supervisor.ports import Conversation, QueuedNudge
+from supervisor.ports import Conversation, QueuedNudge, TurnUsage
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,14 @@ class Answer:
     texts: tuple[str, ...]
     hops: int
     ids: tuple[int, ...]
+    conversation: Conversation | None = None
+
+
+@dataclass(frozen=True)
+class RecordUsage:
+    """Keep what a turn cost (R13.8), for the conversation it answered."""
+
+    usage: TurnUsage
     conversation: Conversation | None = None
 
 
@@ -156,6 +164,7 @@ class Log:
     text: str
 
 
-Effect = (Spawn | Write | Kill | Terminate | MarkAttempted | Answer | OfferQueue | TellBlocked
+Effect = (Spawn | Write | Kill | Terminate | MarkAttempted | Answer | RecordUsage | OfferQueue
+          | TellBlocked
           | SaveHealth | SaveSession | SaveError | RecordProcess | ForgetProcess | Post
           | Notify | Alert | Escalate | Recover | Kick | Log)

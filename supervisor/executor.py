@@ -148,6 +148,8 @@ class Executor:
                 case fx.Answer(texts, hops, ids, conversation):
                     await self.host.answered(run.name, conversation, list(texts), hops,
                                              list(ids))
+                case fx.RecordUsage(usage, conversation):
+                    await self.host.record_usage(run.name, conversation, usage)
                 case fx.SaveHealth(h):
                     self._healths[run.health_key] = h
                     await self.store.put_health(run.health_key, h)

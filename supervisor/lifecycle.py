@@ -47,7 +47,14 @@ from supervisor import effects as fx
 from supervisor.autopost import TurnOutput
 from supervisor.breaker import Blocked, BlockReason, Health
 from supervisor.effects import Effect
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, QueuedNudge
+from supervisor.ports import (
+    AgentConfig,
+    AgentKind,
+    AgentSpec,
+    Conversation,
+    QueuedNudge,
+    TurnUsage,
+)
 from supervisor.protocol import AgentEvent, ApiError, Init, TurnResult
 from supervisor.redact import redact
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
@@ -98,6 +105,7 @@ class AgentRun:
         self.delivered: dict[str, QueuedNudge] = {}  # by uuid: written, not yet answered
         self.conversation: Conversation | None = None  # what the current turn answers (R3.6)
         self.held_back = False  # another conversation's messages wait for this turn's end
+        self.process_cost = 0.0  # the running total of this process's results (R13.8)
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
         self.queue_retry_at: float | None = None
@@ -141,6 +149,7 @@ class AgentRun:
         self.healthy = self.failure_counted = self.spoke = False
         self.delivered = {}
         self.conversation, self.held_back = None, False
+        self.process_cost = 0.0
         self.queue_retry_at = None
         self.output = TurnOutput(self.cfg.flush_interval_s, self.cfg.max_turn_output_chars)
         fork = None if isinstance(action, Resume) else self.fork_from
@@ -374,12 +383,24 @@ class AgentRun:
             return waiting[:max(0, len(waiting) - result.queued_turns)]
         return waiting[:1]
 
+    def _usage(self, result: TurnResult) -> list[Effect]:
+        """What the turn cost (R13.8): the CLI's `total_cost_usd` adds up over the process's
+        turns, so the turn's share is the difference from the previous result."""
+        if result.total_cost_usd is None:
+            return []
+        cost = max(0.0, result.total_cost_usd - self.process_cost)
+        self.process_cost = max(self.process_cost, result.total_cost_usd)
+        asked = tuple(self.delivered.values())
+        return [fx.RecordUsage(TurnUsage(cost, result.input_tokens, result.output_tokens,
+                                         asked), self.conversation)]
+
     def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
                     now: float) -> list[Effect]:
+        usage = self._usage(result)
         outcome = AFTER_TURN[(turn_end(result), self.healthy)]
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
-            effects = self._posts(posts, answered=answered)
+            effects = usage + self._posts(posts, answered=answered)
             if not self.delivered and self.held_back:  # another conversation's turn (R3.6)
                 self.held_back = False
                 effects.append(fx.OfferQueue())
@@ -388,7 +409,7 @@ class AgentRun:
             if outcome is TurnOutcome.ANSWERED:
                 return effects
         else:  # its messages stay queued for the next run
-            effects = self._posts(posts)
+            effects = usage + self._posts(posts)
         error = redact(result.text or "; ".join(result.errors) or "error result")
         effects.append(fx.Log(logging.WARNING, f"{self.name}: turn failed: {error}"))
         if outcome is TurnOutcome.FORGET_SESSION:

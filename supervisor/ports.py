@@ -121,6 +121,17 @@ class AgentRow:
     last_error: str
 
 
+@dataclass(frozen=True)
+class TurnUsage:
+    """What one turn cost (R13.8): dollars (the difference of the process's running total)
+    and tokens; `asked`: the queued nudges it answered, whose senders it is counted for."""
+
+    cost_usd: float
+    input_tokens: int
+    output_tokens: int
+    asked: tuple[QueuedNudge, ...] = ()
+
+
 class Clock(Protocol):
     """Time, injected, so that cooldowns of 120 s are tested in microseconds."""
 
@@ -174,6 +185,10 @@ class Host(Protocol):
         """A turn ended and answered these queued nudges: post its last texts (as
         `agent_posted` does) and take the nudges off the queue in one transaction, so a
         message leaves the queue exactly when its answer is in the outbox (R8.5)."""
+
+    async def record_usage(self, agent: str, conversation: Conversation | None,
+                           usage: TurnUsage) -> None:
+        """Keep what a turn cost, by agent, channel, person and day (R13.8)."""
 
     async def notice(self, where: Conversation, text: str) -> None:
         """A short notice from the bot into a conversation."""

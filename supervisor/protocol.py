@@ -96,6 +96,11 @@ class TurnResult:
     answered: tuple[str, ...] | None = None
     """`user_message_uuids`: the user messages this turn answered (several when the CLI
     folded messages written during a turn into one); None when the CLI does not say."""
+    total_cost_usd: float | None = None
+    """What the process has cost so far: it adds up over the turns of one CLI process, so a
+    turn's cost is the difference from the process's previous result (R13.8)."""
+    input_tokens: int = 0  # this turn's `usage`, cache reads and writes included
+    output_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -281,8 +286,28 @@ def _parse_result(obj: dict[str, Any]) -> list[AgentEvent]:
             ),
             queued_turns=queued if type(queued) is int and queued >= 0 else None,
             answered=_answered(obj),
+            total_cost_usd=_cost(obj.get("total_cost_usd")),
+            **_tokens(obj.get("usage")),
         )
     ]
+
+
+def _cost(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    return float(value) if ok else None
+
+
+def _tokens(usage: Any) -> dict[str, int]:
+    """A result's `usage`: input (with cache reads and writes) and output tokens."""
+    if not isinstance(usage, dict):
+        return {}
+
+    def count(*keys: str) -> int:
+        return sum(v for k in keys if type(v := usage.get(k)) is int and v >= 0)
+
+    return {"input_tokens": count("input_tokens", "cache_creation_input_tokens",
+                                  "cache_read_input_tokens"),
+            "output_tokens": count("output_tokens")}
 
 
 def _answered(obj: dict[str, Any]) -> tuple[str, ...] | None:

@@ -14,7 +14,7 @@ from supervisor import effects as fx
 from supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
 from supervisor.effects import Effect
 from supervisor.lifecycle import AgentRun, LifecycleError
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, QueuedNudge
+from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, QueuedNudge, TurnUsage
 from supervisor.protocol import AssistantText, Init, ToolUse, TurnResult
 from supervisor.resolve import RunState
 from supervisor.rules import (
@@ -732,3 +732,25 @@ def test_r12_3_a_forks_command_line() -> None:
     argv = agent_argv(["sh"], session_id="new", resume="lead-sid", prompt="", fork=True)
     assert argv[-5:] == ["--resume", "lead-sid", "--fork-session", "--session-id", "new"]
     assert agent_argv(["sh"], session_id="s", resume="s", prompt="")[-2:] == ["--resume", "s"]
+
+
+def test_r13_8_a_turns_cost_is_the_difference_of_the_processs_running_total() -> None:
+    """R13.8: `total_cost_usd` adds up over one process's turns; each turn is recorded at
+    its own share, with the messages it answered (whose senders it is counted for), and a
+    new process starts from zero."""
+    run = running(queued=(nudge(1),))
+    first = replace(answers(nudge(1)), total_cost_usd=0.25, input_tokens=10, output_tokens=3)
+    assert of(run.saw(first, Health(), T0 + 1), fx.RecordUsage) == [
+        fx.RecordUsage(TurnUsage(0.25, 10, 3, (nudge(1),)), Conversation("webui"))]
+    write(run, (nudge(2),), T0 + 2)
+    second = replace(answers(nudge(2)), total_cost_usd=0.40)
+    [usage] = of(run.saw(second, Health(), T0 + 3), fx.RecordUsage)
+    assert abs(usage.usage.cost_usd - 0.15) < 1e-9 and usage.usage.asked == (nudge(2),)
+    run.stop_requested(StopReason.IDLE)
+    run.exited(0, [], Health(), T0 + 4)
+    run.nudged([nudge(3)], Health(), T0 + 5)
+    run.started("sid", 9, T0 + 5)
+    write(run, (nudge(3),), T0 + 5)
+    [usage] = of(run.saw(replace(answers(nudge(3)), total_cost_usd=0.05), Health(), T0 + 6),
+                 fx.RecordUsage)
+    assert usage.usage.cost_usd == 0.05

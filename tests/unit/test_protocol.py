@@ -54,6 +54,7 @@ def test_r10_2_not_logged_in_fixture_is_an_auth_api_error_then_a_failed_turn():
             session_id="44f17269-7557-496b-ad5f-e60c9ccff55e",
             errors=(),
             queued_turns=0,
+            total_cost_usd=0.0,
         ),
     ]
     assert is_auth_failure(events[1])
@@ -85,6 +86,9 @@ def test_r10_1_good_turn_fixture_is_init_text_success():
             session_id="1038941e-f0a7-4669-b1d7-addc87b37eae",
             errors=(),
             queued_turns=0,
+            total_cost_usd=0.00014000000000000001,  # R13.8: the process's running total
+            input_tokens=5,
+            output_tokens=6,
         ),
     ]
     assert events[0] == Init(
