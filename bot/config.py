@@ -30,7 +30,7 @@ from bot.config_reader import (
 )
 from bot.model import DM_PREFIX, RESERVED_NAMES
 from bridges.settings import MatrixConfig, SlackConfig, SlackMode
-from supervisor.ports import AgentConfig
+from supervisor.ports import AgentConfig, PermissionMode, ToolPolicy
 
 
 class Threads(StrEnum):
@@ -74,6 +74,11 @@ class ChannelConfig:
     env: dict[str, str] = field(default_factory=dict)  # added to [agent].env for this lead
     threads: Threads = Threads.FORK
     replies: Replies = Replies.THREAD
+    # R13.5: this channel's agents' policy; None: [agent]'s
+    permission_mode: PermissionMode | None = None
+    allowed_tools: tuple[str, ...] | None = None
+    disallowed_tools: tuple[str, ...] | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,19 @@ class Config:
 
     def channel(self, name: str) -> ChannelConfig | None:
         return next((c for c in self.channels if c.name == name), None)
+
+    def policy(self, channel: str) -> ToolPolicy:
+        """The tool policy of `channel`'s agents (R13.5): the channel's settings, else
+        `[agent]`'s."""
+        ch, a = self.channel_or_default(channel), self.agent
+
+        def pick(own, default):  # type: ignore[no-untyped-def]
+            return default if own is None else own
+
+        return ToolPolicy(pick(ch.permission_mode, a.permission_mode),
+                          tuple(pick(ch.allowed_tools, a.allowed_tools)),
+                          tuple(pick(ch.disallowed_tools, a.disallowed_tools)),
+                          pick(ch.model, a.model))
 
     def channel_or_default(self, name: str) -> ChannelConfig:
         """A channel's settings; a channel not in the file (the general channel, one made
@@ -148,6 +166,10 @@ AGENT = Section(AgentConfig, (
     Field("max_live_agents", K.INT, positive),
     Field("shutdown_grace_s", K.NUMBER, non_negative),
     Field("max_turn_output_chars", K.INT, positive),
+    choice("permission_mode", PermissionMode),
+    Field("allowed_tools", K.STRLIST),
+    Field("disallowed_tools", K.STRLIST),
+    Field("model", K.STR),
 ))
 CHANNEL = Section(ChannelConfig, (
     Field("name", K.STR, channel_name),
@@ -160,6 +182,10 @@ CHANNEL = Section(ChannelConfig, (
     Field("env", K.STRMAP),
     choice("threads", Threads),
     choice("replies", Replies),
+    choice("permission_mode", PermissionMode),
+    Field("allowed_tools", K.STRLIST),
+    Field("disallowed_tools", K.STRLIST),
+    Field("model", K.STR),
 ))
 ADMIN = Section(AdminConfig, (
     Field("slack", K.STRLIST),

@@ -158,13 +158,15 @@ class Crew:
             return AgentSpec(name, AgentKind.LEAD, name, None, prompt,
                              str(ch.workdir if ch and ch.workdir else agent_cfg.workdir),
                              (ch.command if ch and ch.command else agent_cfg.command),
-                             dict(ch.env) if ch else {})
+                             dict(ch.env) if ch else {}, policy=self.config.policy(name))
         if self.is_worker(name):
             topic = self.config.channel(latest_task.channel) if latest_task else None
             workdir = topic.workdir if topic and topic.workdir else agent_cfg.workdir
             return AgentSpec(name, AgentKind.WORKER, dm_channel_of(name),
                              latest_task.id if latest_task else None, worker_prompt(name),
-                             str(workdir), agent_cfg.command, {})
+                             str(workdir), agent_cfg.command, {},
+                             policy=self.config.policy(latest_task.channel if latest_task
+                                                       else self.general))
         return None
 
     def fork_spec(self, name: str, thread_id: int, lead_session: str | None) -> AgentSpec | None:

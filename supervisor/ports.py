@@ -32,6 +32,35 @@ class Conversation:
     thread: int | None = None
 
 
+class PermissionMode(StrEnum):
+    """Claude Code's `--permission-mode` (R13.5)."""
+
+    DEFAULT = "default"
+    ACCEPT_EDITS = "acceptEdits"
+    PLAN = "plan"
+    BYPASS = "bypassPermissions"
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    """What an agent may do without asking (R13.5), as its command line says it."""
+
+    permission_mode: PermissionMode = PermissionMode.DEFAULT
+    allowed_tools: tuple[str, ...] = ()  # Claude Code rules such as "Bash(npm test:*)"
+    disallowed_tools: tuple[str, ...] = ()
+    model: str = ""  # "" = the CLI's default
+
+    def flags(self) -> tuple[str, ...]:
+        flags = ["--permission-mode", str(self.permission_mode)]
+        if self.allowed_tools:
+            flags += ["--allowedTools", ",".join(self.allowed_tools)]
+        if self.disallowed_tools:
+            flags += ["--disallowedTools", ",".join(self.disallowed_tools)]
+        if self.model:
+            flags += ["--model", self.model]
+        return tuple(flags)
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """What is needed to (re)start an agent the same way every time (R3.3)."""
@@ -46,6 +75,7 @@ class AgentSpec:
     env: dict[str, str] = field(default_factory=dict)
     thread: int | None = None  # a fork's thread (R12.3): its home, and its breaker's key
     fork_from: str | None = None  # a fork's first start forks this session (the lead's)
+    policy: ToolPolicy = ToolPolicy()  # R13.5
 
 
 @dataclass(frozen=True)
@@ -71,6 +101,10 @@ class AgentConfig:
     max_live_agents: int = 16  # R3.7
     shutdown_grace_s: float = 10  # R4.9
     max_turn_output_chars: int = 40_000  # R5.8
+    permission_mode: PermissionMode = PermissionMode.DEFAULT  # R13.5, for every channel
+    allowed_tools: tuple[str, ...] = ()
+    disallowed_tools: tuple[str, ...] = ()
+    model: str = ""
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def find_command(program: str) -> str:
 
 
 def agent_argv(command: Sequence[str], *, session_id: str | None, resume: str | None,
-               prompt: str, fork: bool = False) -> list[str]:
+               prompt: str, fork: bool = False, flags: Sequence[str] = ()) -> list[str]:
     """The command line for a fresh session (`--session-id`), a resumed one (`--resume`), or
     one forked from `resume` under the new id `session_id` (R12.3: `--fork-session` copies
     the parent's history into a new session and leaves the parent's untouched)."""
@@ -100,7 +100,7 @@ def agent_argv(command: Sequence[str], *, session_id: str | None, resume: str | 
         argv += ["--session-id", session_id]
     if prompt:
         argv += ["--append-system-prompt", prompt]
-    return argv
+    return [*argv, *flags]
 
 
 class Session:

@@ -60,7 +60,7 @@ class Starter:
         `resume` under a new id (`fork`, R12.3)."""
         session_id = str(uuid.uuid4()) if fork or not resume else resume
         argv = agent_argv(spec.command, session_id=session_id, resume=resume,
-                          prompt=spec.prompt, fork=fork)
+                          prompt=spec.prompt, fork=fork, flags=spec.policy.flags())
         session = Session(spec.name, argv, cwd=Path(spec.workdir), env=self.environment(spec),
                           on_event=on_event, on_exit=on_exit)
         try:

@@ -14,7 +14,7 @@ from bot.crew import Crew, lead_prompt, worker_name, worker_prompt
 from bot.model import ChannelKind
 from bot.store import TaskRow
 from bot.store_threads import ThreadRow
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec
+from supervisor.ports import AgentConfig, AgentKind, AgentSpec, PermissionMode, ToolPolicy
 
 AGENT = AgentConfig(command=("fake",), workdir="/work")
 CONFIG = Config(Path("c.toml"), BotConfig(), AGENT,
@@ -160,3 +160,26 @@ def test_r12_3_a_fork_starts_as_its_lead_forked_from_the_leads_session() -> None
     assert c.fork_spec("webui/3", 42, None).fork_from is None  # type: ignore[union-attr]
     assert c.fork_spec("nosuch/3", 42, "s") is None
     assert c.home_channel("webui/3", None) == "webui"
+
+
+def test_r13_5_each_channels_agents_run_with_its_tool_policy() -> None:
+    """R13.5: a channel's permission_mode, allowed/disallowed tools and model replace
+    `[agent]`'s key by key, for its lead, its forks and its tasks' workers; elsewhere the
+    `[agent]` defaults apply. They reach the command line as Claude Code's flags."""
+    agent = AgentConfig(command=("fake",), permission_mode=PermissionMode.ACCEPT_EDITS,
+                        model="opus")
+    config = Config(Path("c.toml"), BotConfig(), agent,
+                    (ChannelConfig("webui", permission_mode=PermissionMode.PLAN,
+                                   allowed_tools=("Bash(npm test:*)", "Read")),),
+                    AdminConfig(), None, None, ConsoleConfig())
+    c = Crew(config, CHANNELS, workers=["alice"])
+    lead = c.spec_for("webui", None)
+    worker = c.spec_for("alice", task(1, "webui"))
+    general = c.spec_for("general", None)
+    fork = c.fork_spec("webui/2", 9, "sid")
+    assert lead and worker and general and fork
+    assert lead.policy == worker.policy == fork.policy == ToolPolicy(
+        PermissionMode.PLAN, ("Bash(npm test:*)", "Read"), (), "opus")
+    assert general.policy.flags() == ("--permission-mode", "acceptEdits", "--model", "opus")
+    assert lead.policy.flags() == ("--permission-mode", "plan",
+                                   "--allowedTools", "Bash(npm test:*),Read", "--model", "opus")

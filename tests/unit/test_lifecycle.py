@@ -732,6 +732,9 @@ def test_r12_3_a_forks_command_line() -> None:
     argv = agent_argv(["sh"], session_id="new", resume="lead-sid", prompt="", fork=True)
     assert argv[-5:] == ["--resume", "lead-sid", "--fork-session", "--session-id", "new"]
     assert agent_argv(["sh"], session_id="s", resume="s", prompt="")[-2:] == ["--resume", "s"]
+    assert agent_argv(["sh"], session_id="s", resume=None, prompt="p",  # R13.5: the policy last
+                      flags=("--model", "opus"))[-4:] == ["--append-system-prompt", "p",
+                                                          "--model", "opus"]
 
 
 def test_r13_8_a_turns_cost_is_the_difference_of_the_processs_running_total() -> None:
