@@ -37,6 +37,13 @@ class TaskDone:
 
 
 @dataclass(frozen=True)
+class StopTurn:
+    """`!stop` (the agent of the thread or room it is written in) or `!stop @agent` (R13.6)."""
+
+    agent: str | None
+
+
+@dataclass(frozen=True)
 class Admin:
     verb: AdminVerb
     agent: str | None = None
@@ -50,13 +57,14 @@ class Invalid:
     usage: str
 
 
-Command = TaskCreate | TaskDone | Admin | Invalid
+Command = TaskCreate | TaskDone | StopTurn | Admin | Invalid
 
 AGENT_VERBS = ("restart", "stop", "reset", "queue")
 PLAIN_VERBS = ("status", "tasks", "help")
 USAGE = {
     "task": "!task @<worker> <subject>",
     "done": "!done [<task id>]",
+    "stop-turn": "!stop [@<agent>]",
     "restart": "restart <agent>",
     "stop": "stop <agent>",
     "reset": "reset <agent>",
@@ -87,6 +95,10 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
             return TaskDone(None)
         ok = len(args) == 1 and re.fullmatch(r"#?[0-9]+", args[0]) is not None
         return TaskDone(int(args[0].lstrip("#"))) if ok else Invalid(USAGE["done"])
+    if verb == "stop" and bang and not in_admin:
+        if len(args) > 1:
+            return Invalid(USAGE["stop-turn"])
+        return StopTurn(args[0].lstrip("@").lower() if args else None)
     if verb in PLAIN_VERBS:
         return Admin(AdminVerb(verb))
     if verb in AGENT_VERBS:

@@ -74,6 +74,7 @@ class ChannelConfig:
     env: dict[str, str] = field(default_factory=dict)  # added to [agent].env for this lead
     threads: Threads = Threads.FORK
     replies: Replies = Replies.THREAD
+    approvers: tuple[str, ...] = ()  # R13.2; empty: the person the turn answers
     # R13.5: this channel's agents' policy; None: [agent]'s
     permission_mode: PermissionMode | None = None
     allowed_tools: tuple[str, ...] | None = None
@@ -182,6 +183,7 @@ CHANNEL = Section(ChannelConfig, (
     Field("env", K.STRMAP),
     choice("threads", Threads),
     choice("replies", Replies),
+    Field("approvers", K.STRLIST),
     choice("permission_mode", PermissionMode),
     Field("allowed_tools", K.STRLIST),
     Field("disallowed_tools", K.STRLIST),

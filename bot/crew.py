@@ -102,6 +102,10 @@ class Crew:
     def is_worker(self, name: str) -> bool:
         return name in self._workers
 
+    def agent_of_channel(self, channel: str) -> str | None:
+        """The agent a channel's top level talks to: its lead, or a `dm-<name>`'s worker."""
+        return worker_of_dm(channel) or (channel if self.is_lead(channel) else None)
+
     def fork_of(self, name: str) -> tuple[str, int] | None:
         """(lead, thread number) of a fork's name; None for any other name."""
         m = FORK_NAME.fullmatch(name)

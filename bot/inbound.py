@@ -27,7 +27,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from bot.commands import Admin, Invalid, TaskCreate, TaskDone, is_admin_command, parse
+from bot.commands import Admin, Invalid, StopTurn, TaskCreate, TaskDone, is_admin_command, parse
 from bot.crew import Crew
 from bot.model import Platform, RoomRef, dm_channel_of, worker_of_dm
 from bot.rooms import Rooms
@@ -93,12 +93,21 @@ class RunTaskCommand:
 
 
 @dataclass(frozen=True)
+class RunStop:
+    """Stop an agent's running turn from `channel` (R13.6); answers go to room `only`."""
+
+    channel: str
+    command: StopTurn
+    only: RoomRef
+
+
+@dataclass(frozen=True)
 class TrackConnection:
     event: ConnectionChanged
 
 
 Action = (Notify | NotifyOnce | AttachDm | Record | Route | RunAdmin | RunTaskCommand
-          | TrackConnection)
+          | RunStop | TrackConnection)
 Decision = tuple[Action, ...]  # empty: nothing to do
 
 
@@ -159,6 +168,8 @@ def _said(msg: Inbound, ref: RoomRef, channel: str, text: str, crew: Crew,
             return (said, Notify(f"usage: {cmd.usage}", channel=channel))
         assert isinstance(cmd, Admin)
         return (said, RunAdmin(cmd))
+    if isinstance(cmd, StopTurn):
+        return (Record(channel, text), RunStop(channel, cmd, ref))
     if isinstance(cmd, TaskCreate | TaskDone | Invalid) and worker_of_dm(channel) is None:
         if isinstance(cmd, Invalid):
             return (Record(channel, text), Notify(f"usage: {cmd.usage}", only=ref))
@@ -169,6 +180,18 @@ def _said(msg: Inbound, ref: RoomRef, channel: str, text: str, crew: Crew,
 def is_admin(msg: Inbound, admin_users: Collection[str]) -> bool:
     """The console is the host's own; with no admin users listed, everyone is one (R6.4)."""
     return msg.platform == Platform.CONSOLE or not admin_users or msg.sender in admin_users
+
+
+def may_steer(msg: Inbound, approvers: Collection[str], admin_users: Collection[str],
+              askers: Collection[str]) -> bool:
+    """Who may stop (and, later, approve for) a turn (R13.2, R13.6): the channel's
+    approvers and the admin users; with no approvers listed, also the people the turn
+    answers; with neither approvers nor admins configured, anyone; the console always."""
+    if msg.platform == Platform.CONSOLE or msg.sender in approvers or msg.sender in admin_users:
+        return True
+    if approvers:
+        return False
+    return msg.sender_name in askers or not admin_users
 
 
 # --- the notices ----------------------------------------------------------------------------

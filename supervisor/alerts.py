@@ -112,3 +112,16 @@ def stopped(name: str) -> str:
 def reset_done(name: str, queued: int) -> str:
     suffix = f"; delivering {queued} queued message(s)" if queued else ""
     return f"Reset {name}: breaker closed, cooldown cleared{suffix}."
+
+
+def turn_stopped(agent: str, by: str) -> str:
+    """R13.6: one line in the conversation, saying who stopped the turn."""
+    return f"⏹ {agent} stopped by {by}."
+
+
+def nothing_to_stop(agent: str) -> str:
+    return f"{agent} is not working on anything right now; nothing to stop."
+
+
+def stopping(agent: str) -> str:
+    return f"Stopping {agent}'s turn…"

@@ -67,6 +67,13 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Interrupt:
+    """Send the running turn the `interrupt` control request (R13.6)."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
 class RecordUsage:
     """Keep what a turn cost (R13.8), for the conversation it answered."""
 
@@ -164,7 +171,8 @@ class Log:
     text: str
 
 
-Effect = (Spawn | Write | Kill | Terminate | MarkAttempted | Answer | RecordUsage | OfferQueue
+Effect = (Spawn | Write | Kill | Terminate | Interrupt | MarkAttempted | Answer | RecordUsage
+          | OfferQueue
           | TellBlocked
           | SaveHealth | SaveSession | SaveError | RecordProcess | ForgetProcess | Post
           | Notify | Alert | Escalate | Recover | Kick | Log)

@@ -50,7 +50,7 @@ class RunView:
     in_turn: bool
     pid: int | None = None
     waiting_for_slot: bool = False  # its start waits for a process slot (R3.7)
-
+    asked: tuple[str, ...] = ()  # the texts of the messages its open turn answers
 
 @dataclass
 class Runtime:
@@ -136,6 +136,9 @@ class Executor:
                     stops += await self._apply(rt, run.tell_blocked(
                         blocked, await self.store.queued(run.name), await self._health(rt),
                         told=told))
+                case fx.Interrupt(request_id):
+                    if rt.session is not None:
+                        await rt.session.interrupt(request_id)
                 case fx.Kill():
                     if rt.session is not None:
                         rt.session.kill()

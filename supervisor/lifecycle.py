@@ -106,6 +106,8 @@ class AgentRun:
         self.conversation: Conversation | None = None  # what the current turn answers (R3.6)
         self.held_back = False  # another conversation's messages wait for this turn's end
         self.process_cost = 0.0  # the running total of this process's results (R13.8)
+        self.stopped_by: str | None = None  # who asked to stop the running turn (R13.6)
+        self.interrupts = 0
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
         self.queue_retry_at: float | None = None
@@ -246,6 +248,15 @@ class AgentRun:
             self.state, self.stop_reason = RunState.STOPPING, reason
             return [fx.Terminate()]
         return []
+
+    def stop_turn(self, by: str) -> list[Effect] | None:
+        """A person asked to stop the running turn (R13.6): send the CLI `interrupt`; the
+        session lives on. None: there is no turn to stop."""
+        if self.state is not RunState.RUNNING or not self.in_turn:
+            return None
+        self.stopped_by = by
+        self.interrupts += 1
+        return [fx.Interrupt(f"int_{self.run_id}_{self.interrupts}")]
 
     def make_room(self) -> list[Effect]:
         """Stop to give the slot to a waiting start (R3.7), resumable like an idle stop;
@@ -397,7 +408,11 @@ class AgentRun:
     def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
                     now: float) -> list[Effect]:
         usage = self._usage(result)
-        outcome = AFTER_TURN[(turn_end(result), self.healthy)]
+        end = TurnEnd.STOPPED if self.stopped_by and result.is_error else turn_end(result)
+        stopped_by, self.stopped_by = self.stopped_by, None
+        outcome = AFTER_TURN[(end, self.healthy)]
+        if outcome is TurnOutcome.STOPPED:
+            return usage + self._stopped(posts, stopped_by or "someone")
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
             effects = usage + self._posts(posts, answered=answered)
@@ -421,6 +436,20 @@ class AgentRun:
             failed = self._fail(error, health, now, Failure.TURN, auth=auth)
             return effects + failed + self._kill(StopReason.FAILED)
         return [*effects, fx.SaveError(error[:500])]
+
+    def _stopped(self, posts: list[str], by: str) -> list[Effect]:
+        """A turn a person stopped (R13.6): not the agent's failure, its text is quarantined
+        (the result is an error), and its messages count as answered — the person chose to
+        end them, they are not delivered again (R8.5 is for turns the bot cut short)."""
+        answered = list(self.delivered.values())
+        self.delivered = {}
+        effects = self._posts(posts, answered=answered)
+        if self.conversation is not None:
+            effects.append(fx.Notify(self.conversation, alerts.turn_stopped(self.name, by)))
+        if self.held_back:
+            self.held_back = False
+            effects.append(fx.OfferQueue())
+        return effects
 
     def _proven(self, health: Health) -> list[Effect]:
         """The run proved healthy (R4.5): the breaker closes, and an open escalation is

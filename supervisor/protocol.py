@@ -155,6 +155,13 @@ def encode_user_message(text: str, message_id: str | None = None) -> bytes:
     return (json.dumps(message, separators=(",", ":")) + "\n").encode("ascii")
 
 
+def encode_interrupt(request_id: str) -> bytes:
+    """The control request that ends the running turn and keeps the process (R13.6)."""
+    request = {"type": "control_request", "request_id": request_id,
+               "request": {"subtype": "interrupt"}}
+    return (json.dumps(request, separators=(",", ":")) + "\n").encode("ascii")
+
+
 _AUTH_FAILURE = re.compile(
     r"Not logged in|OAuth token has expired|Invalid API key|authentication_error"
     r"|(?:API Error|HTTP|status(?: code)?)\W{0,3}401\b",

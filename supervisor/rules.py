@@ -97,6 +97,7 @@ class TurnEnd(Enum):
     ERROR = "error"
     AUTH = "auth failure"
     UNKNOWN_SESSION = "unknown session"
+    STOPPED = "stopped by a person"  # an interrupt it was sent (R13.6)
 
 
 class TurnOutcome(Enum):
@@ -105,6 +106,7 @@ class TurnOutcome(Enum):
     FORGET_SESSION = "forget the session, requeue, kill"  # (R4.10)
     FAIL = "count a failure, kill"  # (R4.2, R6.2)
     NOTE_ERROR = "note the error"  # a healthy session's bad turn is the agent's business
+    STOPPED = "answered, stopped"  # not a failure; its text is quarantined (R13.6)
 
 
 AFTER_TURN: dict[tuple[TurnEnd, bool], TurnOutcome] = {
@@ -116,6 +118,8 @@ AFTER_TURN: dict[tuple[TurnEnd, bool], TurnOutcome] = {
     (TurnEnd.AUTH, True): TurnOutcome.FAIL,
     (TurnEnd.ERROR, False): TurnOutcome.FAIL,
     (TurnEnd.ERROR, True): TurnOutcome.NOTE_ERROR,
+    (TurnEnd.STOPPED, False): TurnOutcome.STOPPED,
+    (TurnEnd.STOPPED, True): TurnOutcome.STOPPED,
 }
 """(how the turn ended, whether the run had proven healthy) -> outcome."""
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from supervisor import process
-from supervisor.protocol import AgentEvent, encode_user_message, parse_line
+from supervisor.protocol import AgentEvent, encode_interrupt, encode_user_message, parse_line
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +145,18 @@ class Session:
     async def send(self, text: str, message_id: str | None = None) -> bool:
         """Write one user message (with `message_id` as its uuid); False when the process
         can no longer take input."""
+        return await self._write(encode_user_message(text, message_id))
+
+    async def interrupt(self, request_id: str) -> bool:
+        """Ask the CLI to end the running turn (R13.6); False when it cannot take input."""
+        return await self._write(encode_interrupt(request_id))
+
+    async def _write(self, line: bytes) -> bool:
         proc = self._proc
         if proc is None or proc.stdin is None or proc.returncode is not None:
             return False
         try:
-            proc.stdin.write(encode_user_message(text, message_id))
+            proc.stdin.write(line)
             await proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError, RuntimeError):
             return False

@@ -155,7 +155,8 @@ class Supervisor(Executor):
 
     def _view(self, rt: Runtime) -> RunView:
         return RunView(rt.run.state, rt.run.run_id, rt.run.in_turn, rt.run.pid,
-                       waiting_for_slot=rt.run.name in self._slots.waiting)
+                       waiting_for_slot=rt.run.name in self._slots.waiting,
+                       asked=tuple(q.text for q in rt.run.delivered.values()))
 
     async def status(self) -> list[AgentStatus]:
         """One row per agent, read in three store round trips whatever the crew's size."""
@@ -210,6 +211,19 @@ class Supervisor(Executor):
         queued = len(await self.store.queued(name))
         self.schedule_kick([name])
         return alerts.reset_done(name, queued)
+
+    async def stop_turn(self, name: str, by: str) -> str:
+        """A person's `!stop` (R13.6): interrupt `name`'s running turn; the session lives on
+        for the next message. The answer for the person."""
+        rt = self._runtimes.get(name)
+        if rt is None:
+            return alerts.nothing_to_stop(name)
+        async with rt.lock:
+            effects = rt.run.stop_turn(by)
+            if effects is None:
+                return alerts.nothing_to_stop(name)
+            await self._apply(rt, effects)
+        return alerts.stopping(name)
 
     async def stop_worker(self, name: str) -> None:
         """A worker's task is done (R7.3)."""

@@ -11,6 +11,7 @@ from bot.commands import (
     Admin,
     Command,
     Invalid,
+    StopTurn,
     TaskCreate,
     TaskDone,
     is_admin_command,
@@ -34,6 +35,10 @@ TOPIC: dict[str, tuple[str, Command | None]] = {
     "r7_2-task-no-args": ("!task", Invalid(USAGE["task"])),
     # R7.2 — !done id
     "r7_2-done": ("!done 12", TaskDone(12)),
+    "r13_6-stop": ("!stop", StopTurn(None)),
+    "r13_6-stop-agent": ("!stop @Carol", StopTurn("carol")),
+    "r13_6-stop-fork": ("!stop webui/2", StopTurn("webui/2")),
+    "r13_6-stop-two": ("!stop a b", Invalid(USAGE["stop-turn"])),
     "r7_2-done-hash": ("!done #12", TaskDone(12)),
     "r7_2-done-upper-verb": ("!DONE 7", TaskDone(7)),
     "r7_2-done-word": ("!done x", Invalid(USAGE["done"])),
@@ -111,7 +116,8 @@ def test_r6_4_parse_in_admin(text: str, expected: Command | None) -> None:
 
 @pytest.mark.parametrize(("text", "admin"), [
     ("!status", True), ("!tasks", True), ("!help", True), ("!restart webui", True),
-    ("!stop", True), ("!reset", True), ("!auth login", True), ("!auth", True),
+    ("!stop", False), ("!stop @webui", False), ("!reset", True), ("!auth login", True),
+    ("!auth", True),
     ("!task @alice x", False), ("!task alice", False), ("!done 1", False), ("!done x", False),
     ("hello", False), ("status", False),
 ], ids=lambda v: str(v))
@@ -136,7 +142,7 @@ VERBS = st.sampled_from(["task", "done", "status", "tasks", "help", "restart", "
 def test_r6_4_r7_2_parse_never_raises(text: str, in_admin: bool) -> None:
     """R6.4/R7.2: any text parses to a command, an Invalid usage, or None — never an error."""
     result = parse(text, in_admin=in_admin)
-    assert result is None or isinstance(result, TaskCreate | TaskDone | Admin | Invalid)
+    assert result is None or isinstance(result, TaskCreate | TaskDone | StopTurn | Admin | Invalid)
     if not in_admin and not text.strip().startswith("!"):
         assert result is None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import Admin, AdminVerb, TaskCreate, TaskDone
+from bot.commands import Admin, AdminVerb, StopTurn, TaskCreate, TaskDone
 from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
 from bot.crew import Crew
 from bot.inbound import (
@@ -21,10 +21,12 @@ from bot.inbound import (
     Record,
     Route,
     RunAdmin,
+    RunStop,
     RunTaskCommand,
     TrackConnection,
     classify,
     dm_help,
+    may_steer,
     unbound,
 )
 from bot.model import ChannelKind, RoomRef
@@ -111,9 +113,13 @@ ROWS: list[tuple[str, BridgeEvent, Decision]] = [
     ("r6_4_empty_in_admin_room", said(C0, "   ", sender="U-admin"), (Record("ops", "   "),)),
     ("r6_4_admin_command_elsewhere", said(C1, "!restart webui", sender="U-admin"),
      (Record("webui", "!restart webui"), Notify("Admin commands only work in #ops.", only=C1))),
-    ("r6_4_admin_command_in_dm", said(DM_ALICE, "!stop alice", direct=True),
-     (Record("dm-alice", "!stop alice"), Notify("Admin commands only work in #ops.",
-                                                only=DM_ALICE))),
+    ("r6_4_admin_command_in_dm", said(DM_ALICE, "!reset alice", direct=True),
+     (Record("dm-alice", "!reset alice"), Notify("Admin commands only work in #ops.",
+                                                 only=DM_ALICE))),
+    ("r13_6_stop_in_a_dm_stops_its_worker", said(DM_ALICE, "!stop", direct=True),
+     (Record("dm-alice", "!stop"), RunStop("dm-alice", StopTurn(None), DM_ALICE))),
+    ("r13_6_stop_an_agent_from_a_room", said(C1, "!stop @alice"),
+     (Record("webui", "!stop @alice"), RunStop("webui", StopTurn("alice"), C1))),
     ("r6_4_status_elsewhere_refused", said(C1, "!status"),
      (Record("webui", "!status"), Notify("Admin commands only work in #ops.", only=C1))),
     ("r6_4_verb_without_bang_elsewhere_is_text", said(C1, "status please"),
@@ -159,3 +165,19 @@ def test_r1_5_unbound_notice_is_once_per_room() -> None:
     assert isinstance(first, NotifyOnce) and first.only == STRANGER
     assert first.key != unbound(RoomRef("matrix", "C9")).key
     assert "add `C9` to the `slack` list" in first.text
+
+
+@pytest.mark.parametrize(("sender", "platform", "approvers", "admins", "askers", "ok"), [
+    ("U-bob", "slack", (), (), (), True),  # nobody configured: a small team, anyone
+    ("U-bob", "slack", (), ("U-admin",), ("bob",), True),  # the person the turn answers
+    ("U-bob", "slack", (), ("U-admin",), ("carol",), False),  # someone else's turn
+    ("U-admin", "slack", ("U-ann",), ("U-admin",), (), True),  # an admin
+    ("U-ann", "slack", ("U-ann",), ("U-admin",), (), True),  # an approver
+    ("U-bob", "slack", ("U-ann",), (), ("bob",), False),  # approvers listed: only them
+    ("local", "console", ("U-ann",), ("U-admin",), (), True),  # the host's own console
+], ids=["r13_2-no-one-set", "r13_2-asker", "r13_2-stranger", "r13_2-admin", "r13_2-approver",
+        "r13_2-approvers-only", "r13_2-console"])
+def test_r13_2_r13_6_who_may_stop_a_turn(sender: str, platform: str, approvers: tuple,
+                                        admins: tuple, askers: tuple, ok: bool) -> None:
+    msg = Inbound(platform, "C1", sender, sender.removeprefix("U-"), "!stop", "E1", 1.0)
+    assert may_steer(msg, approvers, admins, askers) is ok

@@ -757,3 +757,26 @@ def test_r13_8_a_turns_cost_is_the_difference_of_the_processs_running_total() ->
     [usage] = of(run.saw(replace(answers(nudge(3)), total_cost_usd=0.05), Health(), T0 + 6),
                  fx.RecordUsage)
     assert usage.usage.cost_usd == 0.05
+
+
+# --- R13.6: a person stops a turn -------------------------------------------------------------
+
+
+def test_r13_6_a_stopped_turn_is_answered_not_failed_and_the_session_lives_on() -> None:
+    """R13.6: `stop_turn` sends `interrupt`; the interrupted (error) result is no failure —
+    no kill, no cooldown, no health change — its text is quarantined, its messages leave
+    the queue (a person ended them), and one line says who stopped it."""
+    run = running(queued=(nudge(1), nudge(2)), healthy=True)
+    assert run.stop_turn("bob") == [fx.Interrupt("int_1_1")]
+    run.saw(AssistantText("half an answer"), Health(), T0 + 1)
+    interrupted = TurnResult(True, "error_during_execution", "", "sid", (),
+                             answered=(uuid_of(nudge(1)),))
+    effects = run.saw(interrupted, Health(), T0 + 2)
+    assert kinds(effects) == [fx.Answer, fx.Notify]
+    assert of(effects, fx.Answer) == [fx.Answer((), 0, (1, 2), Conversation("webui"))]
+    assert of(effects, fx.Notify)[0].text == "⏹ webui stopped by bob."
+    assert (run.state, run.in_turn) == (RunState.RUNNING, False)
+    assert run.stop_turn("bob") is None  # nothing left to stop
+    write(run, (nudge(3),), T0 + 3)
+    effects = run.saw(replace(ERROR, answered=(uuid_of(nudge(3)),)), Health(), T0 + 4)
+    assert fx.Notify not in map(type, effects)  # a later failed turn is not "stopped"
