@@ -27,15 +27,16 @@ _ids = itertools.count(1)
 
 
 async def crew_bot(tmp_path: Path, *, channel: dict | None = None,
-                   env: dict | None = None, data_dir: Path | None = None
-                   ) -> tuple[Bot, Recorder, Recorder]:
+                   env: dict | None = None, data_dir: Path | None = None,
+                   admin_users: tuple[str, ...] = ()) -> tuple[Bot, Recorder, Recorder]:
     """#webui bound to Slack C1 and Matrix !m, plus the console."""
     log = tmp_path / "agents.jsonl"
     config = load_config(write_config(
         tmp_path / "c.toml", data_dir=data_dir,
         agent={"env": {"FAKE_AGENT_LOG": str(log), **(env or {})}},
         channels=[{"name": "webui", "slack": ["C1"], "matrix": ["!m"], **(channel or {})}],
-        extra={"slack": {"bot_token": "xoxb-test", "app_token": "xapp-test"},
+        extra={"admin": {"users": list(admin_users)},
+               "slack": {"bot_token": "xoxb-test", "app_token": "xapp-test"},
                "matrix": {"homeserver": "http://127.0.0.1:1", "user_id": "@crew:test",
                           "access_token": "t"}}))
     console = Recorder()
