@@ -43,7 +43,6 @@ from bot.inbound import (
     RunTaskCommand,
     TrackConnection,
     classify,
-    may_steer,
 )
 from bot.model import (
     BOT_NAME,
@@ -57,7 +56,8 @@ from bot.model import (
 from bot.outage import OutageTracker
 from bot.outbox import Outbox
 from bot.rooms import Rooms, wanted_rooms
-from bot.routing import Notice, route, split_nudge
+from bot.routing import Notice, route
+from bot.steer_ops import SteerOps
 from bot.store import Store
 from bot.store_outbox import Said
 from bot.task_ops import TaskOps
@@ -134,6 +134,8 @@ class App:
             socket_path=self.socket_path.resolve(),
             always_on=[c.name for c in self.config.channels if c.always_on],
             withheld_env=self.config.env_refs)
+        self.steering = SteerOps(self.store, self.crew, self.conversations, self.supervisor,
+                                 self.config, self.bot_says)
         self.tasks = TaskOps(self.store, self.crew, self.conversations, self.outbox,
                              self.supervisor, self.clock.now, self.ensure_channel,
                              self.bot_says)
@@ -294,7 +296,7 @@ class App:
                     await self.tasks.command(channel, event, recorded, command, only)
                 case RunStop(channel=channel, command=command, only=only):
                     assert isinstance(event, Inbound)
-                    await self._stop_turn(channel, event, recorded, command.agent, only)
+                    await self.steering.stop_turn(channel, event, recorded, command.agent, only)
                 case TrackConnection(event=changed):
                     self._connection(changed)
 
@@ -343,32 +345,6 @@ class App:
         if origin is not None:
             await self._notices(routing.notices, only=origin, thread=message.thread)
         self.supervisor.schedule_kick(n.agent for n in routing.nudges)
-
-    async def _stop_turn(self, channel: str, msg: Inbound,
-                         recorded: tuple[int, int | None] | None, agent: str | None,
-                         only: RoomRef) -> None:
-        """`!stop` (R13.6): the named agent's turn, else that of the thread's agent, the
-        DM's worker or the channel's lead; by someone who may steer it (R13.2). The answer,
-        or the refusal, goes to the room it was typed in, in its thread."""
-        thread_id = recorded[1] if recorded else None
-        where = Conversation(channel, thread_id)
-        thread = await self.store.thread(thread_id) if thread_id else None
-        agent = agent or (await self.conversations.thread_agent(thread) if thread
-                          else self.crew.agent_of_channel(channel))
-        if agent is None:
-            await self.bot_says(where, "Nothing to stop here: write `!stop @<agent>`.",
-                                only=only)
-            return
-        view = self.supervisor.run_view(agent)
-        askers = [split_nudge(text)[0] for text in view.asked] if view else []
-        approvers = self.config.channel_or_default(channel).approvers
-        if not may_steer(msg, approvers, self.config.admin.users, askers):
-            await self.bot_says(where, f"{msg.sender_name}, only the people who may approve "
-                                f"for #{channel} can stop {agent}; nothing was stopped.",
-                                only=only)
-            return
-        await self.bot_says(where, await self.supervisor.stop_turn(agent, msg.sender_name),
-                            only=only)
 
     # --- outages (R6.3) ----------------------------------------------------------------------
 
