@@ -22,6 +22,8 @@ class AdminVerb(StrEnum):
     AUTH_LOGIN = "auth-login"
     QUEUE = "queue"
     DROP = "drop"
+    USAGE = "usage"
+    AUDIT = "audit"
     HELP = "help"
 
 
@@ -48,6 +50,13 @@ class Admin:
     verb: AdminVerb
     agent: str | None = None
     which: int | None = None  # `drop`: the message's place in `queue`; None: all of them
+    count: int | None = None  # `audit`: how many entries; None: the default
+
+    def words(self) -> str:
+        """The command as it is written: what the audit records (R13.9)."""
+        args = (self.agent, "all" if self.verb == AdminVerb.DROP and self.which is None
+                else self.which, self.count)
+        return " ".join([self.verb.replace("-", " "), *(str(a) for a in args if a is not None)])
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,7 @@ class Invalid:
 Command = TaskCreate | TaskDone | StopTurn | Admin | Invalid
 
 AGENT_VERBS = ("restart", "stop", "reset", "queue")
-PLAIN_VERBS = ("status", "tasks", "help")
+PLAIN_VERBS = ("status", "tasks", "usage", "help")
 USAGE = {
     "task": "!task @<worker> <subject>",
     "done": "!done [<task id>]",
@@ -71,9 +80,11 @@ USAGE = {
     "auth": "auth login",
     "queue": "queue <agent>",
     "drop": "drop <agent> <n>|all",
+    "audit": "audit [<n>]",
 }
 ADMIN_HELP = ("Admin commands: status · tasks · restart <agent> · stop <agent> · "
-              "reset <agent> · queue <agent> · drop <agent> <n>|all · auth login · help")
+              "reset <agent> · queue <agent> · drop <agent> <n>|all · auth login · usage · "
+              "audit [<n>] · help")
 
 
 def parse(text: str, *, in_admin: bool) -> Command | None:
@@ -111,6 +122,11 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
             return Invalid(USAGE["drop"])
         return Admin(AdminVerb.DROP, args[0].lstrip("@").lower(),
                      None if which == "all" else int(which.lstrip("#")))
+    if verb == "audit":
+        if not args:
+            return Admin(AdminVerb.AUDIT)
+        ok = len(args) == 1 and re.fullmatch(r"[1-9][0-9]{0,3}", args[0]) is not None
+        return Admin(AdminVerb.AUDIT, count=int(args[0])) if ok else Invalid(USAGE["audit"])
     if verb == "auth":
         login = [a.lower() for a in args] == ["login"]
         return Admin(AdminVerb.AUTH_LOGIN) if login else Invalid(USAGE["auth"])
@@ -119,4 +135,4 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
 
 def is_admin_command(cmd: Command | None) -> bool:
     return isinstance(cmd, Admin) or (isinstance(cmd, Invalid) and cmd.usage in {
-        USAGE[v] for v in (*AGENT_VERBS, "auth", "drop")})
+        USAGE[v] for v in (*AGENT_VERBS, "auth", "drop", "audit")})

@@ -75,4 +75,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN thread INTEGER;
     ALTER TABLE outbox ADD COLUMN message INTEGER;
     """,
+    # R13.8 usage: one row per (day, agent, channel, person), summed by an upsert, so it
+    # grows with the team rather than with its turns; `day` is a UTC date (YYYY-MM-DD).
+    # R13.9 audit: who did what, on which platform, where (a channel), when, and how it
+    # ended; `place` because WHERE is SQL's.
+    """
+    CREATE TABLE usage (
+        day TEXT NOT NULL, agent TEXT NOT NULL, channel TEXT NOT NULL, person TEXT NOT NULL,
+        cost_usd REAL NOT NULL DEFAULT 0, input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0, turns INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, agent, channel, person));
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, who TEXT NOT NULL,
+        platform TEXT NOT NULL, place TEXT NOT NULL, what TEXT NOT NULL,
+        outcome TEXT NOT NULL);
+    CREATE INDEX audit_ts ON audit (ts);
+    """,
 ]

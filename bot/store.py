@@ -17,7 +17,8 @@ What lives here, and why it must outlive the process:
 - the agent processes now running, so that a bot killed without a chance to stop them ends
   them when it starts again (R4.9);
 - threads and every platform id a message has per room (`bot.store_threads`, R12), and the
-  outbox's rows (`bot.store_outbox`), mixed into `Store`.
+  outbox's rows (`bot.store_outbox`), mixed into `Store`;
+- usage by day, agent, channel and person, and the audit (`bot.store_usage`, R13.8, R13.9).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bot.model import ChannelKind, Nudge
 from bot.schema import MIGRATIONS
 from bot.store_outbox import OutboxRecords, Said, said_sql
 from bot.store_threads import ThreadRecords, add_ref, bot_message, insert_message, new_thread
+from bot.store_usage import AuditRecords, UsageRecords
 from bridges.base import Inbound
 from supervisor.breaker import Health
 from supervisor.ports import AgentKind, AgentRow, QueuedNudge
@@ -119,7 +121,7 @@ class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
 
-class Store(OutboxRecords, ThreadRecords):
+class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords):
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self._db = db
         self.path = path

@@ -58,6 +58,8 @@ TOPIC: dict[str, tuple[str, Command | None]] = {
     "r6_4-reset-outside-admin": ("!reset webui", Admin("reset", "webui")),
     "r6_4-auth-login-outside-admin": ("!auth login", Admin("auth-login")),
     "r6_4-restart-missing-agent-outside-admin": ("!restart", Invalid(USAGE["restart"])),
+    "r13_8-usage-outside-admin": ("!usage", Admin("usage")),
+    "r13_9-audit-outside-admin": ("!audit 3", Admin("audit", count=3)),
 }
 
 ADMIN: dict[str, tuple[str, Command | None]] = {
@@ -99,6 +101,15 @@ ADMIN: dict[str, tuple[str, Command | None]] = {
     "r7_2-task-in-admin": ("!task @alice x", TaskCreate("alice", "x")),
     "r7_2-done-in-admin": ("done 3", TaskDone(3)),
     "empty-in-admin": ("   ", None),
+    # R13.8 — usage; R13.9 — audit [<n>]
+    "r13_8-usage": ("usage", Admin("usage")),
+    "r13_8-usage-bang": ("!USAGE", Admin("usage")),
+    "r13_9-audit": ("audit", Admin("audit")),
+    "r13_9-audit-count": ("audit 5", Admin("audit", count=5)),
+    "r13_9-audit-zero": ("audit 0", Invalid(USAGE["audit"])),
+    "r13_9-audit-word": ("audit lots", Invalid(USAGE["audit"])),
+    "r13_9-audit-two": ("audit 1 2", Invalid(USAGE["audit"])),
+    "r13_9-audit-huge": ("audit 100000", Invalid(USAGE["audit"])),
 }
 
 
@@ -117,7 +128,7 @@ def test_r6_4_parse_in_admin(text: str, expected: Command | None) -> None:
 @pytest.mark.parametrize(("text", "admin"), [
     ("!status", True), ("!tasks", True), ("!help", True), ("!restart webui", True),
     ("!stop", False), ("!stop @webui", False), ("!reset", True), ("!auth login", True),
-    ("!auth", True),
+    ("!auth", True), ("!usage", True), ("!audit", True), ("!audit x", True),
     ("!task @alice x", False), ("!task alice", False), ("!done 1", False), ("!done x", False),
     ("hello", False), ("status", False),
 ], ids=lambda v: str(v))
@@ -130,7 +141,7 @@ def test_r6_4_admin_commands_outside_admin_are_recognised_to_be_refused(
 
 ASCII_WORD = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=6)
 VERBS = st.sampled_from(["task", "done", "status", "tasks", "help", "restart", "stop", "reset",
-                         "auth", "login", "hello"])
+                         "auth", "login", "usage", "audit", "hello"])
 
 
 @settings(max_examples=300, deadline=None)
@@ -167,3 +178,14 @@ def test_r7_2_task_verb_is_case_insensitive_like_the_others(text: str) -> None:
     """R7.2: `!Task @alice fix it` (phone keyboards capitalise) creates the task, as
     `!DONE 7` finishes one (found by this suite, fixed in ce39af2)."""
     assert parse(text, in_admin=False) == TaskCreate("alice", "fix it")
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("status", "status"), ("reset @WebUI", "reset webui"), ("drop webui 2", "drop webui 2"),
+    ("drop webui all", "drop webui all"), ("auth login", "auth login"), ("audit", "audit"),
+    ("audit 5", "audit 5"), ("usage", "usage"), ("queue alice", "queue alice"),
+], ids=lambda v: str(v))
+def test_r13_9_an_admin_command_is_audited_as_it_is_written(text: str, words: str) -> None:
+    """R13.9: the audit's "what" is the command with its arguments, read back from the parse."""
+    cmd = parse(text, in_admin=True)
+    assert isinstance(cmd, Admin) and cmd.words() == words
