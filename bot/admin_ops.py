@@ -1,7 +1,8 @@
 """Carrying out the admin room's commands (R6.4, R6.5): the supervisor and store do the work.
 
 Who may run a command, and where, is decided before it gets here (`bot.inbound`); each
-command's answer is the text the admin room reads.
+command's answer is the text the admin room reads, and each command is audited with the
+first line of that answer (R13.9) — all but `help`, which does nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from bot import admin as admin_text
 from bot.commands import ADMIN_HELP, Admin, AdminVerb
 from bot.routing import split_nudge
 from bot.store import Store
+from bot.store_usage import Actor, UsageReport, days_before, usage_report, utc_day
 from supervisor.auth import run_login
 from supervisor.ports import AgentConfig, Conversation
 from supervisor.supervisor import Supervisor
+
+USAGE_DAYS = 7  # admin `usage`: today and the six days before (R13.8)
+AUDIT_COUNT = 20  # admin `audit` without a count (R13.9)
 
 
 class AdminOps:
@@ -34,12 +39,24 @@ class AdminOps:
         self._now = now
         self._spawn = spawn  # a background task the app cancels when it stops
 
-    async def run(self, cmd: Admin, by: str) -> str:
-        """Carry out `cmd` for admin `by`; the answer for the admin room."""
+    async def run(self, cmd: Admin, by: Actor) -> str:
+        """Carry out `cmd` for admin `by`; the answer for the admin room, audited (R13.9)."""
+        answer = await self._run(cmd, by)
+        if cmd.verb != AdminVerb.HELP:
+            await self.store.audit_act(by, cmd.words(), answer, self._now())
+        return answer
+
+    async def _run(self, cmd: Admin, by: Actor) -> str:
         agent = cmd.agent or ""
         match cmd.verb:
             case AdminVerb.STATUS:
-                return admin_text.format_status(await self.supervisor.status())
+                costs = await self.store.cost_by_agent(utc_day(self._now()))  # R13.8
+                return admin_text.format_status(await self.supervisor.status(), costs)
+            case AdminVerb.USAGE:
+                return admin_text.usage_text(await self.usage(USAGE_DAYS))
+            case AdminVerb.AUDIT:
+                return admin_text.audit_text(
+                    await self.store.audit_entries(limit=cmd.count or AUDIT_COUNT))
             case AdminVerb.TASKS:
                 return admin_text.format_tasks(await self.store.tasks(open_only=True))
             case AdminVerb.RESTART:
@@ -52,13 +69,19 @@ class AdminOps:
                 return admin_text.format_queue(agent, await self.store.queued(agent),
                                                self._now())
             case AdminVerb.DROP:
-                return await self._drop(agent, cmd.which, by)
+                return await self._drop(agent, cmd.which, by.name)
             case AdminVerb.AUTH_LOGIN:
-                self._spawn(self._auth_login(), "auth-login")
+                self._spawn(self._auth_login(by), "auth-login")
                 command = " ".join(self.agent.login_command)
                 return (f"Running `{command}` on the host (it may open a browser there); "
                         f"waiting up to {self.agent.login_timeout_s:.0f}s.")
         return ADMIN_HELP
+
+    async def usage(self, days: int) -> UsageReport:
+        """The usage of the `days` days up to today, UTC (R13.8)."""
+        today = utc_day(self._now())
+        return usage_report(await self.store.usage_since(days_before(today, days - 1)),
+                            today, days)
 
     async def _drop(self, agent: str, which: int | None, by: str) -> str:
         """`drop <agent> <n>|all` (R6.6): a poison message can go instead of coming back
@@ -75,12 +98,15 @@ class AdminOps:
                              admin_text.dropped_notice(sender, agent, body, by))
         return f"Dropped {len(dropped)} queued message(s) for {agent}."
 
-    async def _auth_login(self) -> None:
+    async def _auth_login(self, by: Actor) -> None:
+        """R6.5; its outcome is audited as an act of its own, once known (R13.9)."""
         result = await run_login(self.agent.login_command, self.agent.login_timeout_s,
                                  cwd=Path(self.agent.workdir), env=self.agent.env)
         if not result.ok:
-            await self._notice(f"❌ auth login failed: {result.detail}")
-            return
-        names = await self.supervisor.auth_recovered()
-        restarted = f" Restarting: {', '.join(names)}." if names else ""
-        await self._notice(f"✅ auth login succeeded.{restarted}")
+            outcome = f"❌ auth login failed: {result.detail}"
+        else:
+            names = await self.supervisor.auth_recovered()
+            restarted = f" Restarting: {', '.join(names)}." if names else ""
+            outcome = f"✅ auth login succeeded.{restarted}"
+        await self.store.audit_act(by, "auth login (outcome)", outcome, self._now())
+        await self._notice(outcome)

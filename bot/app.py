@@ -60,6 +60,7 @@ from bot.routing import Notice, route
 from bot.steer_ops import SteerOps
 from bot.store import Store
 from bot.store_outbox import Said
+from bot.store_usage import Actor, turn_shares, utc_day
 from bot.task_ops import TaskOps
 from bot.wiring import build_bridges
 from bridges.base import (
@@ -289,8 +290,8 @@ class App:
                                            platform=event.platform)
                 case RunAdmin(command=command):
                     assert isinstance(event, Inbound)
-                    await self.notice(Conversation(self.crew.admin),
-                                      await self.admin_ops.run(command, event.sender_name))
+                    await self.notice(Conversation(self.crew.admin), await self.admin_ops.run(
+                        command, Actor.of(event, self.crew.admin)))
                 case RunTaskCommand(channel=channel, command=command, only=only):
                     assert isinstance(event, Inbound)
                     await self.tasks.command(channel, event, recorded, command, only)
@@ -410,9 +411,15 @@ class App:
 
     async def record_usage(self, agent: str, conversation: Conversation | None,
                            usage: TurnUsage) -> None:
-        """R13.8: kept by agent, channel, person and day (the usage table: issue 11)."""
-        log.debug("%s: turn cost $%.4f (%d in, %d out tokens)", agent, usage.cost_usd,
-                  usage.input_tokens, usage.output_tokens)
+        """R13.8: a turn's cost and tokens, shared equally by the people it answered, added
+        to the day's sums for the agent and the channel it answered in (its home channel
+        when the turn answered no conversation)."""
+        channel = conversation.channel if conversation is not None else ""
+        if not channel:
+            row = await self.store.agent(agent)
+            channel = row.channel if row is not None else ""
+        await self.store.add_usage(utc_day(self.clock.now()), agent, channel,
+                                   turn_shares(usage))
 
     async def notice(self, where: Conversation | str, text: str) -> None:
         """A notice into a conversation (or a channel's top level)."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import re
 import resource
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +94,43 @@ def build_parser() -> argparse.ArgumentParser:
     _socket_args(lst)
     lst.add_argument("--all", action="store_true", help="include finished tasks")
     lst.set_defaults(func=cmd_task_list)
+
+    usage = sub.add_parser("usage", help="print what the agents cost, by channel, agent and day",
+                           description="Cost and tokens today and over the last days, UTC "
+                                       "(R13.8).")
+    _socket_args(usage)
+    usage.add_argument("--days", type=int, help="how many days, today included (default 7)")
+    usage.add_argument("--json", action="store_true", help="print the report as JSON")
+    usage.set_defaults(func=cmd_usage)
+
+    audit = sub.add_parser("audit", help="print the audit: who did what, where and when",
+                           description="The latest audited acts, oldest first (R13.9).")
+    _socket_args(audit)
+    audit.add_argument("--since", type=since_arg, metavar="WHEN",
+                       help="from an ISO time (UTC unless it says) or a duration ago: 30m, 2h, 1d")
+    audit.add_argument("--limit", type=int, help="at most this many entries (default: 20, "
+                                                 f"or {AUDIT_SINCE_LIMIT} with --since)")
+    audit.add_argument("--json", action="store_true", help="print the entries as JSON")
+    audit.set_defaults(func=cmd_audit)
     return p
+
+
+DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+AUDIT_SINCE_LIMIT = 10_000
+
+
+def since_arg(text: str, now: float | None = None) -> float:
+    """`--since`: a duration ago (`90m`, `2h`, `1d`) or an ISO time, as epoch seconds."""
+    if m := DURATION.fullmatch(text.strip().lower()):
+        return (time.time() if now is None else now) - float(m.group(1)) * UNIT_S[m.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO time (2026-12-01T09:00) nor a duration (2h, 1d)"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def _socket_args(p: argparse.ArgumentParser) -> None:
@@ -205,8 +244,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bot.admin import status_rows, table
     from supervisor.ports import AgentStatus
 
-    rows = [AgentStatus(**r) for r in _call(args, {"op": "status"})]
-    print(table(status_rows(rows)) if rows else "no agents yet")
+    rows = _call(args, {"op": "status"})
+    costs = {r["name"]: r.pop("cost_today_usd", 0.0) for r in rows}  # R13.8
+    agents = [AgentStatus(**r) for r in rows]
+    print(table(status_rows(agents, costs)) if agents else "no agents yet")
     return 0
 
 
@@ -219,12 +260,12 @@ def cmd_post(args: argparse.Namespace) -> int:
 
 def cmd_task_create(args: argparse.Namespace) -> int:
     print(_call(args, {"op": "task_create", "assignee": args.assignee, "channel": args.channel,
-                       "subject": " ".join(args.subject)}))
+                       "subject": " ".join(args.subject), "user": os.environ.get("USER", "")}))
     return 0
 
 
 def cmd_task_done(args: argparse.Namespace) -> int:
-    print(_call(args, {"op": "task_done", "id": args.id}))
+    print(_call(args, {"op": "task_done", "id": args.id, "user": os.environ.get("USER", "")}))
     return 0
 
 
@@ -235,6 +276,28 @@ def cmd_task_list(args: argparse.Namespace) -> int:
     for t in tasks:
         print(f"#{t['id']}  {t['status']:<5} @{t['assignee']:<12} #{t['channel']:<12} "
               f"{t['subject']}")
+    return 0
+
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    from bot.admin import usage_text
+    from bot.store_usage import UsageReport
+
+    report = _call(args, {"op": "usage", "days": args.days})
+    print(json.dumps(report, indent=2) if args.json
+          else usage_text(UsageReport.from_json(report), fenced=False))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from bot.admin import audit_text
+    from bot.store_usage import AuditRow
+
+    limit = args.limit or (AUDIT_SINCE_LIMIT if args.since is not None else None)
+    rows = _call(args, {"op": "audit", "since": args.since, "limit": limit})
+    print(json.dumps(rows, indent=2) if args.json
+          else audit_text([AuditRow(**r) for r in rows], fenced=False))
     return 0
 
 

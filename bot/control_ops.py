@@ -7,9 +7,14 @@ import uuid
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from bot.admin_ops import AUDIT_COUNT, USAGE_DAYS
 from bot.control import Caller, ControlError
 from bot.model import NAME, RESERVED_NAMES, ChannelKind, Platform, worker_of_dm
+from bot.store_usage import Actor, utc_day
 from bridges.base import Inbound
+
+CLI_PLATFORM = "cli"  # what the audit says of a request from the host's shell (R13.9)
+MAX_USAGE_DAYS = 366
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -23,16 +28,37 @@ async def handle(app: App, req: dict[str, Any], caller: Caller) -> Any:
     if op == "post":
         return await _post(app, req, agent)
     if op == "task_create":
-        channel = req.get("channel") or await app.tasks.home_channel(agent)
-        return await app.tasks.create(str(req.get("subject", "")), str(channel),
-                                     str(req.get("assignee", "")), agent or "cli")
+        channel = str(req.get("channel") or await app.tasks.home_channel(agent))
+        subject, assignee = str(req.get("subject", "")), str(req.get("assignee", ""))
+        return await app.tasks.audited(
+            _actor(req, agent, channel), f"task create @{assignee} {subject}",
+            app.tasks.create(subject, channel, assignee, agent or "cli"))
     if op == "task_done":
-        return await app.tasks.finish(int(req.get("id", 0)))
+        task_id = int(req.get("id", 0))
+        return await app.tasks.audited(_actor(req, agent, ""), f"task done #{task_id}",
+                                       app.tasks.finish(task_id))
     if op == "task_list":
         return [asdict(t) for t in await app.store.tasks(open_only=not req.get("all"))]
     if op == "status":
-        return [asdict(s) for s in await app.supervisor.status()]
+        costs = await app.store.cost_by_agent(utc_day(app.clock.now()))  # R13.8
+        return [{**asdict(s), "cost_today_usd": costs.get(s.name, 0.0)}
+                for s in await app.supervisor.status()]
+    if op == "usage":
+        days = int(req.get("days") or USAGE_DAYS)
+        if not 1 <= days <= MAX_USAGE_DAYS:
+            raise ControlError(f"--days must be from 1 to {MAX_USAGE_DAYS}")
+        return asdict(await app.admin_ops.usage(days))
+    if op == "audit":
+        since = req.get("since")
+        rows = await app.store.audit_entries(limit=int(req.get("limit") or AUDIT_COUNT),
+                                             since=None if since is None else float(since))
+        return [asdict(r) for r in rows]
     raise ControlError(f"unknown request {op!r}")
+
+
+def _actor(req: dict[str, Any], agent: str | None, channel: str) -> Actor:
+    """Who asks over the socket (R13.9): the agent its token names, else the host's user."""
+    return Actor(agent or f"cli:{req.get('user') or 'operator'}", CLI_PLATFORM, channel)
 
 
 async def _post(app: App, req: dict[str, Any], agent: str | None) -> str:
@@ -53,5 +79,5 @@ async def _post(app: App, req: dict[str, Any], agent: str | None) -> str:
         user = str(req.get("user") or "cli")
         msg = Inbound(Platform.CONSOLE, channel, f"cli:{user}", user, text,
                       f"cli-{uuid.uuid4()}", app.clock.now())
-        await app.person_said(channel, msg, text, origin=None, platform="cli")
+        await app.person_said(channel, msg, text, origin=None, platform=CLI_PLATFORM)
     return f"posted to #{channel}"

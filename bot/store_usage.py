@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from bot.routing import split_nudge
+from bridges.base import Inbound
 from supervisor.ports import TurnUsage
 
 T = TypeVar("T")
@@ -110,6 +111,7 @@ class UsageReport:
 
     today: str
     since: str
+    days: int
     total: UsageLine
     channels: tuple[UsageLine, ...]
     agents: tuple[UsageLine, ...]
@@ -120,14 +122,15 @@ class UsageReport:
     def from_json(cls, d: dict[str, Any]) -> UsageReport:
         """The report back from its JSON form (`dataclasses.asdict`, over the socket)."""
         lines = UsageLine.from_json
-        return cls(d["today"], d["since"], lines(d["total"]),
+        return cls(d["today"], d["since"], d["days"], lines(d["total"]),
                    *(tuple(map(lines, d[k])) for k in ("channels", "agents", "people")),
                    tuple((day, Totals(**t)) for day, t in d["by_day"]))
 
 
 def usage_report(rows: Iterable[UsageRow], today: str, days: int) -> UsageReport:
     """Sum stored rows into the report of the `days` days up to `today` (R13.8). Pure."""
-    since = days_before(today, max(1, days) - 1)
+    days = max(1, days)
+    since = days_before(today, days - 1)
     rows = [r for r in rows if since <= r.day <= today]
     groups: dict[str, dict[str, list[Totals]]] = {k: defaultdict(lambda: [Totals(), Totals()])
                                                   for k in ("channel", "agent", "person")}
@@ -146,7 +149,7 @@ def usage_report(rows: Iterable[UsageRow], today: str, days: int) -> UsageReport
 
     people = [u for u in lines("person", by_today=True) if u.today.turns][:TOP_PEOPLE]
     total = UsageLine("all", per_day.get(today, Totals()), sum(per_day.values(), Totals()))
-    return UsageReport(today, since, total, tuple(lines("channel")), tuple(lines("agent")),
+    return UsageReport(today, since, days, total, tuple(lines("channel")), tuple(lines("agent")),
                        tuple(people), tuple(sorted(per_day.items(), reverse=True)))
 
 
@@ -183,6 +186,26 @@ class UsageRecords:
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who acts (a person's name and platform id), on which platform, in which channel."""
+
+    name: str
+    platform: str
+    where: str
+    id: str = ""
+
+    @classmethod
+    def of(cls, msg: Inbound, channel: str) -> Actor:
+        return cls(msg.sender_name, msg.platform, channel, msg.sender)
+
+    @property
+    def who(self) -> str:
+        """The name people know, with the platform's id when it differs: the id is what
+        admin and approver lists hold, the name what a reader recognises."""
+        return self.name if self.id in ("", self.name) else f"{self.name} ({self.id})"
+
+
+@dataclass(frozen=True)
 class AuditRow:
     id: int
     ts: float
@@ -208,6 +231,11 @@ class AuditRecords:
         await self._tx(lambda conn: conn.execute(
             "INSERT INTO audit (ts, who, platform, place, what, outcome) "
             "VALUES (?, ?, ?, ?, ?, ?)", (ts, who, platform, where, what, first)))
+
+    async def audit_act(self, actor: Actor, what: str, outcome: str, ts: float) -> None:
+        """`audit` for an `Actor`."""
+        await self.audit(ts=ts, who=actor.who, platform=actor.platform, where=actor.where,
+                         what=what, outcome=outcome)
 
     async def audit_entries(self, *, limit: int = 20, since: float | None = None
                             ) -> list[AuditRow]:

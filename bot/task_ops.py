@@ -7,7 +7,8 @@ crash cannot leave a task nobody was told about, or a worker never given it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from bot.commands import TaskCreate, TaskDone
 from bot.control import ControlError
@@ -17,6 +18,7 @@ from bot.model import BOT_NAME, ChannelKind, Nudge, PostKind, RoomRef, dm_channe
 from bot.outbox import Outbox
 from bot.store import Store, TaskRow
 from bot.store_outbox import Said
+from bot.store_usage import Actor
 from bridges.base import Inbound
 from supervisor.ports import Conversation
 from supervisor.supervisor import Supervisor
@@ -88,14 +90,29 @@ class TaskOps:
         message; `!done` without an id in a task's thread finishes that task (R12.4). A
         refusal goes to that room only, in the command's thread."""
         message, thread_id = recorded or (None, None)
+        actor = Actor.of(msg, channel)
         try:
             if isinstance(cmd, TaskCreate):
-                await self.create(cmd.subject, channel, cmd.assignee, msg.sender_name,
-                                       root=message if thread_id is None else None)
+                await self.audited(actor, f"task @{cmd.assignee} {cmd.subject}", self.create(
+                    cmd.subject, channel, cmd.assignee, msg.sender_name,
+                    root=message if thread_id is None else None))
             else:
-                await self.finish(cmd.task_id or await self._task_of_thread(thread_id))
+                task_id = cmd.task_id or await self._task_of_thread(thread_id)
+                await self.audited(actor, f"done #{task_id}", self.finish(task_id))
         except ControlError as e:
             await self.bot_says(Conversation(channel, thread_id), str(e), only=only)
+
+    async def audited(self, actor: Actor, what: str,
+                      work: Coroutine[Any, Any, str]) -> str:
+        """Do `work` (a task opened or finished) and audit it with its outcome, a refusal
+        included (R13.9)."""
+        try:
+            line = await work
+        except ControlError as e:
+            await self.store.audit_act(actor, what, f"refused: {e}", self.now())
+            raise
+        await self.store.audit_act(actor, what, line, self.now())
+        return line
 
     async def _task_of_thread(self, thread_id: int | None) -> int:
         thread = await self.store.thread(thread_id) if thread_id else None

@@ -32,7 +32,7 @@ def test_r6_4_status_has_every_column_the_spec_asks_for() -> None:
     """R6.4: every agent with state, channel, task, failures, breaker, last error, uptime."""
     header = code_lines(format_status(AGENTS))[0]
     for word in ("agent", "state", "channel", "task", "fails", "breaker", "last error",
-                 "uptime"):
+                 "uptime", "cost today"):
         assert word in header, word
 
 
@@ -54,10 +54,10 @@ def test_r6_4_status_rows_show_each_agent() -> None:
     last error on one line and truncated."""
     general, webui, data_eng, al = status_rows(AGENTS)
     assert general == ("general", "lead", "running", "#general", "-", "0", "closed", "1h02m",
-                       "0", "-")
+                       "0", "$0.00", "-")
     assert webui[:8] == ("webui", "lead", "paused", "#webui", "-", "3", "open", "-")
-    assert "\n" not in webui[9] and len(webui[9]) <= 80
-    assert webui[9].startswith("exit status 1 after 2.0 s: API Error: 500")
+    assert "\n" not in webui[10] and len(webui[10]) <= 80
+    assert webui[10].startswith("exit status 1 after 2.0 s: API Error: 500")
     assert data_eng[3:6] == ("#dm-data_eng", "#12", "1")
     assert al[7] == "59s"
 
