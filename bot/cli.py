@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Cost and tokens today and over the last days, UTC "
                                        "(R13.8).")
     _socket_args(usage)
-    usage.add_argument("--days", type=int, help="how many days, today included (default 7)")
+    usage.add_argument("--days", type=days_arg, help="how many days, today included (default 7)")
     usage.add_argument("--json", action="store_true", help="print the report as JSON")
     usage.set_defaults(func=cmd_usage)
 
@@ -118,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
 DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 AUDIT_SINCE_LIMIT = 10_000
+
+
+def days_arg(text: str) -> int:
+    from bot.store_usage import MAX_DAYS
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days from 1 to {MAX_DAYS}")
+    return int(text)
 
 
 def since_arg(text: str, now: float | None = None) -> float:

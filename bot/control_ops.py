@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any
 from bot.admin_ops import AUDIT_COUNT, USAGE_DAYS
 from bot.control import Caller, ControlError
 from bot.model import NAME, RESERVED_NAMES, ChannelKind, Platform, worker_of_dm
-from bot.store_usage import Actor, utc_day
+from bot.store_usage import MAX_DAYS, Actor, utc_day
 from bridges.base import Inbound
 
 CLI_PLATFORM = "cli"  # what the audit says of a request from the host's shell (R13.9)
-MAX_USAGE_DAYS = 366
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -44,9 +43,9 @@ async def handle(app: App, req: dict[str, Any], caller: Caller) -> Any:
         return [{**asdict(s), "cost_today_usd": costs.get(s.name, 0.0)}
                 for s in await app.supervisor.status()]
     if op == "usage":
-        days = int(req.get("days") or USAGE_DAYS)
-        if not 1 <= days <= MAX_USAGE_DAYS:
-            raise ControlError(f"--days must be from 1 to {MAX_USAGE_DAYS}")
+        days = int(USAGE_DAYS if req.get("days") is None else req["days"])
+        if not 1 <= days <= MAX_DAYS:
+            raise ControlError(f"--days must be from 1 to {MAX_DAYS}")
         return asdict(await app.admin_ops.usage(days))
     if op == "audit":
         since = req.get("since")

@@ -29,6 +29,7 @@ from supervisor.ports import TurnUsage
 T = TypeVar("T")
 
 TOP_PEOPLE = 5  # the `usage` report's "top people today"
+MAX_DAYS = 366  # the longest report `crewbridge usage --days` asks for
 NO_ONE = ""  # the person of a turn that answered nobody's message (a task's kick-off, a resume)
 
 

@@ -128,3 +128,76 @@ def test_r6_6_the_sender_of_a_dropped_message_is_told_who_dropped_it() -> None:
     assert dropped_notice("alice", "webui", "deploy it\nnow", "bob") == (
         'alice: your message to webui ("deploy it") was dropped by an admin (bob) and will '
         "not be delivered.")
+
+
+# --- usage (R13.8) and the audit (R13.9) ----------------------------------------------------
+
+
+def test_r13_8_status_shows_each_agent_s_cost_today_by_name() -> None:
+    """R13.8: the agents table's "cost today" joins the usage table by agent name; an agent
+    without usage today shows $0.00."""
+    rows = status_rows(AGENTS, {"webui": 1.234, "al": 0.01234})
+    cost = COLUMNS.index("cost today")
+    assert [r[cost] for r in rows] == ["$0.00", "$1.23", "$0.00", "$0.0123"]
+    assert "$1.23" in format_status(AGENTS, {"webui": 1.234})
+
+
+@pytest.mark.parametrize(("usd", "shown"), [
+    (0, "$0.00"), (0.0042, "$0.0042"), (0.5, "$0.5000"), (1, "$1.00"), (1234.5, "$1,234.50")])
+def test_r13_8_dollars_show_the_fraction_a_turn_costs(usd: float, shown: str) -> None:
+    from bot.admin import format_usd
+
+    assert format_usd(usd) == shown
+
+
+def usage_report_fixture():
+    from bot.store_usage import NO_ONE, Totals, UsageRow, usage_report
+
+    def row(day: str, agent: str, channel: str, person: str, cost: float) -> UsageRow:
+        return UsageRow(day, agent, channel, person, Totals(cost, 1500, 20, 1))
+
+    return usage_report([row("2026-12-01", "webui", "webui", "alice", 1.5),
+                         row("2026-12-01", "general", "general", NO_ONE, 0.25),
+                         row("2026-11-29", "webui", "webui", "bob", 3.0)], "2026-12-01", 7)
+
+
+def test_r13_8_usage_shows_channels_agents_top_people_and_days() -> None:
+    """R13.8 admin `usage`: a headline with today's and the week's total, then code blocks
+    by channel, by agent, the top people today and by day."""
+    from bot.admin import usage_text
+
+    text = usage_text(usage_report_fixture())
+    lines = text.splitlines()
+    assert lines[0] == "Usage today (2026-12-01, UTC): $1.75 · last 7 days: $4.75"
+    for title in ("By channel:", "By agent:", "Top people today:", "By day:"):
+        assert title in lines and lines[lines.index(title) + 1] == "```", title
+    channels = lines[lines.index("By channel:") + 2:lines.index("By channel:") + 5]
+    assert channels[0].split() == ["channel", "today", "7", "days", "turns", "tokens", "in/out"]
+    assert channels[1].split() == ["#webui", "$1.50", "$4.50", "2", "3.0k/40"]
+    assert channels[2].split() == ["#general", "$0.2500", "$0.2500", "1", "1.5k/20"]
+    people = text.split("Top people today:")[1]
+    assert "alice" in people and "(no one)" in people and "bob" not in people.split("By day")[0]
+    assert text.split("By day:")[1].count("2026-1") == 2
+
+
+def test_r13_8_usage_for_the_cli_has_no_code_fences_and_an_empty_one_says_so() -> None:
+    from bot.admin import usage_text
+    from bot.store_usage import usage_report
+
+    assert "```" not in usage_text(usage_report_fixture(), fenced=False)
+    assert usage_text(usage_report([], "2026-12-01", 7)).endswith("no turns recorded.")
+
+
+def test_r13_9_audit_lists_when_who_platform_where_what_and_outcome() -> None:
+    """R13.9 admin `audit`: one line per act, oldest first, the time in UTC."""
+    from bot.admin import audit_text
+    from bot.store_usage import AuditRow
+
+    rows = [AuditRow(1, 0.0, "Dana (U1)", "slack", "ops", "reset webui", "Closed. " * 20),
+            AuditRow(2, 61.0, "cli:ops", "cli", "", "task done #3", "Task #3 done: x")]
+    lines = code_lines(audit_text(rows))
+    assert lines[0].split() == ["when", "(UTC)", "who", "platform", "where", "what", "outcome"]
+    assert lines[1].startswith("1970-01-01 00:00:00  Dana (U1)")
+    assert "#ops" in lines[1] and "reset webui" in lines[1] and len(lines[1]) < 200
+    assert lines[2].startswith("1970-01-01 00:01:01  cli:ops") and " - " in lines[2]
+    assert audit_text([]) == "Nothing audited yet."
