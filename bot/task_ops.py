@@ -93,12 +93,12 @@ class TaskOps:
         actor = Actor.of(msg, channel)
         try:
             if isinstance(cmd, TaskCreate):
-                await self.audited(actor, f"task @{cmd.assignee} {cmd.subject}", self.create(
+                await self.audited(actor, f"!task @{cmd.assignee} {cmd.subject}", self.create(
                     cmd.subject, channel, cmd.assignee, msg.sender_name,
                     root=message if thread_id is None else None))
             else:
                 task_id = cmd.task_id or await self._task_of_thread(thread_id)
-                await self.audited(actor, f"done #{task_id}", self.finish(task_id))
+                await self.audited(actor, f"!done {task_id}", self.finish(task_id))
         except ControlError as e:
             await self.bot_says(Conversation(channel, thread_id), str(e), only=only)
 

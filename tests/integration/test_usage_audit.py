@@ -103,17 +103,17 @@ async def test_r13_9_admin_commands_and_task_commands_are_audited(tmp_path: Path
         entries = [(e.who, e.platform, e.where, e.what, e.outcome)
                    for e in await bot.app.store.audit_entries()]
         assert entries[0][:4] == ("admin", "console", "ops", "reset webui")
-        assert entries[1] == ("dana", "console", "webui", "task @bob fix the login",
+        assert entries[1] == ("dana", "console", "webui", "!task @bob fix the login",
                               "Task #1 for @bob: fix the login")
-        assert entries[2][3:] == ("done #9", "refused: there is no open task #9")
-        assert entries[3][3:] == ("done #1", "Task #1 done: fix the login (@bob)")
+        assert entries[2][3:] == ("!done 9", "refused: there is no open task #9")
+        assert entries[3][3:] == ("!done 1", "Task #1 done: fix the login (@bob)")
         assert entries[4][3].startswith("auth login") and entries[4][4].startswith("Running")
         assert entries[5][3] == "auth login (outcome)" and "failed" in entries[5][4]
         assert len(entries) == 6
 
         listing = await answer_in_ops(bot, "audit 2", "when (UTC)")
         assert "auth login (outcome)" in listing and "reset webui" not in listing
-        assert "done #1" not in listing
+        assert "!done 1" not in listing
         full = await answer_in_ops(bot, "audit", "when (UTC)")
         assert "reset webui" in full and "audit 2" in full
         assert (await bot.app.store.audit_entries())[-1].what == "audit"
