@@ -414,11 +414,8 @@ class App:
         """R13.8: a turn's cost and tokens, shared equally by the people it answered, added
         to the day's sums for the agent and the channel it answered in (its home channel
         when the turn answered no conversation)."""
-        channel = conversation.channel if conversation is not None else ""
-        if not channel:
-            row = await self.store.agent(agent)
-            channel = row.channel if row is not None else ""
-        await self.store.add_usage(utc_day(self.clock.now()), agent, channel,
+        await self.store.add_usage(utc_day(self.clock.now()), agent,
+                                   conversation.channel if conversation else None,
                                    turn_shares(usage))
 
     async def notice(self, where: Conversation | str, text: str) -> None:

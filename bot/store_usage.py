@@ -160,14 +160,16 @@ class UsageRecords:
     _tx: Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
     _all: Callable[..., Awaitable[list[tuple]]]
 
-    async def add_usage(self, day: str, agent: str, channel: str,
+    async def add_usage(self, day: str, agent: str, channel: str | None,
                         shares: Sequence[Share]) -> None:
-        """Add one turn's shares to the day's sums: a turn for each person in it."""
-        rows = [(day, agent, channel, s.person, s.cost_usd, s.input_tokens, s.output_tokens)
-                for s in shares]
+        """Add one turn's shares to the day's sums: a turn for each person in it. `channel`
+        None or "": the agent's home channel, as the agents table has it."""
+        rows = [(day, agent, channel or "", agent, s.person, s.cost_usd, s.input_tokens,
+                 s.output_tokens) for s in shares]
         await self._tx(lambda conn: conn.executemany(
             "INSERT INTO usage (day, agent, channel, person, cost_usd, input_tokens, "
-            "output_tokens, turns) VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
+            "output_tokens, turns) VALUES (?, ?, COALESCE(NULLIF(?, ''), "
+            "(SELECT channel FROM agents WHERE name = ?), ''), ?, ?, ?, ?, 1) "
             "ON CONFLICT (day, agent, channel, person) DO UPDATE SET "
             "cost_usd = cost_usd + excluded.cost_usd, "
             "input_tokens = input_tokens + excluded.input_tokens, "

@@ -159,6 +159,18 @@ async def test_r13_8_usage_is_summed_per_day_agent_channel_and_person(store: Sto
     assert await store.cost_by_agent("2026-11-30") == {}
 
 
+async def test_r13_8_a_turn_of_no_conversation_counts_in_the_agent_s_home(store: Store
+                                                                           ) -> None:
+    """R13.8: channel None (the supervisor's "home") is the agents table's channel."""
+    from supervisor.ports import AgentKind
+
+    await store.upsert_agent("alice", AgentKind.WORKER, "dm-alice", 3)
+    await store.add_usage("2026-12-01", "alice", None, [Share("bob", 0.5, 1, 1)])
+    await store.add_usage("2026-12-01", "ghost", "", [Share("bob", 0.5, 1, 1)])
+    assert sorted((r.agent, r.channel) for r in await store.usage_since("2026-12-01")) == [
+        ("alice", "dm-alice"), ("ghost", "")]
+
+
 async def test_r13_8_usage_table_primary_key_is_the_four_dimensions(tmp_path: Path) -> None:
     """R13.8: the schema itself forbids a second row for the same day, agent, channel, person."""
     s = await Store.open(tmp_path / "d" / "c.db")
