@@ -136,7 +136,7 @@ class App:
             always_on=[c.name for c in self.config.channels if c.always_on],
             withheld_env=self.config.env_refs)
         self.steering = SteerOps(self.store, self.crew, self.conversations, self.supervisor,
-                                 self.config, self.bot_says)
+                                 self.config, self.bot_says, self.clock.now)
         self.tasks = TaskOps(self.store, self.crew, self.conversations, self.outbox,
                              self.supervisor, self.clock.now, self.ensure_channel,
                              self.bot_says)

@@ -16,6 +16,7 @@ from bot.inbound import may_steer
 from bot.model import RoomRef
 from bot.routing import split_nudge
 from bot.store import Store
+from bot.store_usage import Actor
 from bridges.base import Inbound
 from supervisor.ports import Conversation
 from supervisor.supervisor import Supervisor
@@ -24,13 +25,14 @@ from supervisor.supervisor import Supervisor
 class SteerOps:
     def __init__(self, store: Store, crew: Crew, conversations: Conversations,
                  supervisor: Supervisor, config: Config,
-                 bot_says: Callable[..., Awaitable[None]]):
+                 bot_says: Callable[..., Awaitable[None]], now: Callable[[], float]):
         self.store = store
         self.crew = crew
         self.conversations = conversations
         self.supervisor = supervisor
         self.config = config
         self.bot_says = bot_says  # (conversation, text, *, only=room)
+        self.now = now
 
     async def stop_turn(self, channel: str, msg: Inbound,
                          recorded: tuple[int, int | None] | None, agent: str | None,
@@ -51,9 +53,10 @@ class SteerOps:
         askers = [split_nudge(text)[0] for text in view.asked] if view else []
         approvers = self.config.channel_or_default(channel).approvers
         if not may_steer(msg, approvers, self.config.admin.users, askers):
-            await self.bot_says(where, f"{msg.sender_name}, only the people who may approve "
-                                f"for #{channel} can stop {agent}; nothing was stopped.",
-                                only=only)
-            return
-        await self.bot_says(where, await self.supervisor.stop_turn(agent, msg.sender_name),
-                            only=only)
+            answer = (f"{msg.sender_name}, only the people who may approve for #{channel} "
+                      f"can stop {agent}; nothing was stopped.")
+        else:
+            answer = await self.supervisor.stop_turn(agent, msg.sender_name)
+        await self.store.audit_act(Actor.of(msg, channel), f"!stop @{agent}", answer,
+                                   self.now())  # R13.9
+        await self.bot_says(where, answer, only=only)
