@@ -29,8 +29,23 @@ Directives, found anywhere in a user message (the first one wins):
 ``fake:crash-now``              exit 3 at once
 ``fake:crash-once=<path>``      like ``fake:crash`` if ``path`` does not exist (creating
                                 it), else echo: a turn that fails once and then works
-``fake:hang``                   print nothing more and sleep forever (SIGTERM still kills)
+``fake:hang``                   print nothing more, answer no control request and sleep
+                                forever (SIGTERM still kills)
 ``fake:slow=<n>,<interval>``    ``n`` texts ``interval`` seconds apart, then success
+``fake:stream=<n>,<interval>``  one text streamed in ``n`` chunks ``interval`` s apart and
+                                printed whole at the end (as the real CLI prints a streamed
+                                reply); interrupted, the part so far with ``"aborted": true``
+``fake:ask=<Tool>:<words>``     a ``tool_use`` of ``<Tool>`` with ``{"command": <words,
+                                underscores as spaces>}``, then (with ``--permission-prompt-tool
+                                stdio``) a ``can_use_tool`` control request, waiting for the
+                                answer: allow → ``tool_result`` and text ``ran <Tool>: <input>``;
+                                deny → error ``tool_result`` of the message and text
+                                ``denied: <message>``; deny with ``interrupt: true`` → the turn
+                                ends interrupted. Without the flag: ``system``/
+                                ``permission_denied`` and ``denied: <reason>``, as the CLI does
+``fake:ask-safety=<Tool>:<words>`` the same, marked ``decision_reason_type: "safetyCheck"``
+``fake:ask-no-always=<Tool>:<words>`` the same with ``suppress_always_allow_rule: true`` and
+                                no ``addRules`` suggestion
 ``fake:flood=<n>``              ``n`` texts in separate assistant events, as fast as possible
 ``fake:big=<chars>``            one text of exactly ``chars`` characters, ~500-char paragraphs
 ``fake:say=<words_with_underscores>``  reply exactly that text, underscores as spaces
@@ -89,8 +104,22 @@ answered twice (two stamps) from one answer posted twice (one stamp).
 ``FAKE_AGENT_DELAY=<min>,<max>`` makes every turn take a random ``min``–``max`` seconds before
 it answers (real turns take seconds to minutes), so a kill or a stop lands mid-turn.
 
-Like the real CLI, it reads stdin on a thread of its own, so messages can arrive while a
-turn runs. Each ``result`` lists the ``uuid`` of every user message the turn answered in
+Like the real CLI, it reads stdin on a thread of its own (``supervisor.fake_control``), so
+messages and control requests arrive while a turn runs. It speaks the control protocol as
+Claude Code 2.1.332 does (R13.1, R13.6): ``initialize`` is answered; ``interrupt`` gets the
+receipt ``{"still_queued": […]}`` at once, and a running turn stops where it stands (a
+``fake:slow``, ``fake:stream`` or ``fake:ask`` turn, or one waiting ``FAKE_AGENT_DELAY``):
+``[Request interrupted by user]`` (``… for tool use]`` while asking, after withdrawing the
+request with ``control_cancel_request``), then a ``result`` with ``subtype:
+error_during_execution``, ``is_error: true``, no ``result`` text, ``terminal_reason``
+``aborted_streaming`` (``aborted_tools`` while asking) and the turn's ``user_message_uuids``;
+the process goes on with the next message.
+
+Every ``result`` carries ``total_cost_usd``, the running total over the process's turns (as
+the real CLI's does), and ``usage`` tokens; ``FAKE_AGENT_COST=<usd>`` is what each turn that
+reached the model costs (default 0; API errors and refused resumes cost nothing).
+
+Each ``result`` lists the ``uuid`` of every user message the turn answered in
 ``user_message_uuids`` (R8.5). ``FAKE_AGENT_FOLD=1`` folds, as Claude Code 2.1.332 does, the
 messages that arrived during a turn into the next turn (one turn, one answer, several uuids);
 without it every message gets a turn of its own.
@@ -101,7 +130,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import random
 import re
 import shutil
@@ -117,12 +145,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from supervisor.fake_control import Control, Interrupted
+
 MODEL = "fake-1"
 DIRECTIVE_RE = re.compile(r"fake:([a-z][a-z-]*)(?:=(\S*))?")
 HEADER_RE = re.compile(r"^\s*\[[^\]]*\]\s*")
 REDELIVERY_NOTE_RE = re.compile(r"^\s*\[crewbridge: [^\]]*\]\s*")  # R8.5: not echoed
 SESSION_FILE_RE = re.compile(r"[^A-Za-z0-9._-]")
 AUTH_TEXT = "Not logged in · Please run /login"
+INTERRUPTED_TEXT = "[Request interrupted by user]"
+INTERRUPTED_TOOL_TEXT = "[Request interrupted by user for tool use]"
+REJECTED_TOOL_TEXT = (  # the tool_result of a tool use stopped by an interrupt, verbatim
+    "The user doesn't want to proceed with this tool use. The tool use was rejected (eg. if "
+    "it was a file edit, the new_string was NOT written to the file). STOP what you are doing "
+    "and wait for the user to tell you how to proceed."
+)
 SERVER_ERROR_TEXT = "API Error: 500 Internal server error"
 
 
@@ -207,13 +244,32 @@ class Agent:
     turns: int = 0
     answering: list[str] = field(default_factory=list)  # uuids of the current turn's messages
     started: float = field(default_factory=time.monotonic)
+    control: Control | None = None  # stdin; None when a bench drives `handle` itself
+    ask_on_stdio: bool = False  # --permission-prompt-tool stdio
+    cost_per_turn: float = 0.0
+    total_cost: float = 0.0  # over the process's turns, as the real CLI counts
+    prompt_chars: int = 0  # this turn's, for its usage
+    output_chars: int = 0
+    _emit_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- waiting -------------------------------------------------------------------------
+
+    def pause(self, seconds: float) -> None:
+        """Sleep `seconds`; raise `Interrupted` as soon as the turn is interrupted."""
+        if self.control is None:
+            time.sleep(seconds)
+        else:
+            self.control.pause(seconds)
 
     # --- writing events ------------------------------------------------------------------
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Write one event as one line and flush it, like the real CLI does."""
-        self.out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-        self.out.flush()
+        """Write one event as one line and flush it, like the real CLI does (the stdin
+        thread writes control responses too, hence the lock)."""
+        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._emit_lock:
+            self.out.write(line)
+            self.out.flush()
 
     def init(self) -> None:
         """`system`/`init` at the start of every turn, as Claude Code 2.1.330 prints it in
@@ -236,8 +292,12 @@ class Agent:
             }
         )
 
-    def assistant(self, *blocks: dict[str, Any], error: str | None = None) -> None:
-        """An `assistant` event; with `error`, the synthetic API-error shape (R10.2)."""
+    def assistant(
+        self, *blocks: dict[str, Any], error: str | None = None, aborted: bool = False
+    ) -> None:
+        """An `assistant` event; with `error`, the synthetic API-error shape (R10.2); with
+        `aborted`, the part of a streamed reply an interrupt cut short (R13.6)."""
+        self.output_chars += sum(len(json.dumps(b)) for b in blocks)
         event: dict[str, Any] = {
             "type": "assistant",
             "message": {
@@ -258,13 +318,27 @@ class Agent:
         if error:
             event["error"] = error
             event["is_api_error_message"] = True
+        if aborted:
+            event["aborted"] = True
         self.emit(event)
+
+    def user_text(self, text: str) -> None:
+        """A `user` event the CLI writes itself, such as ``[Request interrupted by user]``."""
+        self.emit(
+            {
+                "type": "user",
+                "message": {"role": "user", "content": [{"type": "text", "text": text}]},
+                "parent_tool_use_id": None,
+                "session_id": self.session_id,
+                "uuid": _uuid(),
+            }
+        )
 
     def text(self, text: str) -> None:
         self.assistant({"type": "text", "text": text})
 
     def tool_result(self, tool_id: str, content: str, *, is_error: bool = False) -> None:
-        self.emit(
+        self.emit(  # the real CLI's `tool_use_result` is "Error: <content>" for an error
             {
                 "type": "user",
                 "message": {
@@ -293,8 +367,19 @@ class Agent:
         subtype: str = "success",
         errors: list[str] | None = None,
         num_turns: int = 1,
+        billed: bool = True,
+        terminal_reason: str = "completed",
+        denials: list[dict[str, Any]] | None = None,
     ) -> None:
-        """The `result` event that ends a turn. Judge it by `is_error`, not `subtype`."""
+        """The `result` event that ends a turn. Judge it by `is_error`, not `subtype`.
+        A `billed` turn (one that reached the model) adds `cost_per_turn` to the process's
+        running `total_cost_usd`; its `usage` counts about four characters a token."""
+        usage = {"input_tokens": 0, "output_tokens": 0}
+        if billed:
+            self.total_cost = round(self.total_cost + self.cost_per_turn, 10)
+            usage = {"input_tokens": max(1, self.prompt_chars // 4),
+                     "output_tokens": max(1, self.output_chars // 4)}
+        interrupted = terminal_reason != "completed"
         event: dict[str, Any] = {
             "type": "result",
             "subtype": subtype,
@@ -302,12 +387,15 @@ class Agent:
             "duration_ms": int((time.monotonic() - self.started) * 1000),
             "duration_api_ms": 0,
             "num_turns": num_turns,
-            "stop_reason": "stop_sequence" if is_error else "end_turn",
+            "stop_reason": None if interrupted else "stop_sequence" if is_error else "end_turn",
             "session_id": self.session_id,
-            "total_cost_usd": 0,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
-            "modelUsage": {},
-            "permission_denials": [],
+            "total_cost_usd": self.total_cost,
+            "usage": usage,
+            "modelUsage": {MODEL: {"inputTokens": usage["input_tokens"],
+                                   "outputTokens": usage["output_tokens"],
+                                   "costUSD": self.total_cost}},
+            "permission_denials": list(denials or []),
+            "terminal_reason": terminal_reason,
             "user_message_uuids": list(self.answering),
             "uuid": _uuid(),
         }
@@ -325,8 +413,24 @@ class Agent:
     def auth_failure(self) -> NoReturn:
         """Exactly the real CLI's not-logged-in turn, then exit 1 (R10.2)."""
         self.api_error("authentication_failed", AUTH_TEXT)
-        self.result(AUTH_TEXT, is_error=True)
+        self.result(AUTH_TEXT, is_error=True, billed=False)
         sys.exit(1)
+
+    def interrupted(self, *, tools: bool = False, denials: list[dict[str, Any]] | None = None
+                    ) -> None:
+        """The end of a turn stopped by an interrupt (R13.6): Claude Code 2.1.332's line,
+        then its error result (no `result` text; the turn's uuids still listed)."""
+        self.user_text(INTERRUPTED_TOOL_TEXT if tools else INTERRUPTED_TEXT)
+        self.result(
+            None,
+            is_error=True,
+            subtype="error_during_execution",
+            errors=["[ede_diagnostic] result_type=user last_content_type=n/a stop_reason="
+                    + ("tool_use" if tools else "null")],
+            num_turns=2,
+            terminal_reason="aborted_tools" if tools else "aborted_streaming",
+            denials=denials,
+        )
 
 
 # --- directive handlers --------------------------------------------------------------------
@@ -370,7 +474,7 @@ def do_error(agent: Agent, arg: str, _body: str) -> None:
     agent.api_error("server_error", SERVER_ERROR_TEXT)
     if arg:
         time.sleep(_float(arg))
-    agent.result(SERVER_ERROR_TEXT, is_error=True)
+    agent.result(SERVER_ERROR_TEXT, is_error=True, billed=False)
 
 
 def do_text_then_error(agent: Agent, arg: str, _body: str) -> None:
@@ -408,7 +512,9 @@ def do_crash_now(_agent: Agent, _arg: str, _body: str) -> None:
     sys.exit(3)
 
 
-def do_hang(_agent: Agent, _arg: str, _body: str) -> None:
+def do_hang(agent: Agent, _arg: str, _body: str) -> None:
+    if agent.control is not None:
+        agent.control.deaf = True
     hang()
 
 
@@ -418,9 +524,111 @@ def do_slow(agent: Agent, arg: str, _body: str) -> None:
     interval = _float(interval_s or "0.5")
     for i in range(1, count + 1):
         if i > 1:
-            time.sleep(interval)
+            agent.pause(interval)
         agent.text(f"{agent.name}: part {i} of {count}")
     agent.result(f"{agent.name}: done after {count} parts", num_turns=count)
+
+
+def do_stream(agent: Agent, arg: str, _body: str) -> None:
+    count_s, _, interval_s = arg.partition(",")
+    count = int(count_s or "10")
+    interval = _float(interval_s or "0.5")
+    chunks: list[str] = []
+    try:
+        for i in range(1, count + 1):
+            if i > 1:
+                agent.pause(interval)
+            chunks.append(f"chunk {i} of {count}. ")
+    except Interrupted:
+        agent.assistant({"type": "text", "text": "".join(chunks)}, aborted=True)
+        raise
+    text = f"{agent.name}: " + "".join(chunks).strip()
+    agent.text(text)
+    agent.result(text)
+
+
+@dataclass(frozen=True)
+class AskKind:
+    """What a `fake:ask*` directive marks its `can_use_tool` request with."""
+
+    safety_check: bool = False
+    no_always: bool = False
+
+
+ASK_KINDS = {"ask": AskKind(), "ask-safety": AskKind(safety_check=True),
+             "ask-no-always": AskKind(no_always=True)}
+
+
+def can_use_tool(agent: Agent, tool: str, tool_input: dict[str, Any], tool_id: str,
+                 kind: AskKind) -> dict[str, Any]:
+    """The control request Claude Code 2.1.332 writes to ask for `tool` (R13.1)."""
+    command = str(tool_input.get("command", ""))
+    suggestions: list[dict[str, Any]] = [
+        {"type": "addDirectories", "directories": [os.getcwd()], "destination": "session"},
+        {"type": "setMode", "mode": "acceptEdits", "destination": "session"},
+    ]
+    if not kind.no_always:
+        suggestions.insert(0, {"type": "addRules",
+                               "rules": [{"toolName": tool, "ruleContent": command}],
+                               "behavior": "allow", "destination": "localSettings"})
+    request: dict[str, Any] = {
+        "subtype": "can_use_tool",
+        "tool_name": tool,
+        "display_name": tool,
+        "input": tool_input,
+        "description": tool_input.get("description", ""),
+        "permission_suggestions": suggestions,
+        "tool_use_id": tool_id,
+    }
+    if kind.safety_check:
+        request["decision_reason_type"] = "safetyCheck"
+        request["decision_reason"] = f"{tool} touches a path that needs a safety check"
+    if kind.no_always:
+        request["suppress_always_allow_rule"] = True
+    return {"type": "control_request", "request_id": _uuid(), "request": request}
+
+
+def do_ask(agent: Agent, arg: str, _body: str, kind: AskKind = AskKind()) -> None:
+    tool, _, words = arg.partition(":")
+    tool = tool or "Bash"
+    tool_input = {"command": words.replace("_", " "), "description": f"{agent.name} asks"}
+    tool_id = f"toolu_{uuid.uuid4().hex[:24]}"
+    agent.assistant({"type": "tool_use", "id": tool_id, "name": tool, "input": tool_input})
+    denial = {"tool_name": tool, "tool_use_id": tool_id, "tool_input": tool_input}
+    if not agent.ask_on_stdio or agent.control is None:
+        reason = f"{tool} needs approval, and no one can be asked in this mode."
+        agent.emit({"type": "system", "subtype": "permission_denied", "tool_name": tool,
+                    "tool_use_id": tool_id, "message": reason, "uuid": _uuid(),
+                    "session_id": agent.session_id})
+        finish_denied(agent, tool_id, reason, denial)
+        return
+    try:
+        answer = agent.control.ask(can_use_tool(agent, tool, tool_input, tool_id, kind))
+    except Interrupted:
+        agent.tool_result(tool_id, REJECTED_TOOL_TEXT, is_error=True)
+        agent.interrupted(tools=True, denials=[denial])
+        return
+    decision = answer.get("response") or {}
+    if answer.get("subtype") == "success" and decision.get("behavior") == "allow":
+        ran = decision.get("updatedInput") or tool_input
+        output = f"ran {tool}: {ran.get('command', json.dumps(ran))}"
+        agent.tool_result(tool_id, output)
+        agent.text(output)
+        agent.result(output, num_turns=2)
+    elif decision.get("interrupt"):
+        agent.tool_result(tool_id, REJECTED_TOOL_TEXT, is_error=True)
+        agent.interrupted(tools=True, denials=[denial])
+    else:
+        finish_denied(agent, tool_id, str(decision.get("message") or answer.get("error")
+                                          or "denied"), denial)
+
+
+def finish_denied(agent: Agent, tool_id: str, message: str, denial: dict[str, Any]) -> None:
+    """A refused tool use: the model is told (an error tool_result) and the turn goes on."""
+    agent.tool_result(tool_id, message, is_error=True)
+    text = f"denied: {message}"
+    agent.text(text)
+    agent.result(text, num_turns=2, denials=[denial])
 
 
 def do_flood(agent: Agent, arg: str, _body: str) -> None:
@@ -511,6 +719,9 @@ DIRECTIVES: dict[str, Handler] = {
     "crash-once": do_crash_once,
     "hang": do_hang,
     "slow": do_slow,
+    "stream": do_stream,
+    **{name: (lambda a, arg, body, k=kind: do_ask(a, arg, body, k))
+       for name, kind in ASK_KINDS.items()},
     "flood": do_flood,
     "big": do_big,
     "say": do_say,
@@ -522,52 +733,6 @@ DIRECTIVES: dict[str, Handler] = {
     "env": do_env,
     "history": do_history,
 }
-
-
-# --- reading stdin ---------------------------------------------------------------------------
-
-
-class Inbox:
-    """stdin, read by a thread of its own: a turn in progress does not stop messages from
-    arriving, and the next turn can take every message that came meanwhile."""
-
-    def __init__(self, stream: Any) -> None:
-        self._messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream: Any) -> None:
-        try:
-            for raw in stream:
-                line = raw.strip()
-                if not line:
-                    continue
-                try:
-                    message = json.loads(line)
-                except json.JSONDecodeError:
-                    print(f"fake-agent: ignoring a line that is not JSON: {line[:80]}",
-                          file=sys.stderr, flush=True)
-                    continue
-                if isinstance(message, dict) and message.get("type") == "user":
-                    self._messages.put(message)
-        finally:
-            self._messages.put(None)  # end of input
-
-    def next_turn(self, fold: bool) -> list[dict[str, Any]] | None:
-        """The messages of the next turn (waiting for the first), or None at end of input."""
-        first = self._messages.get()
-        if first is None:
-            return None
-        batch = [first]
-        while fold:
-            try:
-                more = self._messages.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                self._messages.put(None)
-                break
-            batch.append(more)
-        return batch
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -584,11 +749,12 @@ def _float(value: str) -> float:
         return 0.0
 
 
-def think() -> None:
-    """Take as long as FAKE_AGENT_DELAY says before answering (no delay without it)."""
+def think(agent: Agent) -> None:
+    """Take as long as FAKE_AGENT_DELAY says before answering (no delay without it); an
+    interrupt cuts it short."""
     low, _, high = os.environ.get("FAKE_AGENT_DELAY", "").partition(",")
     if low:
-        time.sleep(random.uniform(_float(low), _float(high or low)))
+        agent.pause(random.uniform(_float(low), _float(high or low)))
 
 
 def hang() -> NoReturn:
@@ -691,23 +857,28 @@ def handle(agent: Agent, messages: list[dict[str, Any]], mode: str) -> None:
     agent.turns += 1
     agent.answering = [str(m["uuid"]) for m in messages if m.get("uuid")]
     texts = [message_text(m) for m in messages]
+    agent.prompt_chars = sum(len(t) for t in texts)
+    agent.output_chars = 0
     for text in texts:
         log_received(agent, text)
     agent.earlier = list(agent.transcript.texts)
     agent.transcript.append(texts)  # kept before answering, as the real CLI does
     text = "\n\n".join(texts)
     agent.init()
-    think()
-    if mode == "auth":
-        agent.auth_failure()
-    body = HEADER_RE.sub("", REDELIVERY_NOTE_RE.sub("", text, count=1), count=1)
-    handler: Handler = do_echo
-    arg = ""
-    for match in DIRECTIVE_RE.finditer(text):
-        if match.group(1) in DIRECTIVES:
-            handler, arg = DIRECTIVES[match.group(1)], match.group(2) or ""
-            break
-    handler(agent, arg, body)
+    try:
+        think(agent)
+        if mode == "auth":
+            agent.auth_failure()
+        body = HEADER_RE.sub("", REDELIVERY_NOTE_RE.sub("", text, count=1), count=1)
+        handler: Handler = do_echo
+        arg = ""
+        for match in DIRECTIVE_RE.finditer(text):
+            if match.group(1) in DIRECTIVES:
+                handler, arg = DIRECTIVES[match.group(1)], match.group(2) or ""
+                break
+        handler(agent, arg, body)
+    except Interrupted:
+        agent.interrupted()
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -721,6 +892,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--resume", "-r")
     parser.add_argument("--fork-session", action="store_true")
     parser.add_argument("--append-system-prompt", default="")
+    parser.add_argument("--permission-prompt-tool")
     args, _unknown = parser.parse_known_args(argv)
     return args
 
@@ -729,7 +901,8 @@ def no_conversation(agent: Agent, resume: str) -> NoReturn:
     """The real CLI's answer to a resume (or fork) of a session it does not have (R4.10)."""
     message = f"No conversation found with session ID: {resume}"
     agent.result(
-        None, is_error=True, subtype="error_during_execution", errors=[message], num_turns=0
+        None, is_error=True, subtype="error_during_execution", errors=[message], num_turns=0,
+        billed=False,
     )
     print(message, file=sys.stderr, flush=True)
     sys.exit(1)
@@ -759,7 +932,9 @@ def main(argv: list[str] | None = None) -> None:
     forking = bool(args.resume and args.fork_session)
     session_id = (args.session_id or _uuid()) if forking else (
         args.resume or args.session_id or _uuid())
-    agent = Agent(name=name, session_id=session_id)
+    agent = Agent(name=name, session_id=session_id,
+                  ask_on_stdio=args.permission_prompt_tool == "stdio",
+                  cost_per_turn=_float(os.environ.get("FAKE_AGENT_COST", "0")))
 
     if mode == "crash-start":
         print(f"fake-agent {name}: crash at start (FAKE_AGENT_MODE=crash-start)", file=sys.stderr)
@@ -770,11 +945,12 @@ def main(argv: list[str] | None = None) -> None:
         no_conversation(agent, args.resume)
     open_session(agent, args)
 
-    inbox = Inbox(sys.stdin)
+    agent.control = control = Control(sys.stdin, agent.emit)
     fold = os.environ.get("FAKE_AGENT_FOLD") == "1"
     try:
-        while (messages := inbox.next_turn(fold)) is not None:
+        while (messages := control.next_turn(fold)) is not None:
             handle(agent, messages, mode)
+            control.end_turn()
             if mode == "exit-after-turn":
                 sys.exit(0)
     except KeyboardInterrupt:

@@ -44,10 +44,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Text:
-    """An assistant reply made of one text block, streamed in `chunks` deltas."""
+    """An assistant reply made of one text block, streamed in `chunks` deltas, `delay`
+    seconds apart (a slow stream, so a test can interrupt the turn mid-reply)."""
 
     text: str
     chunks: int = 3
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -291,13 +293,16 @@ class MessagesAPI:
         await send("message_start", {"message": start})
         await send("ping", {})
         chunks = reply.chunks if isinstance(reply, Text) else 2
+        delay = reply.delay if isinstance(reply, Text) else 0.0
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
                 await send(
                     "content_block_start",
                     {"index": index, "content_block": {"type": "text", "text": ""}},
                 )
-                for part in _split(block["text"], chunks):
+                for i, part in enumerate(_split(block["text"], chunks)):
+                    if delay and i:
+                        await asyncio.sleep(delay)
                     await send(
                         "content_block_delta",
                         {"index": index, "delta": {"type": "text_delta", "text": part}},
