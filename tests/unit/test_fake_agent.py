@@ -43,6 +43,19 @@ class FakeAgentProcess:
         self.proc.stdin.write((json.dumps(message) + "\n").encode())
         await self.proc.stdin.drain()
 
+    async def write(self, message: dict[str, Any]) -> None:
+        """One raw stdin line, such as a control request or response (R13)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def until(self, wanted: Any) -> list[dict[str, Any]]:
+        """Events up to and including the first for which `wanted(event)` is true."""
+        events: list[dict[str, Any]] = []
+        while not events or not wanted(events[-1]):
+            events.append(await self.event())
+        return events
+
     async def close_stdin(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
@@ -663,3 +676,254 @@ async def test_r12_3_fake_agent_sessions_names_where_histories_live(
     assert await history_of(fork) == f"history: `1. {HEADER} kept elsewhere`"
     assert (store / f"{lead.session_id}.jsonl").is_file()
     assert not (tmp_path / ".fake-agent-sessions").exists()
+
+
+# --- the control protocol (R13), as Claude Code 2.1.332 speaks it ----------------------------
+
+STDIO = ("--permission-prompt-tool", "stdio")
+
+
+def interrupt(request_id: str = "int_1") -> dict[str, Any]:
+    return {"type": "control_request", "request_id": request_id,
+            "request": {"subtype": "interrupt"}}
+
+
+def answer(request_id: str, response: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "control_response",
+            "response": {"subtype": "success", "request_id": request_id, "response": response}}
+
+
+def is_type(kind: str) -> Any:
+    return lambda event: event["type"] == kind
+
+
+def receipt(request_id: str, still_queued: list[str]) -> dict[str, Any]:
+    return answer(request_id, {"still_queued": still_queued})
+
+
+def user_texts(events: list[dict[str, Any]]) -> list[str]:
+    return [block["text"] for e in events if e["type"] == "user"
+            for block in e["message"]["content"] if block.get("type") == "text"]
+
+
+def assert_interrupted(result: dict[str, Any], reason: str, uuids: list[str]) -> None:
+    """The result of a turn stopped by an interrupt: an error, no text, the turn's uuids."""
+    assert result["type"] == "result"
+    assert result["subtype"] == "error_during_execution"
+    assert result["is_error"] is True
+    assert result["terminal_reason"] == reason
+    assert "result" not in result
+    assert result["user_message_uuids"] == uuids
+
+
+@pytest.mark.parametrize("flags", [STDIO, ()])
+async def test_r13_1_initialize_is_answered(start: Any, flags: tuple[str, ...]) -> None:
+    """R13.1: `initialize` gets a success control_response with the same request id, with or
+    without `--permission-prompt-tool stdio` (as the real CLI answers it either way)."""
+    agent = await start(*flags)
+    await agent.write({"type": "control_request", "request_id": "init_1",
+                       "request": {"subtype": "initialize", "hooks": None}})
+    event = await agent.event()
+    assert event["type"] == "control_response"
+    assert event["response"]["subtype"] == "success"
+    assert event["response"]["request_id"] == "init_1"
+    assert event["response"]["response"]["session_state"] == "idle"
+    await agent.send(f"{HEADER} after init")
+    assert texts(await agent.turn()) == ["got it — `after init`"]
+
+
+async def test_r13_6_interrupt_stops_a_slow_turn_and_the_process_answers_the_next(
+        start: Any) -> None:
+    """R13.6: an interrupt mid-turn gets its receipt (listing the message still queued),
+    the rest of the turn is not printed, `[Request interrupted by user]` and an interrupted
+    result with the turn's uuid follow; the queued message and a later one are answered by
+    the same process."""
+    agent = await start(*STDIO)
+    await agent.send(f"{HEADER} fake:slow=1000,0.05", uuid="u-slow")
+    await agent.until(is_type("assistant"))  # the turn is running
+    await agent.send(f"{HEADER} queued meanwhile", uuid="u-queued")
+    await agent.write(interrupt())
+    events = await agent.turn()
+    assert receipt("int_1", ["u-queued"]) in events
+    assert user_texts(events) == ["[Request interrupted by user]"]
+    assert len(texts(events)) < 999
+    assert_interrupted(events[-1], "aborted_streaming", ["u-slow"])
+
+    events = await agent.turn()
+    assert texts(events) == ["got it — `queued meanwhile`"]
+    assert events[-1]["user_message_uuids"] == ["u-queued"]
+    await agent.send(f"{HEADER} and then", uuid="u-next")
+    assert texts(await agent.turn()) == ["got it — `and then`"]
+    assert agent.proc.returncode is None
+
+
+async def test_r13_6_interrupt_of_a_stream_prints_the_part_so_far_aborted(start: Any) -> None:
+    """R13.6: `fake:stream` prints its reply whole at the end, like the real CLI; interrupted,
+    it prints the part streamed so far marked `aborted`, then ends interrupted."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:stream=3,0")
+    events = await agent.turn()
+    assert texts(events) == ["general: chunk 1 of 3. chunk 2 of 3. chunk 3 of 3."]
+    assert_success(events[-1], agent.session_id)
+
+    await agent.send(f"{HEADER} fake:stream=100000,0.01", uuid="u-stream")
+    await agent.until(is_type("system"))  # the turn has started
+    await agent.write(interrupt())
+    events = await agent.turn()
+    assert events[0] == receipt("int_1", [])
+    [aborted] = [e for e in events if e["type"] == "assistant"]
+    assert aborted["aborted"] is True
+    assert aborted["message"]["content"][0]["text"].startswith("chunk 1 of 100000.")
+    assert_interrupted(events[-1], "aborted_streaming", ["u-stream"])
+
+
+async def test_r13_6_interrupt_with_no_turn_running_gets_only_its_receipt(start: Any) -> None:
+    """R13.6: with no turn running the receipt is all (as on the real CLI)."""
+    agent = await start(*STDIO)
+    await agent.write(interrupt("int_idle"))
+    assert await agent.event() == receipt("int_idle", [])
+    assert await agent.no_output_for(0.3)
+    await agent.send(f"{HEADER} still here")
+    assert texts(await agent.turn()) == ["got it — `still here`"]
+
+
+async def test_r13_6_a_hung_agent_answers_no_control_request(start: Any) -> None:
+    """R13.6: `fake:hang` is a process that answers nothing, interrupts included, so the bot's
+    own deadline can be tested."""
+    agent = await start(*STDIO)
+    await agent.send(f"{HEADER} fake:hang")
+    assert (await agent.event())["subtype"] == "init"
+    await agent.write(interrupt())
+    assert await agent.no_output_for(0.3)
+
+
+async def ask_request(agent: FakeAgentProcess, directive: str) -> tuple[list[dict[str, Any]],
+                                                                         dict[str, Any]]:
+    """Send `directive` and read up to its can_use_tool request: (events before, request)."""
+    await agent.send(f"{HEADER} {directive}", uuid="u-ask")
+    events = await agent.until(is_type("control_request"))
+    return events[:-1], events[-1]
+
+
+async def test_r13_1_ask_writes_can_use_tool_in_the_real_cli_shape(start: Any) -> None:
+    """R13.1: `fake:ask` prints the tool_use, then a can_use_tool request shaped as 2.1.332's."""
+    agent = await start(*STDIO)
+    before, request = await ask_request(agent, "fake:ask=Bash:touch_x")
+    [tool_use] = [b for e in before if e["type"] == "assistant" for b in e["message"]["content"]]
+    assert tool_use["type"] == "tool_use" and tool_use["name"] == "Bash"
+    assert uuid.UUID(request["request_id"])
+    body = request["request"]
+    assert body["subtype"] == "can_use_tool"
+    assert body["tool_name"] == body["display_name"] == "Bash"
+    assert body["input"]["command"] == "touch x"
+    assert body["tool_use_id"] == tool_use["id"]
+    assert body["permission_suggestions"][0] == {
+        "type": "addRules", "rules": [{"toolName": "Bash", "ruleContent": "touch x"}],
+        "behavior": "allow", "destination": "localSettings"}
+    assert "decision_reason_type" not in body and "suppress_always_allow_rule" not in body
+
+
+@pytest.mark.parametrize(
+    ("directive", "marks"),
+    [
+        ("fake:ask-safety=Edit:/etc/passwd", {"decision_reason_type": "safetyCheck"}),
+        ("fake:ask-no-always=Bash:rm_-rf_build", {"suppress_always_allow_rule": True}),
+    ],
+)
+async def test_r13_2_ask_variants_mark_safety_checks_and_forbid_always_allow(
+        start: Any, directive: str, marks: dict[str, Any]) -> None:
+    """R13.2: the marks that restrict who may decide and whether Always allow is offered."""
+    agent = await start(*STDIO)
+    _before, request = await ask_request(agent, directive)
+    body = request["request"]
+    assert marks.items() <= body.items()
+    has_rule = any(s["type"] == "addRules" for s in body["permission_suggestions"])
+    assert has_rule is ("suppress_always_allow_rule" not in marks)
+
+
+@pytest.mark.parametrize(
+    ("decision", "text", "tool_error"),
+    [
+        ({"behavior": "allow", "updatedInput": {"command": "touch x"}}, "ran Bash: touch x",
+         False),
+        ({"behavior": "allow", "updatedInput": {"command": "touch y"}}, "ran Bash: touch y",
+         False),
+        ({"behavior": "deny", "message": "Denied by @alice: not now", "interrupt": False},
+         "denied: Denied by @alice: not now", True),
+    ],
+)
+async def test_r13_1_allow_runs_the_tool_and_deny_tells_the_model(
+        start: Any, decision: dict[str, Any], text: str, tool_error: bool) -> None:
+    """R13.1: allow runs the (possibly updated) input; deny gives the model an error
+    tool_result of the message, lists the denial and the turn still succeeds."""
+    agent = await start(*STDIO)
+    _before, request = await ask_request(agent, "fake:ask=Bash:touch_x")
+    await agent.write(answer(request["request_id"], decision))
+    events = await agent.turn()
+    [result_block] = [b for e in events if e["type"] == "user"
+                      for b in e["message"]["content"] if b["type"] == "tool_result"]
+    assert result_block["is_error"] is tool_error
+    assert texts(events) == [text]
+    assert_success(events[-1], agent.session_id)
+    assert len(events[-1]["permission_denials"]) == tool_error
+    assert events[-1]["user_message_uuids"] == ["u-ask"]
+
+
+async def test_r13_1_deny_with_interrupt_ends_the_turn_interrupted(start: Any) -> None:
+    """R13.1: a deny with `interrupt: true` ends the turn as an interrupted one."""
+    agent = await start(*STDIO)
+    _before, request = await ask_request(agent, "fake:ask=Bash:touch_x")
+    await agent.write(answer(request["request_id"],
+                             {"behavior": "deny", "message": "stop", "interrupt": True}))
+    events = await agent.turn()
+    assert user_texts(events) == ["[Request interrupted by user for tool use]"]
+    assert_interrupted(events[-1], "aborted_tools", ["u-ask"])
+
+
+async def test_r13_3_interrupt_while_asking_withdraws_the_request(start: Any) -> None:
+    """R13.3/R13.6: an interrupt while a request waits withdraws it (control_cancel_request,
+    before the receipt), ends the turn `aborted_tools`; a late answer is ignored and the
+    next message is answered."""
+    agent = await start(*STDIO)
+    _before, request = await ask_request(agent, "fake:ask=Bash:touch_x")
+    await agent.write(interrupt())
+    events = await agent.turn()
+    assert events[:2] == [
+        {"type": "control_cancel_request", "request_id": request["request_id"]},
+        receipt("int_1", []),
+    ]
+    assert user_texts(events) == ["[Request interrupted by user for tool use]"]
+    assert_interrupted(events[-1], "aborted_tools", ["u-ask"])
+    assert not texts(events)
+
+    await agent.write(answer(request["request_id"], {"behavior": "allow", "updatedInput": {}}))
+    await agent.send(f"{HEADER} next")
+    assert texts(await agent.turn()) == ["got it — `next`"]
+
+
+async def test_r13_1_ask_without_stdio_is_refused_as_the_cli_refuses(start: Any) -> None:
+    """R13.1: without `--permission-prompt-tool stdio` nobody is asked: `permission_denied`,
+    an error tool_result, and the turn goes on."""
+    agent = await start()
+    await agent.send(f"{HEADER} fake:ask=Bash:touch_x")
+    events = await agent.turn()
+    assert not [e for e in events if e["type"] == "control_request"]
+    [denied] = [e for e in events if e.get("subtype") == "permission_denied"]
+    assert denied["tool_name"] == "Bash"
+    assert texts(events)[0].startswith("denied: Bash needs approval")
+    assert_success(events[-1], agent.session_id)
+
+
+async def test_r13_8_total_cost_adds_up_over_the_process_turns(start: Any) -> None:
+    """R13.8: every result carries the process's running total_cost_usd and usage tokens;
+    FAKE_AGENT_COST is each billed turn's cost, an API error costs nothing."""
+    agent = await start(env={"FAKE_AGENT_COST": "0.25"})
+    totals = []
+    for text in ("one", "fake:error", "two", "fake:slow=2,0"):
+        await agent.send(f"{HEADER} {text}")
+        result = (await agent.turn())[-1]
+        totals.append(result["total_cost_usd"])
+        if not result["is_error"]:
+            assert result["usage"]["input_tokens"] > 0
+            assert result["usage"]["output_tokens"] > 0
+    assert totals == [0.25, 0.25, 0.5, 0.75]
