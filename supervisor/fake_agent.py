@@ -512,10 +512,8 @@ def do_crash_now(_agent: Agent, _arg: str, _body: str) -> None:
     sys.exit(3)
 
 
-def do_hang(agent: Agent, _arg: str, _body: str) -> None:
-    if agent.control is not None:
-        agent.control.deaf = True
-    hang()
+def do_hang(_agent: Agent, _arg: str, _body: str) -> None:
+    hang()  # deaf to control requests too: see `handle`
 
 
 def do_slow(agent: Agent, arg: str, _body: str) -> None:
@@ -864,18 +862,20 @@ def handle(agent: Agent, messages: list[dict[str, Any]], mode: str) -> None:
     agent.earlier = list(agent.transcript.texts)
     agent.transcript.append(texts)  # kept before answering, as the real CLI does
     text = "\n\n".join(texts)
+    body = HEADER_RE.sub("", REDELIVERY_NOTE_RE.sub("", text, count=1), count=1)
+    handler: Handler = do_echo
+    arg = ""
+    for match in DIRECTIVE_RE.finditer(text):
+        if match.group(1) in DIRECTIVES:
+            handler, arg = DIRECTIVES[match.group(1)], match.group(2) or ""
+            break
+    if handler is do_hang and agent.control is not None:
+        agent.control.deaf = True  # before init: no interrupt after it is answered
     agent.init()
     try:
         think(agent)
         if mode == "auth":
             agent.auth_failure()
-        body = HEADER_RE.sub("", REDELIVERY_NOTE_RE.sub("", text, count=1), count=1)
-        handler: Handler = do_echo
-        arg = ""
-        for match in DIRECTIVE_RE.finditer(text):
-            if match.group(1) in DIRECTIVES:
-                handler, arg = DIRECTIVES[match.group(1)], match.group(2) or ""
-                break
         handler(agent, arg, body)
     except Interrupted:
         agent.interrupted()
