@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,11 @@ TURN_TIMEOUT = 30.0
 Events = list[dict[str, Any]]
 
 
-def user_message(text: str) -> bytes:
-    return (
-        json.dumps({"type": "user", "message": {"role": "user", "content": text}}) + "\n"
-    ).encode()
+def user_message(text: str, uuid: str | None = None) -> bytes:
+    message: dict[str, Any] = {"type": "user", "message": {"role": "user", "content": text}}
+    if uuid is not None:
+        message["uuid"] = uuid
+    return (json.dumps(message) + "\n").encode()
 
 
 @dataclass
@@ -59,10 +61,25 @@ class Claude:
         )
         return cls(proc)
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str, uuid: str | None = None) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(user_message(text))
+        self.proc.stdin.write(user_message(text, uuid))
         await self.proc.stdin.drain()
+
+    async def write(self, message: dict[str, Any]) -> None:
+        """One raw stdin line: a control request or response (R13)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        await self.proc.stdin.drain()
+
+    async def until(self, wanted: Callable[[dict[str, Any]], bool]) -> Events:
+        """Raw events up to and including the first for which `wanted` is true."""
+        events: Events = []
+        while not events or not wanted(events[-1]):
+            line = await self.line()
+            assert line, f"the CLI's output ended first; events so far: {events}"
+            events.append(json.loads(line))
+        return events
 
     async def line(self) -> str:
         assert self.proc.stdout is not None
@@ -93,6 +110,11 @@ class Claude:
     def kill(self) -> None:
         if self.proc.returncode is None:
             self.proc.kill()
+
+    async def stop(self) -> None:
+        """Kill the process and reap it (so no transport outlives the test's event loop)."""
+        self.kill()
+        await asyncio.wait_for(self.proc.wait(), TURN_TIMEOUT)
 
 
 async def session_turns(

@@ -23,6 +23,7 @@ Every request is recorded (`requests`), so a test can assert what the CLI sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -273,11 +274,18 @@ class MessagesAPI:
     async def _stream(
         self, request: web.Request, reply: Text | ToolCall, model: str
     ) -> web.StreamResponse:
-        message = self._message_json(reply, model)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
+        with contextlib.suppress(ConnectionResetError):  # the CLI hung up: an interrupt
+            await self._stream_events(response, reply, model)
+        return response
+
+    async def _stream_events(
+        self, response: web.StreamResponse, reply: Text | ToolCall, model: str
+    ) -> None:
+        message = self._message_json(reply, model)
 
         async def send(event: str, data: dict[str, Any]) -> None:
             payload = json.dumps({"type": event, **data})
@@ -330,7 +338,6 @@ class MessagesAPI:
         )
         await send("message_stop", {})
         await response.write_eof()
-        return response
 
 
 def _split(text: str, parts: int) -> list[str]:
