@@ -113,11 +113,14 @@ receipt ``{"still_queued": […]}`` at once, and a running turn stops where it s
 request with ``control_cancel_request``), then a ``result`` with ``subtype:
 error_during_execution``, ``is_error: true``, no ``result`` text, ``terminal_reason``
 ``aborted_streaming`` (``aborted_tools`` while asking) and the turn's ``user_message_uuids``;
-the process goes on with the next message.
+the process goes on with the next message. At end of input after an interrupted last turn
+it exits 1, as the real CLI does.
 
-Every ``result`` carries ``total_cost_usd``, the running total over the process's turns (as
-the real CLI's does), and ``usage`` tokens; ``FAKE_AGENT_COST=<usd>`` is what each turn that
-reached the model costs (default 0; API errors and refused resumes cost nothing).
+Every ``result`` carries ``total_cost_usd``, ``usage`` tokens and
+``model_usage_since_last_result`` (this turn's ``costUSD``). As on the real CLI the total is
+the *session's*: it goes on across ``--resume``, and a fork starts from its parent's total
+(kept in the history file). ``FAKE_AGENT_COST=<usd>`` is what each turn that reached the
+model costs (default 0; API errors and refused resumes cost nothing).
 
 Each ``result`` lists the ``uuid`` of every user message the turn answered in
 ``user_message_uuids`` (R8.5). ``FAKE_AGENT_FOLD=1`` folds, as Claude Code 2.1.332 does, the
@@ -165,18 +168,20 @@ SERVER_ERROR_TEXT = "API Error: 500 Internal server error"
 
 @dataclass
 class Transcript:
-    """A session's history: the user texts it received, in order, kept in `path` (one JSON
-    line each) so that a later `--resume` or `--fork-session` finds them; with no `path`
-    (a bench's stand-in agent) only in memory."""
+    """A session's history: the user texts it received, in order, and its running cost,
+    kept in `path` (one JSON line each) so that a later `--resume` or `--fork-session` finds
+    them (the real CLI's total_cost_usd goes on across a resume, and a fork starts from its
+    parent's); with no `path` (a bench's stand-in agent) only in memory."""
 
     path: Path | None = None
     texts: list[str] = field(default_factory=list)
+    total_cost: float = 0.0
 
     @classmethod
     def open(cls, directory: Path, session_id: str) -> Transcript:
         """`session_id`'s transcript in `directory`, with whatever it already holds."""
         path = session_path(directory, session_id)
-        return cls(path, read_texts(path))
+        return cls(path, *read_transcript(path))
 
     def exists(self) -> bool:
         return self.path is not None and self.path.exists()
@@ -191,13 +196,21 @@ class Transcript:
         path.unlink(missing_ok=True)
         child = Transcript(path)
         child.append(self.texts)
+        child.record_cost(self.total_cost)
         return child
 
     def append(self, texts: list[str]) -> None:
         self.texts.extend(texts)
-        if self.path is None or not texts:
+        self._write([{"text": t} for t in texts])
+
+    def record_cost(self, total: float) -> None:
+        self.total_cost = total
+        self._write([{"total_cost_usd": total}])
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        if self.path is None or not entries:
             return
-        lines = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+        lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         with os.fdopen(os.open(self.path, flags, stat.S_IRUSR | stat.S_IWUSR), "a",
                        encoding="utf-8") as f:
@@ -209,19 +222,25 @@ def session_path(directory: Path, session_id: str) -> Path:
     return directory / f"{SESSION_FILE_RE.sub('_', session_id)}.jsonl"
 
 
-def read_texts(path: Path) -> list[str]:
-    """The texts of a transcript file; a line cut short by a kill mid-write is skipped."""
+def read_transcript(path: Path) -> tuple[list[str], float]:
+    """The texts and the last running cost of a transcript file; a line cut short by a kill
+    mid-write is skipped."""
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return []
-    texts = []
+        return [], 0.0
+    texts: list[str] = []
+    cost = 0.0
     for line in raw.splitlines():
         try:
-            texts.append(str(json.loads(line)["text"]))
+            entry = json.loads(line)
+            if "total_cost_usd" in entry:
+                cost = float(entry["total_cost_usd"])
+            else:
+                texts.append(str(entry["text"]))
         except (ValueError, KeyError, TypeError):
             continue
-    return texts
+    return texts, cost
 
 
 def sessions_dir() -> Path:
@@ -247,7 +266,7 @@ class Agent:
     control: Control | None = None  # stdin; None when a bench drives `handle` itself
     ask_on_stdio: bool = False  # --permission-prompt-tool stdio
     cost_per_turn: float = 0.0
-    total_cost: float = 0.0  # over the process's turns, as the real CLI counts
+    interrupted_last: bool = False  # the last turn ended interrupted (see `main`)
     prompt_chars: int = 0  # this turn's, for its usage
     output_chars: int = 0
     _emit_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -375,11 +394,13 @@ class Agent:
         A `billed` turn (one that reached the model) adds `cost_per_turn` to the process's
         running `total_cost_usd`; its `usage` counts about four characters a token."""
         usage = {"input_tokens": 0, "output_tokens": 0}
+        cost = self.cost_per_turn if billed else 0.0
+        total = round(self.transcript.total_cost + cost, 10)
         if billed:
-            self.total_cost = round(self.total_cost + self.cost_per_turn, 10)
+            self.transcript.record_cost(total)
             usage = {"input_tokens": max(1, self.prompt_chars // 4),
                      "output_tokens": max(1, self.output_chars // 4)}
-        interrupted = terminal_reason != "completed"
+        interrupted = self.interrupted_last = terminal_reason != "completed"
         event: dict[str, Any] = {
             "type": "result",
             "subtype": subtype,
@@ -389,11 +410,13 @@ class Agent:
             "num_turns": num_turns,
             "stop_reason": None if interrupted else "stop_sequence" if is_error else "end_turn",
             "session_id": self.session_id,
-            "total_cost_usd": self.total_cost,
+            "total_cost_usd": total,
             "usage": usage,
             "modelUsage": {MODEL: {"inputTokens": usage["input_tokens"],
-                                   "outputTokens": usage["output_tokens"],
-                                   "costUSD": self.total_cost}},
+                                   "outputTokens": usage["output_tokens"], "costUSD": total}},
+            "model_usage_since_last_result": {MODEL: {"inputTokens": usage["input_tokens"],
+                                                      "outputTokens": usage["output_tokens"],
+                                                      "costUSD": cost}},
             "permission_denials": list(denials or []),
             "terminal_reason": terminal_reason,
             "user_message_uuids": list(self.answering),
@@ -958,7 +981,7 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         # The reader went away: nothing more can be said.
         os._exit(0)
-    sys.exit(0)
+    sys.exit(1 if agent.interrupted_last else 0)  # 2.1.332 exits 1 after an interrupted turn
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ that reader for `supervisor.fake_agent`, mirroring what Claude Code 2.1.332 was 
   with no turn running the receipt is all;
 - a ``control_response`` answers the pending ``can_use_tool`` request with its id; any other
   (late, withdrawn, unknown) is ignored;
-- any other control request gets an error response naming the subtype.
+- any other control request gets the CLI's error response for a subtype it does not know
+  (``"error_code": "unsupported_request"``); the real CLI also knows ``get_usage``,
+  ``set_permission_mode`` and more, the fake agent does not.
 
 The turn's side asks (`ask`) and waits (`pause`); both raise `Interrupted` when the turn was
 interrupted, so a directive handler stops where it stands.
@@ -133,7 +135,8 @@ class Control:
         else:
             self._emit({"type": "control_response",
                         "response": {"subtype": "error", "request_id": request_id,
-                                     "error": f"Unsupported control request subtype: {subtype}"}})
+                                     "error": f"Unsupported control request subtype: {subtype}",
+                                     "error_code": "unsupported_request"}})
 
     def _interrupt_turn(self, request_id: str) -> None:
         """Withdraw the pending ask, write the receipt, then stop the turn — the real CLI's

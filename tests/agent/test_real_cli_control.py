@@ -278,3 +278,84 @@ async def test_r13_1_real_cli_without_stdio_refuses_and_still_answers_control_re
         assert (await claude.until(of_type("control_response")))[-1] == receipt("int_1", [])
     finally:
         await claude.stop()
+
+
+async def test_r13_4_real_cli_initialize_while_asking_lists_no_pending_requests(
+    claude_bin: Path, messages_api: MessagesAPI, claude_home: Path, tmp_path: Path
+) -> None:
+    """R13.4: on 2.1.332 an `initialize` while can_use_tool waits reports
+    `session_state: requires_action` but no `pending_permission_requests` (the key DESIGN
+    expected): a bot that restarts cannot learn its pending requests from the CLI. An unknown
+    subtype gets an error with `error_code: unsupported_request`."""
+    work = tmp_path / "work"
+    claude = await initialized(claude_bin, messages_api, claude_home, work)
+    try:
+        await ask_for(claude, messages_api, f"touch {work / 'x'}", "later")
+        await claude.write(control_request("init_2", "initialize", hooks=None))
+        response = (await claude.until(of_type("control_response")))[-1]["response"]
+        assert response["subtype"] == "success"
+        assert response["response"]["session_state"] == "requires_action"
+        assert "pending_permission_requests" not in response["response"]
+
+        await claude.write(control_request("x1", "no_such_thing"))
+        response = (await claude.until(of_type("control_response")))[-1]["response"]
+        assert response == {"subtype": "error", "request_id": "x1",
+                            "error": "Unsupported control request subtype: no_such_thing",
+                            "error_code": "unsupported_request"}
+    finally:
+        await claude.stop()
+
+
+def turn_cost(result: dict[str, Any]) -> float:
+    return sum(m["costUSD"] for m in result["model_usage_since_last_result"].values())
+
+
+async def test_r13_8_real_cli_total_cost_is_the_sessions_across_resume_and_fork(
+    claude_bin: Path, messages_api: MessagesAPI, claude_home: Path, tmp_path: Path
+) -> None:
+    """R13.8: `total_cost_usd` is the SESSION's running total, not the process's: a resumed
+    process's first result goes on from the last one, and a fork starts from its parent's.
+    `model_usage_since_last_result` holds the turn's own cost, which is what to store.
+    (The total is saved when the process ends cleanly: see CLI-FACTS.md for a killed one.)"""
+    work = tmp_path / "work"
+    work.mkdir()
+    env = messages_api.env(claude_home)
+    lead = str(uuid.uuid4())
+    results = []
+    for args in (("--session-id", lead), ("--resume", lead),
+                 ("--resume", lead, "--fork-session")):
+        claude = await Claude.start(claude_bin, env, work, *args)
+        try:
+            await claude.send("hello")
+            results.append((await claude.until(is_result))[-1])
+            _rest, code, _stderr = await claude.finish()  # a clean end saves the total
+            assert code == 0
+        finally:
+            await claude.stop()
+    totals = [r["total_cost_usd"] for r in results]
+    costs = [turn_cost(r) for r in results]
+    assert all(c > 0 for c in costs)
+    assert totals[0] == costs[0]
+    assert abs(totals[1] - (totals[0] + costs[1])) < 1e-9
+    assert abs(totals[2] - (totals[1] + costs[2])) < 1e-9
+    assert results[2]["session_id"] != lead
+
+
+async def test_r13_6_real_cli_exits_1_when_input_ends_after_an_interrupted_turn(
+    claude_bin: Path, messages_api: MessagesAPI, claude_home: Path, tmp_path: Path
+) -> None:
+    """R13.6: closing stdin after an interrupted last turn ends the CLI with status 1 and
+    nothing on stderr — not a crash of the agent."""
+    claude = await started(claude_bin, messages_api, claude_home, tmp_path / "work")
+    try:
+        messages_api.reply(Text("slow " * 60, chunks=60, delay=0.5))
+        await claude.send("stream slowly", uuid="u-slow")
+        await messages_api.wait_for_requests(1)
+        await claude.write(control_request("int_1", "interrupt"))
+        assert_interrupted((await claude.until(is_result))[-1], "aborted_streaming", "u-slow")
+        rest, code, stderr = await claude.finish()
+        assert code == 1
+        assert stderr == ""
+        assert not [e for e in rest if e["type"] == "result"]
+    finally:
+        await claude.stop()

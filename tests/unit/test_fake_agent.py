@@ -927,3 +927,51 @@ async def test_r13_8_total_cost_adds_up_over_the_process_turns(start: Any) -> No
             assert result["usage"]["input_tokens"] > 0
             assert result["usage"]["output_tokens"] > 0
     assert totals == [0.25, 0.25, 0.5, 0.75]
+
+
+def turn_cost(result: dict[str, Any]) -> float:
+    return sum(m["costUSD"] for m in result["model_usage_since_last_result"].values())
+
+
+async def test_r13_8_the_total_is_the_sessions_across_resume_and_fork(start: Any) -> None:
+    """R13.8: as on the real CLI, total_cost_usd goes on across `--resume` and a fork starts
+    from its parent's total; `model_usage_since_last_result` holds the turn's own cost."""
+    env = {"FAKE_AGENT_COST": "0.5"}
+    totals: list[tuple[float, float]] = []
+
+    async def one_turn(agent: FakeAgentProcess) -> None:
+        await agent.send(f"{HEADER} hello")
+        result = (await agent.turn())[-1]
+        totals.append((result["total_cost_usd"], turn_cost(result)))
+        await agent.close_stdin()
+        assert await agent.exit_code() == 0
+
+    lead = await start(env=env)
+    await one_turn(lead)
+    await one_turn(await start(env=env, resume=lead.session_id))
+    await one_turn(await start("--fork-session", env=env, resume=lead.session_id))
+    assert totals == [(0.5, 0.5), (1.0, 0.5), (1.5, 0.5)]
+
+
+async def test_r13_6_end_of_input_after_an_interrupted_turn_exits_1(start: Any) -> None:
+    """R13.6: like 2.1.332, the process exits 1 when its input ends after an interrupted
+    last turn (and 0 when a later turn ended normally)."""
+    agent = await start(*STDIO)
+    await agent.send(f"{HEADER} fake:slow=1000,0.05")
+    await agent.until(is_type("assistant"))
+    await agent.write(interrupt())
+    assert_interrupted((await agent.turn())[-1], "aborted_streaming", [])
+    await agent.close_stdin()
+    assert await agent.exit_code() == 1
+
+
+async def test_r13_unknown_control_requests_get_the_clis_error(start: Any) -> None:
+    """R13: a control request the fake agent does not know is refused as the CLI refuses
+    one it does not know."""
+    agent = await start(*STDIO)
+    await agent.write({"type": "control_request", "request_id": "x1",
+                       "request": {"subtype": "no_such_thing"}})
+    assert await agent.event() == {"type": "control_response", "response": {
+        "subtype": "error", "request_id": "x1",
+        "error": "Unsupported control request subtype: no_such_thing",
+        "error_code": "unsupported_request"}}
