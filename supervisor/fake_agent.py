@@ -274,7 +274,8 @@ class Agent:
     # --- waiting -------------------------------------------------------------------------
 
     def pause(self, seconds: float) -> None:
-        """Sleep `seconds`; raise `Interrupted` as soon as the turn is interrupted."""
+        """Sleep `seconds`; raise `Interrupted` as soon as the turn is interrupted (also one
+        interrupted before it began, with `seconds` 0)."""
         if self.control is None:
             time.sleep(seconds)
         else:
@@ -774,8 +775,7 @@ def think(agent: Agent) -> None:
     """Take as long as FAKE_AGENT_DELAY says before answering (no delay without it); an
     interrupt cuts it short."""
     low, _, high = os.environ.get("FAKE_AGENT_DELAY", "").partition(",")
-    if low:
-        agent.pause(random.uniform(_float(low), _float(high or low)))
+    agent.pause(random.uniform(_float(low), _float(high or low)) if low else 0)
 
 
 def hang() -> NoReturn:

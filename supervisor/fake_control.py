@@ -88,6 +88,7 @@ class Control:
         self._messages: deque[dict[str, Any] | None] = deque()
         self._running = False
         self._interrupt = threading.Event()
+        self._interrupt_next = False  # an interrupt came before the turn's first message
         self._ask: PendingAsk | None = None
         self.deaf = False  # a hung agent answers nothing, control requests included
         threading.Thread(target=self._read, args=(stream,), daemon=True).start()
@@ -142,10 +143,16 @@ class Control:
         """Withdraw the pending ask, write the receipt, then stop the turn — the real CLI's
         order of events."""
         with self._state:
-            queued = [str(m.get("uuid")) for m in self._messages if m and m.get("uuid")]
+            waiting = [m for m in self._messages if m is not None]
             running, ask = self._running, self._ask
             if running:
                 self._interrupt.set()
+            elif waiting:
+                # The real CLI starts a message the moment it arrives at an idle process,
+                # so a message and an interrupt written back to back interrupt its turn.
+                self._interrupt_next = True
+                waiting = waiting[1:]
+            queued = [str(m.get("uuid")) for m in waiting if m.get("uuid")]
             self._ask = None
         if ask is not None:
             self._emit({"type": "control_cancel_request", "request_id": ask.request_id})
@@ -174,7 +181,11 @@ class Control:
             while fold and self._messages and self._messages[0] is not None:
                 batch.append(self._messages.popleft())
             self._running = True
-            self._interrupt.clear()
+            if self._interrupt_next:
+                self._interrupt.set()
+            else:
+                self._interrupt.clear()
+            self._interrupt_next = False
         return [m for m in batch if m is not None]
 
     def end_turn(self) -> None:
@@ -183,7 +194,8 @@ class Control:
             self._interrupt.clear()
 
     def pause(self, seconds: float) -> None:
-        """Wait `seconds`, or raise `Interrupted` as soon as the turn is interrupted."""
+        """Wait `seconds` (0: only look), or raise `Interrupted` as soon as the turn is
+        interrupted."""
         if self._interrupt.wait(seconds):
             raise Interrupted
 

@@ -787,6 +787,22 @@ async def test_r13_6_interrupt_with_no_turn_running_gets_only_its_receipt(start:
     assert texts(await agent.turn()) == ["got it — `still here`"]
 
 
+async def test_r13_6_an_interrupt_right_behind_a_message_interrupts_its_turn(
+        start: Any) -> None:
+    """R13.6: a message and an interrupt written back to back: as on the real CLI (which
+    starts a message the moment it reaches an idle process) that message's turn is the one
+    interrupted, even before the fake agent's turn loop took it."""
+    agent = await start(*STDIO)
+    message = {"type": "user", "uuid": "u-raced",
+               "message": {"role": "user", "content": f"{HEADER} fake:stream=1000,0.05"}}
+    assert agent.proc.stdin is not None
+    agent.proc.stdin.write((json.dumps(message) + "\n" + json.dumps(interrupt()) + "\n").encode())
+    await agent.proc.stdin.drain()
+    events = await agent.turn()
+    assert receipt("int_1", []) in events
+    assert_interrupted(events[-1], "aborted_streaming", ["u-raced"])
+
+
 async def test_r13_6_a_hung_agent_answers_no_control_request(start: Any) -> None:
     """R13.6: `fake:hang` is a process that answers nothing, interrupts included, so the bot's
     own deadline can be tested."""
