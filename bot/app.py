@@ -135,8 +135,8 @@ class App:
             socket_path=self.socket_path.resolve(),
             always_on=[c.name for c in self.config.channels if c.always_on],
             withheld_env=self.config.env_refs)
-        self.steering = SteerOps(self.store, self.crew, self.conversations, self.supervisor,
-                                 self.config, self.bot_says, self.clock.now)
+        self.steering = SteerOps(self.store, self.crew, self.supervisor, self.config,
+                                 self.bot_says, self.clock.now)
         self.tasks = TaskOps(self.store, self.crew, self.conversations, self.outbox,
                              self.supervisor, self.clock.now, self.ensure_channel,
                              self.bot_says)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bot.config import Config
-from bot.conversations import Conversations
 from bot.crew import Crew
 from bot.inbound import may_steer
 from bot.model import RoomRef
@@ -23,12 +22,11 @@ from supervisor.supervisor import Supervisor
 
 
 class SteerOps:
-    def __init__(self, store: Store, crew: Crew, conversations: Conversations,
+    def __init__(self, store: Store, crew: Crew,
                  supervisor: Supervisor, config: Config,
                  bot_says: Callable[..., Awaitable[None]], now: Callable[[], float]):
         self.store = store
         self.crew = crew
-        self.conversations = conversations
         self.supervisor = supervisor
         self.config = config
         self.bot_says = bot_says  # (conversation, text, *, only=room)
@@ -37,26 +35,40 @@ class SteerOps:
     async def stop_turn(self, channel: str, msg: Inbound,
                          recorded: tuple[int, int | None] | None, agent: str | None,
                          only: RoomRef) -> None:
-        """`!stop` (R13.6): the named agent's turn, else that of the thread's agent, the
-        DM's worker or the channel's lead; by someone who may steer it (R13.2). The answer,
-        or the refusal, goes to the room it was typed in, in its thread."""
+        """`!stop` (R13.6): the named agent's turn; in a thread, the turns answering that
+        thread (the lead's answer to its root, the fork's or the worker's); at a room's top
+        level, its lead's or its DM's worker's — by someone who may steer it (R13.2). The
+        answer, or the refusal, goes to the room it was typed in, in its thread."""
         thread_id = recorded[1] if recorded else None
         where = Conversation(channel, thread_id)
-        thread = await self.store.thread(thread_id) if thread_id else None
-        agent = agent or (await self.conversations.thread_agent(thread) if thread
-                          else self.crew.agent_of_channel(channel))
-        if agent is None:
+        if agent is not None:
+            agents = [agent]
+        elif thread_id is not None:
+            agents = self.supervisor.answering(where) or [
+                a for t in [await self.store.thread(thread_id)] if t
+                for a in [self.crew.thread_agent(t)] if a]
+        else:
+            agents = [a for a in [self.crew.agent_of_channel(channel)] if a]
+        if not agents:
             await self.bot_says(where, "Nothing to stop here: write `!stop @<agent>`.",
                                 only=only)
             return
+        for name in agents:
+            answer = self._refusal(msg, channel, name) or await self.supervisor.stop_turn(
+                name, msg.sender_name)
+            await self.store.audit_act(Actor.of(msg, channel), f"!stop @{name}", answer,
+                                       self.now())  # R13.9
+            await self.bot_says(where, answer, only=only)
+
+    def _refusal(self, msg: Inbound, channel: str, agent: str) -> str | None:
+        """Why `msg`'s sender may not stop `agent`'s running turn; None when they may (or
+        when there is no turn: the supervisor says so)."""
         view = self.supervisor.run_view(agent)
-        askers = [split_nudge(text)[0] for text in view.asked] if view else []
+        if view is None or not view.in_turn:
+            return None
+        askers = [split_nudge(text)[0] for text in view.asked]
         approvers = self.config.channel_or_default(channel).approvers
-        if not may_steer(msg, approvers, self.config.admin.users, askers):
-            answer = (f"{msg.sender_name}, only the people who may approve for #{channel} "
-                      f"can stop {agent}; nothing was stopped.")
-        else:
-            answer = await self.supervisor.stop_turn(agent, msg.sender_name)
-        await self.store.audit_act(Actor.of(msg, channel), f"!stop @{agent}", answer,
-                                   self.now())  # R13.9
-        await self.bot_says(where, answer, only=only)
+        if may_steer(msg, approvers, self.config.admin.users, askers):
+            return None
+        return (f"{msg.sender_name}, only the people who may approve for #{channel} can "
+                f"stop {agent}; nothing was stopped.")

@@ -395,12 +395,16 @@ class AgentRun:
         return waiting[:1]
 
     def _usage(self, result: TurnResult) -> list[Effect]:
-        """What the turn cost (R13.8): the CLI's `total_cost_usd` adds up over the process's
-        turns, so the turn's share is the difference from the previous result."""
-        if result.total_cost_usd is None:
+        """What the turn cost (R13.8): the CLI's own figure for the turn; without one, the
+        growth of its running total since this process's previous result (a CLI whose
+        total is per process)."""
+        if result.turn_cost_usd is not None:
+            cost = result.turn_cost_usd
+        elif result.total_cost_usd is not None:
+            cost = max(0.0, result.total_cost_usd - self.process_cost)
+        else:
             return []
-        cost = max(0.0, result.total_cost_usd - self.process_cost)
-        self.process_cost = max(self.process_cost, result.total_cost_usd)
+        self.process_cost = max(self.process_cost, result.total_cost_usd or 0.0)
         asked = tuple(self.delivered.values())
         return [fx.RecordUsage(TurnUsage(cost, result.input_tokens, result.output_tokens,
                                          asked), self.conversation)]

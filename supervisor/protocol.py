@@ -97,8 +97,11 @@ class TurnResult:
     """`user_message_uuids`: the user messages this turn answered (several when the CLI
     folded messages written during a turn into one); None when the CLI does not say."""
     total_cost_usd: float | None = None
-    """What the process has cost so far: it adds up over the turns of one CLI process, so a
-    turn's cost is the difference from the process's previous result (R13.8)."""
+    """The session's running total. Not a turn's cost: it goes on across `--resume` and
+    into a fork, and restarts at 0 after a process was killed (CLI 2.1.332)."""
+    turn_cost_usd: float | None = None
+    """This turn's own cost: `model_usage_since_last_result`'s `costUSD`, summed over the
+    models (R13.8); None when the CLI does not say."""
     input_tokens: int = 0  # this turn's `usage`, cache reads and writes included
     output_tokens: int = 0
 
@@ -294,6 +297,7 @@ def _parse_result(obj: dict[str, Any]) -> list[AgentEvent]:
             queued_turns=queued if type(queued) is int and queued >= 0 else None,
             answered=_answered(obj),
             total_cost_usd=_cost(obj.get("total_cost_usd")),
+            turn_cost_usd=_turn_cost(obj.get("model_usage_since_last_result")),
             **_tokens(obj.get("usage")),
         )
     ]
@@ -302,6 +306,13 @@ def _parse_result(obj: dict[str, Any]) -> list[AgentEvent]:
 def _cost(value: Any) -> float | None:
     ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
     return float(value) if ok else None
+
+
+def _turn_cost(by_model: Any) -> float | None:
+    if not isinstance(by_model, dict):
+        return None
+    costs = [_cost(m.get("costUSD")) for m in by_model.values() if isinstance(m, dict)]
+    return float(sum(c for c in costs if c is not None))
 
 
 def _tokens(usage: Any) -> dict[str, int]:

@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from supervisor import alerts, breaker, leftovers, slots
 from supervisor.executor import Executor, Runtime, RunView
-from supervisor.ports import AgentSpec, AgentStatus
+from supervisor.ports import AgentSpec, AgentStatus, Conversation
 from supervisor.redact import redact
 from supervisor.resolve import RunState
 from supervisor.rules import StopReason, health_key, status_state
@@ -211,6 +211,11 @@ class Supervisor(Executor):
         queued = len(await self.store.queued(name))
         self.schedule_kick([name])
         return alerts.reset_done(name, queued)
+
+    def answering(self, conversation: Conversation) -> list[str]:
+        """The agents whose open turn answers `conversation` (R3.6, R13.6)."""
+        return [name for name, rt in self._runtimes.items()
+                if rt.run.in_turn and rt.run.conversation == conversation]
 
     async def stop_turn(self, name: str, by: str) -> str:
         """A person's `!stop` (R13.6): interrupt `name`'s running turn; the session lives on

@@ -737,10 +737,20 @@ def test_r12_3_a_forks_command_line() -> None:
                                                           "--model", "opus"]
 
 
-def test_r13_8_a_turns_cost_is_the_difference_of_the_processs_running_total() -> None:
-    """R13.8: `total_cost_usd` adds up over one process's turns; each turn is recorded at
-    its own share, with the messages it answered (whose senders it is counted for), and a
-    new process starts from zero."""
+def test_r13_8_the_turns_own_cost_is_recorded_for_the_messages_it_answered() -> None:
+    """R13.8: a turn is recorded at the CLI's own figure for it (its
+    `model_usage_since_last_result`) when there is one — the running total is the session's
+    and goes on across a resume — else at the growth of the process's running total; with
+    the messages it answered (whose senders it is counted for)."""
+    run = running(queued=(nudge(1),))
+    resumed = replace(answers(nudge(1)), total_cost_usd=3.0, turn_cost_usd=0.02)
+    [usage] = of(run.saw(resumed, Health(), T0 + 1), fx.RecordUsage)
+    assert usage.usage.cost_usd == 0.02
+
+
+def test_r13_8_without_a_turns_own_cost_its_the_growth_of_the_running_total() -> None:
+    """R13.8: a CLI that gives only a per-process running total: each turn is its growth,
+    and a new process starts from zero."""
     run = running(queued=(nudge(1),))
     first = replace(answers(nudge(1)), total_cost_usd=0.25, input_tokens=10, output_tokens=3)
     assert of(run.saw(first, Health(), T0 + 1), fx.RecordUsage) == [

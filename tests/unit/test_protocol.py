@@ -55,6 +55,7 @@ def test_r10_2_not_logged_in_fixture_is_an_auth_api_error_then_a_failed_turn():
             errors=(),
             queued_turns=0,
             total_cost_usd=0.0,
+            turn_cost_usd=0.0,
         ),
     ]
     assert is_auth_failure(events[1])
@@ -86,7 +87,8 @@ def test_r10_1_good_turn_fixture_is_init_text_success():
             session_id="1038941e-f0a7-4669-b1d7-addc87b37eae",
             errors=(),
             queued_turns=0,
-            total_cost_usd=0.00014000000000000001,  # R13.8: the process's running total
+            total_cost_usd=0.00014000000000000001,  # R13.8: the session's running total
+            turn_cost_usd=0.00014000000000000001,  # model_usage_since_last_result: the turn's
             input_tokens=5,
             output_tokens=6,
         ),
