@@ -176,3 +176,42 @@ async def test_a_reply_in_a_thread_is_answered_by_a_fork_that_knows_the_leads_hi
     assert any("which word was it?" in t for t in fork.user_texts())
     assert lead.headers.get("X-Claude-Code-Session-Id") != fork.headers.get(
         "X-Claude-Code-Session-Id")
+
+
+async def test_stop_ends_a_streaming_turn_and_the_same_process_answers_the_next_message(
+    claude_bin: Path, messages_api: MessagesAPI, tmp_path: Path
+) -> None:
+    """R13.6 with the real CLI through the bot: `#general/1 !stop` while the lead's reply
+    streams sends `interrupt`; the bot says who stopped it, posts none of the cut-off
+    reply, and the next message is answered by the same `claude` process (one spawn)."""
+    messages_api.reply(Text("a very long essay " * 30, chunks=60, delay=0.25),
+                       Text("Short answer."))
+    config = write_config(tmp_path, claude_bin,
+                          claude_env(tmp_path / "agent-home", base_url=messages_api.url))
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path / "bot-home")}
+    proc = await asyncio.create_subprocess_exec(
+        str(crewbridge_bin()), "run", "--config", str(config), "--log-level", "info",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=config.parent)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b"#general write me an essay\n")
+        await proc.stdin.drain()
+        await asyncio.wait_for(messages_api.wait_for_requests(1), RUN_TIMEOUT)
+        proc.stdin.write(b"#general/1 !stop\n")
+        await proc.stdin.drain()
+        said = [(await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)).decode()
+                for _ in range(2)]  # the answer to !stop and the turn's end, in either order
+        assert any(t.startswith("#general/1 crewbridge: Stopping general") for t in said), said
+        assert any(t.startswith("#general/1 crewbridge: ⏹ general stopped by ") for t in said)
+        proc.stdin.write(b"#general and now a short one\n")
+        proc.stdin.close()
+        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = out.decode().splitlines()
+    assert "#general/2 general: Short answer." in lines, out.decode() + err.decode()
+    assert not any("very long essay" in t for t in lines)  # the stopped turn's text
+    assert err.decode().count("spawned general") == 1, err.decode()  # the same process
