@@ -30,7 +30,8 @@ class AdminOps:
                  notice: Callable[[str], Awaitable[None]],
                  tell: Callable[[Conversation, str], Awaitable[None]],
                  spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task],
-                 now: Callable[[], float]):
+                 now: Callable[[], float],
+                 set_budget: Callable[[str, float], Awaitable[str]]):
         self.supervisor = supervisor
         self.store = store
         self.agent = agent
@@ -38,6 +39,7 @@ class AdminOps:
         self._tell = tell  # a notice into any conversation
         self._now = now
         self._spawn = spawn  # a background task the app cancels when it stops
+        self._set_budget = set_budget  # `budget <channel> <usd>` (R13.8)
 
     async def run(self, cmd: Admin, by: Actor) -> str:
         """Carry out `cmd` for admin `by`; the answer for the admin room, audited (R13.9)."""
@@ -54,6 +56,8 @@ class AdminOps:
                 return admin_text.format_status(await self.supervisor.status(), costs)
             case AdminVerb.USAGE:
                 return admin_text.usage_text(await self.usage(USAGE_DAYS))
+            case AdminVerb.BUDGET:
+                return await self._set_budget(agent, cmd.amount or 0.0)
             case AdminVerb.AUDIT:
                 return admin_text.audit_text(
                     await self.store.audit_entries(limit=cmd.count or AUDIT_COUNT))

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from bot import control_ops, datadir
 from bot.admin_ops import AdminOps
+from bot.budget_ops import BudgetOps
 from bot.clock import SystemClock
 from bot.config import Config
 from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
@@ -140,10 +141,13 @@ class App:
         self.tasks = TaskOps(self.store, self.crew, self.conversations, self.outbox,
                              self.supervisor, self.clock.now, self.ensure_channel,
                              self.bot_says)
+        self.budget = BudgetOps(self.store, self.crew, self.config, self.supervisor,
+                                self.clock, self.alert)
+        await self.budget.load()
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
                                   lambda text: self.notice(Conversation(self.crew.admin), text),
                                   self.notice,
-                                  self._spawn, self.clock.now)
+                                  self._spawn, self.clock.now, self.budget.set_cap)
         self.operator_token = new_token()
         datadir.write_private(self.data_dir / OPERATOR_TOKEN_FILE, self.operator_token)
         self.control = ControlServer(self.socket_path,
@@ -163,6 +167,7 @@ class App:
             r.platform for r in self.rooms.rooms_of(self.crew.admin))
         await self.outbox.resume()
         await self.supervisor.start_up()
+        self._spawn(self.budget.run_days(), "budget-days")
         self._spawn(self._watch_connections(), "connection-watch")
         self.ready.set()
         log.info("crewbridge is running: channels %s", ", ".join(sorted(self.crew.channels)))
@@ -417,6 +422,9 @@ class App:
         await self.store.add_usage(utc_day(self.clock.now()), agent,
                                    conversation.channel if conversation else None,
                                    turn_shares(usage))
+        home = await self.store.agent(agent) if conversation is None else None
+        channel = conversation.channel if conversation else home.channel if home else ""
+        await self.budget.spent(channel)  # R13.8: a warning, an alert, a pause
 
     async def notice(self, where: Conversation | str, text: str) -> None:
         """A notice into a conversation (or a channel's top level)."""
@@ -438,6 +446,9 @@ class App:
 
     def has_open_task(self, name: str) -> bool:
         return self.crew.has_open_task(name)
+
+    def paused(self, name: str) -> str | None:
+        return self.budget.paused(name)
 
     async def spec_for(self, name: str) -> AgentSpec | None:
         """How agent `name` is started, from the config and its newest task (R3.3); a

@@ -24,6 +24,7 @@ class AdminVerb(StrEnum):
     DROP = "drop"
     USAGE = "usage"
     AUDIT = "audit"
+    BUDGET = "budget"
     HELP = "help"
 
 
@@ -51,11 +52,12 @@ class Admin:
     agent: str | None = None
     which: int | None = None  # `drop`: the message's place in `queue`; None: all of them
     count: int | None = None  # `audit`: how many entries; None: the default
+    amount: float | None = None  # `budget`: today's cap in USD
 
     def words(self) -> str:
         """The command as it is written: what the audit records (R13.9)."""
         args = (self.agent, "all" if self.verb == AdminVerb.DROP and self.which is None
-                else self.which, self.count)
+                else self.which, self.count, self.amount)
         return " ".join([self.verb.replace("-", " "), *(str(a) for a in args if a is not None)])
 
 
@@ -81,10 +83,11 @@ USAGE = {
     "queue": "queue <agent>",
     "drop": "drop <agent> <n>|all",
     "audit": "audit [<n>]",
+    "budget": "budget <channel> <usd>",
 }
 ADMIN_HELP = ("Admin commands: status · tasks · restart <agent> · stop <agent> · "
               "reset <agent> · queue <agent> · drop <agent> <n>|all · auth login · usage · "
-              "audit [<n>] · help")
+              "audit [<n>] · budget <channel> <usd> · help")
 
 
 def parse(text: str, *, in_admin: bool) -> Command | None:
@@ -127,6 +130,11 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
             return Admin(AdminVerb.AUDIT)
         ok = len(args) == 1 and re.fullmatch(r"[1-9][0-9]{0,3}", args[0]) is not None
         return Admin(AdminVerb.AUDIT, count=int(args[0])) if ok else Invalid(USAGE["audit"])
+    if verb == "budget":
+        ok = (len(args) == 2 and re.fullmatch(r"#?[a-z0-9][a-z0-9_-]*", args[0].lower())
+              is not None and re.fullmatch(r"\$?[0-9]+(\.[0-9]+)?", args[1]) is not None)
+        return (Admin(AdminVerb.BUDGET, args[0].lstrip("#").lower(),
+                      amount=float(args[1].lstrip("$"))) if ok else Invalid(USAGE["budget"]))
     if verb == "auth":
         login = [a.lower() for a in args] == ["login"]
         return Admin(AdminVerb.AUTH_LOGIN) if login else Invalid(USAGE["auth"])
@@ -135,4 +143,4 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
 
 def is_admin_command(cmd: Command | None) -> bool:
     return isinstance(cmd, Admin) or (isinstance(cmd, Invalid) and cmd.usage in {
-        USAGE[v] for v in (*AGENT_VERBS, "auth", "drop", "audit")})
+        USAGE[v] for v in (*AGENT_VERBS, "auth", "drop", "audit", "budget")})

@@ -75,6 +75,7 @@ class ChannelConfig:
     threads: Threads = Threads.FORK
     replies: Replies = Replies.THREAD
     approvers: tuple[str, ...] = ()  # R13.2; empty: the person the turn answers
+    daily_budget_usd: float | None = None  # R13.8; None: [agent]'s
     # R13.5: this channel's agents' policy; None: [agent]'s
     permission_mode: PermissionMode | None = None
     allowed_tools: tuple[str, ...] | None = None
@@ -167,6 +168,7 @@ AGENT = Section(AgentConfig, (
     Field("max_live_agents", K.INT, positive),
     Field("shutdown_grace_s", K.NUMBER, non_negative),
     Field("max_turn_output_chars", K.INT, positive),
+    Field("daily_budget_usd", K.NUMBER, non_negative),
     choice("permission_mode", PermissionMode),
     Field("allowed_tools", K.STRLIST),
     Field("disallowed_tools", K.STRLIST),
@@ -184,6 +186,7 @@ CHANNEL = Section(ChannelConfig, (
     choice("threads", Threads),
     choice("replies", Replies),
     Field("approvers", K.STRLIST),
+    Field("daily_budget_usd", K.NUMBER, non_negative),
     choice("permission_mode", PermissionMode),
     Field("allowed_tools", K.STRLIST),
     Field("disallowed_tools", K.STRLIST),

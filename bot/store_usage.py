@@ -182,6 +182,11 @@ class UsageRecords:
             "SELECT day, agent, channel, person, cost_usd, input_tokens, output_tokens, turns "
             "FROM usage WHERE day >= ? ORDER BY day, agent, channel, person", (day,))]
 
+    async def cost_by_channel(self, day: str) -> dict[str, float]:
+        """Each channel's cost on `day`: what its daily budget is held against (R13.8)."""
+        return dict(await self._all("SELECT channel, SUM(cost_usd) FROM usage WHERE day = ? "
+                                    "GROUP BY channel", (day,)))
+
     async def cost_by_agent(self, day: str) -> dict[str, float]:
         """Each agent's cost on `day`: the `status` table's "cost today" (R13.8)."""
         return dict(await self._all("SELECT agent, SUM(cost_usd) FROM usage WHERE day = ? "

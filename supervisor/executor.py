@@ -131,7 +131,8 @@ class Executor:
                 case fx.OfferQueue():
                     stops += await self._apply(rt, run.nudged(
                         await self.store.queued(run.name), await self._health(rt),
-                        self.clock.now(), closing=self._closing))
+                        self.clock.now(), closing=self._closing,
+                        paused=self.host.paused(run.name)))
                 case fx.TellBlocked(blocked, told):
                     stops += await self._apply(rt, run.tell_blocked(
                         blocked, await self.store.queued(run.name), await self._health(rt),

@@ -107,6 +107,7 @@ class AgentRun:
         self.held_back = False  # another conversation's messages wait for this turn's end
         self.process_cost = 0.0  # the running total of this process's results (R13.8)
         self.stopped_by: str | None = None  # who asked to stop the running turn (R13.6)
+        self.pause_told = False  # its messages wait on a spent budget, and it was said (R13.8)
         self.interrupts = 0
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
@@ -128,9 +129,18 @@ class AgentRun:
     # --- what the executor reports ---------------------------------------------------------
 
     def nudged(self, queued: list[QueuedNudge], health: Health, now: float, *,
-               start: bool = False, closing: bool = False) -> list[Effect]:
+               start: bool = False, closing: bool = False,
+               paused: str | None = None) -> list[Effect]:
         """The agent's queue is `queued`: deliver, hold, wait or start (`resolve`'s table);
-        `start` starts it even with nothing queued; `closing` starts nothing."""
+        `start` starts it even with nothing queued; `closing` starts nothing. `paused`: why
+        the agent may take no new turn now (its channel's daily budget is spent, R13.8) —
+        its messages wait, and the latest sender hears it once per pause."""
+        if paused is not None:
+            if not queued or self.pause_told:
+                return []
+            self.pause_told = True
+            return [fx.Notify(queued[-1].conversation(self.spec.channel), paused)]
+        self.pause_told = False
         action = resolve(self.state, self.session_id, health, now)
         if isinstance(action, Deliver):
             return [] if closing else self._deliver(queued)

@@ -101,6 +101,7 @@ class AgentConfig:
     max_live_agents: int = 16  # R3.7
     shutdown_grace_s: float = 10  # R4.9
     max_turn_output_chars: int = 40_000  # R5.8
+    daily_budget_usd: float = 0.0  # R13.8, for every channel; 0: none
     permission_mode: PermissionMode = PermissionMode.DEFAULT  # R13.5, for every channel
     allowed_tools: tuple[str, ...] = ()
     disallowed_tools: tuple[str, ...] = ()
@@ -208,6 +209,10 @@ class Host(Protocol):
 
     def has_open_task(self, name: str) -> bool:
         """Whether worker `name` still has an open task (R4.7)."""
+
+    def paused(self, name: str) -> str | None:
+        """Why agent `name` may take no new turn now (its channel's daily budget is spent,
+        R13.8) — said once to whoever waits — or None."""
 
     async def agent_posted(self, agent: str, conversation: Conversation | None, text: str,
                            hops: int) -> None:

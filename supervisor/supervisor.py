@@ -75,7 +75,8 @@ class Supervisor(Executor):
     async def _offer(self, rt: Runtime, start: bool) -> None:
         await self._apply(rt, rt.run.nudged(await self.store.queued(rt.run.name),
                                             await self._health(rt), self.clock.now(),
-                                            start=start, closing=self._closing))
+                                            start=start, closing=self._closing,
+                                            paused=self.host.paused(rt.run.name)))
 
     async def start_up(self) -> None:
         """After a restart: end what an unclean stop left running (R4.9), deliver what was

@@ -790,3 +790,18 @@ def test_r13_6_a_stopped_turn_is_answered_not_failed_and_the_session_lives_on() 
     write(run, (nudge(3),), T0 + 3)
     effects = run.saw(replace(ERROR, answered=(uuid_of(nudge(3)),)), Health(), T0 + 4)
     assert fx.Notify not in map(type, effects)  # a later failed turn is not "stopped"
+
+
+def test_r13_8_a_paused_agent_takes_no_new_turn_and_says_so_once() -> None:
+    """R13.8: while its channel's budget is spent, nothing is written or started; the
+    latest sender hears it once per pause; once it lifts, the queue is delivered."""
+    run = running(queued=(), healthy=True)
+    why = "⏸️ #webui has spent its $1.00 budget for today"
+    told = run.nudged([nudge(1)], Health(), T0, paused=why)
+    assert told == [fx.Notify(Conversation("webui"), why)]
+    assert run.nudged([nudge(1), nudge(2)], Health(), T0, paused=why) == []
+    assert run.nudged([nudge(1), nudge(2)], Health(), T0) == [
+        fx.Write((nudge(1), nudge(2)), ("hello", "hello"))]
+    stopped = AgentRun(LEAD, CFG)
+    assert kinds(stopped.nudged([nudge(3)], Health(), T0, paused=why)) == [fx.Notify]
+    assert stopped.state is RunState.STOPPED  # not started either
