@@ -20,6 +20,8 @@ import logging
 import os
 import platform
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -340,3 +342,32 @@ def print_table(title: str, rows: Sequence[Sequence[str]],
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
+
+class FloorBot:
+    """A bench's floor bot (`python -m <module> <args>`) as a subprocess, like crewbridge, so
+    it shares no event loop with the bench; it prints `ready` once it is connected."""
+
+    def __init__(self, module: str, args: Sequence[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args], cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until "ready" or exit
+        if line.strip() != "ready":
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise RuntimeError(f"floor bot did not start: {line!r} {err[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()

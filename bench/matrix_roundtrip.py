@@ -40,7 +40,6 @@ import datetime
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +47,7 @@ from pathlib import Path
 
 from nio import AsyncClient, AsyncClientConfig, JoinError, MatrixRoom, RoomMessageText
 
-from bench.common import machine, percentile, print_table
+from bench.common import FloorBot, machine, percentile, print_table
 from tests.platform.matrix.synapse import (
     Account,
     Person,
@@ -116,35 +115,13 @@ async def echo_bot(homeserver: str, user_id: str, room: str) -> int:
 # --- the run ---------------------------------------------------------------------------------
 
 
-class EchoProcess:
+class EchoProcess(FloorBot):
     """The echo bot as a subprocess, like crewbridge, so neither shares the person's loop."""
 
     def __init__(self, server: SynapseServer, account: Account, room: str):
-        env = {**os.environ, ECHO_TOKEN_ENV: account.access_token}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.matrix_roundtrip", "--echo-bot", server.url,
-             account.user_id, room],
-            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-    def wait_ready(self) -> None:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # blocks until "ready" or exit
-        if line.strip() != "ready":
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"echo bot did not start: {line!r} {err[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        super().__init__("bench.matrix_roundtrip",
+                         ["--echo-bot", server.url, account.user_id, room],
+                         {ECHO_TOKEN_ENV: account.access_token})
 
 
 async def round_trip(person: Person, room: str, bot: str, token: str) -> float:

@@ -58,7 +58,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bench.common import machine, percentile, print_table
+from bench.common import FloorBot, machine, percentile, print_table
 from tests.platform.slack.emulator import SlackEmulator
 from tests.support.botproc import (
     FAKE_AGENT,
@@ -186,37 +186,14 @@ class TimedEmulator(SlackEmulator):
         return response
 
 
-class EchoProcess:
+class EchoProcess(FloorBot):
     """A floor bot as a subprocess, like crewbridge."""
 
     def __init__(self, emulator: SlackEmulator, with_agent: bool, times: Path) -> None:
-        env = {**os.environ, BOT_TOKEN_ENV: emulator.bot_token,
-               APP_TOKEN_ENV: emulator.app_token}
-        args = ["--echo-bot", emulator.api_url, *(["--with-agent", str(times)]
-                                                  if with_agent else [])]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.slack_roundtrip", *args],
-            cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-    def wait_ready(self) -> None:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # blocks until "ready" or exit
-        if line.strip() != "ready":
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            raise RuntimeError(f"echo bot did not start: {line!r} {err[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        super().__init__("bench.slack_roundtrip", [
+            "--echo-bot", emulator.api_url,
+            *(["--with-agent", str(times)] if with_agent else [])],
+            {BOT_TOKEN_ENV: emulator.bot_token, APP_TOKEN_ENV: emulator.app_token})
 
 
 async def round_trip(emulator: TimedEmulator, token: str) -> float:
