@@ -125,3 +125,10 @@ def nothing_to_stop(agent: str) -> str:
 
 def stopping(agent: str) -> str:
     return f"Stopping {agent}'s turn…"
+
+
+def rate_limited(agent: str, resets_at: float) -> str:
+    """R13.8: one notice when the plan refuses turns; its messages wait for the reset."""
+    at = time.strftime("%H:%M UTC", time.gmtime(resets_at))
+    return (f"⏸️ {agent} reached its plan's usage limit; messages wait and are answered "
+            f"after {at}.")

@@ -29,6 +29,9 @@ Directives, found anywhere in a user message (the first one wins):
 ``fake:crash-now``              exit 3 at once
 ``fake:crash-once=<path>``      like ``fake:crash`` if ``path`` does not exist (creating
                                 it), else echo: a turn that fails once and then works
+``fake:rate-limited-once=<path>,<s>`` if ``path`` does not exist (creating it): a
+                                ``rate_limit_event`` ``rejected`` resetting in ``s`` seconds,
+                                then a ``rate_limit`` API error and an error result; else echo
 ``fake:hang``                   print nothing more, answer no control request and sleep
                                 forever (SIGTERM still kills)
 ``fake:slow=<n>,<interval>``    ``n`` texts ``interval`` seconds apart, then success
@@ -494,6 +497,9 @@ def do_tool(agent: Agent, _arg: str, _body: str) -> None:
     agent.result(reply, num_turns=2)
 
 
+RATE_LIMIT_TEXT = "API Error: Request rejected (429) · usage limit reached"
+
+
 def do_error(agent: Agent, arg: str, _body: str) -> None:
     agent.api_error("server_error", SERVER_ERROR_TEXT)
     if arg:
@@ -529,6 +535,20 @@ def do_crash_once(agent: Agent, arg: str, body: str) -> None:
         return
     flag.touch()
     do_crash(agent, arg, body)
+
+
+def do_rate_limited_once(agent: Agent, arg: str, body: str) -> None:
+    path, _, seconds = arg.partition(",")
+    flag = Path(path)
+    if flag.exists():
+        do_echo(agent, arg, body)
+        return
+    flag.touch()
+    agent.emit({"type": "rate_limit_event", "session_id": agent.session_id,
+                "rate_limit_info": {"status": "rejected",
+                                    "resetsAt": int(time.time() + _float(seconds or "60"))}})
+    agent.api_error("rate_limit", RATE_LIMIT_TEXT)
+    agent.result(RATE_LIMIT_TEXT, is_error=True, billed=False)
 
 
 def do_crash_now(_agent: Agent, _arg: str, _body: str) -> None:
@@ -739,6 +759,7 @@ DIRECTIVES: dict[str, Handler] = {
     "crash": do_crash,
     "crash-now": do_crash_now,
     "crash-once": do_crash_once,
+    "rate-limited-once": do_rate_limited_once,
     "hang": do_hang,
     "slow": do_slow,
     "stream": do_stream,

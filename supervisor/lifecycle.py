@@ -55,7 +55,7 @@ from supervisor.ports import (
     QueuedNudge,
     TurnUsage,
 )
-from supervisor.protocol import AgentEvent, ApiError, Init, TurnResult
+from supervisor.protocol import AgentEvent, ApiError, Init, RateLimit, TurnResult
 from supervisor.redact import redact
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
 from supervisor.rules import (
@@ -74,6 +74,9 @@ from supervisor.rules import (
     policy,
     turn_end,
 )
+
+LIMIT_RETRY_S = 60
+"""A rejected `rate_limit_event` without `resetsAt`: try again after this long."""
 
 ERROR_TAIL_LINES = 10
 """The last stderr lines a failure's error keeps (the session keeps up to 64 KiB of them)."""
@@ -108,6 +111,7 @@ class AgentRun:
         self.process_cost = 0.0  # the running total of this process's results (R13.8)
         self.stopped_by: str | None = None  # who asked to stop the running turn (R13.6)
         self.pause_told = False  # its messages wait on a spent budget, and it was said (R13.8)
+        self.limited_until: float | None = None  # the plan refuses turns until then (R13.8)
         self.interrupts = 0
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
@@ -135,6 +139,8 @@ class AgentRun:
         `start` starts it even with nothing queued; `closing` starts nothing. `paused`: why
         the agent may take no new turn now (its channel's daily budget is spent, R13.8) —
         its messages wait, and the latest sender hears it once per pause."""
+        if paused is None and self.limited_until is not None and now < self.limited_until:
+            paused = alerts.rate_limited(self.name, self.limited_until)
         if paused is not None:
             if not queued or self.pause_told:
                 return []
@@ -217,6 +223,8 @@ class AgentRun:
         if isinstance(event, ApiError):
             effects.append(fx.Log(logging.WARNING,
                                f"{self.name}: API error {event.kind}: {redact(event.text)}"))
+        if isinstance(event, RateLimit) and event.rejected:
+            effects += self._rate_limited(event.resets_at or now + LIMIT_RETRY_S)
         posts = self.output.feed(event, now)
         if isinstance(event, TurnResult):
             return effects + self._turn_ended(event, posts, health, now)
@@ -345,6 +353,8 @@ class AgentRun:
             return self.last_activity + cfg.idle_stop_s
         if timer is Timer.RETRY_QUEUE:
             return None if closing else self.queue_retry_at
+        if timer is Timer.LIMIT_RESET:
+            return None if closing else self.limited_until
         assert timer is Timer.ALWAYS_ON
         if not self.always_on or closing:
             return None
@@ -365,6 +375,9 @@ class AgentRun:
                     fx.Alert(alerts.hung(self.name, minutes)), *self._kill(StopReason.HUNG)]
         if timer is Timer.IDLE:
             return self.stop_requested(StopReason.IDLE)
+        if timer is Timer.LIMIT_RESET:
+            self.limited_until, self.pause_told = None, False
+            return [fx.Kick()]
         if timer is Timer.RETRY_QUEUE:
             g = breaker.gate(health, now)
             blocked_by_cooldown = isinstance(g, Blocked) and g.reason is BlockReason.COOLDOWN
@@ -422,11 +435,17 @@ class AgentRun:
     def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
                     now: float) -> list[Effect]:
         usage = self._usage(result)
-        end = TurnEnd.STOPPED if self.stopped_by and result.is_error else turn_end(result)
+        limited = self.limited_until is not None and now < self.limited_until
+        end = (TurnEnd.STOPPED if self.stopped_by and result.is_error
+               else TurnEnd.RATE_LIMITED if limited and result.is_error else turn_end(result))
         stopped_by, self.stopped_by = self.stopped_by, None
         outcome = AFTER_TURN[(end, self.healthy)]
         if outcome is TurnOutcome.STOPPED:
             return usage + self._stopped(posts, stopped_by or "someone")
+        if outcome is TurnOutcome.WAIT:  # still queued, marked attempted: answered after
+            self.delivered = {}
+            return [*usage, *self._posts(posts),
+                    fx.Log(logging.WARNING, f"{self.name}: refused by the plan's limit")]
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
             effects = usage + self._posts(posts, answered=answered)
@@ -450,6 +469,17 @@ class AgentRun:
             failed = self._fail(error, health, now, Failure.TURN, auth=auth)
             return effects + failed + self._kill(StopReason.FAILED)
         return [*effects, fx.SaveError(error[:500])]
+
+    def _rate_limited(self, until: float) -> list[Effect]:
+        """The plan refuses turns until `until` (a rejected `rate_limit_event`, R13.8): the
+        agent is paused, not failed; one notice, where the turn was answering."""
+        first = self.limited_until is None
+        self.limited_until = max(until, self.limited_until or 0.0)
+        if not first:
+            return []
+        self.pause_told = True
+        where = self.conversation or Conversation(self.spec.channel)
+        return [fx.Notify(where, alerts.rate_limited(self.name, self.limited_until))]
 
     def _stopped(self, posts: list[str], by: str) -> list[Effect]:
         """A turn a person stopped (R13.6): not the agent's failure, its text is quarantined

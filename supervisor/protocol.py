@@ -84,6 +84,19 @@ class ApiRetry:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """`rate_limit_event`: the plan's limit; `rejected` means no turn can run until
+    `resets_at` (seconds since the epoch; None when the CLI does not say) (R13.8)."""
+
+    status: str
+    resets_at: float | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == "rejected"
+
+
+@dataclass(frozen=True)
 class TurnResult:
     """`result`: the end of a turn. Failed iff `is_error` (never judge by `subtype`)."""
 
@@ -114,7 +127,8 @@ class Unparsed:
 
 
 AgentEvent = (
-    Init | AssistantText | ToolUse | ToolResult | ApiError | ApiRetry | TurnResult | Unparsed
+    Init | AssistantText | ToolUse | ToolResult | ApiError | ApiRetry | RateLimit | TurnResult
+    | Unparsed
 )
 
 
@@ -336,7 +350,18 @@ def _answered(obj: dict[str, Any]) -> tuple[str, ...] | None:
     return (one,) if isinstance(one, str) else None
 
 
+def _parse_rate_limit(obj: dict[str, Any]) -> list[AgentEvent]:
+    info = obj.get("rate_limit_info")
+    if not isinstance(info, dict) or not isinstance(info.get("status"), str):
+        return []
+    resets = info.get("resetsAt")
+    ok = isinstance(resets, int | float) and not isinstance(resets, bool) and resets > 0
+    at = None if not ok else float(resets) / (1000 if resets > 1e12 else 1)  # ms or s
+    return [RateLimit(info["status"], at)]
+
+
 _PARSERS = {
+    "rate_limit_event": _parse_rate_limit,
     "system": _parse_system,
     "assistant": _parse_assistant,
     "user": _parse_user,

@@ -98,6 +98,7 @@ class TurnEnd(Enum):
     AUTH = "auth failure"
     UNKNOWN_SESSION = "unknown session"
     STOPPED = "stopped by a person"  # an interrupt it was sent (R13.6)
+    RATE_LIMITED = "refused by the plan's limit"  # a rejected rate_limit_event (R13.8)
 
 
 class TurnOutcome(Enum):
@@ -107,6 +108,7 @@ class TurnOutcome(Enum):
     FAIL = "count a failure, kill"  # (R4.2, R6.2)
     NOTE_ERROR = "note the error"  # a healthy session's bad turn is the agent's business
     STOPPED = "answered, stopped"  # not a failure; its text is quarantined (R13.6)
+    WAIT = "not answered, no failure"  # its messages wait for the limit's reset (R13.8)
 
 
 AFTER_TURN: dict[tuple[TurnEnd, bool], TurnOutcome] = {
@@ -120,6 +122,8 @@ AFTER_TURN: dict[tuple[TurnEnd, bool], TurnOutcome] = {
     (TurnEnd.ERROR, True): TurnOutcome.NOTE_ERROR,
     (TurnEnd.STOPPED, False): TurnOutcome.STOPPED,
     (TurnEnd.STOPPED, True): TurnOutcome.STOPPED,
+    (TurnEnd.RATE_LIMITED, False): TurnOutcome.WAIT,
+    (TurnEnd.RATE_LIMITED, True): TurnOutcome.WAIT,
 }
 """(how the turn ended, whether the run had proven healthy) -> outcome."""
 
@@ -131,12 +135,13 @@ class Timer(Enum):
     IDLE = "idle stop after idle_stop_s"  # R4.8
     RETRY_QUEUE = "deliver the queue when the cooldown ends"  # R3.4, R4.3
     ALWAYS_ON = "restart an always_on lead when allowed"  # R4.1
+    LIMIT_RESET = "deliver the queue when the plan's limit resets"  # R13.8
 
 
 TIMERS: dict[tuple[RunState, bool], tuple[Timer, ...]] = {
-    (RunState.STOPPED, False): (Timer.RETRY_QUEUE, Timer.ALWAYS_ON),
+    (RunState.STOPPED, False): (Timer.RETRY_QUEUE, Timer.ALWAYS_ON, Timer.LIMIT_RESET),
     (RunState.STARTING, False): (),
-    (RunState.RUNNING, False): (Timer.FLUSH, Timer.HEALTHY, Timer.IDLE),
+    (RunState.RUNNING, False): (Timer.FLUSH, Timer.HEALTHY, Timer.IDLE, Timer.LIMIT_RESET),
     (RunState.RUNNING, True): (Timer.FLUSH, Timer.HEALTHY, Timer.HUNG),
     (RunState.STOPPING, False): (),
     (RunState.STOPPING, True): (),

@@ -46,3 +46,28 @@ async def test_r13_8_a_channel_warns_at_80_percent_pauses_at_its_cap_and_resumes
         assert any("budget webui 5" in e.what for e in await bot.app.store.audit_entries())
     finally:
         await bot.stop()
+
+
+async def test_r13_8_a_rejected_rate_limit_pauses_the_agent_until_it_resets(
+        tmp_path: Path) -> None:
+    """R13.8: the plan refuses a turn (`rate_limit_event` `rejected`, resetting in 10 min):
+    one notice; no failure, no cooldown; the message waits and is answered once the clock
+    passes the reset."""
+    bot, slack, _ = await crew_bot(tmp_path)
+    flag = tmp_path / "limited"
+    try:
+        ask = person("slack", "C1", f"hello fake:rate-limited-once={flag},600")
+        await bot.app.on_event(ask)
+        await until(lambda: any("usage limit" in t for t in in_thread(slack, "C1", ask.ref)),
+                    what="the notice")
+        h = await bot.app.store.health("lead:webui")
+        assert h.failures == 0 and h.cooldown_until == 0
+        await until(lambda: not bot.app.supervisor.run_view("webui").in_turn,  # type: ignore
+                    what="the refused turn over")
+        assert await bot.app.store.queue_lengths() == {"webui": 1}  # it waits
+        await bot.tick(601)
+        await until(lambda: any("got it" in t for t in in_thread(slack, "C1", ask.ref)),
+                    what="answered after the reset")
+        assert sum("usage limit" in t for t in in_thread(slack, "C1", ask.ref)) == 1
+    finally:
+        await bot.stop()

@@ -15,7 +15,7 @@ from supervisor.breaker import Blocked, BlockReason, BreakerState, Health, faile
 from supervisor.effects import Effect
 from supervisor.lifecycle import AgentRun, LifecycleError
 from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, QueuedNudge, TurnUsage
-from supervisor.protocol import AssistantText, Init, ToolUse, TurnResult
+from supervisor.protocol import AssistantText, Init, RateLimit, ToolUse, TurnResult, parse_line
 from supervisor.resolve import RunState
 from supervisor.rules import (
     AFTER_EXIT,
@@ -805,3 +805,35 @@ def test_r13_8_a_paused_agent_takes_no_new_turn_and_says_so_once() -> None:
     stopped = AgentRun(LEAD, CFG)
     assert kinds(stopped.nudged([nudge(3)], Health(), T0, paused=why)) == [fx.Notify]
     assert stopped.state is RunState.STOPPED  # not started either
+
+
+def test_r13_8_a_rejected_rate_limit_pauses_until_its_reset_without_a_failure() -> None:
+    """R13.8: a `rate_limit_event` `rejected` pauses the agent until `resetsAt`, with one
+    notice; the refused turn is no failure and its message stays queued; at the reset the
+    queue is delivered again (with the note that an earlier attempt was cut short)."""
+    run = running(queued=(nudge(1),), healthy=True)
+    reset = T0 + 600
+    [told] = run.saw(RateLimit("rejected", reset), Health(), T0 + 1)
+    assert isinstance(told, fx.Notify) and "usage limit" in told.text
+    assert run.saw(RateLimit("rejected", reset), Health(), T0 + 1) == []  # said once
+    effects = run.saw(replace(ERROR, answered=(uuid_of(nudge(1)),)), Health(), T0 + 2)
+    assert not of(effects, fx.Answer) and not of(effects, fx.SaveHealth)  # queued, no failure
+    assert not of(effects, fx.Kill) and run.state is RunState.RUNNING
+    again = replace(nudge(1), attempted=True)
+    assert run.nudged([again], Health(), T0 + 3) == []  # paused: told already
+    assert run.next_deadline(Health()) == reset
+    assert run.tick(Health(), reset) == [fx.Kick()]
+    [write] = of(run.nudged([again], Health(), reset), fx.Write)
+    assert write.nudges == (again,) and write.texts != (again.text,)  # with the note
+
+
+def test_r13_8_rate_limit_events_are_parsed() -> None:
+    """R13.8: `rate_limit_event`'s status and `resetsAt` (seconds, or milliseconds)."""
+    line = ('{"type":"rate_limit_event","rate_limit_info":{"status":"rejected",'
+            '"resetsAt":1767225600}}')
+    assert parse_line(line) == [RateLimit("rejected", 1767225600.0)]
+    ms = line.replace("1767225600", "1767225600000")
+    assert parse_line(ms) == [RateLimit("rejected", 1767225600.0)]
+    assert parse_line('{"type":"rate_limit_event","rate_limit_info":{"status":"allowed"}}') \
+        == [RateLimit("allowed", None)]
+    assert parse_line('{"type":"rate_limit_event","rate_limit_info":"x"}') == []
