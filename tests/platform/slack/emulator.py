@@ -238,6 +238,8 @@ class _State:
     said: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """People's messages per channel (the events `post_as`/`reply_as` delivered)."""
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deliveries: list[Delivery] = field(default_factory=list)
+    """Everything delivered to the app (people's events, echoes, clicks), in order."""
     ephemeral: dict[tuple[str, str], list[Posted]] = field(default_factory=dict)
     """What the bot showed one person alone, per (channel, user)."""
     reactions: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
@@ -398,6 +400,12 @@ class SlackEmulator:
         """What the app POSTed to the `response_url` of a click, in order."""
         return list(self.state.responses)
 
+    def delivered(self, event_type: str) -> list[Delivery]:
+        """The deliveries of events of `event_type` (`reaction_added`, …; `block_actions`
+        for clicks), echoes of the bot's own doings among them, in order."""
+        return [d for d in self.state.deliveries
+                if d.payload.get("event", d.payload).get("type") == event_type]
+
     def calls(self, method: str) -> list[ApiCall]:
         return [c for c in self.state.calls if c.method == method]
 
@@ -529,9 +537,15 @@ class SlackEmulator:
 
         `via` defaults to the socket when one is open, else HTTP to `events_url`.
         """
+        payload = self.add_message(user, channel, text, **kwargs)
+        return await self.deliver(payload, via=via)
+
+    def add_message(self, user: str, channel: str, text: str, **kwargs: Any) -> dict[str, Any]:
+        """A person's message kept in the channel but delivered to no one (written before
+        the app listened); returns its event callback (`["event"]["ts"]` names it)."""
         payload = self.message_event(user, channel, text, **kwargs)
         self.state.said.setdefault(channel, []).append(payload["event"])
-        return await self.deliver(payload, via=via)
+        return payload
 
     async def reply_as(self, user: str, channel: str, root: str, text: str, *,
                        broadcast: bool = False, via: Via | None = None) -> Delivery:
@@ -625,7 +639,7 @@ class SlackEmulator:
                 "accepts_response_payload": False, "retry_attempt": retry_attempt,
                 "retry_reason": retry_reason,
             })
-            return Delivery(payload, "socket", envelope_id=envelope_id)
+            return await self._delivered(Delivery(payload, "socket", envelope_id=envelope_id))
         if self.events_url is None or self._http is None:
             raise RuntimeError("no socket is open and events_url is not set")
         if kind == "interactive":
@@ -643,7 +657,13 @@ class SlackEmulator:
             headers["X-Slack-Retry-Num"] = str(retry_attempt)
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
         async with self._http.post(self.events_url, data=body, headers=headers) as resp:
-            return Delivery(payload, "http", status=resp.status, body=await resp.text())
+            return await self._delivered(
+                Delivery(payload, "http", status=resp.status, body=await resp.text()))
+
+    async def _delivered(self, delivery: Delivery) -> Delivery:
+        self.state.deliveries.append(delivery)
+        await self._notify()
+        return delivery
 
     async def redeliver(self, delivery: Delivery, attempt: int = 1,
                         reason: str = "timeout") -> Delivery:
