@@ -7,13 +7,15 @@ the emulator must answer them as Slack does.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import WSMessage, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse as SlackResponse
@@ -214,8 +216,14 @@ class Heard:
     """What the bolt app's listeners received, to wait on."""
 
     def __init__(self) -> None:
-        self.clicks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.clicks: asyncio.Queue[tuple[dict[str, Any], AsyncBoltRequest]] = asyncio.Queue()
         self.reactions: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.envelopes: dict[str, dict[str, Any]] = {}
+        """Socket Mode: every envelope as the app's websocket received it, by id."""
+
+    async def on_socket_message(self, message: WSMessage) -> None:
+        envelope = json.loads(message.data)
+        self.envelopes[envelope.get("envelope_id", "")] = envelope
 
 
 @pytest.fixture(params=["socket", "http"])
@@ -231,9 +239,10 @@ async def bolt(request: pytest.FixtureRequest, slack_emulator: SlackEmulator,
     heard = Heard()
 
     @app.action("allow")
-    async def on_allow(ack: Callable[[], Awaitable[None]], body: dict[str, Any]) -> None:
+    async def on_allow(ack: Callable[[], Awaitable[None]], body: dict[str, Any],
+                       request: AsyncBoltRequest) -> None:
         await ack()
-        heard.clicks.put_nowait(body)
+        heard.clicks.put_nowait((body, request))
 
     @app.event("reaction_added")
     async def on_reaction(event: dict[str, Any]) -> None:
@@ -241,6 +250,7 @@ async def bolt(request: pytest.FixtureRequest, slack_emulator: SlackEmulator,
 
     if via == "socket":
         handler = AsyncSocketModeHandler(app, slack_emulator.app_token)
+        handler.client.on_message_listeners.append(heard.on_socket_message)
         await handler.connect_async()
         await slack_emulator.wait_connected()
         yield via, heard
@@ -273,8 +283,13 @@ async def test_r13_1_bolt_hears_a_click_on_a_card(slack_emulator: SlackEmulator,
     via, heard = bolt
     ts = (await client.chat_postMessage(channel="C0GENERAL", text="🔐", blocks=CARD))["ts"]
     delivery = await slack_emulator.click("C0GENERAL", ts, "allow", "U0ALICE")
-    body = await asyncio.wait_for(heard.clicks.get(), TIMEOUT)
+    body, request = await asyncio.wait_for(heard.clicks.get(), TIMEOUT)
     assert delivery.via == via and await acked(slack_emulator, delivery)
+    if via == "socket":  # bolt routes on the payload alone: the wire format is pinned here
+        assert heard.envelopes[delivery.envelope_id or ""]["type"] == "interactive"
+    else:
+        assert request.headers["content-type"] == ["application/x-www-form-urlencoded"]
+        assert request.raw_body.startswith("payload=")
     assert body["type"] == "block_actions" and body["user"]["id"] == "U0ALICE"
     assert body["container"] == {"type": "message", "message_ts": ts,
                                  "channel_id": "C0GENERAL", "is_ephemeral": False}
