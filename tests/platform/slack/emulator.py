@@ -10,7 +10,11 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   `conversations.history` (a channel's top-level messages, newest first, with their
   metadata when asked), `conversations.replies` (a thread: its root, then its replies in
   order; cursor-paginated), `conversations.info`, `conversations.list` (cursor-paginated),
-  `users.info` and
+  `users.info`, `chat.update` (edits a bot post in place, keeping the edits; blocks left out
+  are kept; one Tier 3 bucket for the workspace, `updates_per_second`/`update_burst`, its
+  429s counted in `updates_rate_limited`), `chat.delete`, `chat.postEphemeral` (kept per
+  channel and person, in no history), `reactions.add`/`.remove` (by the bot, per message;
+  they need `reactions:write`, which `BOT_SCOPES` lacks) and
   `apps.connections.open` (app token only; returns a one-time `ws://127.0.0.1:<port>/link`
   URL). Errors are Slack's: HTTP 200 with `{"ok": false, "error": …}`, or 429 with a
   `Retry-After` header.
@@ -29,13 +33,19 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   `drop_connections`, and a per-channel rate limiter on `chat.postMessage` (a token bucket:
   about one post per second per channel with a small burst; beyond it 429 + `Retry-After`),
   which counts the 429s it sent in `rate_limited` (`refill_rate_limits` resets it).
+* **Cards**: posts keep their Block Kit `blocks`; `click` delivers a `block_actions` payload
+  for a button (an `interactive` envelope, or a signed form POST `payload=<json>`), whose
+  `response_url` records what the app sends (`responses`); `react_as`/`unreact_as` deliver a
+  person's `reaction_added`/`reaction_removed`.
 * **People and the bot's output**: `post_as` builds a `message` event from a person and
   delivers it (socket or HTTP), `reply_as` a person's reply in a thread (its event carries
   `thread_ts`); both are kept as the channel's messages, which `conversations.history` and
   `conversations.replies` read. `posts(channel)` / `wait_for_posts` read what the bot
   posted, `replies(channel, root)` what the bot posted in one thread.
   Like real Slack, every bot post is echoed back to the app as a `message` event carrying the
-  bot's `user` and `bot_id`, so tests see that the bridge drops its own messages (R5.5).
+  bot's `user` and `bot_id`, so tests see that the bridge drops its own messages (R5.5); its
+  edits and deletions come back as `message_changed`/`message_deleted`, its reactions as
+  `reaction_*` events. `state.deliveries` lists all that reached the app (`delivered(type)`).
 
 Everything a test may wait on is signalled through one condition (`wait_until`, and its
 shorthands `wait_for_posts`, `wait_connected`, `wait_ack`), so tests wait for a state, never

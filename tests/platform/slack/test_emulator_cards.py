@@ -15,6 +15,7 @@ import pytest
 from aiohttp import WSMessage, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -240,9 +241,10 @@ async def bolt(request: pytest.FixtureRequest, slack_emulator: SlackEmulator,
 
     @app.action("allow")
     async def on_allow(ack: Callable[[], Awaitable[None]], body: dict[str, Any],
-                       request: AsyncBoltRequest) -> None:
+                       request: AsyncBoltRequest, respond: AsyncRespond) -> None:
         await ack()
         heard.clicks.put_nowait((body, request))
+        await respond(text="noted", replace_original=False)
 
     @app.event("reaction_added")
     async def on_reaction(event: dict[str, Any]) -> None:
@@ -279,7 +281,8 @@ async def test_r13_1_bolt_hears_a_click_on_a_card(slack_emulator: SlackEmulator,
                                                  bolt: tuple[Via, Heard]) -> None:
     """R13.1: Alice clicks Allow on the bot's card: bolt's `app.action("allow")` gets the
     `block_actions` payload (an `interactive` envelope, or a signed form post) with the
-    card's ts and the button's value, and acks it."""
+    card's ts and the button's value, and acks it; what it sends to the `response_url` is
+    recorded."""
     via, heard = bolt
     ts = (await client.chat_postMessage(channel="C0GENERAL", text="🔐", blocks=CARD))["ts"]
     delivery = await slack_emulator.click("C0GENERAL", ts, "allow", "U0ALICE")
@@ -294,6 +297,8 @@ async def test_r13_1_bolt_hears_a_click_on_a_card(slack_emulator: SlackEmulator,
     assert body["container"] == {"type": "message", "message_ts": ts,
                                  "channel_id": "C0GENERAL", "is_ephemeral": False}
     assert body["message"]["ts"] == ts and body["channel"]["id"] == "C0GENERAL"
+    await slack_emulator.wait_until(lambda: bool(slack_emulator.responses))
+    assert slack_emulator.responses == [{"text": "noted", "replace_original": False}]
     (action,) = body["actions"]
     assert (action["action_id"], action["block_id"], action["value"], action["type"]) == (
         "allow", "approval-1", "req-1", "button")
