@@ -10,7 +10,11 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   `conversations.history` (a channel's top-level messages, newest first, with their
   metadata when asked), `conversations.replies` (a thread: its root, then its replies in
   order; cursor-paginated), `conversations.info`, `conversations.list` (cursor-paginated),
-  `users.info` and
+  `users.info`, `chat.update` (edits a bot post in place, keeping the edits; blocks left out
+  are kept; one Tier 3 bucket for the workspace, `updates_per_second`/`update_burst`, its
+  429s counted in `updates_rate_limited`), `chat.delete`, `chat.postEphemeral` (kept per
+  channel and person, in no history), `reactions.add`/`.remove` (by the bot, per message;
+  they need `reactions:write`, which `BOT_SCOPES` lacks) and
   `apps.connections.open` (app token only; returns a one-time `ws://127.0.0.1:<port>/link`
   URL). Errors are Slack's: HTTP 200 with `{"ok": false, "error": …}`, or 429 with a
   `Retry-After` header.
@@ -29,13 +33,19 @@ aiohttp server on 127.0.0.1 (a free port) that offers:
   `drop_connections`, and a per-channel rate limiter on `chat.postMessage` (a token bucket:
   about one post per second per channel with a small burst; beyond it 429 + `Retry-After`),
   which counts the 429s it sent in `rate_limited` (`refill_rate_limits` resets it).
+* **Cards**: posts keep their Block Kit `blocks`; `click` delivers a `block_actions` payload
+  for a button (an `interactive` envelope, or a signed form POST `payload=<json>`), whose
+  `response_url` records what the app sends (`responses`); `react_as`/`unreact_as` deliver a
+  person's `reaction_added`/`reaction_removed`.
 * **People and the bot's output**: `post_as` builds a `message` event from a person and
   delivers it (socket or HTTP), `reply_as` a person's reply in a thread (its event carries
   `thread_ts`); both are kept as the channel's messages, which `conversations.history` and
   `conversations.replies` read. `posts(channel)` / `wait_for_posts` read what the bot
   posted, `replies(channel, root)` what the bot posted in one thread.
   Like real Slack, every bot post is echoed back to the app as a `message` event carrying the
-  bot's `user` and `bot_id`, so tests see that the bridge drops its own messages (R5.5).
+  bot's `user` and `bot_id`, so tests see that the bridge drops its own messages (R5.5); its
+  edits and deletions come back as `message_changed`/`message_deleted`, its reactions as
+  `reaction_*` events. `state.deliveries` lists all that reached the app (`delivered(type)`).
 
 Everything a test may wait on is signalled through one condition (`wait_until`, and its
 shorthands `wait_for_posts`, `wait_connected`, `wait_ack`), so tests wait for a state, never
@@ -56,6 +66,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
@@ -66,6 +77,11 @@ BOT_SCOPES = ("app_mentions:read", "channels:history", "channels:read", "chat:wr
               "mpim:history", "users:read")
 """What `config/slack-manifest.yaml` asks for: the scopes of the emulated bot token."""
 Via = Literal["socket", "http"]
+NEEDED_SCOPES = {"reactions.add": "reactions:write", "reactions.remove": "reactions:write"}
+"""Methods refused with `missing_scope` unless the bot token has the scope (the manifest's
+`BOT_SCOPES` lack `reactions:write` until the app asks for it)."""
+Envelope = Literal["events_api", "interactive"]
+"""What a delivery carries: an event callback, or a click (`block_actions`)."""
 
 
 @dataclass
@@ -124,15 +140,22 @@ class Channel:
         }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Posted:
-    """One message the bot posted with `chat.postMessage`, as recorded by the emulator."""
+    """One message the bot posted (`chat.postMessage`, or `chat.postEphemeral`), as it stands
+    now: `text` and `blocks` are the latest, since `chat.update` edits a post in place (the
+    parameters of every edit are kept in `edits`, oldest first), and `deleted` is set once
+    `chat.delete` took it down (it stays here, but no longer in the channel's history)."""
 
     channel: str
     ts: str
     text: str
     thread_ts: str | None
     params: dict[str, Any]
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    edited_ts: str | None = None
+    deleted: bool = False
 
     @property
     def username(self) -> str | None:
@@ -150,6 +173,10 @@ class Posted:
                                    "text": self.text, "ts": self.ts}
         if self.thread_ts is not None:
             message["thread_ts"] = self.thread_ts
+        if self.blocks:
+            message["blocks"] = self.blocks
+        if self.edited_ts is not None:
+            message["edited"] = {"user": bot_user_id, "ts": self.edited_ts}
         if self.username:
             message.update(subtype="bot_message", username=self.username,
                            icons={"emoji": self.icon_emoji} if self.icon_emoji else {})
@@ -181,7 +208,8 @@ class _Fault:
 
 @dataclass
 class _Bucket:
-    """Token bucket of one channel's `chat.postMessage` allowance."""
+    """Token bucket of one rate limit: a channel's `chat.postMessage` allowance, or the
+    workspace's `chat.update` one (Tier 3)."""
 
     tokens: float
     updated: float
@@ -220,8 +248,17 @@ class _State:
     said: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """People's messages per channel (the events `post_as`/`reply_as` delivered)."""
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deliveries: list[Delivery] = field(default_factory=list)
+    """Everything delivered to the app (people's events, echoes, clicks), in order."""
+    ephemeral: dict[tuple[str, str], list[Posted]] = field(default_factory=dict)
+    """What the bot showed one person alone, per (channel, user)."""
+    reactions: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    """The reactions on each message, per (channel, ts): (user, name), in the order added."""
+    responses: list[dict[str, Any]] = field(default_factory=list)
+    """What the app POSTed to a click's `response_url`, in order."""
     connections_opened: int = 0
     rate_limited: int = 0
+    updates_rate_limited: int = 0
 
 
 class SlackEmulator:
@@ -239,6 +276,7 @@ class SlackEmulator:
                  bot_user_id: str = "UBOT0001", bot_id: str = "BBOT0001",
                  bot_name: str = "crewbridge",
                  posts_per_second: float = 1.0, post_burst: int = 3,
+                 updates_per_second: float = 50 / 60, update_burst: int = 10,
                  echo_bot_posts: bool = True) -> None:
         self.bot_token = bot_token
         self.app_token = app_token
@@ -249,6 +287,9 @@ class SlackEmulator:
         self.bot_id = bot_id
         self.posts_per_second = posts_per_second
         self.post_burst = post_burst
+        self.updates_per_second = updates_per_second
+        """`chat.update` for the whole workspace: Slack's Tier 3 (about 50 a minute)."""
+        self.update_burst = update_burst
         self.echo_bot_posts = echo_bot_posts
         self.events_url: str | None = None
         """Where HTTP-mode event callbacks go (the app's Request URL); None: Socket Mode."""
@@ -266,7 +307,7 @@ class SlackEmulator:
         self._lost_answers: dict[str, int] = {}  # method -> calls carried out, answered 500
         self._hangs: dict[str, int] = {}  # method -> calls taken and never answered
         self._unhang = asyncio.Event()  # set at stop: hung calls end with the server
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[tuple[str, str], _Bucket] = {}  # (method, channel or "")
         self._tickets: set[str] = set()
         self._links: list[_Link] = []
         self._ts = itertools.count(1)
@@ -283,6 +324,7 @@ class SlackEmulator:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
+        app.router.add_post("/respond/{id}", self._respond)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -347,6 +389,33 @@ class SlackEmulator:
         """What the bot posted in the thread under `root` in `channel`, in order."""
         return [p for p in self.posts(channel) if p.thread_ts == root]
 
+    def post(self, channel: str, ts: str) -> Posted:
+        """The bot's post `ts` in `channel` (deleted or not); KeyError if it never posted it."""
+        for post in self.state.posts.get(channel, []):
+            if post.ts == ts:
+                return post
+        raise KeyError(f"the bot posted no message {ts} in {channel}")
+
+    def ephemeral(self, channel: str, user: str) -> list[Posted]:
+        """What the bot showed `user` alone in `channel` (`chat.postEphemeral`), in order."""
+        return list(self.state.ephemeral.get((channel, user), []))
+
+    def reactions(self, channel: str, ts: str, user: str | None = None) -> list[str]:
+        """The reactions `user` (default: the bot) has on message `ts` now, in order added."""
+        who = user or self.bot_user_id
+        return [name for by, name in self.state.reactions.get((channel, ts), []) if by == who]
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        """What the app POSTed to the `response_url` of a click, in order."""
+        return list(self.state.responses)
+
+    def delivered(self, event_type: str) -> list[Delivery]:
+        """The deliveries of events of `event_type` (`reaction_added`, …; `block_actions`
+        for clicks), echoes of the bot's own doings among them, in order."""
+        return [d for d in self.state.deliveries
+                if d.payload.get("event", d.payload).get("type") == event_type]
+
     def calls(self, method: str) -> list[ApiCall]:
         return [c for c in self.state.calls if c.method == method]
 
@@ -354,6 +423,11 @@ class SlackEmulator:
     def rate_limited(self) -> int:
         """How many 429s the per-channel `chat.postMessage` limiter has answered."""
         return self.state.rate_limited
+
+    @property
+    def updates_rate_limited(self) -> int:
+        """How many 429s the workspace's `chat.update` limiter (Tier 3) has answered."""
+        return self.state.updates_rate_limited
 
     @property
     def connections(self) -> int:
@@ -411,7 +485,8 @@ class SlackEmulator:
         self._hangs[method] = times
 
     def refill_rate_limits(self) -> None:
-        """Give every channel a full burst again, as if the limiter had been idle a while."""
+        """Give every limiter (each channel's posts, the workspace's edits) a full burst
+        again, as if it had been idle a while."""
         self._buckets.clear()
 
     async def send_disconnect(self, reason: str = "refresh_requested") -> None:
@@ -472,9 +547,15 @@ class SlackEmulator:
 
         `via` defaults to the socket when one is open, else HTTP to `events_url`.
         """
+        payload = self.add_message(user, channel, text, **kwargs)
+        return await self.deliver(payload, via=via)
+
+    def add_message(self, user: str, channel: str, text: str, **kwargs: Any) -> dict[str, Any]:
+        """A person's message kept in the channel but delivered to no one (written before
+        the app listened); returns its event callback (`["event"]["ts"]` names it)."""
         payload = self.message_event(user, channel, text, **kwargs)
         self.state.said.setdefault(channel, []).append(payload["event"])
-        return await self.deliver(payload, via=via)
+        return payload
 
     async def reply_as(self, user: str, channel: str, root: str, text: str, *,
                        broadcast: bool = False, via: Via | None = None) -> Delivery:
@@ -483,10 +564,77 @@ class SlackEmulator:
         return await self.post_as(user, channel, text, via=via, thread_ts=root,
                                   subtype="thread_broadcast" if broadcast else None)
 
+    async def react_as(self, user: str, channel: str, ts: str, name: str, *,
+                       via: Via | None = None) -> Delivery:
+        """A person adds the reaction `name` (no colons: `octagonal_sign`) to message `ts`;
+        the app gets a `reaction_added` event."""
+        self._reactions(channel, ts).append((user, name))
+        return await self.deliver(self.reaction_event("reaction_added", user, channel, ts, name),
+                                  via=via)
+
+    async def unreact_as(self, user: str, channel: str, ts: str, name: str, *,
+                         via: Via | None = None) -> Delivery:
+        """A person takes their reaction `name` off message `ts` (`reaction_removed`)."""
+        self._reactions(channel, ts).remove((user, name))
+        return await self.deliver(
+            self.reaction_event("reaction_removed", user, channel, ts, name), via=via)
+
+    def reaction_event(self, kind: str, user: str, channel: str, ts: str,
+                       name: str) -> dict[str, Any]:
+        """An Events API callback for a `reaction_added`/`reaction_removed` event."""
+        return self.event_callback(self._reaction(kind, user, channel, ts, name))
+
+    def _reaction(self, kind: str, user: str, channel: str, ts: str, name: str) -> dict[str, Any]:
+        return {"type": kind, "user": user, "reaction": name,
+                "item_user": self._author(channel, ts),
+                "item": {"type": "message", "channel": channel, "ts": ts},
+                "event_ts": self._next_ts()}
+
+    async def click(self, channel: str, ts: str, action_id: str, user: str, *,
+                    via: Via | None = None, signature: Signature = "valid") -> Delivery:
+        """A person clicks the button `action_id` in the bot's post `ts`: the app gets a
+        `block_actions` payload, an `interactive` envelope over Socket Mode or a signed form
+        POST (`payload=<json>`) to `events_url`. KeyError if there is no such button."""
+        post = self.post(channel, ts)
+        if post.deleted:
+            raise KeyError(f"message {ts} in {channel} was deleted")
+        block_id, button = _button(post.blocks, action_id)
+        return await self.deliver(self.block_actions(post, block_id, button, user), via=via,
+                                  kind="interactive", signature=signature)
+
+    def block_actions(self, post: Posted, block_id: str, button: dict[str, Any],
+                      user: str) -> dict[str, Any]:
+        """The interactive payload of a click on `button` (in block `block_id` of `post`)."""
+        person = self.users[user]
+        return {
+            "type": "block_actions",
+            "user": {"id": person.id, "username": person.name, "name": person.name,
+                     "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": "legacy-verification-token",
+            "container": {"type": "message", "message_ts": post.ts, "channel_id": post.channel,
+                          "is_ephemeral": False},
+            "trigger_id": f"{next(self._ids)}.{secrets.token_hex(8)}",
+            "team": {"id": self.team_id, "domain": "emulated"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": post.channel, "name": self.channels[post.channel].name},
+            "message": {**post.to_api(self.bot_user_id, self.bot_id, metadata=False),
+                        "team": self.team_id},
+            "state": {"values": {}},
+            "response_url": f"http://127.0.0.1:{self.port}/respond/{secrets.token_hex(8)}",
+            "actions": [{"action_id": button["action_id"], "block_id": block_id,
+                         "text": button.get("text", {}), "value": button.get("value", ""),
+                         "type": "button", "action_ts": f"{time.time():.6f}",
+                         **({"style": button["style"]} if "style" in button else {})}],
+        }
+
     async def deliver(self, payload: dict[str, Any], *, via: Via | None = None,
                       retry_attempt: int = 0, retry_reason: str = "",
-                      signature: Signature = "valid") -> Delivery:
-        """Deliver one event callback. Socket: push an envelope; HTTP: POST it, signed.
+                      signature: Signature = "valid", kind: Envelope = "events_api") -> Delivery:
+        """Deliver one event callback (or, `kind="interactive"`, a click's payload). Socket:
+        push an envelope; HTTP: POST it, signed (an interactive payload as the form field
+        `payload`, as Slack sends it).
 
         `signature` applies to HTTP only: `forged` (wrong secret), `stale` (a timestamp
         ten minutes old, correctly signed) or `missing` (no signature headers at all).
@@ -497,15 +645,19 @@ class SlackEmulator:
                 raise RuntimeError("no Socket Mode connection is open to deliver to")
             envelope_id = secrets.token_hex(16)
             await self._links[-1].ws.send_json({
-                "envelope_id": envelope_id, "payload": payload, "type": "events_api",
+                "envelope_id": envelope_id, "payload": payload, "type": kind,
                 "accepts_response_payload": False, "retry_attempt": retry_attempt,
                 "retry_reason": retry_reason,
             })
-            return Delivery(payload, "socket", envelope_id=envelope_id)
+            return await self._delivered(Delivery(payload, "socket", envelope_id=envelope_id))
         if self.events_url is None or self._http is None:
             raise RuntimeError("no socket is open and events_url is not set")
-        body = json.dumps(payload)
-        headers = {"Content-Type": "application/json"}
+        if kind == "interactive":
+            body = urlencode({"payload": json.dumps(payload)})
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        else:
+            body = json.dumps(payload)
+            headers = {"Content-Type": "application/json"}
         if signature != "missing":
             stamp = int(time.time()) - (600 if signature == "stale" else 0)
             secret = "not-the-signing-secret" if signature == "forged" else self.signing_secret
@@ -515,7 +667,13 @@ class SlackEmulator:
             headers["X-Slack-Retry-Num"] = str(retry_attempt)
             headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
         async with self._http.post(self.events_url, data=body, headers=headers) as resp:
-            return Delivery(payload, "http", status=resp.status, body=await resp.text())
+            return await self._delivered(
+                Delivery(payload, "http", status=resp.status, body=await resp.text()))
+
+    async def _delivered(self, delivery: Delivery) -> Delivery:
+        self.state.deliveries.append(delivery)
+        await self._notify()
+        return delivery
 
     async def redeliver(self, delivery: Delivery, attempt: int = 1,
                         reason: str = "timeout") -> Delivery:
@@ -575,6 +733,11 @@ class SlackEmulator:
         handler = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.delete": self._delete,
+            "chat.postEphemeral": self._post_ephemeral,
+            "reactions.add": self._react,
+            "reactions.remove": self._unreact,
             "conversations.history": self._conversations_history,
             "conversations.replies": self._conversations_replies,
             "conversations.info": self._conversations_info,
@@ -583,6 +746,10 @@ class SlackEmulator:
         }.get(method)
         if handler is None:
             return _error("unknown_method", status=404)
+        needed = NEEDED_SCOPES.get(method)
+        if needed is not None and needed not in self.scopes:
+            return web.json_response({"ok": False, "error": "missing_scope", "needed": needed,
+                                      "provided": ",".join(self.scopes)})
         return await handler(params)
 
     async def _auth_test(self, params: dict[str, Any]) -> web.Response:
@@ -601,38 +768,153 @@ class SlackEmulator:
             return _error("no_text")
         if len(text) > 40_000:
             return _error("msg_too_long")
-        wait = self._take_post_token(channel.id)
+        wait = self._take_token(("chat.postMessage", channel.id), self.posts_per_second,
+                                self.post_burst)
         if wait is not None:
             self.state.rate_limited += 1
             return _error("ratelimited", status=429, headers={"Retry-After": str(wait)})
         ts = self._next_ts()
         thread_ts = params.get("thread_ts")
-        posted = Posted(channel.id, ts, text, thread_ts, params)
+        posted = Posted(channel.id, ts, text, thread_ts, params, _blocks(params.get("blocks")))
         self.state.posts.setdefault(channel.id, []).append(posted)
-        if self.echo_bot_posts:
-            self._echo(channel, posted)
+        self._echo({**self._as_event(posted), "event_ts": posted.ts,
+                    "bot_profile": {"id": self.bot_id, "app_id": self.app_id,
+                                    "name": "crewbridge"}})
         return _ok(channel=channel.id, ts=ts,
                    message=posted.to_api(self.bot_user_id, self.bot_id, metadata=False))
 
-    def _take_post_token(self, channel: str) -> int | None:
-        """Spend one post from the channel's bucket; None if allowed, else seconds to wait."""
+    async def _update(self, params: dict[str, Any]) -> web.Response:
+        """Edit a bot post in place; blocks left out are kept, as Slack keeps them. Tier 3:
+        one bucket for the whole workspace, beyond it 429 + `Retry-After`."""
+        post = self._bot_post(params, not_ours="cant_update_message")
+        if isinstance(post, str):
+            return _error(post)
+        if not params.get("text") and not params.get("blocks"):
+            return _error("no_text")
+        wait = self._take_token(("chat.update", ""), self.updates_per_second, self.update_burst)
+        if wait is not None:
+            self.state.updates_rate_limited += 1
+            return _error("ratelimited", status=429, headers={"Retry-After": str(wait)})
+        before = self._as_event(post)
+        if "text" in params:
+            post.text = str(params["text"] or "")
+        if "blocks" in params:
+            post.blocks = _blocks(params["blocks"])
+        post.edits.append({k: v for k, v in params.items() if k != "token"})
+        post.edited_ts = self._next_ts()
+        self._echo({"type": "message", "subtype": "message_changed", "hidden": True,
+                    "channel": post.channel, "ts": post.edited_ts, "event_ts": post.edited_ts,
+                    "channel_type": before["channel_type"],
+                    "message": self._as_event(post), "previous_message": before})
+        return _ok(channel=post.channel, ts=post.ts, text=post.text,
+                   message=post.to_api(self.bot_user_id, self.bot_id, metadata=False))
+
+    async def _delete(self, params: dict[str, Any]) -> web.Response:
+        post = self._bot_post(params, not_ours="cant_delete_message")
+        if isinstance(post, str):
+            return _error(post)
+        post.deleted = True
+        ts = self._next_ts()
+        self._echo({"type": "message", "subtype": "message_deleted", "hidden": True,
+                    "channel": post.channel, "ts": ts, "event_ts": ts, "deleted_ts": post.ts,
+                    "channel_type": self.channels[post.channel].channel_type,
+                    "previous_message": self._as_event(post)})
+        return _ok(channel=post.channel, ts=post.ts)
+
+    async def _post_ephemeral(self, params: dict[str, Any]) -> web.Response:
+        """Show a message to one person alone: kept per (channel, user), in no history."""
+        channel = self.channels.get(str(params.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        user = str(params.get("user", ""))
+        if user not in self.users:
+            return _error("user_not_found")
+        if channel.is_im and channel.im_user != user:
+            return _error("user_not_in_channel")
+        if not channel.bot_is_member:
+            return _error("not_in_channel")
+        text = str(params.get("text") or "")
+        if not text and not params.get("blocks"):
+            return _error("no_text")
+        ts = self._next_ts()
+        shown = Posted(channel.id, ts, text, params.get("thread_ts"), params,
+                       _blocks(params.get("blocks")))
+        self.state.ephemeral.setdefault((channel.id, user), []).append(shown)
+        return _ok(message_ts=ts)
+
+    async def _react(self, params: dict[str, Any]) -> web.Response:
+        return self._bot_reaction(params, add=True)
+
+    async def _unreact(self, params: dict[str, Any]) -> web.Response:
+        return self._bot_reaction(params, add=False)
+
+    def _bot_reaction(self, params: dict[str, Any], *, add: bool) -> web.Response:
+        """`reactions.add`/`.remove` by the bot, with Slack's errors; echoed as an event."""
+        channel, ts = str(params.get("channel", "")), str(params.get("timestamp", ""))
+        name = str(params.get("name") or "")
+        if channel not in self.channels:
+            return _error("channel_not_found")
+        if self._author(channel, ts) is None:
+            return _error("message_not_found")
+        if not name:
+            return _error("invalid_name")
+        reactions = self._reactions(channel, ts)
+        mine = (self.bot_user_id, name)
+        if add and mine in reactions:
+            return _error("already_reacted")
+        if not add and mine not in reactions:
+            return _error("no_reaction")
+        if add:
+            reactions.append(mine)
+        else:
+            reactions.remove(mine)
+        kind = "reaction_added" if add else "reaction_removed"
+        self._echo(self._reaction(kind, self.bot_user_id, channel, ts, name))
+        return _ok()
+
+    def _bot_post(self, params: dict[str, Any], *, not_ours: str) -> Posted | str:
+        """The live bot post that `channel` and `ts` name, or Slack's error for why not."""
+        channel, ts = str(params.get("channel", "")), str(params.get("ts", ""))
+        if channel not in self.channels:
+            return "channel_not_found"
+        for post in self.state.posts.get(channel, []):
+            if post.ts == ts and not post.deleted:
+                return post
+        return not_ours if self._author(channel, ts) else "message_not_found"
+
+    def _author(self, channel: str, ts: str) -> str | None:
+        """Who wrote the live message `ts` in `channel` (the bot or a person); None: none."""
+        if any(p.ts == ts and not p.deleted for p in self.state.posts.get(channel, [])):
+            return self.bot_user_id
+        return next((e["user"] for e in self.state.said.get(channel, []) if e["ts"] == ts), None)
+
+    def _reactions(self, channel: str, ts: str) -> list[tuple[str, str]]:
+        if self._author(channel, ts) is None:
+            raise KeyError(f"no message {ts} in {channel} to react to")
+        return self.state.reactions.setdefault((channel, ts), [])
+
+    def _take_token(self, key: tuple[str, str], rate: float, burst: int) -> int | None:
+        """Spend one call from the bucket `key`; None if allowed, else seconds to wait."""
         now = time.monotonic()
-        bucket = self._buckets.setdefault(channel, _Bucket(float(self.post_burst), now))
-        bucket.tokens = min(float(self.post_burst),
-                            bucket.tokens + (now - bucket.updated) * self.posts_per_second)
+        bucket = self._buckets.setdefault(key, _Bucket(float(burst), now))
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
         bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return None
-        return max(1, math.ceil((1.0 - bucket.tokens) / self.posts_per_second))
+        return max(1, math.ceil((1.0 - bucket.tokens) / rate))
 
-    def _echo(self, channel: Channel, posted: Posted) -> None:
-        """Send the bot's own post back to the app, as Slack does for `message.*` events."""
-        event = {**posted.to_api(self.bot_user_id, self.bot_id, metadata=False),
-                 "channel": channel.id, "app_id": self.app_id, "event_ts": posted.ts,
-                 "team": self.team_id, "channel_type": channel.channel_type,
-                 "bot_profile": {"id": self.bot_id, "app_id": self.app_id, "name": "crewbridge"}}
-        if self._links or self.events_url:
+    def _as_event(self, posted: Posted) -> dict[str, Any]:
+        """A bot post as a `message` event shows it."""
+        channel = self.channels[posted.channel]
+        return {**posted.to_api(self.bot_user_id, self.bot_id, metadata=False),
+                "channel": channel.id, "app_id": self.app_id, "team": self.team_id,
+                "channel_type": channel.channel_type}
+
+    def _echo(self, event: dict[str, Any]) -> None:
+        """Send what the bot itself did back to the app, as Slack does: its posts, edits
+        and deletions as `message` events, its reactions as `reaction_*` events."""
+        if self.echo_bot_posts and (self._links or self.events_url):
             task = asyncio.ensure_future(self.deliver(self.event_callback(event)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -640,7 +922,7 @@ class SlackEmulator:
     def _messages(self, channel: str, *, metadata: bool) -> list[dict[str, Any]]:
         """Every message in `channel`, people's and the bot's, oldest first (ts order)."""
         bot = [p.to_api(self.bot_user_id, self.bot_id, metadata=metadata)
-               for p in self.state.posts.get(channel, [])]
+               for p in self.state.posts.get(channel, []) if not p.deleted]
         people = [{k: v for k, v in e.items() if k not in ("channel", "channel_type", "team")}
                   for e in self.state.said.get(channel, [])]
         return sorted(bot + people, key=lambda m: _ts_order(m["ts"]))
@@ -731,6 +1013,12 @@ class SlackEmulator:
             await self._notify()
         return ws
 
+    async def _respond(self, request: web.Request) -> web.Response:
+        """A click's `response_url`: what the app sends there is recorded."""
+        self.state.responses.append(await request.json())
+        await self._notify()
+        return _ok()
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _channel(self, channel_id: str) -> Channel:
@@ -746,6 +1034,24 @@ def sign(secret: str, timestamp: int, body: str) -> str:
     """Slack's request signature: `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`."""
     base = f"v0:{timestamp}:{body}".encode()
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def _blocks(raw: Any) -> list[dict[str, Any]]:
+    """Block Kit JSON as it arrived (a list in a JSON body, a JSON string in a form), every
+    block with a `block_id`: Slack assigns one where the app gave none."""
+    blocks = json.loads(raw) if isinstance(raw, str) else list(raw or [])
+    return [{"block_id": secrets.token_hex(3), **block} for block in blocks]
+
+
+def _button(blocks: list[dict[str, Any]], action_id: str) -> tuple[str, dict[str, Any]]:
+    """The block id and the button `action_id` in `blocks` (an `actions` element or a
+    section's accessory)."""
+    for block in blocks:
+        elements = block.get("elements", []) if block.get("type") == "actions" else []
+        for element in [*elements, block.get("accessory") or {}]:
+            if element.get("type") == "button" and element.get("action_id") == action_id:
+                return block["block_id"], element
+    raise KeyError(f"no button {action_id!r} in the message")
 
 
 def _flag(params: dict[str, Any], name: str) -> bool:
