@@ -44,9 +44,7 @@ class SteerOps:
         if agent is not None:
             agents = [agent]
         elif thread_id is not None:
-            agents = self.supervisor.answering(where) or [
-                a for t in [await self.store.thread(thread_id)] if t
-                for a in [self.crew.thread_agent(t)] if a]
+            agents = self.supervisor.answering(where) or await self._owner(thread_id)
         else:
             agents = [a for a in [self.crew.agent_of_channel(channel)] if a]
         if not agents:
@@ -59,6 +57,12 @@ class SteerOps:
             await self.store.audit_act(Actor.of(msg, channel), f"!stop @{name}", answer,
                                        self.now())  # R13.9
             await self.bot_says(where, answer, only=only)
+
+    async def _owner(self, thread_id: int) -> list[str]:
+        """The agent a thread belongs to, when no turn is answering it now."""
+        thread = await self.store.thread(thread_id)
+        agent = self.crew.thread_agent(thread) if thread else None
+        return [agent] if agent else []
 
     def _refusal(self, msg: Inbound, channel: str, agent: str) -> str | None:
         """Why `msg`'s sender may not stop `agent`'s running turn; None when they may (or

@@ -14,9 +14,11 @@ crewbridge run --config …`); end of input makes it finish the turns in progres
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from tests.agent.messages_api import MessagesAPI, Text, claude_env
@@ -80,6 +82,24 @@ async def run_bot(config: Path, stdin: str, home: Path) -> tuple[str, str, int]:
             await proc.wait()
     assert proc.returncode is not None
     return out.decode(), err.decode(), proc.returncode
+
+
+@contextlib.asynccontextmanager
+async def interactive_bot(config: Path, home: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`crewbridge run` with pipes a test writes to and reads from as it goes (a person who
+    waits for an answer before replying), killed on the way out if it has not exited."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    proc = await asyncio.create_subprocess_exec(
+        str(crewbridge_bin()), "run", "--config", str(config), "--log-level", "info",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=config.parent)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def channel_lines(stdout: str) -> dict[str, list[str]]:
@@ -150,13 +170,8 @@ async def test_a_reply_in_a_thread_is_answered_by_a_fork_that_knows_the_leads_hi
     messages_api.reply(Text("Noted: pelican."), Text("The word was pelican."))
     config = write_config(tmp_path, claude_bin,
                           claude_env(tmp_path / "agent-home", base_url=messages_api.url))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path / "bot-home")}
-    proc = await asyncio.create_subprocess_exec(
-        str(crewbridge_bin()), "run", "--config", str(config), stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        cwd=config.parent)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
+    async with interactive_bot(config, tmp_path / "bot-home") as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(b"#general remember the word pelican\n")
         await proc.stdin.drain()
         first = await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)
@@ -164,10 +179,6 @@ async def test_a_reply_in_a_thread_is_answered_by_a_fork_that_knows_the_leads_hi
         proc.stdin.write(b"#general/1 which word was it?\n")
         proc.stdin.close()
         out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     assert "#general/1 general/1: The word was pelican." in out.decode().splitlines(), (
         out.decode() + err.decode())
     lead, fork = messages_api.message_requests
@@ -188,13 +199,8 @@ async def test_stop_ends_a_streaming_turn_and_the_same_process_answers_the_next_
                        Text("Short answer."))
     config = write_config(tmp_path, claude_bin,
                           claude_env(tmp_path / "agent-home", base_url=messages_api.url))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path / "bot-home")}
-    proc = await asyncio.create_subprocess_exec(
-        str(crewbridge_bin()), "run", "--config", str(config), "--log-level", "info",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=config.parent)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
+    async with interactive_bot(config, tmp_path / "bot-home") as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(b"#general write me an essay\n")
         await proc.stdin.drain()
         await asyncio.wait_for(messages_api.wait_for_requests(1), RUN_TIMEOUT)
@@ -207,10 +213,6 @@ async def test_stop_ends_a_streaming_turn_and_the_same_process_answers_the_next_
         proc.stdin.write(b"#general and now a short one\n")
         proc.stdin.close()
         out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     lines = out.decode().splitlines()
     assert "#general/2 general: Short answer." in lines, out.decode() + err.decode()
     assert not any("very long essay" in t for t in lines)  # the stopped turn's text
