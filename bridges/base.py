@@ -44,7 +44,9 @@ class Inbound:
     `thread`: the platform id of the thread's root when the message is a reply in a thread
     (Slack `thread_ts`, Matrix `m.thread` event id; the console: the thread's number), else
     None. `ref`: the id by which a reply would name this message as its thread's root (Slack
-    `ts`, Matrix event id), when that is not `event_id` (R12).
+    `ts`, Matrix event id), when that is not `event_id` (R12). `reply_to`: the platform id
+    of the post this one replies to, when the person replied to one (Matrix `m.in_reply_to`
+    that is not a thread's fallback) — a reply `allow` to an approval card decides it.
     """
 
     platform: str
@@ -57,6 +59,7 @@ class Inbound:
     is_direct: bool = False  # a 1:1 conversation with the bot (Slack IM, Matrix direct room)
     thread: str | None = None
     ref: str = ""
+    reply_to: str | None = None  # Matrix: the event a real reply answers (not the fallback)
 
     @property
     def root_ref(self) -> str:
@@ -97,7 +100,30 @@ class ConnectionChanged:
     down_for_s: float = 0.0
 
 
-BridgeEvent = Inbound | RoomJoined | ConnectionChanged
+@dataclass(frozen=True)
+class Acted:
+    """A person acted on one of the bot's posts (R13.1, R13.6): pressed a button (Slack,
+    `choice` = the button's `action`) or reacted to it (Matrix, `choice` = the reaction's
+    key, such as "✅"). The core maps either to a decision with the post's `Button`s.
+
+    `ref`: the platform id of the bot's post acted on (Slack `ts`, Matrix event id).
+    `event_id`: the platform's id of the act itself, so a redelivery is ignored (R8.1).
+    """
+
+    platform: str
+    room: str
+    sender: str
+    sender_name: str
+    ref: str
+    choice: str
+    event_id: str
+    ts: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sender_name", clean_text(self.sender_name))
+
+
+BridgeEvent = Inbound | RoomJoined | ConnectionChanged | Acted
 
 
 # --- what the core hands to a bridge --------------------------------------------------------
@@ -131,6 +157,21 @@ class ThreadRef:
 
 
 @dataclass(frozen=True)
+class Button:
+    """A choice offered on a post (R13.1, R13.6): a Slack button, a Matrix reaction.
+
+    `action` is what comes back in `Acted.choice` from Slack (the button's `action_id`);
+    on Matrix the bot adds `emoji` to its own post as a reaction, so a person only taps it,
+    and `Acted.choice` is the emoji they reacted with. `style`: "primary", "danger" or "".
+    """
+
+    action: str
+    label: str
+    emoji: str
+    style: str = ""
+
+
+@dataclass(frozen=True)
 class Post:
     """One post for one room: markdown `text`, and the name it is shown under.
 
@@ -144,6 +185,7 @@ class Post:
     author: str = ""
     role: AuthorRole = AuthorRole.BOT
     thread: ThreadRef | None = None
+    buttons: tuple[Button, ...] = ()
 
     @property
     def line(self) -> str:
@@ -213,6 +255,32 @@ class Bridge(Protocol):
         deduplicate by `key` itself checks before posting again (R8.3). Raises `RateLimited`
         or `SendError`; the outbox owns retrying, the bridge never sleeps on a failure.
         """
+
+    async def edit(self, room: str, ref: str, post: Post) -> None:
+        """Replace the text (and buttons) of the bot's post `ref` in `room` (Slack
+        `chat.update`, Matrix `m.replace` of the original, keeping its thread; R13.3, R13.7).
+        Raises like `send`."""
+
+    async def delete(self, room: str, ref: str) -> None:
+        """Take back the bot's post `ref` (Slack `chat.delete`, Matrix redaction). A post
+        that is gone already is no error."""
+
+    async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
+        """Add (`on`) or take back the bot's reaction `emoji` (unicode, such as "👀") on
+        message `ref` (R13.7). Taking back one that is not there is no error."""
+
+    async def tell(self, room: str, user: str, text: str, thread: ThreadRef | None) -> None:
+        """Show `text` to `user` alone where the platform can (Slack `chat.postEphemeral`);
+        elsewhere a notice in the thread that names them (R13.2). Best effort: not stored,
+        not retried."""
+
+    async def typing(self, room: str, on: bool) -> None:
+        """Show (or stop showing) that the bot is typing in `room`, where the platform has
+        it (Matrix; R13.7); renewed by the bridge while on. Best effort."""
+
+    edits_per_minute: float | None
+    """The platform's limit on edits across all rooms (Slack Tier 3 `chat.update`: 50),
+    which the core spreads its status edits under (R13.7); None: no such limit."""
 
     async def stop(self) -> None:
         """Disconnect; idempotent."""
