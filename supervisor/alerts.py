@@ -132,3 +132,13 @@ def rate_limited(agent: str, resets_at: float) -> str:
     at = time.strftime("%H:%M UTC", time.gmtime(resets_at))
     return (f"⏸️ {agent} reached its plan's usage limit; messages wait and are answered "
             f"after {at}.")
+
+
+# --- approval requests that stop waiting (R13.3): the outcome a card is edited into ---------
+
+ASK_WITHDRAWN = "withdrawn by the agent"
+ASK_SESSION_ENDED = "withdrawn: the agent's session ended"
+
+
+def ask_stopped(by: str) -> str:
+    return f"withdrawn: the turn was stopped by {by}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from supervisor.breaker import Blocked, Health
+from supervisor.control import PermissionAsk, Verdict
 from supervisor.ports import Conversation, QueuedNudge, TurnUsage
 
 
@@ -71,6 +72,31 @@ class Interrupt:
     """Send the running turn the `interrupt` control request (R13.6)."""
 
     request_id: str
+
+
+@dataclass(frozen=True)
+class Ask:
+    """The agent asks to use a tool (R13.1): show it for a decision in `conversation`."""
+
+    ask: PermissionAsk
+    conversation: Conversation
+
+
+@dataclass(frozen=True)
+class AskWithdrawn:
+    """A request no longer waits for a decision (R13.3), and why."""
+
+    request_id: str
+    why: str
+
+
+@dataclass(frozen=True)
+class AnswerAsk:
+    """Answer the agent's request on the control protocol (R13.1)."""
+
+    ask: PermissionAsk
+    verdict: Verdict
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -171,7 +197,8 @@ class Log:
     text: str
 
 
-Effect = (Spawn | Write | Kill | Terminate | Interrupt | MarkAttempted | Answer | RecordUsage
+Effect = (Spawn | Write | Kill | Terminate | Interrupt | Ask | AskWithdrawn | AnswerAsk
+          | MarkAttempted | Answer | RecordUsage
           | OfferQueue
           | TellBlocked
           | SaveHealth | SaveSession | SaveError | RecordProcess | ForgetProcess | Post

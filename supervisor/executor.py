@@ -18,6 +18,7 @@ from pathlib import Path
 
 from supervisor import breaker, leftovers, slots
 from supervisor import effects as fx
+from supervisor.control import encode_verdict
 from supervisor.lifecycle import AgentRun
 from supervisor.ports import AgentConfig, AgentStore, Clock, Host
 from supervisor.protocol import AgentEvent
@@ -140,6 +141,13 @@ class Executor:
                 case fx.Interrupt(request_id):
                     if rt.session is not None:
                         await rt.session.interrupt(request_id)
+                case fx.Ask(ask, conversation):
+                    await self.host.permission_asked(run.name, conversation, ask)
+                case fx.AskWithdrawn(request_id, why):
+                    await self.host.permission_withdrawn(run.name, request_id, why)
+                case fx.AnswerAsk(ask, verdict, message):
+                    if rt.session is not None:
+                        await rt.session.control(encode_verdict(ask, verdict, message))
                 case fx.Kill():
                     if rt.session is not None:
                         rt.session.kill()

@@ -46,6 +46,7 @@ from supervisor import alerts, breaker
 from supervisor import effects as fx
 from supervisor.autopost import TurnOutput
 from supervisor.breaker import Blocked, BlockReason, Health
+from supervisor.control import PermissionAsk, PermissionWithdrawn, Verdict
 from supervisor.effects import Effect
 from supervisor.ports import (
     AgentConfig,
@@ -113,6 +114,7 @@ class AgentRun:
         self.pause_told = False  # its messages wait on a spent budget, and it was said (R13.8)
         self.limited_until: float | None = None  # the plan refuses turns until then (R13.8)
         self.interrupts = 0
+        self.asks: dict[str, PermissionAsk] = {}  # by request id: waiting for a person (R13.1)
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
         self.queue_retry_at: float | None = None
@@ -165,7 +167,7 @@ class AgentRun:
         self.stop_reason = None
         self.started_at = self.last_activity = self.last_output = now
         self.healthy = self.failure_counted = self.spoke = False
-        self.delivered = {}
+        self.delivered, self.asks = {}, {}
         self.conversation, self.held_back = None, False
         self.process_cost = 0.0
         self.queue_retry_at = None
@@ -225,6 +227,11 @@ class AgentRun:
                                f"{self.name}: API error {event.kind}: {redact(event.text)}"))
         if isinstance(event, RateLimit) and event.rejected:
             effects += self._rate_limited(event.resets_at or now + LIMIT_RETRY_S)
+        if isinstance(event, PermissionAsk):
+            self.asks[event.request_id] = event
+            effects.append(fx.Ask(event, self.conversation or Conversation(self.spec.channel)))
+        if isinstance(event, PermissionWithdrawn) and self.asks.pop(event.request_id, None):
+            effects.append(fx.AskWithdrawn(event.request_id, alerts.ASK_WITHDRAWN))
         posts = self.output.feed(event, now)
         if isinstance(event, TurnResult):
             return effects + self._turn_ended(event, posts, health, now)
@@ -234,7 +241,8 @@ class AgentRun:
                open_task: bool = False) -> list[Effect]:
         """The process has exited and all its output has been read."""
         self._expect(RunState.RUNNING, RunState.STOPPING, event="exited")
-        effects = self._posts(self.output.end_of_stream(now))
+        effects = [*self._withdraw_asks(alerts.ASK_SESSION_ENDED),
+                   *self._posts(self.output.end_of_stream(now))]
         if self.pid is not None:
             effects.append(fx.ForgetProcess(self.pid))
         reason, uptime = self.stop_reason, now - self.started_at
@@ -274,7 +282,18 @@ class AgentRun:
             return None
         self.stopped_by = by
         self.interrupts += 1
-        return [fx.Interrupt(f"int_{self.run_id}_{self.interrupts}")]
+        return [fx.Interrupt(f"int_{self.run_id}_{self.interrupts}"),
+                *self._withdraw_asks(alerts.ask_stopped(by))]
+
+    def decide(self, request_id: str, verdict: Verdict, message: str,
+               now: float) -> list[Effect] | None:
+        """A person (or the bot's deadline) decided a request of this run (R13.1, R13.3).
+        None: it does not wait any more (withdrawn, or the session that asked is gone)."""
+        ask = self.asks.pop(request_id, None) if self.state is RunState.RUNNING else None
+        if ask is None:
+            return None
+        self.last_output = self.last_activity = now  # the hung clock counts from the answer
+        return [fx.AnswerAsk(ask, verdict, message)]
 
     def make_room(self) -> list[Effect]:
         """Stop to give the slot to a waiting start (R3.7), resumable like an idle stop;
@@ -347,8 +366,8 @@ class AgentRun:
             return self.output.next_deadline()
         if timer is Timer.HEALTHY:
             return None if self.healthy else self.started_at + cfg.healthy_after_s
-        if timer is Timer.HUNG:
-            return self.last_output + cfg.turn_timeout_s
+        if timer is Timer.HUNG:  # a turn waiting for a person's decision is not hung
+            return None if self.asks else self.last_output + cfg.turn_timeout_s
         if timer is Timer.IDLE:
             return self.last_activity + cfg.idle_stop_s
         if timer is Timer.RETRY_QUEUE:
@@ -434,7 +453,7 @@ class AgentRun:
 
     def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
                     now: float) -> list[Effect]:
-        usage = self._usage(result)
+        usage = [*self._withdraw_asks(alerts.ASK_WITHDRAWN), *self._usage(result)]
         limited = self.limited_until is not None and now < self.limited_until
         end = (TurnEnd.STOPPED if self.stopped_by and result.is_error
                else TurnEnd.RATE_LIMITED if limited and result.is_error else turn_end(result))
@@ -469,6 +488,11 @@ class AgentRun:
             failed = self._fail(error, health, now, Failure.TURN, auth=auth)
             return effects + failed + self._kill(StopReason.FAILED)
         return [*effects, fx.SaveError(error[:500])]
+
+    def _withdraw_asks(self, why: str) -> list[Effect]:
+        """Every request still waiting is no longer answerable (R13.3, R13.6)."""
+        asks, self.asks = self.asks, {}
+        return [fx.AskWithdrawn(request_id, why) for request_id in asks]
 
     def _rate_limited(self, until: float) -> list[Effect]:
         """The plan refuses turns until `until` (a rejected `rate_limit_event`, R13.8): the

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from supervisor.breaker import Health
+from supervisor.control import PermissionAsk
 
 
 class AgentKind(StrEnum):
@@ -49,9 +50,12 @@ class ToolPolicy:
     allowed_tools: tuple[str, ...] = ()  # Claude Code rules such as "Bash(npm test:*)"
     disallowed_tools: tuple[str, ...] = ()
     model: str = ""  # "" = the CLI's default
+    approvals: bool = False  # ask in chat for what the mode does not allow (R13.1)
 
     def flags(self) -> tuple[str, ...]:
         flags = ["--permission-mode", str(self.permission_mode)]
+        if self.approvals:
+            flags += ["--permission-prompt-tool", "stdio"]
         if self.allowed_tools:
             flags += ["--allowedTools", ",".join(self.allowed_tools)]
         if self.disallowed_tools:
@@ -234,3 +238,12 @@ class Host(Protocol):
 
     async def alert(self, text: str) -> None:
         """An ops alert for the admin room(s) (R6)."""
+
+    async def permission_asked(self, agent: str, conversation: Conversation,
+                               ask: PermissionAsk) -> None:
+        """The agent waits for a person to allow or deny `ask` (R13.1): show it for a
+        decision in `conversation`; the decision comes back with `Supervisor.decide`."""
+
+    async def permission_withdrawn(self, agent: str, request_id: str, why: str) -> None:
+        """The request is no longer waiting (the CLI withdrew it, the turn was stopped, the
+        session ended): say so on its card (R13.3)."""

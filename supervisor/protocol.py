@@ -16,8 +16,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from supervisor.control import (
+    PermissionAsk,
+    PermissionWithdrawn,
+    parse_control_cancel,
+    parse_control_request,
+)
 
 UNPARSED_MAX_CHARS = 500
 """Unparsed lines go to the log; a runaway line must not flood it."""
@@ -53,6 +60,7 @@ class AssistantText:
 class ToolUse:
     tool_id: str
     name: str
+    input: dict[str, Any] = field(default_factory=dict)  # what the live status shows (R13.7)
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ class Unparsed:
 
 AgentEvent = (
     Init | AssistantText | ToolUse | ToolResult | ApiError | ApiRetry | RateLimit | TurnResult
-    | Unparsed
+    | PermissionAsk | PermissionWithdrawn | Unparsed
 )
 
 
@@ -170,13 +178,6 @@ def encode_user_message(text: str, message_id: str | None = None) -> bytes:
     if message_id is not None:
         message["uuid"] = message_id
     return (json.dumps(message, separators=(",", ":")) + "\n").encode("ascii")
-
-
-def encode_interrupt(request_id: str) -> bytes:
-    """The control request that ends the running turn and keeps the process (R13.6)."""
-    request = {"type": "control_request", "request_id": request_id,
-               "request": {"subtype": "interrupt"}}
-    return (json.dumps(request, separators=(",", ":")) + "\n").encode("ascii")
 
 
 _AUTH_FAILURE = re.compile(
@@ -282,7 +283,9 @@ def _parse_assistant(obj: dict[str, Any]) -> list[AgentEvent]:
         if kind == "text" and isinstance(block.get("text"), str):
             events.append(AssistantText(block["text"]))
         elif kind == "tool_use":
-            events.append(ToolUse(tool_id=_str(block.get("id")), name=_str(block.get("name"))))
+            tool_input = block.get("input")
+            events.append(ToolUse(tool_id=_str(block.get("id")), name=_str(block.get("name")),
+                                  input=tool_input if isinstance(tool_input, dict) else {}))
     return events
 
 
@@ -361,6 +364,8 @@ def _parse_rate_limit(obj: dict[str, Any]) -> list[AgentEvent]:
 
 
 _PARSERS = {
+    "control_request": parse_control_request,
+    "control_cancel_request": parse_control_cancel,
     "rate_limit_event": _parse_rate_limit,
     "system": _parse_system,
     "assistant": _parse_assistant,

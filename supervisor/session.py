@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 from supervisor import process
-from supervisor.protocol import AgentEvent, encode_interrupt, encode_user_message, parse_line
+from supervisor.control import encode_initialize, encode_interrupt
+from supervisor.protocol import AgentEvent, encode_user_message, parse_line
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,15 @@ class Session:
     async def interrupt(self, request_id: str) -> bool:
         """Ask the CLI to end the running turn (R13.6); False when it cannot take input."""
         return await self._write(encode_interrupt(request_id))
+
+    async def initialize(self) -> bool:
+        """Open the control protocol: a session started with `--permission-prompt-tool
+        stdio` asks for tools only after `initialize` (R13.1)."""
+        return await self._write(encode_initialize())
+
+    async def control(self, line: bytes) -> bool:
+        """Write one control-protocol line (an answer to a `can_use_tool`, R13.1)."""
+        return await self._write(line)
 
     async def _write(self, line: bytes) -> bool:
         proc = self._proc

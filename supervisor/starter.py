@@ -70,6 +70,8 @@ class Starter:
             return NoResources(str(e))
         except SpawnError as e:
             return StartFailed(str(e))
+        if spec.policy.approvals:
+            await session.initialize()
         return Started(session, session_id)
 
     def environment(self, spec: AgentSpec) -> dict[str, str]:

@@ -36,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 
 from supervisor import alerts, breaker, leftovers, slots
+from supervisor.control import PermissionAsk, Verdict
 from supervisor.executor import Executor, Runtime, RunView
 from supervisor.ports import AgentSpec, AgentStatus, Conversation
 from supervisor.redact import redact
@@ -230,6 +231,25 @@ class Supervisor(Executor):
                 return alerts.nothing_to_stop(name)
             await self._apply(rt, effects)
         return alerts.stopping(name)
+
+    async def decide(self, name: str, request_id: str, verdict: Verdict,
+                     message: str = "") -> bool:
+        """Answer agent `name`'s request `request_id` (R13.1, R13.3); False when it does
+        not wait any more (withdrawn, or the session that asked is gone, R13.4)."""
+        rt = self._runtimes.get(name)
+        if rt is None:
+            return False
+        async with rt.lock:
+            effects = rt.run.decide(request_id, verdict, message, self.clock.now())
+            if effects is None:
+                return False
+            await self._apply(rt, effects)
+        return True
+
+    def asking(self, name: str) -> dict[str, PermissionAsk]:
+        """The requests agent `name`'s run waits on, by request id (R13.4)."""
+        rt = self._runtimes.get(name)
+        return dict(rt.run.asks) if rt else {}
 
     async def stop_worker(self, name: str) -> None:
         """A worker's task is done (R7.3)."""
