@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from bot import control_ops, datadir
 from bot.admin_ops import AdminOps
+from bot.approval_ops import ApprovalOps
 from bot.budget_ops import BudgetOps
 from bot.clock import SystemClock
 from bot.config import Config
@@ -42,6 +43,7 @@ from bot.inbound import (
     RunAdmin,
     RunStop,
     RunTaskCommand,
+    RunVerdict,
     TrackConnection,
     classify,
 )
@@ -65,6 +67,7 @@ from bot.store_usage import Actor, turn_shares, utc_day
 from bot.task_ops import TaskOps
 from bot.wiring import build_bridges
 from bridges.base import (
+    Acted,
     AuthorRole,
     Bridge,
     BridgeEvent,
@@ -72,6 +75,7 @@ from bridges.base import (
     Inbound,
     RoomUnresolvable,
 )
+from supervisor.control import PermissionAsk
 from supervisor.environment import new_token
 from supervisor.ports import AgentKind, AgentSpec, Clock, Conversation, TurnUsage
 from supervisor.redact import SECRETS
@@ -144,6 +148,10 @@ class App:
         self.budget = BudgetOps(self.store, self.crew, self.config, self.supervisor,
                                 self.clock, self.alert)
         await self.budget.load()
+        self.approvals = ApprovalOps(self.store, self.crew, self.supervisor, self.config,
+                                     self.outbox, self.conversations, self.bridges, self.clock,
+                                     self.spec_for)
+        await self.approvals.load()
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
                                   lambda text: self.notice(Conversation(self.crew.admin), text),
                                   self.notice,
@@ -168,6 +176,7 @@ class App:
         await self.outbox.resume()
         await self.supervisor.start_up()
         self._spawn(self.budget.run_days(), "budget-days")
+        self._spawn(self.approvals.run_deadlines(), "approval-deadlines")
         self._spawn(self._watch_connections(), "connection-watch")
         self.ready.set()
         log.info("crewbridge is running: channels %s", ", ".join(sorted(self.crew.channels)))
@@ -263,6 +272,9 @@ class App:
         if self._closing:
             raise ShuttingDown("crewbridge is stopping")
         try:
+            if isinstance(event, Acted):
+                await self.approvals.acted(event)
+                return
             await self._carry_out(event, classify(event, self.rooms, self.crew,
                                                   self.config.admin.users))
         except (sqlite3.Error, OSError):
@@ -300,6 +312,12 @@ class App:
                 case RunTaskCommand(channel=channel, command=command, only=only):
                     assert isinstance(event, Inbound)
                     await self.tasks.command(channel, event, recorded, command, only)
+                case RunVerdict(decision=typed, channel=channel):
+                    assert isinstance(event, Inbound)
+                    if not await self.approvals.typed(channel, event, typed) and channel:
+                        await self.person_said(channel, event, event.text,
+                                               origin=RoomRef(event.platform, event.room),
+                                               platform=event.platform)
                 case RunStop(channel=channel, command=command, only=only):
                     assert isinstance(event, Inbound)
                     await self.steering.stop_turn(channel, event, recorded, command.agent, only)
@@ -436,6 +454,13 @@ class App:
         rooms = [r for r in self.rooms.rooms_of(self.crew.admin) if r.platform != skip]
         await self.outbox.add([Said(self.crew.admin, BOT_NAME, text,
                                     tuple((r.platform, r.room) for r in rooms), PostKind.ALERT)])
+
+    async def permission_asked(self, agent: str, conversation: Conversation,
+                               ask: PermissionAsk) -> None:
+        await self.approvals.asked(agent, conversation, ask)
+
+    async def permission_withdrawn(self, agent: str, request_id: str, why: str) -> None:
+        await self.approvals.withdrawn(agent, request_id, why)
 
     def _authorize(self, token: str) -> Caller | None:
         """Whom a control-socket token speaks for (R10.4): the operator or one agent."""

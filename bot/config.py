@@ -95,6 +95,7 @@ class ConsoleConfig:
     # What an empty file gives; with [slack] or [matrix] present, `load_config` makes the
     # default False instead (R9.3), the one default that depends on the rest of the file.
     enabled: bool = True
+    show_progress: bool = False  # R13.7: the console prints no status lines unless asked
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class Config:
         return ToolPolicy(pick(ch.permission_mode, a.permission_mode),
                           tuple(pick(ch.allowed_tools, a.allowed_tools)),
                           tuple(pick(ch.disallowed_tools, a.disallowed_tools)),
-                          pick(ch.model, a.model))
+                          pick(ch.model, a.model), a.approvals)
 
     def channel_or_default(self, name: str) -> ChannelConfig:
         """A channel's settings; a channel not in the file (the general channel, one made
@@ -173,6 +174,8 @@ AGENT = Section(AgentConfig, (
     Field("allowed_tools", K.STRLIST),
     Field("disallowed_tools", K.STRLIST),
     Field("model", K.STR),
+    Field("approvals", K.BOOL),
+    Field("approval_timeout_s", K.NUMBER, positive),
 ))
 CHANNEL = Section(ChannelConfig, (
     Field("name", K.STR, channel_name),
@@ -215,7 +218,7 @@ MATRIX = Section(MatrixConfig, (
     Field("device_id", K.STR, non_empty),
     Field("allow_invites_from", K.STRLIST),
 ))
-CONSOLE = Section(ConsoleConfig, (Field("enabled", K.BOOL),))
+CONSOLE = Section(ConsoleConfig, (Field("enabled", K.BOOL), Field("show_progress", K.BOOL)))
 
 
 TOP_LEVEL = {"bot", "agent", "channel", "admin", "slack", "matrix", "console"}

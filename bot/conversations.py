@@ -22,7 +22,7 @@ from bot.rooms import Rooms
 from bot.store import Store
 from bot.store_outbox import Said
 from bot.store_threads import ThreadRow
-from bridges.base import AuthorRole, Inbound
+from bridges.base import AuthorRole, Button, Inbound
 from supervisor.ports import Conversation
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Conversations:
     def said(self, where: Conversation, author: str, text: str, *,
              kind: PostKind = PostKind.AGENT, role: AuthorRole = AuthorRole.BOT,
              origin: RoomRef | None = None, only: RoomRef | None = None,
-             relay_of: int | None = None) -> Said:
+             relay_of: int | None = None, buttons: tuple[Button, ...] = ()) -> Said:
         """`text` for every room of `where`'s channel but `origin` (or room `only` alone);
         a relay of a person's message does not go to the DMs attached to a worker."""
         if only is not None:
@@ -81,7 +81,7 @@ class Conversations:
             rooms = self.rooms.rooms_of(where.channel, with_dms=kind is not PostKind.RELAY)
             targets = [r for r in rooms if r != origin]
         return Said(where.channel, author, text, tuple((r.platform, r.room) for r in targets),
-                    kind, role, where.thread, relay_of)
+                    kind, role, where.thread, relay_of, buttons)
 
     async def home(self, agent: str) -> Conversation:
         """Where a turn that answers no one posts (R5.1): a lead's channel, a fork's thread,

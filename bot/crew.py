@@ -30,7 +30,7 @@ from bot.model import NAME, RESERVED_NAMES, ChannelKind, dm_channel_of, worker_o
 from bot.routing import Directory
 from bot.store import TaskRow
 from bot.store_threads import ThreadRow
-from supervisor.ports import AgentKind, AgentSpec
+from supervisor.ports import AgentKind, AgentSpec, ToolPolicy
 
 OPEN = "open"
 FORK_NAME = re.compile(r"(?P<lead>[a-z0-9][a-z0-9_-]*)/(?P<number>[1-9][0-9]*)")
@@ -54,6 +54,7 @@ class Crew:
         self.general = config.bot.general_channel
         self.admin = config.bot.admin_channel
         self.channels: dict[str, ChannelKind] = dict(channels)
+        self.tool_rules: dict[str, tuple[str, ...]] = {}  # "Always allow"ed, per channel
         self._open: dict[str, Counter[str]] = {}  # worker -> open tasks per channel
         self._workers: dict[str, frozenset[str]] = dict.fromkeys(workers, frozenset())
         for task in open_tasks:
@@ -153,6 +154,13 @@ class Crew:
             return latest_task.channel
         return self.general
 
+    def policy(self, channel: str) -> ToolPolicy:
+        """The config's policy for `channel`'s agents, with the rules people added from chat
+        with "Always allow" (R13.1)."""
+        policy = self.config.policy(channel)
+        added = tuple(r for r in self.tool_rules.get(channel, ()) if r not in policy.allowed_tools)
+        return replace(policy, allowed_tools=policy.allowed_tools + added) if added else policy
+
     def spec_for(self, name: str, latest_task: TaskRow | None) -> AgentSpec | None:
         """How agent `name` is started (R3.3); `latest_task` as in `home_channel`."""
         agent_cfg = self.config.agent
@@ -162,14 +170,14 @@ class Crew:
             return AgentSpec(name, AgentKind.LEAD, name, None, prompt,
                              str(ch.workdir if ch and ch.workdir else agent_cfg.workdir),
                              (ch.command if ch and ch.command else agent_cfg.command),
-                             dict(ch.env) if ch else {}, policy=self.config.policy(name))
+                             dict(ch.env) if ch else {}, policy=self.policy(name))
         if self.is_worker(name):
             topic = self.config.channel(latest_task.channel) if latest_task else None
             workdir = topic.workdir if topic and topic.workdir else agent_cfg.workdir
             return AgentSpec(name, AgentKind.WORKER, dm_channel_of(name),
                              latest_task.id if latest_task else None, worker_prompt(name),
                              str(workdir), agent_cfg.command, {},
-                             policy=self.config.policy(latest_task.channel if latest_task
+                             policy=self.policy(latest_task.channel if latest_task
                                                        else self.general))
         return None
 

@@ -14,6 +14,10 @@ The rules, in the order they apply to a message (`Inbound`):
 - In the admin channel everything is a command, run only for admin users (R6.4); an admin
   command anywhere else is refused with a notice to the sender's room.
 - `!task` and `!done` in a channel with a lead create and finish tasks (R7.2).
+- `/allow <n>`, `/deny <n> [reason]`, `/always <n>` (or with `!`) decide approval request
+  `n` wherever they are typed, the console included (R13.1). A bare `allow`, `deny
+  [reason]` or `always` replying to a card, or in a thread, decides the card it answers —
+  or, when there is none, is a message like any other.
 - Everything else is a person's message, routed (R1.3, R2).
 
 A command is stored and relayed before it runs (`Record`); a re-delivered one stops there.
@@ -27,6 +31,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from bot.approvals import TypedVerdict, is_numbered_command, parse_decision
 from bot.commands import Admin, Invalid, StopTurn, TaskCreate, TaskDone, is_admin_command, parse
 from bot.crew import Crew
 from bot.model import Platform, RoomRef, dm_channel_of, worker_of_dm
@@ -102,12 +107,22 @@ class RunStop:
 
 
 @dataclass(frozen=True)
+class RunVerdict:
+    """Decide an approval request from a typed word (R13.1). `channel` None: a numbered
+    command, valid anywhere; else a bare word in `channel`, which is routed as a message
+    when it answers no card."""
+
+    decision: TypedVerdict
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
 class TrackConnection:
     event: ConnectionChanged
 
 
 Action = (Notify | NotifyOnce | AttachDm | Record | Route | RunAdmin | RunTaskCommand
-          | RunStop | TrackConnection)
+          | RunStop | RunVerdict | TrackConnection)
 Decision = tuple[Action, ...]  # empty: nothing to do
 
 
@@ -123,6 +138,10 @@ def classify(event: BridgeEvent, rooms: Rooms, crew: Crew,
             return (Notify(dm_help(crew), only=ref),)
         return (unbound(ref),)
     assert isinstance(event, Inbound)
+    if is_numbered_command(event.text):
+        decision = parse_decision(event.text)
+        assert decision is not None
+        return (RunVerdict(decision),)
     return _message(event, ref, rooms, crew, admin_users)
 
 
@@ -170,6 +189,8 @@ def _said(msg: Inbound, ref: RoomRef, channel: str, text: str, crew: Crew,
         return (said, RunAdmin(cmd))
     if isinstance(cmd, StopTurn):
         return (Record(channel, text), RunStop(channel, cmd, ref))
+    if (msg.reply_to or msg.thread) and (decision := parse_decision(text)) is not None:
+        return (RunVerdict(decision, channel),)
     if isinstance(cmd, TaskCreate | TaskDone | Invalid) and worker_of_dm(channel) is None:
         if isinstance(cmd, Invalid):
             return (Record(channel, text), Notify(f"usage: {cmd.usage}", only=ref))

@@ -44,6 +44,19 @@ class PostKind(StrEnum):
     RELAY = "relay"  # a person's message shown in the channel's other rooms
     NOTICE = "notice"  # the bot's own short answer
     ALERT = "alert"  # an ops alert for the admin rooms
+    CARD = "card"  # an approval card (R13.1), edited into its outcome (R13.3)
+    STATUS = "status"  # a turn's live status (R13.7): an edit of it may be dropped
+
+
+class PostOp(StrEnum):
+    """What an outbox row does in its room: post, or act on a message shown there before
+    (the row's `message`, found in that room by its ref, R13.3, R13.7)."""
+
+    POST = "post"
+    EDIT = "edit"
+    DELETE = "delete"
+    REACT = "react"  # the row's text is the emoji
+    UNREACT = "unreact"
 
 
 BOT_NAME = "crewbridge"

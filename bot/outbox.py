@@ -8,6 +8,12 @@ other transient errors back off exponentially with jitter; a permanent error (th
 was removed from the room) is logged and the post set aside, so one dead room cannot
 block the others forever.
 
+Edits, deletions and reactions (R13.3, R13.7) are rows too, in the same order as the posts
+of their room, so an edit always follows the post it edits; they name the message they act
+on, found in their room by its ref at sending time. One whose message never reached the room
+is dropped, and a status edit the platform refuses for now is dropped (the next one replaces
+it) rather than holding up the room's answers behind it.
+
 A post can reach the platform and still be pending here: the bot died between the two, or
 the answer was lost. Such posts go out marked `maybe_sent`; Matrix deduplicates by
 transaction id anyway, and the Slack bridge looks for the post in the channel first.
@@ -20,9 +26,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from bot.model import Nudge
+from bot.model import Nudge, PostKind, PostOp
 from bot.store import Store
-from bot.store_outbox import OutboxRow, Said
+from bot.store_outbox import NewPost, OutboxRow, Said
 from bridges.base import Bridge, Post, RateLimited, SendError, ThreadRef, backoff_delay
 from supervisor.ports import Clock
 
@@ -122,12 +128,38 @@ class Outbox:
             if not self._workers:
                 self._idle.set()
 
+    async def add_changes(self, changes: Iterable[NewPost]) -> None:
+        """Queue edits, deletions and reactions (rows with an `op`), in their rooms' order."""
+        changes = [c for c in changes if c.platform in self.bridges]
+        if changes:
+            await self.store.add_changes(changes, self.clock.now())
+            self._wake({(c.platform, c.room) for c in changes})
+
+    async def _carry_out(self, bridge: Bridge, key: tuple[str, str],
+                         post: OutboxRow) -> str | None:
+        """Do what the row says; the platform's id of a new post."""
+        if post.op is PostOp.POST:
+            return await bridge.send(post.room, await self._post_of(key, post), key=post.key,
+                                     maybe_sent=post.id in self._unsure)
+        ref = (await self.store.ref_in(post.message, *key)) if post.message else None
+        if ref is None:
+            log.debug("%s %s: no message to %s (it never reached the room)", *key, post.op)
+        elif post.op is PostOp.EDIT:
+            await bridge.edit(post.room, ref, await self._post_of(key, post))
+        elif post.op is PostOp.DELETE:
+            await bridge.delete(post.room, ref)
+        else:
+            await bridge.react(post.room, ref, post.text, post.op is PostOp.REACT)
+        return None
+
     async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> bool:
         """Send one post; True when it is done with (sent or set aside)."""
         try:
-            ref = await bridge.send(post.room, await self._post_of(key, post), key=post.key,
-                                    maybe_sent=post.id in self._unsure)
+            ref = await self._carry_out(bridge, key, post)
         except RateLimited as e:  # refused before it was taken: not sent
+            if post.op is PostOp.EDIT and post.kind is PostKind.STATUS:
+                await self.store.post_sent(post.id)  # dropped: the next edit replaces it
+                return True
             wait = max(e.retry_after_s or 1.0, 0.0)
             log.info("%s %s rate limited; retrying in %.1fs", key[0], key[1], wait)
             await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
@@ -167,4 +199,4 @@ class Outbox:
                 target = await self.store.thread_target(post.thread, *key)
             if target is not None:
                 thread = ThreadRef(target.root, target.number, target.latest)
-        return Post(post.text, post.author, post.role, thread)
+        return Post(post.text, post.author, post.role, thread, post.buttons)

@@ -91,4 +91,26 @@ MIGRATIONS: list[str] = [
         outcome TEXT NOT NULL);
     CREATE INDEX audit_ts ON audit (ts);
     """,
+    # R13.1-R13.4 approvals: one row per request a person is asked to decide, numbered for
+    # the console's `/allow <n>`; `request_id` is the live request it answers (after a restart
+    # of the bot the resumed agent asks again and the same card takes the new id). `askers`:
+    # the people the turn answered (a JSON list of names), who may decide when a channel has
+    # no approvers. `tool_rules`: what "Always allow" added, per channel (--allowedTools).
+    # Outbox rows learn to edit, delete and react to a message shown before (`op`), and to
+    # carry buttons (a JSON list; R13.1, R13.7).
+    """
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, channel TEXT NOT NULL,
+        thread INTEGER, request_id TEXT NOT NULL, tool TEXT NOT NULL, input TEXT NOT NULL,
+        rule TEXT NOT NULL DEFAULT '', safety INTEGER NOT NULL DEFAULT 0,
+        askers TEXT NOT NULL DEFAULT '[]', message INTEGER, state TEXT NOT NULL,
+        decided_by TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL, deadline REAL NOT NULL, decided_at REAL);
+    CREATE INDEX approvals_pending ON approvals (state, deadline);
+    CREATE TABLE tool_rules (
+        channel TEXT NOT NULL, rule TEXT NOT NULL, added_by TEXT NOT NULL,
+        added_at REAL NOT NULL, PRIMARY KEY (channel, rule));
+    ALTER TABLE outbox ADD COLUMN op TEXT NOT NULL DEFAULT 'post';
+    ALTER TABLE outbox ADD COLUMN buttons TEXT NOT NULL DEFAULT '';
+    """,
 ]

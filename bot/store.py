@@ -34,6 +34,7 @@ import aiosqlite
 from bot import datadir
 from bot.model import ChannelKind, Nudge
 from bot.schema import MIGRATIONS
+from bot.store_approvals import ApprovalRecords
 from bot.store_outbox import OutboxRecords, Said, said_sql
 from bot.store_threads import ThreadRecords, add_ref, bot_message, insert_message, new_thread
 from bot.store_usage import AuditRecords, UsageRecords
@@ -121,7 +122,7 @@ class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
 
-class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords):
+class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRecords):
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self._db = db
         self.path = path

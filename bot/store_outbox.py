@@ -7,20 +7,21 @@ into `bot.store.Store`; like the rest of the store, every public method is one t
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bot.model import PostKind
+from bot.model import PostKind, PostOp
 from bot.store_threads import ThreadTarget, add_ref, bot_message, target_columns
-from bridges.base import AuthorRole
+from bridges.base import AuthorRole, Button
 
 T = TypeVar("T")
 
 OUTBOX_COLUMNS = ", ".join(f"o.{c}" for c in (
     "id", "platform", "room", "text", "kind", "attempts", "next_at", "author", "role", "thread",
-    "message"))
+    "message", "op", "buttons"))
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class OutboxRow:
     role: AuthorRole = AuthorRole.BOT
     thread: int | None = None
     message: int | None = None
+    op: PostOp = PostOp.POST
+    buttons: tuple[Button, ...] = ()
     target: ThreadTarget | None = None  # where `thread` was in this room when it was read
 
     @property
@@ -57,6 +60,8 @@ class NewPost:
     role: AuthorRole = AuthorRole.BOT
     thread: int | None = None
     message: int | None = None
+    op: PostOp = PostOp.POST
+    buttons: tuple[Button, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,18 +78,27 @@ class Said:
     role: AuthorRole = AuthorRole.BOT
     thread: int | None = None
     relay_of: int | None = None
+    buttons: tuple[Button, ...] = ()
 
     def posts(self, message: int | None) -> list[NewPost]:
         return [NewPost(p, r, self.text, self.kind, self.author, self.role, self.thread,
-                        message) for p, r in self.rooms]
+                        message, buttons=self.buttons) for p, r in self.rooms]
+
+
+def buttons_json(buttons: tuple[Button, ...]) -> str:
+    return json.dumps([[b.action, b.label, b.emoji, b.style] for b in buttons]) if buttons else ""
+
+
+def buttons_of(text: str) -> tuple[Button, ...]:
+    return tuple(Button(*b) for b in json.loads(text)) if text else ()
 
 
 
 def post_sql(p: NewPost, now: float) -> tuple[str, tuple]:
     return ("INSERT INTO outbox (platform, room, text, kind, created_at, next_at, author, "
-            "role, thread, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "role, thread, message, op, buttons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (p.platform, p.room, p.text, p.kind, now, now, p.author, p.role, p.thread,
-             p.message))
+             p.message, p.op, buttons_json(p.buttons)))
 
 
 def said_sql(conn: sqlite3.Connection, said: Said, now: float, *,
@@ -102,6 +116,7 @@ class OutboxRecords:
     """The outbox's rows; mixed into `Store`, whose `_tx`, `_all` and `_write` it uses."""
 
     _tx: Callable[[Callable[[sqlite3.Connection], T]], Awaitable[T]]
+    _one: Callable[..., Awaitable[tuple | None]]
     _all: Callable[..., Awaitable[list[tuple]]]
     _write: Callable[..., Awaitable[list[int | None]]]
 
@@ -125,16 +140,40 @@ class OutboxRecords:
             f"LEFT JOIN threads t ON t.id = o.thread WHERE o.set_aside = 0 {where} "
             f"ORDER BY o.id LIMIT ?", (*args, limit))
         return [OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), r[9],
-                          r[10], ThreadTarget(*r[11:]) if r[11] is not None else None)
+                          r[10], PostOp(r[11]), buttons_of(r[12]),
+                          ThreadTarget(*r[13:]) if r[13] is not None else None)
                 for r in rows]
+
+    async def add_changes(self, changes: Iterable[NewPost], now: float) -> None:
+        """Queue edits, deletions and reactions of messages shown before. An edit or a
+        deletion replaces the edits of the same message in the same room still waiting:
+        only the latest text matters, and a status edited every few seconds must not pile
+        up behind a rate limit (R13.7)."""
+        changes = list(changes)
+
+        def work(conn: sqlite3.Connection) -> None:
+            for c in changes:
+                if c.op in (PostOp.EDIT, PostOp.DELETE):
+                    conn.execute("DELETE FROM outbox WHERE platform = ? AND room = ? AND "
+                                 "message = ? AND op = ? AND attempts = 0",
+                                 (c.platform, c.room, c.message, PostOp.EDIT))
+                conn.execute(*post_sql(c, now))
+
+        await self._tx(work)
+
+    async def ref_in(self, message: int, platform: str, room: str) -> str | None:
+        """The platform id message `message` has in this room (its first post there)."""
+        row = await self._one("SELECT event_id FROM refs WHERE message = ? AND platform = ? "
+                              "AND room = ? ORDER BY rowid LIMIT 1", (message, platform, room))
+        return row[0] if row else None
 
     async def post_sent(self, post_id: int, *, ref: str | None = None) -> None:
         """The platform took the post; `ref` is the id it gave it, kept as the id of the
         post's message in that room, so a reply under it finds its thread (R12.5)."""
         def work(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT platform, room, message FROM outbox WHERE id = ?",
+            row = conn.execute("SELECT platform, room, message, op FROM outbox WHERE id = ?",
                                (post_id,)).fetchone()
-            if ref and row is not None and row[2] is not None:
+            if ref and row is not None and row[2] is not None and row[3] == PostOp.POST:
                 add_ref(conn, row[0], row[1], ref, row[2])
             conn.execute("DELETE FROM outbox WHERE id = ?", (post_id,))
 

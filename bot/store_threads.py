@@ -141,6 +141,13 @@ class ThreadRecords:
 
         return await self._tx(work)
 
+    async def thread_rooted_at(self, platform: str, room: str, root_ref: str) -> int | None:
+        """The thread under the message `root_ref` names in `room`, if it has one."""
+        row = await self._one("SELECT t.id FROM refs r JOIN threads t ON t.root = r.message "
+                              "WHERE r.platform = ? AND r.room = ? AND r.event_id = ?",
+                              (platform, room, root_ref))
+        return row[0] if row else None
+
     async def set_thread_owner(self, thread_id: int, owner: str) -> None:
         await self._tx(lambda conn: conn.execute(
             "UPDATE threads SET owner = ? WHERE id = ?", (owner, thread_id)))

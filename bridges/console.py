@@ -4,6 +4,7 @@ Input lines (R11.3, R12.6):
   `#<channel> <text>`     post <text> in that channel as the local user
   `#<channel>/<n> <text>` reply in the channel's thread number <n>
   `/dm <worker> <text>`   write to a worker directly (its `dm-<worker>` channel)
+  `/allow <n>`, `/deny <n> [reason]`, `/always <n>`  decide approval request <n> (R13.1)
 Output: every post of every channel as `#<channel> <author>: <text>` (a post in a thread
 as `#<channel>/<n> <author>: <text>`), further lines of a post indented by two spaces.
 At end of input `eof` is set; the app then lets the turns in
@@ -28,11 +29,13 @@ import time
 import uuid
 from typing import TextIO
 
-from bridges.base import EventSink, Inbound, Post
+from bridges.base import EventSink, Inbound, Post, ThreadRef
 
 LINE = re.compile(r"#(?P<channel>[^\s/]+)(?:/(?P<thread>\d+))?\s*(?P<text>.*)"
-                  r"|/dm\s+@?(?P<worker>\S+)\s*(?P<dm>.*)", re.DOTALL)
-USAGE = "type `#<channel> <text>`, `#<channel>/<n> <text>` or `/dm <worker> <text>`"
+                  r"|/dm\s+@?(?P<worker>\S+)\s*(?P<dm>.*)"
+                  r"|(?P<decision>/(?:allow|deny|always)\s+\d+.*)", re.DOTALL)
+USAGE = ("type `#<channel> <text>`, `#<channel>/<n> <text>`, `/dm <worker> <text>` or "
+         "`/allow <n>` · `/deny <n> [reason]` · `/always <n>`")
 
 
 def format_post(room: str, post: Post) -> str:
@@ -46,6 +49,7 @@ def format_post(room: str, post: Post) -> str:
 class ConsoleBridge:
     platform = "console"
     post_interval_s = 0.0
+    edits_per_minute = None
 
     def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None,
                  user: str | None = None):
@@ -78,8 +82,11 @@ class ConsoleBridge:
             if m is None:
                 self._write(f"(console) {USAGE}")
                 continue
-            room = m["channel"] or f"dm-{m['worker'].lower()}"
-            text = m["text"] if m["channel"] else m["dm"]
+            if m["decision"]:  # valid wherever it is typed: the request has a number
+                room, text = "", m["decision"]
+            else:
+                room = m["channel"] or f"dm-{m['worker'].lower()}"
+                text = m["text"] if m["channel"] else m["dm"]
             if not text.strip():
                 self._write(f"(console) nothing to send to #{room}; {USAGE}")
                 continue
@@ -95,7 +102,23 @@ class ConsoleBridge:
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
         self._write(format_post(room, post))
-        return None  # a console thread is known by its number
+        return f"console-{self._run}-{next(self._ids)}"  # what an edit names (R13.3)
+
+    async def edit(self, room: str, ref: str, post: Post) -> None:
+        """A terminal cannot change what it printed: the new text is printed again."""
+        self._write(format_post(room, post))
+
+    async def delete(self, room: str, ref: str) -> None:
+        return None
+
+    async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
+        return None
+
+    async def tell(self, room: str, user: str, text: str, thread: ThreadRef | None) -> None:
+        self._write(f"(console) {text}")
+
+    async def typing(self, room: str, on: bool) -> None:
+        return None
 
     def _write(self, text: str) -> None:
         self._stdout.write(text + "\n")

@@ -241,11 +241,14 @@ class AgentRun:
                open_task: bool = False) -> list[Effect]:
         """The process has exited and all its output has been read."""
         self._expect(RunState.RUNNING, RunState.STOPPING, event="exited")
-        effects = [*self._withdraw_asks(alerts.ASK_SESSION_ENDED),
-                   *self._posts(self.output.end_of_stream(now))]
+        reason, uptime = self.stop_reason, now - self.started_at
+        # A request the bot's own shutdown leaves open stays open: the resumed agent asks
+        # again after the restart, and its card is still there to decide (R13.4).
+        effects = [] if reason is StopReason.SHUTDOWN else self._withdraw_asks(
+            alerts.ASK_SESSION_ENDED)
+        effects += self._posts(self.output.end_of_stream(now))
         if self.pid is not None:
             effects.append(fx.ForgetProcess(self.pid))
-        reason, uptime = self.stop_reason, now - self.started_at
         outcome = AFTER_EXIT[(reason, self._exit_phase())]
         self.state, self.pid, self.stop_reason = RunState.STOPPED, None, None
         self.stopped_at = now

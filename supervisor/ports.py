@@ -110,6 +110,8 @@ class AgentConfig:
     allowed_tools: tuple[str, ...] = ()
     disallowed_tools: tuple[str, ...] = ()
     model: str = ""
+    approvals: bool = True  # R13.1: ask in chat for what the permission mode does not allow
+    approval_timeout_s: float = 900  # R13.3: the bot's deadline; the CLI has none
 
 
 @dataclass(frozen=True)

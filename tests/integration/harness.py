@@ -18,7 +18,7 @@ from pathlib import Path
 from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
-from bridges.base import EventSink, Inbound, Post
+from bridges.base import EventSink, Inbound, Post, ThreadRef
 from tests.support.botproc import write_config
 
 _ids = itertools.count(1)
@@ -41,11 +41,39 @@ class Recorder:
     async def resolve_room(self, ref: str) -> str:
         return ref.lstrip("#")
 
+    edits_per_minute: float | None = None
+    edits: list[tuple[str, str, Post]] = field(default_factory=list)  # (room, ref, post)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+    reactions: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    told: list[tuple[str, str, str]] = field(default_factory=list)  # (room, user, text)
+
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
         self.posts.append((room, post.line))
         self.sent.append((room, post))
-        return None if self.platform == "console" else f"{self.platform}-{len(self.sent)}"
+        return f"{self.platform}-{len(self.sent)}"
+
+    async def edit(self, room: str, ref: str, post: Post) -> None:
+        self.edits.append((room, ref, post))
+
+    async def delete(self, room: str, ref: str) -> None:
+        self.deleted.append((room, ref))
+
+    async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
+        self.reactions.append((room, ref, emoji, on))
+
+    async def tell(self, room: str, user: str, text: str, thread: ThreadRef | None) -> None:
+        self.told.append((room, user, text))
+
+    async def typing(self, room: str, on: bool) -> None:
+        return None
+
+    def ref_of(self, room: str, text: str) -> str:
+        """The id `send` gave the latest post in `room` whose text contains `text`."""
+        for i in range(len(self.sent) - 1, -1, -1):
+            if self.sent[i][0] == room and text in self.sent[i][1].text:
+                return f"{self.platform}-{i + 1}"
+        raise AssertionError(f"no post with {text!r} in {room}")
 
     async def stop(self) -> None:
         return None

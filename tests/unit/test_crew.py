@@ -61,7 +61,7 @@ def test_r4_7_index_follows_tasks_without_a_rebuild() -> None:
 def test_r3_3_lead_spec_from_its_channel_config() -> None:
     assert crew().spec_for("webui", None) == AgentSpec(
         "webui", AgentKind.LEAD, "webui", None, lead_prompt("webui", False, "Be brief."),
-        "/web", ("lead-cmd",), {"K": "v"})
+        "/web", ("lead-cmd",), {"K": "v"}, policy=ToolPolicy(approvals=True))
     general = crew().spec_for("general", None)
     assert general is not None and general.prompt == lead_prompt("general", True, "")
     assert general.workdir == "/work" and general.command == ("fake",)
@@ -77,7 +77,17 @@ def test_r3_3_worker_spec_from_its_latest_task(latest: TaskRow | None, task_id: 
                                                workdir: str) -> None:
     assert crew().spec_for("alice", latest) == AgentSpec(
         "alice", AgentKind.WORKER, "dm-alice", task_id, worker_prompt("alice"), workdir,
-        ("fake",), {})
+        ("fake",), {}, policy=ToolPolicy(approvals=True))
+
+
+def test_r13_1_always_allowed_rules_join_the_channels_allowed_tools() -> None:
+    """R13.1: a rule "Always allow" added for a channel is on its agents' command lines,
+    after the config's own and only once."""
+    c = crew()
+    c.tool_rules = {"webui": ("Bash(touch x)",), "backend": ("Read",)}
+    spec = c.spec_for("webui", None)
+    assert spec is not None and spec.policy.allowed_tools == ("Bash(touch x)",)
+    assert "--permission-prompt-tool" in spec.policy.flags()
 
 
 def test_r3_3_unknown_agent_has_no_spec() -> None:
@@ -167,7 +177,7 @@ def test_r13_5_each_channels_agents_run_with_its_tool_policy() -> None:
     `[agent]`'s key by key, for its lead, its forks and its tasks' workers; elsewhere the
     `[agent]` defaults apply. They reach the command line as Claude Code's flags."""
     agent = AgentConfig(command=("fake",), permission_mode=PermissionMode.ACCEPT_EDITS,
-                        model="opus")
+                        model="opus", approvals=False)
     config = Config(Path("c.toml"), BotConfig(), agent,
                     (ChannelConfig("webui", permission_mode=PermissionMode.PLAN,
                                    allowed_tools=("Bash(npm test:*)", "Read")),),
