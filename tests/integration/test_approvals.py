@@ -132,7 +132,7 @@ async def test_r13_1_a_bare_reply_in_the_cards_thread_decides_it(tmp_path: Path)
         await bot.app.on_event(person("slack", "C1", "allow", thread=top.ref))
         await until(lambda: any("ran Bash: touch x" in p.text for _, p in slack.sent),
                     what="the tool ran")
-        assert not any("allow" == r["text"].rsplit("] ", 1)[-1] for r in bot.received())
+        assert not any(r["text"].rsplit("] ", 1)[-1] == "allow" for r in bot.received())
     finally:
         await bot.stop()
 
