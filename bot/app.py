@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from bot import control_ops, datadir
 from bot.admin_ops import AdminOps
-from bot.approval_ops import ApprovalOps
+from bot.approval_ops import ApprovalOps, Decider
 from bot.budget_ops import BudgetOps
 from bot.clock import SystemClock
 from bot.config import Config
@@ -60,6 +60,7 @@ from bot.outage import OutageTracker
 from bot.outbox import Outbox
 from bot.rooms import Rooms, wanted_rooms
 from bot.routing import Notice, route
+from bot.status_ops import StatusOps
 from bot.steer_ops import SteerOps
 from bot.store import Store
 from bot.store_outbox import Said
@@ -141,7 +142,11 @@ class App:
             always_on=[c.name for c in self.config.channels if c.always_on],
             withheld_env=self.config.env_refs)
         self.steering = SteerOps(self.store, self.crew, self.supervisor, self.config,
-                                 self.bot_says, self.clock.now)
+                                 self.bot_says, self.clock.now,
+                                 lambda e, thread, text: self.approvals.tell(
+                                     Decider.of(e), thread, text))
+        self.status = StatusOps(self.store, self.outbox, self.conversations, self.bridges,
+                                self.config, self.clock, self.steering.stop_pressed)
         self.tasks = TaskOps(self.store, self.crew, self.conversations, self.outbox,
                              self.supervisor, self.clock.now, self.ensure_channel,
                              self.bot_says)
@@ -174,6 +179,7 @@ class App:
         self.outages.admin_platforms = frozenset(
             r.platform for r in self.rooms.rooms_of(self.crew.admin))
         await self.outbox.resume()
+        await self.status.take_back_left_overs()
         await self.supervisor.start_up()
         self._spawn(self.budget.run_days(), "budget-days")
         self._spawn(self.approvals.run_deadlines(), "approval-deadlines")
@@ -273,7 +279,8 @@ class App:
             raise ShuttingDown("crewbridge is stopping")
         try:
             if isinstance(event, Acted):
-                await self.approvals.acted(event)
+                if not await self.status.acted(event):
+                    await self.approvals.acted(event)
                 return
             await self._carry_out(event, classify(event, self.rooms, self.crew,
                                                   self.config.admin.users))

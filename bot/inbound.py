@@ -36,7 +36,7 @@ from bot.commands import Admin, Invalid, StopTurn, TaskCreate, TaskDone, is_admi
 from bot.crew import Crew
 from bot.model import Platform, RoomRef, dm_channel_of, worker_of_dm
 from bot.rooms import Rooms
-from bridges.base import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
+from bridges.base import Acted, BridgeEvent, ConnectionChanged, Inbound, RoomJoined
 
 DM_ADDRESS = re.compile(r"@([A-Za-z0-9][\w-]*)[,:]?\s*(.*)", re.DOTALL)
 
@@ -203,7 +203,7 @@ def is_admin(msg: Inbound, admin_users: Collection[str]) -> bool:
     return msg.platform == Platform.CONSOLE or not admin_users or msg.sender in admin_users
 
 
-def may_steer(msg: Inbound, approvers: Collection[str], admin_users: Collection[str],
+def may_steer(msg: Inbound | Acted, approvers: Collection[str], admin_users: Collection[str],
               askers: Collection[str]) -> bool:
     """Who may stop (and, later, approve for) a turn (R13.2, R13.6): the channel's
     approvers and the admin users; with no approvers listed, also the people the turn

@@ -97,7 +97,8 @@ MIGRATIONS: list[str] = [
     # the people the turn answered (a JSON list of names), who may decide when a channel has
     # no approvers. `tool_rules`: what "Always allow" added, per channel (--allowedTools).
     # Outbox rows learn to edit, delete and react to a message shown before (`op`), and to
-    # carry buttons (a JSON list; R13.1, R13.7).
+    # carry buttons (a JSON list; R13.1, R13.7). A queued nudge names the person's message
+    # it came from, which the live status marks with 👀 ✅ ⏸️ ❌ (R13.7).
     """
     CREATE TABLE approvals (
         id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, channel TEXT NOT NULL,
@@ -112,5 +113,6 @@ MIGRATIONS: list[str] = [
         added_at REAL NOT NULL, PRIMARY KEY (channel, rule));
     ALTER TABLE outbox ADD COLUMN op TEXT NOT NULL DEFAULT 'post';
     ALTER TABLE outbox ADD COLUMN buttons TEXT NOT NULL DEFAULT '';
+    ALTER TABLE queue ADD COLUMN message INTEGER;
     """,
 ]

@@ -16,7 +16,7 @@ from bot.model import RoomRef
 from bot.routing import split_nudge
 from bot.store import Store
 from bot.store_usage import Actor
-from bridges.base import Inbound
+from bridges.base import Acted, Inbound
 from supervisor.ports import Conversation
 from supervisor.supervisor import Supervisor
 
@@ -24,13 +24,15 @@ from supervisor.supervisor import Supervisor
 class SteerOps:
     def __init__(self, store: Store, crew: Crew,
                  supervisor: Supervisor, config: Config,
-                 bot_says: Callable[..., Awaitable[None]], now: Callable[[], float]):
+                 bot_says: Callable[..., Awaitable[None]], now: Callable[[], float],
+                 tell: Callable[[Acted, int | None, str], Awaitable[None]]):
         self.store = store
         self.crew = crew
         self.supervisor = supervisor
         self.config = config
         self.bot_says = bot_says  # (conversation, text, *, only=room)
         self.now = now
+        self.tell = tell  # (who, thread id, text): to them alone
 
     async def stop_turn(self, channel: str, msg: Inbound,
                          recorded: tuple[int, int | None] | None, agent: str | None,
@@ -58,13 +60,24 @@ class SteerOps:
                                        self.now())  # R13.9
             await self.bot_says(where, answer, only=only)
 
+    async def stop_pressed(self, agent: str, where: Conversation, e: Acted) -> None:
+        """The Stop button (Slack) or 🛑 (Matrix) on `agent`'s status message (R13.6): as
+        `!stop @agent`, by someone who may steer it; a refusal is told to them alone."""
+        answer = self._refusal(e, where.channel, agent)
+        if answer is None:
+            await self.supervisor.stop_turn(agent, e.sender_name)  # the stop says who
+        await self.store.audit_act(Actor.of(e, where.channel), f"Stop @{agent}",
+                                   answer or "stopped", self.now())  # R13.9
+        if answer is not None:
+            await self.tell(e, where.thread, answer)
+
     async def _owner(self, thread_id: int) -> list[str]:
         """The agent a thread belongs to, when no turn is answering it now."""
         thread = await self.store.thread(thread_id)
         agent = self.crew.thread_agent(thread) if thread else None
         return [agent] if agent else []
 
-    def _refusal(self, msg: Inbound, channel: str, agent: str) -> str | None:
+    def _refusal(self, msg: Inbound | Acted, channel: str, agent: str) -> str | None:
         """Why `msg`'s sender may not stop `agent`'s running turn; None when they may (or
         when there is no turn: the supervisor says so)."""
         view = self.supervisor.run_view(agent)

@@ -118,6 +118,15 @@ def _scrubbed(parameters: Any) -> Any:
     return tuple(scrub(v) if isinstance(v, str) else v for v in parameters)
 
 
+@dataclass(frozen=True)
+class RoomMessage:
+    """A stored message and the room it was written in."""
+
+    id: int
+    platform: str
+    room: str
+
+
 class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
@@ -251,7 +260,7 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
             add_ref(conn, msg.platform, msg.room, msg.root_ref, mid)
             answer_in = new_thread(conn, channel, mid).id if roots_thread else thread
             _apply(conn, [self._enqueue_sql(n if n.thread else replace(n, thread=answer_in),
-                                            now) for n in nudges])
+                                            now, message=mid) for n in nudges])
             return mid
 
         return await self._tx(work)
@@ -261,9 +270,22 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
                                (platform, event_id)) is not None
 
     @staticmethod
-    def _enqueue_sql(n: Nudge, now: float) -> tuple[str, tuple]:
-        return ("INSERT INTO queue (agent, text, hops, origin, created_at, thread) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (n.agent, n.text, n.hops, n.origin, now, n.thread))
+    def _enqueue_sql(n: Nudge, now: float, *, message: int | None = None
+                     ) -> tuple[str, tuple]:
+        return ("INSERT INTO queue (agent, text, hops, origin, created_at, thread, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (n.agent, n.text, n.hops, n.origin, now, n.thread, message))
+
+    async def nudged_by(self, ids: Iterable[int]) -> dict[int, RoomMessage]:
+        """The person's message each of these queued nudges came from, where it was written
+        (a nudge an agent's text made has none)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        rows = await self._all(
+            f"SELECT q.id, m.id, m.platform, m.room FROM queue q JOIN messages m ON "
+            f"m.id = q.message WHERE q.id IN ({','.join('?' * len(ids))})", tuple(ids))
+        return {q: RoomMessage(m, p, r) for q, m, p, r in rows}
 
     async def enqueue(self, nudges: Iterable[Nudge], now: float) -> None:
         statements = [self._enqueue_sql(n, now) for n in nudges]

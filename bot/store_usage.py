@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from bot.routing import split_nudge
-from bridges.base import Inbound
+from bridges.base import Acted, Inbound
 from supervisor.ports import TurnUsage
 
 T = TypeVar("T")
@@ -203,7 +203,7 @@ class Actor:
     id: str = ""
 
     @classmethod
-    def of(cls, msg: Inbound, channel: str) -> Actor:
+    def of(cls, msg: Inbound | Acted, channel: str) -> Actor:
         return cls(msg.sender_name, msg.platform, channel, msg.sender)
 
     @property
