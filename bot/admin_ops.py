@@ -17,10 +17,11 @@ from bot.commands import ADMIN_HELP, Admin, AdminVerb
 from bot.routing import split_nudge
 from bot.store import Store
 from bot.store_usage import Actor, UsageReport, days_before, usage_report, utc_day
-from supervisor.auth import run_login
+from supervisor.login import LoginRun
 from supervisor.ports import AgentConfig, Conversation
 from supervisor.supervisor import Supervisor
 
+NO_LOGIN = "No login is running; `auth login` starts one."
 USAGE_DAYS = 7  # admin `usage`: today and the six days before (R13.8)
 AUDIT_COUNT = 20  # admin `audit` without a count (R13.9)
 
@@ -40,6 +41,7 @@ class AdminOps:
         self._now = now
         self._spawn = spawn  # a background task the app cancels when it stops
         self._set_budget = set_budget  # `budget <channel> <usd>` (R13.8)
+        self._login: LoginRun | None = None  # one at a time (R6.5)
 
     async def run(self, cmd: Admin, by: Actor) -> str:
         """Carry out `cmd` for admin `by`; the answer for the admin room, audited (R13.9)."""
@@ -75,10 +77,17 @@ class AdminOps:
             case AdminVerb.DROP:
                 return await self._drop(agent, cmd.which, by.name)
             case AdminVerb.AUTH_LOGIN:
-                self._spawn(self._auth_login(by), "auth-login")
-                command = " ".join(self.agent.login_command)
-                return (f"Running `{command}` on the host (it may open a browser there); "
-                        f"waiting up to {self.agent.login_timeout_s:.0f}s.")
+                return await self._start_login(by)
+            case AdminVerb.AUTH_CODE:
+                if self._login is None:
+                    return NO_LOGIN
+                return ("Typed it into the login's prompt." if self._login.type(cmd.code)
+                        else "The login has ended; nothing was typed.")
+            case AdminVerb.AUTH_CANCEL:
+                if self._login is None:
+                    return NO_LOGIN
+                self._login.cancel()
+                return "Cancelling the login…"
         return ADMIN_HELP
 
     async def usage(self, days: int) -> UsageReport:
@@ -102,10 +111,28 @@ class AdminOps:
                              admin_text.dropped_notice(sender, agent, body, by))
         return f"Dropped {len(dropped)} queued message(s) for {agent}."
 
-    async def _auth_login(self, by: Actor) -> None:
-        """R6.5; its outcome is audited as an act of its own, once known (R13.9)."""
-        result = await run_login(self.agent.login_command, self.agent.login_timeout_s,
-                                 cwd=Path(self.agent.workdir), env=self.agent.env)
+    async def _start_login(self, by: Actor) -> str:
+        """R6.5: the login command under a pseudo-terminal, its lines relayed here."""
+        if self._login is not None:
+            return ("A login is already running: answer its prompt with `auth code <code>`, "
+                    "or end it with `auth cancel`.")
+        run = LoginRun(self.agent.login_command, cwd=Path(self.agent.workdir),
+                       env=self.agent.env, relay=lambda text: self._notice(f"🔑 {text}"))
+        if (error := await run.start()) is not None:
+            return f"❌ auth login failed: {error}"
+        self._login = run
+        self._spawn(self._auth_login(run, by), "auth-login")
+        command = " ".join(self.agent.login_command)
+        return (f"Running `{command}` on the host; what it prints follows here. Open the URL "
+                f"it shows, then answer its prompt with `auth code <code>` (`auth cancel` "
+                f"ends it; it gives up after {self.agent.login_timeout_s:.0f}s).")
+
+    async def _auth_login(self, run: LoginRun, by: Actor) -> None:
+        """Its outcome is audited as an act of its own, once known (R13.9)."""
+        try:
+            result = await run.finished(self.agent.login_timeout_s)
+        finally:
+            self._login = None
         if not result.ok:
             outcome = f"❌ auth login failed: {result.detail}"
         else:

@@ -17,6 +17,7 @@ from typing import Any
 from bot.model import Platform
 from bridges.base import Button
 from supervisor.control import Verdict
+from supervisor.terminal import plain
 
 SUMMARY_MAX_CHARS = 600
 """A card shows this much of a command or an input; the agent's own record has it all."""
@@ -58,16 +59,6 @@ class Approval:
 
 
 # --- what a card says -------------------------------------------------------------------------
-
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def plain(text: str) -> str:
-    """`text` without ANSI escapes and control characters: what a tool's input or the CLI's
-    `decision_reason` may carry must not reach a room as raw bytes (R13.1)."""
-    return _CONTROL.sub("", _ANSI.sub("", text))
-
 
 def _short(text: str, limit: int = SUMMARY_MAX_CHARS) -> str:
     text = plain(text).strip()

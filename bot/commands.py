@@ -20,6 +20,8 @@ class AdminVerb(StrEnum):
     STOP = "stop"
     RESET = "reset"
     AUTH_LOGIN = "auth-login"
+    AUTH_CODE = "auth-code"  # type into the running login's prompt (R6.5)
+    AUTH_CANCEL = "auth-cancel"
     QUEUE = "queue"
     DROP = "drop"
     USAGE = "usage"
@@ -53,9 +55,13 @@ class Admin:
     which: int | None = None  # `drop`: the message's place in `queue`; None: all of them
     count: int | None = None  # `audit`: how many entries; None: the default
     amount: float | None = None  # `budget`: today's cap in USD
+    code: str = ""  # `auth code`: what to type into the login's prompt
 
     def words(self) -> str:
-        """The command as it is written: what the audit records (R13.9)."""
+        """The command as it is written: what the audit records (R13.9) — but never the
+        code a login was given."""
+        if self.verb == AdminVerb.AUTH_CODE:
+            return "auth code [hidden]"
         args = (self.agent, "all" if self.verb == AdminVerb.DROP and self.which is None
                 else self.which, self.count, self.amount)
         return " ".join([self.verb.replace("-", " "), *(str(a) for a in args if a is not None)])
@@ -79,14 +85,15 @@ USAGE = {
     "restart": "restart <agent>",
     "stop": "stop <agent>",
     "reset": "reset <agent>",
-    "auth": "auth login",
+    "auth": "auth login | auth code <code> | auth cancel",
     "queue": "queue <agent>",
     "drop": "drop <agent> <n>|all",
     "audit": "audit [<n>]",
     "budget": "budget <channel> <usd>",
 }
 ADMIN_HELP = ("Admin commands: status · tasks · restart <agent> · stop <agent> · "
-              "reset <agent> · queue <agent> · drop <agent> <n>|all · auth login · usage · "
+              "reset <agent> · queue <agent> · drop <agent> <n>|all · auth login · "
+              "auth code <code> · auth cancel · usage · "
               "audit [<n>] · budget <channel> <usd> · help")
 
 
@@ -136,8 +143,14 @@ def parse(text: str, *, in_admin: bool) -> Command | None:
         return (Admin(AdminVerb.BUDGET, args[0].lstrip("#").lower(),
                       amount=float(args[1].lstrip("$"))) if ok else Invalid(USAGE["budget"]))
     if verb == "auth":
-        login = [a.lower() for a in args] == ["login"]
-        return Admin(AdminVerb.AUTH_LOGIN) if login else Invalid(USAGE["auth"])
+        sub = [a.lower() for a in args[:1]]
+        if sub == ["login"] and len(args) == 1:
+            return Admin(AdminVerb.AUTH_LOGIN)
+        if sub == ["cancel"] and len(args) == 1:
+            return Admin(AdminVerb.AUTH_CANCEL)
+        if sub == ["code"] and len(args) == 2:
+            return Admin(AdminVerb.AUTH_CODE, code=args[1])
+        return Invalid(USAGE["auth"])
     return Admin(AdminVerb.HELP) if in_admin else None
 
 

@@ -7,6 +7,7 @@ Times are shown as the host's local wall-clock time of day.
 
 from __future__ import annotations
 
+import re
 import time
 
 from supervisor.breaker import Blocked, BlockReason
@@ -38,9 +39,13 @@ def breaker_opened(spec: AgentSpec, failures: int, error: str, retry_at: float) 
 
 
 def auth_expired(name: str, error: str) -> str:
-    return (f"🔑 Agent auth expired: {name} cannot log in to the model API ({error}). Agents "
-            "will not be restarted against it. Remedy: `auth login` here, or log in on the "
-            "host, then `reset <agent>`.")
+    """R6.2, R6.5: one alert for the login, saying what the agent said — "not logged in"
+    (no credentials) or "login expired" (a token the API no longer takes)."""
+    what = "login expired" if re.search(r"expired|revoked|invalid", error, re.I) else \
+        "not logged in"
+    return (f"🔑 Agent auth: {what} — {name} cannot log in to the model API ({error}). Agents "
+            "will not be restarted against it. Remedy: `auth login` here (it shows a URL to "
+            "open, then `auth code <code>`), or log in on the host, then `reset <agent>`.")
 
 
 def recovered(spec: AgentSpec) -> str:

@@ -284,13 +284,13 @@ async def test_r6_2_auth_failure_alerts_once_and_does_not_loop(tmp_path: Path) -
     try:
         await bot.say("general", "hello")
         await bot.say("webui", "hello")
-        await until(lambda: sum("auth expired" in t for t in alerts(bot)) == 1, what="alert")
+        await until(lambda: sum("Agent auth:" in t for t in alerts(bot)) == 1, what="alert")
         for lead in ("general", "webui"):  # both turns have run before fake time jumps
             await until(lambda lead=lead: _read_health(bot, f"lead:{lead}").get("auth_failed"),
                         what=f"{lead} auth failed")
         for _ in range(5):
             await bot.tick(200)
-        assert sum("auth expired" in t for t in alerts(bot)) == 1
+        assert sum("Agent auth:" in t for t in alerts(bot)) == 1
         assert len(bot.received()) == 2  # one turn each, no restarts
         assert not any("Not logged in" in t for r in ("general", "webui")
                        for t in bot.rec.in_room(r))
@@ -321,7 +321,7 @@ async def test_r6_5_auth_login_success_closes_auth_breakers_and_restarts(
     bot = await start_bot(tmp_path, agent={"command": auth_agent, "login_command": login})
     try:
         await bot.say("general", "hello")
-        await until(lambda: any("auth expired" in t for t in alerts(bot)), what="auth alert")
+        await until(lambda: any("Agent auth:" in t for t in alerts(bot)), what="auth alert")
         await bot.say("general", "queued while logged out")
         await bot.say("ops", "auth login")
         await until(lambda: any("auth login succeeded" in t for t in alerts(bot)), what="login")

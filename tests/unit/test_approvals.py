@@ -15,7 +15,6 @@ from bot.approvals import (
     card_text,
     may_decide,
     parse_decision,
-    plain,
     summary,
     verdict_of,
 )
@@ -26,6 +25,7 @@ from supervisor.control import (
     encode_verdict,
 )
 from supervisor.protocol import parse_line
+from supervisor.terminal import plain
 
 ASK_LINE = json.dumps({
     "type": "control_request", "request_id": "r-1",

@@ -292,7 +292,7 @@ def test_turn_rules_row_by_row(end: TurnEnd, healthy: bool, expected: list[type]
     if end is TurnEnd.AUTH:  # R6.2: the breaker opens at once, one alert for the login
         assert of(effects, fx.SaveHealth)[0].health.state is BreakerState.OPEN
         assert [e.key for e in of(effects, fx.Escalate)] == ["auth", "breaker:webui"]
-        assert "auth expired" in (of(effects, fx.Escalate)[0].alert or "")
+        assert "Agent auth:" in (of(effects, fx.Escalate)[0].alert or "")
 
 
 def test_r3_4_r4_11_a_hung_turn_tells_only_the_people_it_was_answering() -> None:

@@ -67,3 +67,4 @@ def test_r10_4_control_tokens_are_hidden_wherever_they_appear() -> None:
     token = new_token()
     assert scrub(f"CREWBRIDGE_TOKEN={token}\nPATH=/usr/bin") == (
         "CREWBRIDGE_TOKEN=[redacted]\nPATH=/usr/bin")
+
