@@ -374,12 +374,11 @@ class MatrixBridge:
             self._encrypted_warned.add(room_id)
             log.warning("matrix: %s is encrypted; crewbridge cannot read it", room_id)
         now = time.time()
-        message = read_message(source, self.user_id, now) or read_reaction(source,
-                                                                           self.user_id, now)
-        if message is None:
+        read = read_message(source, self.user_id, now) or read_reaction(source, self.user_id, now)
+        if read is None:
             return None
-        name = await self._display_name(room_id, message.sender)
-        return message.inbound(room_id, sender_name=name, is_direct=room_id in self._direct)
+        name = await self._display_name(room_id, read.sender)
+        return read.inbound(room_id, sender_name=name, is_direct=room_id in self._direct)
 
     async def _display_name(self, room_id: str, user_id: str) -> str:
         """The sender's display name: from the room state nio tracks, else their profile
