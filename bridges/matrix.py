@@ -30,8 +30,11 @@ Why our own loop rather than nio's `sync_forever` and callbacks:
 What each event means — loop prevention (R5.5), which invites to accept (R1.5), direct
 rooms (R1.6), what an error response is — is decided in `bridges.matrix_events`; start-up
 (login, the device kept for R8.3) is `bridges.matrix_login`; bound rooms (resolved, joined
-whoever invited the bot (R11.4), remembered, 429s waited out: R9.1) `bridges.matrix_rooms`.
-This module is the I/O: it remembers direct rooms in the store when it accepts an invite.
+whoever invited the bot (R11.4), remembered, 429s waited out: R9.1) `bridges.matrix_rooms`;
+posts, edits and notices `bridges.matrix_posts`, the bot's reactions (buttons, status marks:
+R13.1, R13.7) `bridges.matrix_reactions`, typing `bridges.matrix_typing`, and what a card's
+events look like and a person's reaction means `bridges.matrix_cards`. This module is the
+connection: it remembers direct rooms in the store when it accepts an invite.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import ClientError
@@ -50,11 +52,11 @@ from nio import (
     MessageDirection,
     ProfileGetDisplayNameResponse,
     RoomMessagesResponse,
-    RoomSendResponse,
     SyncResponse,
 )
 
 from bridges.base import (
+    Acted,
     BridgeEvent,
     EventSink,
     Inbound,
@@ -63,20 +65,18 @@ from bridges.base import (
     RoomJoined,
     RoomUnresolvable,
     SendError,
+    ThreadRef,
     backoff_delay,
 )
 from bridges.link import LinkState
+from bridges.matrix_cards import read_reaction
 from bridges.matrix_events import (
     PLATFORM,
-    EventType,
-    ThreadRefused,
     describe,
     is_encrypted,
     localpart,
-    post_contents,
     read_invite,
     read_message,
-    send_failure,
     start_of_news,
     sync_filter,
 )
@@ -89,8 +89,10 @@ from bridges.matrix_login import (
     new_client,
     patient_call,
 )
+from bridges.matrix_posts import MatrixPosts
+from bridges.matrix_reactions import BotReactions
 from bridges.matrix_rooms import join, resolve
-from bridges.render import rendered
+from bridges.matrix_typing import RENEW_S, TypingNotices
 from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
@@ -100,26 +102,23 @@ log = logging.getLogger(__name__)
 NOW_MS = 1
 
 
-async def rendered_contents(post: Post) -> list[dict[str, Any]]:
-    """`post_contents(post)`, off the event loop when the post is long (`rendered`)."""
-    return await rendered(post.text, lambda _text: post_contents(post))
-
-
 class MatrixBridge:
     """`bridges.base.Bridge` for Matrix. Construct, `await start(sink)`, `resolve_room`,
-    `send`, `await stop()`.
+    `send` (`edit`, `delete`, `react`, `tell`, `typing`), `await stop()`.
 
     The keyword arguments are tuning knobs with production defaults; tests shorten the
-    backoff cap and the timeline limit to exercise recovery and gap filling quickly.
+    backoff cap and the timeline limit to exercise recovery and gap filling quickly, and
+    the typing renewal to see it renewed.
     """
 
     platform = PLATFORM
     post_interval_s = 0.0  # Synapse limits per user, not per room; 429s come back as RateLimited
+    edits_per_minute = None  # edits count against the same per-user limit as posts
 
     def __init__(self, config: MatrixConfig, kv: KeyValueStore, *,
                  sync_timeout_ms: int = 30_000, backoff_base_s: float = 1.0,
                  backoff_cap_s: float = 30.0, timeline_limit: int = 50,
-                 overdue_grace_s: float = 10.0):
+                 overdue_grace_s: float = 10.0, typing_renew_s: float = RENEW_S):
         self.config = config
         self.kv = kv
         self.sync_timeout_ms = sync_timeout_ms
@@ -130,6 +129,9 @@ class MatrixBridge:
         self.user_id = config.user_id
         self.device_id: str | None = None
         self._client: AsyncClient | None = None
+        self._posts = MatrixPosts(self._require_client,
+                                  BotReactions(self._require_client, kv, self.user_id))
+        self._typing = TypingNotices(self._require_client, renew_s=typing_renew_s)
         self._sink: EventSink | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_batch: str | None = None
@@ -199,6 +201,7 @@ class MatrixBridge:
         if self._stopped:
             return
         self._stopping = True
+        await self._typing.stop()
         task, self._task = self._task, None
         if task is not None:
             locked = False
@@ -337,7 +340,7 @@ class MatrixBridge:
             elif info.timeline.limited and since and info.timeline.prev_batch:
                 events = await self._fill_gap(room_id, info.timeline.prev_batch, since) + events
             seen: set[str] = set()
-            for source in events:
+            for source in events:  # messages and reactions, in the order they were sent
                 inbound = await self._inbound(room_id, source)
                 if inbound is None or inbound.event_id in seen:
                     continue
@@ -364,16 +367,18 @@ class MatrixBridge:
                  len(chunks), room_id)
         return chunks
 
-    async def _inbound(self, room_id: str, source: dict[str, Any]) -> Inbound | None:
-        """A person's message as an `Inbound`, or None for anything that is not one (R5.5)."""
+    async def _inbound(self, room_id: str, source: dict[str, Any]) -> Inbound | Acted | None:
+        """A person's message as an `Inbound`, their reaction as an `Acted` (R13.1), or None
+        for anything that is neither (R5.5)."""
         if is_encrypted(source) and room_id not in self._encrypted_warned:
             self._encrypted_warned.add(room_id)
             log.warning("matrix: %s is encrypted; crewbridge cannot read it", room_id)
-        message = read_message(source, self.user_id, time.time())
-        if message is None:
+        now = time.time()
+        read = read_message(source, self.user_id, now) or read_reaction(source, self.user_id, now)
+        if read is None:
             return None
-        name = await self._display_name(room_id, message.sender)
-        return message.inbound(room_id, sender_name=name, is_direct=room_id in self._direct)
+        name = await self._display_name(room_id, read.sender)
+        return read.inbound(room_id, sender_name=name, is_direct=room_id in self._direct)
 
     async def _display_name(self, room_id: str, user_id: str) -> str:
         """The sender's display name: from the room state nio tracks, else their profile
@@ -423,33 +428,26 @@ class MatrixBridge:
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
-        """R5.5/R5.6/R5.7/R12.1/R8.3: post as `m.notice` parts (see `post_contents`: the
-        author's name line, HTML and a plain body, the thread relation), part `i` under
-        transaction id `<key>.<i>` so a retried post is never doubled. Returns the first
-        part's event id: a reply in the thread names it (or its thread's root) later.
+        """R5.5/R8.3/R12.1/R13.1: see `MatrixPosts.send`; transaction ids make every retry
+        harmless, so `maybe_sent` needs no check here."""
+        return await self._posts.send(room, post, key)
 
-        A thread the homeserver refuses (`ThreadRefused`) does not lose the post (R5.1): it
-        goes to the top level under `<key>.top.<i>`, and a retry after a crash meets the
-        same refusal and the same transaction ids, so it is still posted once."""
-        try:
-            return await self._send_parts(room, await rendered_contents(post), key)
-        except ThreadRefused as e:
-            log.warning("matrix: %s; posting it at the top level instead of in the thread "
-                        "of %s", e, post.thread.root if post.thread else None)
-        return await self._send_parts(room, await rendered_contents(replace(post, thread=None)),
-                                      f"{key}.top")
+    async def edit(self, room: str, ref: str, post: Post) -> None:
+        """R13.3/R13.7: see `MatrixPosts.edit`."""
+        await self._posts.edit(room, ref, post)
 
-    async def _send_parts(self, room: str, contents: list[dict[str, Any]],
-                          key: str) -> str | None:
-        client = self._require_client()
-        first: str | None = None
-        for i, content in enumerate(contents):
-            try:
-                resp = await client.room_send(room, EventType.MESSAGE, content,
-                                              tx_id=f"{key}.{i}")
-            except (ClientError, TimeoutError, OSError) as e:
-                raise send_failure(room, e) from None
-            if not isinstance(resp, RoomSendResponse):
-                raise send_failure(room, resp, in_thread=i == 0 and "m.relates_to" in content)
-            first = first or resp.event_id
-        return first
+    async def delete(self, room: str, ref: str) -> None:
+        await self._posts.delete(room, ref)
+
+    async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
+        """R13.7: see `bridges.matrix_reactions`."""
+        reactions = self._posts.reactions
+        await (reactions.add if on else reactions.remove)(room, ref, emoji)
+
+    async def tell(self, room: str, user: str, text: str, thread: ThreadRef | None) -> None:
+        """R13.2: see `MatrixPosts.tell`."""
+        await self._posts.tell(room, user, text, thread)
+
+    async def typing(self, room: str, on: bool) -> None:
+        """R13.7: see `bridges.matrix_typing`."""
+        await self._typing.set(room, on)

@@ -9,7 +9,8 @@ clock (callers pass `now`) or keeps state, so every rule is a table test away:
   `m.notice` (bot output, ours or another bot's), edits, media and empty bodies do not (R5.5);
 - a room joined within a batch starts its news after the bot's invite, else its join (R8.2);
 - a message in a thread (`m.thread`) names its root; a plain reply (`m.in_reply_to` alone)
-  is a top-level message, as Element shows it in the main timeline (R12.2);
+  is a top-level message, as Element shows it in the main timeline (R12.2); a real reply
+  (not a thread's fallback) names the event it answers (R13.1);
 - a post is `m.notice` parts, each with the author's bold name line (R5.7) and, in a
   thread, the `m.thread` relation with the reply fallback (R12.1);
 - invites are accepted from `allow_invites_from` only (R1.5); `is_direct` on the invite marks
@@ -46,6 +47,7 @@ class EventType(StrEnum):
     MESSAGE = "m.room.message"
     MEMBER = "m.room.member"
     ENCRYPTED = "m.room.encrypted"
+    REACTION = "m.reaction"
 
 
 class MsgType(StrEnum):
@@ -65,6 +67,7 @@ class Membership(StrEnum):
 class RelType(StrEnum):
     REPLACE = "m.replace"  # an edit
     THREAD = "m.thread"
+    ANNOTATION = "m.annotation"  # a reaction
 
 
 # --- errors ------------------------------------------------------------------------------
@@ -282,11 +285,25 @@ class Message:
     event_id: str
     ts: float
     thread: str | None
+    reply_to: str | None = None
 
     def inbound(self, room: str, *, sender_name: str, is_direct: bool) -> Inbound:
         return Inbound(platform=PLATFORM, room=room, sender=self.sender,
                        sender_name=sender_name, text=self.text, event_id=self.event_id,
-                       ts=self.ts, is_direct=is_direct, thread=self.thread)
+                       ts=self.ts, is_direct=is_direct, thread=self.thread,
+                       reply_to=self.reply_to)
+
+
+def replied_to(relates: dict[str, Any]) -> str | None:
+    """The event a person really replied to (R13.1: a reply `allow` to a card decides it),
+    or None. In a thread every message carries `m.in_reply_to` as a fallback for clients
+    without threads, marked `is_falling_back`: that one is no reply. A reply inside a
+    thread (Element's "Reply" there) has `is_falling_back` false or absent."""
+    reply = relates.get("m.in_reply_to")
+    if not isinstance(reply, dict) or relates.get("is_falling_back") is True:
+        return None
+    event_id = reply.get("event_id")
+    return event_id if isinstance(event_id, str) and event_id else None
 
 
 def read_message(source: dict[str, Any], own_user_id: str, now: float) -> Message | None:
@@ -295,8 +312,9 @@ def read_message(source: dict[str, Any], own_user_id: str, now: float) -> Messag
 
     `thread` is the root of an `m.thread` relation (R12.2). A plain reply (`m.in_reply_to`
     without `m.thread`) is a top-level message: Element shows it in the main timeline, and
-    which thread the replied-to event is in would take a request to find out. An edit
-    (`m.replace`, also one inside a thread) is never a new message (R8.1)."""
+    which thread the replied-to event is in would take a request to find out. `reply_to`:
+    see `replied_to`. An edit (`m.replace`, also one inside a thread) is never a new
+    message (R8.1)."""
     sender = source.get("sender", "")
     if source.get("type") != EventType.MESSAGE or sender == own_user_id:
         return None
@@ -314,4 +332,5 @@ def read_message(source: dict[str, Any], own_user_id: str, now: float) -> Messag
         body = strip_reply_fallback(body)
     thread = relates.get("event_id") if relates.get("rel_type") == RelType.THREAD else None
     return Message(sender=sender, text=body, event_id=str(source.get("event_id", "")),
-                   ts=float(source.get("origin_server_ts", now * 1000)) / 1000, thread=thread)
+                   ts=float(source.get("origin_server_ts", now * 1000)) / 1000, thread=thread,
+                   reply_to=replied_to(relates))

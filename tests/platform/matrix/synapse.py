@@ -16,9 +16,9 @@ API
   `restart()`, `url`, `server_name`, `register(localpart, ...) -> Account`,
   `new_localpart(prefix)`, `override_ratelimit(user_id, ...)`, `log_tail()`.
 - `Person.connect(server, account)`: a matrix-nio client with a background sync:
-  `create_room`, `invite`, `send_text` (optionally in a thread), `edit`,
-  `wait_for_message`, `wait_for_membership`, `thread_events`,
-  `messages`, `close`.
+  `create_room`, `invite`, `send_text` (optionally in a thread), `edit`, `reply`, `react`,
+  `wait_for_message`, `wait_for_membership`, `wait_until`, `thread_events`, `messages`,
+  `events`, `reactions`, `redacted`, `typing`, `close`.
 - `synapse_python()`: the interpreter that runs Synapse (`CREWBRIDGE_SYNAPSE_PYTHON`
   overrides `<repo>/.venv-synapse/bin/python`).
 """
@@ -54,6 +54,7 @@ from nio import (
     RoomPreset,
     RoomSendResponse,
     SyncResponse,
+    TypingNoticeEvent,
 )
 from nio.api import RelationshipType
 
@@ -348,6 +349,7 @@ class SynapseServer:
 @dataclass
 class _RoomLog:
     events: list[EventDict] = field(default_factory=list)
+    typing: list[list[str]] = field(default_factory=list)  # who typed, per `m.typing` event
 
 
 class Person:
@@ -426,6 +428,8 @@ class Person:
                 if source.get("type") == "m.room.member":
                     self._members.setdefault(room_id, {})[source.get("state_key", "")] = (
                         source.get("content", {}).get("membership", ""))
+            log.typing.extend(list(ev.users) for ev in info.ephemeral
+                              if isinstance(ev, TypingNoticeEvent))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -475,8 +479,25 @@ class Person:
             "m.new_content": {"msgtype": "m.text", "body": text},
             "m.relates_to": {"rel_type": "m.replace", "event_id": event_id}})
 
-    async def _send(self, room_id: str, content: dict[str, Any]) -> str:
-        resp = await self.client.room_send(room_id, "m.room.message", content)
+    async def reply(self, room_id: str, event_id: str, text: str, *,
+                    thread: str | None = None) -> str:
+        """Reply to `event_id` as Element does: a plain `m.in_reply_to`, or inside the
+        thread of root `thread` the thread relation with `is_falling_back: false`."""
+        relates: dict[str, Any] = {"m.in_reply_to": {"event_id": event_id}}
+        if thread is not None:
+            relates.update({"rel_type": "m.thread", "event_id": thread,
+                            "is_falling_back": False})
+        return await self._send(room_id, {"msgtype": "m.text", "body": text,
+                                          "m.relates_to": relates})
+
+    async def react(self, room_id: str, event_id: str, key: str) -> str:
+        """Tap the reaction `key` on `event_id`; returns the reaction's event id."""
+        return await self._send(room_id, {"m.relates_to": {
+            "rel_type": "m.annotation", "event_id": event_id, "key": key}}, "m.reaction")
+
+    async def _send(self, room_id: str, content: dict[str, Any],
+                    event_type: str = "m.room.message") -> str:
+        resp = await self.client.room_send(room_id, event_type, content)
         if not isinstance(resp, RoomSendResponse):
             raise RuntimeError(f"{self.user_id}: send failed: {resp}")
         return resp.event_id
@@ -494,6 +515,28 @@ class Person:
         log = self._rooms.get(room_id, _RoomLog())
         return [e for e in log.events if e.get("type") == "m.room.message"
                 and (sender is None or e.get("sender") == sender)]
+
+    def events(self, room_id: str, event_type: str, *,
+               sender: str | None = None) -> list[EventDict]:
+        """Every timeline event of `event_type` seen so far in `room_id`."""
+        log = self._rooms.get(room_id, _RoomLog())
+        return [e for e in log.events if e.get("type") == event_type
+                and (sender is None or e.get("sender") == sender)]
+
+    def reactions(self, room_id: str, target: str, *,
+                  sender: str | None = None) -> list[EventDict]:
+        """The `m.reaction`s seen on `target` (redacted ones included: their content is
+        gone, so they no longer name it)."""
+        return [e for e in self.events(room_id, "m.reaction", sender=sender)
+                if annotation_of(e)[0] == target]
+
+    def redacted(self, room_id: str) -> list[str]:
+        """The ids of the events redacted so far in `room_id`, in order."""
+        return [redacts_of(e) for e in self.events(room_id, "m.room.redaction")]
+
+    def typing(self, room_id: str) -> list[list[str]]:
+        """Who was typing, per `m.typing` ephemeral event seen in `room_id`, in order."""
+        return list(self._rooms.get(room_id, _RoomLog()).typing)
 
     async def thread_events(self, room_id: str, root: str) -> list[str]:
         """The ids of the events the homeserver files under the thread of `root`, oldest
@@ -559,3 +602,15 @@ def thread_of(event: EventDict) -> str | None:
     """The root of the thread `event` is in, or None at the top level."""
     relates = event.get("content", {}).get("m.relates_to") or {}
     return relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+
+
+def annotation_of(event: EventDict) -> tuple[str | None, str | None]:
+    """(the event an `m.reaction` annotates, its key)."""
+    relates = event.get("content", {}).get("m.relates_to") or {}
+    return relates.get("event_id"), relates.get("key")
+
+
+def redacts_of(event: EventDict) -> str:
+    """The event an `m.room.redaction` takes back (top level before room version 11, in
+    the content from 11 on)."""
+    return str(event.get("redacts") or event.get("content", {}).get("redacts", ""))
