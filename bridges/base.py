@@ -246,8 +246,9 @@ class Bridge(Protocol):
                    maybe_sent: bool = False) -> str | None:
         """Post `post` to `room` (in its thread, if any), rendered and split for the
         platform, as the bot's own (Matrix `m.notice`, R5.5). Returns the platform id of the
-        first message posted (a later reply names it as the thread root, R12.5), or None
-        when the platform gave none.
+        first message posted (a later reply names it as the thread root, R12.5) — of the
+        one carrying the buttons, when the post has some (the core edits that one, R13.3)
+        — or None when the platform gave none.
 
         `key` is stable across retries of the same post. `maybe_sent`: an earlier attempt
         may have reached the platform (the post was pending when the bot started, or a try
