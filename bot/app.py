@@ -365,6 +365,8 @@ class App:
                           top_level=thread is None, thread=thread.id if thread else None,
                           thread_agent=agent)
         routing = route(message, self.crew.directory, self.config.agent.max_hops)
+        log.debug("routed a message in #%s (thread %s) to %s", channel, message.thread,
+                  ", ".join(n.agent for n in routing.nudges) or "no one")  # R14.4
         roots = thread is None and self.conversations.roots_thread(channel, bool(routing.nudges))
         mid = await self.store.accept_inbound(channel, msg, routing.nudges, self.clock.now(),
                                               thread=message.thread, roots_thread=roots)

@@ -1,8 +1,11 @@
-"""`crewbridge`: run the bot, check a config, and talk to a running bot (R11.2).
+"""`crewbridge`: run the bot, check a config, and talk to a running bot (R11.2, R14.2).
 
 Every failure is one clear line on stderr and a non-zero exit: 2 for a wrong config or
-usage, 1 for a bot that cannot be reached or refuses a request. No tracebacks for
-anything a user can cause.
+usage (credentials a platform rejects included), 1 for a runtime failure (a bot that cannot
+be reached or refuses a request); 0 is done, a clean stop after SIGINT/SIGTERM included. No
+tracebacks for anything a user can cause. The config is `--config`, else
+`$CREWBRIDGE_CONFIG`, else `./crewbridge.toml`, else `/etc/crewbridge/crewbridge.toml`; the
+host commands read only its `[bot]` section, so no secret has to be in the admin's shell.
 """
 
 from __future__ import annotations
@@ -22,13 +25,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.config import Config, ConfigError, load_config
+from bot.config import Config, ConfigError, find_config, load_config, load_host_config
 from bot.control import ControlError, read_operator_token, request
 from supervisor.redact import ScrubbingFilter
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 BUSY_WAIT_S = 15.0  # longer than the control socket's 10 s read timeout
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,38 +51,65 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crewbridge: {e}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
-        return 130
+        print("crewbridge: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("crewbridge")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="the TOML config file (default: $CREWBRIDGE_CONFIG, ./crewbridge.toml, "
+                        "/etc/crewbridge/crewbridge.toml)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="crewbridge",
         description="Talk to a crew of headless coding agents from Slack, Matrix or a console.")
+    p.add_argument("--version", action="version", version=f"crewbridge {version()}",
+                   help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the bot in the foreground until SIGINT/SIGTERM",
                          description="Run the bot until SIGINT/SIGTERM (or end of console input).")
-    run.add_argument("--config", required=True, type=Path, help="the TOML config file")
-    run.add_argument("--log-level", default=os.environ.get("CREWBRIDGE_LOG_LEVEL", "info"),
-                     choices=["debug", "info", "warning", "error"])
+    config_arg(run)
+    run.add_argument("--log-level", metavar="LEVEL",
+                     help="debug, info, warning or error, in any case (default: "
+                          "$CREWBRIDGE_LOG_LEVEL, else info — warning on an interactive "
+                          "console, so the chat stays readable)")
+    run.add_argument("--log-format", default="text", metavar="FORMAT",
+                     help="text (the default) or json: one JSON object per line")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a config file (exit 0 or 2)",
                            description="Validate a config; --online also checks tokens and rooms.")
-    check.add_argument("--config", required=True, type=Path)
+    config_arg(check)
     check.add_argument("--online", action="store_true",
                        help="also log in to each platform and resolve every bound room")
     check.set_defaults(func=cmd_check)
 
     status = sub.add_parser("status", help="print the agents table of the running bot")
     _socket_args(status)
+    _json_arg(status, "the agents")
     status.set_defaults(func=cmd_status)
 
     post = sub.add_parser("post", help="post a message to a channel of the running bot",
                           description="Post to a channel; run by an agent, it posts as that agent.")
     _socket_args(post)
-    post.add_argument("channel")
-    post.add_argument("text", nargs="+")
+    post.add_argument("--create", action="store_true",
+                      help="make the channel if it does not exist (else an unknown name is "
+                           "refused)")
+    post.add_argument("channel", help="the channel's name (#name works too)")
+    post.add_argument("text", nargs="+", help="what to post")
     post.set_defaults(func=cmd_post)
 
     task = sub.add_parser("task", help="create, finish or list tasks")
@@ -84,15 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     _socket_args(create)
     create.add_argument("--assignee", required=True, help="the worker's name")
     create.add_argument("--channel", help="the topic channel (default: the caller's)")
-    create.add_argument("subject", nargs="+")
+    create.add_argument("--create", action="store_true",
+                        help="make the topic channel if it does not exist")
+    create.add_argument("subject", nargs="+", help="what the task is")
     create.set_defaults(func=cmd_task_create)
     done = tsub.add_parser("done", help="finish a task and stop its worker")
     _socket_args(done)
-    done.add_argument("id", type=int)
+    done.add_argument("id", type=int, help="the task's number")
     done.set_defaults(func=cmd_task_done)
     lst = tsub.add_parser("list", help="list open tasks")
     _socket_args(lst)
     lst.add_argument("--all", action="store_true", help="include finished tasks")
+    _json_arg(lst, "the tasks")
     lst.set_defaults(func=cmd_task_list)
 
     usage = sub.add_parser("usage", help="print what the agents cost, by channel, agent and day",
@@ -142,19 +179,24 @@ def since_arg(text: str, now: float | None = None) -> float:
 
 
 def _socket_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="the bot's config (to find its control socket)")
-    p.add_argument("--socket", type=Path, help="the control socket (default: $CREWBRIDGE_SOCKET)")
+    config_arg(p)
+    p.add_argument("--socket", type=Path, metavar="PATH",
+                   help="the running bot's control socket (default: $CREWBRIDGE_SOCKET, else "
+                        "control.sock in the config's data directory)")
+
+
+def _json_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
 
 def socket_path(args: argparse.Namespace) -> Path:
+    """The running bot's socket: `--socket`, `$CREWBRIDGE_SOCKET` (an agent's), else the
+    data directory of the config — read from its `[bot]` section alone (R14.2)."""
     if args.socket:
         return args.socket
     if os.environ.get("CREWBRIDGE_SOCKET"):
         return Path(os.environ["CREWBRIDGE_SOCKET"])
-    if args.config:
-        return load_config(args.config).bot.data_dir / "control.sock"
-    raise ControlError("no bot to talk to: pass --config FILE or --socket PATH "
-                       "(agents get $CREWBRIDGE_SOCKET)")
+    return load_host_config(find_config(args.config)).data_dir / "control.sock"
 
 
 def _call(args: argparse.Namespace, payload: dict[str, Any]) -> Any:
@@ -187,18 +229,48 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def log_level(given: str | None, *, interactive: bool) -> str:
+    """R14.4: `--log-level`, else `$CREWBRIDGE_LOG_LEVEL`, in any case; else info — warning
+    on an interactive console. A name that is none of them is a usage error."""
+    chosen = given or os.environ.get("CREWBRIDGE_LOG_LEVEL")
+    if chosen is None:
+        return "WARNING" if interactive else "INFO"
+    if chosen.lower() not in LOG_LEVELS:
+        source = "--log-level" if given else "$CREWBRIDGE_LOG_LEVEL"
+        raise ConfigError([f"{source}: expected one of {', '.join(LOG_LEVELS)}, got "
+                           f"{chosen!r}"])
+    return chosen.upper()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    if args.log_format not in LOG_FORMATS:
+        raise ConfigError([f"--log-format: expected text or json, got {args.log_format!r}"])
+    config = load_config(find_config(args.config))
+    interactive = config.console.enabled and sys.stdin.isatty()
+    level = log_level(args.log_level, interactive=interactive)
     raise_fd_limit()
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(ScrubbingFilter())  # R10.5: no secret of the config in the log
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if args.log_format == "json" else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ScrubbingFilter())  # R10.5: no secret of the config in the log
+    logging.basicConfig(level=level, handlers=[handler])
     quiet = max(logging.WARNING, logging.getLogger().level)
     for noisy in ("aiosqlite", "asyncio", "slack_bolt", "slack_bolt.AsyncApp", "slack_sdk",
                   "nio", "aiohttp"):
         logging.getLogger(noisy).setLevel(quiet)
     return asyncio.run(_run(config))
+
+
+class JsonFormatter(logging.Formatter):
+    """`--log-format json` (R14.4): one object per line, for a log shipper."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                 "level": record.levelname.lower(), "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 async def _run(config: Config) -> int:
@@ -226,14 +298,19 @@ async def _run(config: Config) -> int:
     _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for w in pending:
         w.cancel()
-    if not app.stopping.is_set():
-        await app.drain_after_eof()
+    if not app.stopping.is_set():  # end of input: turns finish, unless Ctrl-C says now
+        drain = asyncio.ensure_future(app.drain_after_eof())
+        stop = asyncio.ensure_future(app.stopping.wait())
+        await asyncio.wait([drain, stop], return_when=asyncio.FIRST_COMPLETED)
+        for w in (drain, stop):
+            w.cancel()
     await app.stop()
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    path = find_config(args.config)
+    config = load_config(path)
     if args.online:
         from bot.wiring import check_online
         problems = asyncio.run(check_online(config))
@@ -243,7 +320,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     platforms = [n for n, on in (("slack", config.slack), ("matrix", config.matrix),
                                  ("console", config.console.enabled)) if on]
-    print(f"{args.config}: ok ({len(config.channels)} channel(s); "
+    print(f"{path}: ok ({len(config.channels)} channel(s); "
           f"bridges: {', '.join(platforms) or 'none'})")
     return 0
 
@@ -253,6 +330,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from supervisor.ports import AgentStatus
 
     rows = _call(args, {"op": "status"})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
     costs = {r["name"]: r.pop("cost_today_usd", 0.0) for r in rows}  # R13.8
     agents = [AgentStatus(**r) for r in rows]
     print(table(status_rows(agents, costs)) if agents else "no agents yet")
@@ -262,13 +342,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_post(args: argparse.Namespace) -> int:
     user = os.environ.get("USER", "cli")
     print(_call(args, {"op": "post", "channel": args.channel, "text": " ".join(args.text),
-                       "user": user}))
+                       "user": user, "create": args.create}))
     return 0
 
 
 def cmd_task_create(args: argparse.Namespace) -> int:
     print(_call(args, {"op": "task_create", "assignee": args.assignee, "channel": args.channel,
-                       "subject": " ".join(args.subject), "user": os.environ.get("USER", "")}))
+                       "subject": " ".join(args.subject), "user": os.environ.get("USER", ""),
+                       "create": args.create}))
     return 0
 
 
@@ -279,6 +360,9 @@ def cmd_task_done(args: argparse.Namespace) -> int:
 
 def cmd_task_list(args: argparse.Namespace) -> int:
     tasks = _call(args, {"op": "task_list", "all": args.all})
+    if args.json:
+        print(json.dumps(tasks, indent=2))
+        return 0
     if not tasks:
         print("no open tasks")
     for t in tasks:

@@ -176,6 +176,8 @@ AGENT = Section(AgentConfig, (
     Field("model", K.STR),
     Field("approvals", K.BOOL),
     Field("approval_timeout_s", K.NUMBER, positive),
+    Field("status_after_s", K.NUMBER, positive),
+    Field("status_interval_s", K.NUMBER, positive),
 ))
 CHANNEL = Section(ChannelConfig, (
     Field("name", K.STR, channel_name),
@@ -224,25 +226,70 @@ CONSOLE = Section(ConsoleConfig, (Field("enabled", K.BOOL), Field("show_progress
 TOP_LEVEL = {"bot", "agent", "channel", "admin", "slack", "matrix", "console"}
 
 
-def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
-    """Read and validate `path`; raise `ConfigError` listing every problem found."""
-    path = Path(path)
+CONFIG_ENV = "CREWBRIDGE_CONFIG"
+CONFIG_PLACES = (Path("crewbridge.toml"), Path("/etc/crewbridge/crewbridge.toml"))
+
+
+def find_config(given: Path | None, env: dict[str, str] | None = None) -> Path:
+    """The config file (R14.2): `--config`, else `$CREWBRIDGE_CONFIG`, else
+    `./crewbridge.toml`, else `/etc/crewbridge/crewbridge.toml`."""
     env = dict(os.environ) if env is None else env
+    if given is not None:
+        return given
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    found = next((p for p in CONFIG_PLACES if p.is_file()), None)
+    if found is None:
+        raise ConfigError([f"no config file: pass --config FILE, set ${CONFIG_ENV}, or put "
+                           f"one at {' or '.join(map(str, CONFIG_PLACES))} "
+                           f"(`crewbridge init` writes a starter one)"])
+    return found
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path}: not valid TOML: {e}"]) from None
+
+
+def _bot_section(r: Reader, data: dict[str, Any], env: dict[str, str]) -> BotConfig:
+    """`[bot]`; with no `data_dir` written, systemd's `$STATE_DIRECTORY` when set (R14.5)."""
+    values = r.section(data.get("bot", {}), "bot", BOT)
+    raw = data.get("bot", {})
+    if isinstance(raw, dict) and "data_dir" not in raw and env.get("STATE_DIRECTORY"):
+        values["data_dir"] = Path(env["STATE_DIRECTORY"].split(":")[0])
+    return BotConfig(**values)
+
+
+def load_host_config(path: str | Path, env: dict[str, str] | None = None) -> BotConfig:
+    """Only `[bot]` of the file: what the host commands need to find the running bot
+    (R14.2). Nothing else is read, so no `${NAME}` of a secret must be in the shell."""
+    path = Path(path)
+    env = dict(os.environ) if env is None else env
+    r = Reader(path, env, path.resolve().parent)
+    bot = _bot_section(r, _read_toml(path), env)
+    if r.problems:
+        raise ConfigError(r.problems)
+    return bot
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    """Read and validate `path`; raise `ConfigError` listing every problem found."""
+    path = Path(path)
+    env = dict(os.environ) if env is None else env
+    data = _read_toml(path)
     r = Reader(path, env, path.resolve().parent)
     for key in data:
         if key not in TOP_LEVEL:
             expected = ", ".join(sorted(TOP_LEVEL))
             r.problem(key, f"unknown section (expected one of: {expected})")
 
-    bot = BotConfig(**r.section(data.get("bot", {}), "bot", BOT))
+    bot = _bot_section(r, data, env)
     agent = AgentConfig(**r.section(data.get("agent", {}), "agent", AGENT))
     channels = _channels(r, data.get("channel", []), bot)
     admin = AdminConfig(**r.section(data.get("admin", {}), "admin", ADMIN))

@@ -28,6 +28,9 @@ async def handle(app: App, req: dict[str, Any], caller: Caller) -> Any:
         return await _post(app, req, agent)
     if op == "task_create":
         channel = str(req.get("channel") or await app.tasks.home_channel(agent))
+        if req.get("create") and NAME.fullmatch(channel) and channel not in RESERVED_NAMES \
+                and worker_of_dm(channel) is None and channel != app.crew.admin:
+            await app.ensure_channel(channel, ChannelKind.TOPIC)
         subject, assignee = str(req.get("subject", "")), str(req.get("assignee", ""))
         return await app.tasks.audited(
             _actor(req, agent, channel), f"task create @{assignee} {subject}",
@@ -67,10 +70,13 @@ async def _post(app: App, req: dict[str, Any], agent: str | None) -> str:
         raise ControlError("usage: crewbridge post <channel> <text>")
     if channel in RESERVED_NAMES:
         raise ControlError(f"#{channel} is a reserved name, not a channel")
-    special = channel == app.crew.admin or worker_of_dm(channel) is not None
-    if special and channel not in app.crew.channels:
-        raise ControlError(f"there is no channel #{channel}")
-    await app.ensure_channel(channel, ChannelKind.TOPIC)  # R1.1: created on first post
+    if channel not in app.crew.channels:
+        special = channel == app.crew.admin or worker_of_dm(channel) is not None
+        if special or not req.get("create"):  # R14.2: a typo makes no channel
+            known = ", ".join(f"#{c}" for c in sorted(app.crew.channels))
+            raise ControlError(f"there is no channel #{channel} (channels: {known})"
+                               + ("" if special else "; --create makes it"))
+        await app.ensure_channel(channel, ChannelKind.TOPIC)  # R1.1: created at run time
     if agent:
         await app.cli_posted(agent, channel, text, app.supervisor.cli_post_hops(agent))
     else:

@@ -199,7 +199,8 @@ def lead_prompt(name: str, general: bool, extra: str) -> str:
             "Each message you receive starts with [who via platform in #channel]. What you "
             "write is posted to your channel. Write @name to address an agent or @all for "
             "everyone on this channel's tasks. Delegate with `crewbridge task create --assignee "
-            "<worker> <subject>`, post elsewhere with `crewbridge post <channel> <text>`."
+            "<worker> <subject>`, post elsewhere with `crewbridge post <channel> <text>` "
+            "(`--create` makes a new channel)."
             + (f"\n\n{extra}" if extra else ""))
 
 

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import TextIO
 
 from bridges.base import EventSink, Inbound, Post, ThreadRef
@@ -66,12 +67,26 @@ class ConsoleBridge:
         lines: asyncio.Queue[str | None] = asyncio.Queue()
 
         def read() -> None:
-            for raw in self._stdin:
+            for raw in self._lines():
                 loop.call_soon_threadsafe(lines.put_nowait, raw)
             loop.call_soon_threadsafe(lines.put_nowait, None)
 
         threading.Thread(target=read, name="console-stdin", daemon=True).start()
         self._consumer = asyncio.create_task(self._consume(lines, sink), name="console-in")
+
+    def _lines(self) -> Iterator[str]:
+        """Input lines; on a terminal through readline, so a line can be edited and earlier
+        ones recalled with the arrow keys (R14.4)."""
+        if not (self.interactive and self._stdin is sys.stdin):
+            yield from self._stdin
+            return
+        import readline  # noqa: F401 (importing it gives input() editing and history)
+
+        while True:
+            try:
+                yield input() + "\n"
+            except EOFError:
+                return
 
     async def _consume(self, lines: asyncio.Queue[str | None], sink: EventSink) -> None:
         while (raw := await lines.get()) is not None:

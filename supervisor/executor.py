@@ -88,6 +88,7 @@ class Executor:
     # --- what a session reports --------------------------------------------------------------
 
     async def _on_event(self, rt: Runtime, run_id: int, event: AgentEvent) -> None:
+        log.debug("%s: %s", rt.run.name, type(event).__name__)  # R14.4: the type, no text
         async with rt.lock:
             if run_id == rt.run.run_id:  # else: output of an earlier process
                 await self._apply(rt, rt.run.saw(event, await self._health(rt),

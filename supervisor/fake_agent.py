@@ -52,7 +52,7 @@ Directives, found anywhere in a user message (the first one wins):
 ``fake:flood=<n>``              ``n`` texts in separate assistant events, as fast as possible
 ``fake:big=<chars>``            one text of exactly ``chars`` characters, ~500-char paragraphs
 ``fake:say=<words_with_underscores>``  reply exactly that text, underscores as spaces
-``fake:post=<channel>``         run ``crewbridge post <channel> "<name> posted via CLI"``
+``fake:post=<channel>``         run ``crewbridge post --create <channel> "<name> posted via CLI"``
                                 and say its exit status
 ``fake:task=<assignee>``        run ``crewbridge task create --assignee <assignee> "<rest>"``
 ``fake:burst=<n>,<channel>``     post ``burst 01`` … ``burst <n>`` to ``<channel>`` as fast as
@@ -693,7 +693,7 @@ def do_say(agent: Agent, arg: str, _body: str) -> None:
 
 
 def do_post(agent: Agent, arg: str, _body: str) -> None:
-    status = run_crewbridge(["post", arg, f"{agent.name} posted via CLI"])
+    status = run_crewbridge(["post", "--create", arg, f"{agent.name} posted via CLI"])
     reply = f"{agent.name}: crewbridge post {arg} exited {status}"
     agent.text(reply)
     agent.result(reply)

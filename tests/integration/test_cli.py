@@ -49,8 +49,10 @@ def test_r11_2_talking_to_a_bot_that_is_not_running_is_one_line(tmp_path: Path) 
         result = crewbridge(*args, "--config", str(config))
         assert result.returncode == 1
         assert result.stderr.count("\n") == 1 and "not running" in result.stderr
-    result = crewbridge("status", env={"CREWBRIDGE_SOCKET": ""})
-    assert result.returncode == 1 and "--config" in result.stderr
+    result = crewbridge("status", env={"CREWBRIDGE_SOCKET": "", "CREWBRIDGE_CONFIG": None},
+                        cwd=tmp_path)
+    assert result.returncode == 2 and "--config" in result.stderr  # R14.2: a usage error
+    assert result.stderr.count("\n") == 1
 
 
 def test_r7_2_r11_2_task_and_post_commands_against_a_running_bot(tmp_path: Path) -> None:

@@ -66,7 +66,7 @@ class BotProcess:
     """One `crewbridge run --config FILE` process with piped stdin/stdout."""
 
     def __init__(self, config: Path, *, env: dict[str, str] | None = None,
-                 log_level: str = "info"):
+                 log_level: str = "info", log_format: str = "text"):
         self.config = config
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -75,7 +75,8 @@ class BotProcess:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
         self.proc = subprocess.Popen(
-            [CREWBRIDGE, "run", "--config", str(config), "--log-level", log_level],
+            [CREWBRIDGE, "run", "--config", str(config), "--log-level", log_level,
+             "--log-format", log_format],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=full_env,
             cwd=REPO, text=True, bufsize=1, start_new_session=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -101,7 +102,8 @@ class BotProcess:
 
     @property
     def stderr(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def output(self) -> str:
@@ -177,13 +179,14 @@ class BotProcess:
         self._stderr.close()
 
 
-def crewbridge(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run one `crewbridge` command to completion."""
+def crewbridge(*args: str, env: dict[str, str | None] | None = None, stdin: str | None = None,
+               timeout: float = 60, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run one `crewbridge` command to completion (an `env` value None: unset)."""
     full_env = {**os.environ, **(env or {})}
     full_env["PATH"] = f"{VENV_BIN}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env = {k: v for k, v in full_env.items() if v is not None}
     return subprocess.run([CREWBRIDGE, *args], input=stdin, capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=timeout)
+                          env=full_env, cwd=cwd, timeout=timeout)
 
 
 def cleanup_data_dir(path: Path) -> None:
