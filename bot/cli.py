@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot import service
 from bot.config import Config, ConfigError, find_config, load_config, load_host_config
 from bot.control import ControlError, read_operator_token, request
 from supervisor.redact import ScrubbingFilter
@@ -96,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--online", action="store_true",
                        help="also log in to each platform and resolve every bound room")
     check.set_defaults(func=cmd_check)
+
+    init = sub.add_parser("init", help="write a starter config, the Slack app manifest and "
+                                       "a systemd unit",
+                          description="Write crewbridge.toml, slack-app-manifest.yaml and "
+                                      "crewbridge.service into DIR (R14.5).")
+    init.add_argument("dir", nargs="?", type=Path, default=Path("."), metavar="DIR",
+                      help="where to write them (default: the current directory)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+    init.set_defaults(func=cmd_init)
 
     status = sub.add_parser("status", help="print the agents table of the running bot")
     _socket_args(status)
@@ -291,6 +301,7 @@ async def _run(config: Config) -> int:
         print(f"crewbridge: cannot start: {e}", file=sys.stderr)
         await app.stop()
         return EXIT_FAILURE
+    service.notify("READY=1")  # R14.5: systemd's Type=notify
     console = app.bridges.get("console")
     waits = [asyncio.ensure_future(app.stopping.wait())]
     if console is not None:
@@ -304,6 +315,7 @@ async def _run(config: Config) -> int:
         await asyncio.wait([drain, stop], return_when=asyncio.FIRST_COMPLETED)
         for w in (drain, stop):
             w.cancel()
+    service.notify("STOPPING=1")
     await app.stop()
     return 0
 
@@ -322,6 +334,17 @@ def cmd_check(args: argparse.Namespace) -> int:
                                  ("console", config.console.enabled)) if on]
     print(f"{path}: ok ({len(config.channels)} channel(s); "
           f"bridges: {', '.join(platforms) or 'none'})")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    try:
+        written = service.init(args.dir, force=args.force)
+    except (FileExistsError, OSError) as e:
+        print(f"crewbridge: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    for w in written:
+        print(f"wrote {w.path}: {w.what}")
     return 0
 
 
