@@ -28,6 +28,7 @@ from typing import Any
 from bot import service
 from bot.config import Config, ConfigError, find_config, load_config, load_host_config
 from bot.control import ControlError, read_operator_token, request
+from bot.validate import validate
 from supervisor.redact import ScrubbingFilter
 
 EXIT_FAILURE = 1
@@ -256,6 +257,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.log_format not in LOG_FORMATS:
         raise ConfigError([f"--log-format: expected text or json, got {args.log_format!r}"])
     config = load_config(find_config(args.config))
+    validate(config)  # R14.1: what `check` checks, `run` checks
     interactive = config.console.enabled and sys.stdin.isatty()
     level = log_level(args.log_level, interactive=interactive)
     raise_fd_limit()
@@ -323,6 +325,7 @@ async def _run(config: Config) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     path = find_config(args.config)
     config = load_config(path)
+    validate(config)
     if args.online:
         from bot.wiring import check_online
         problems = asyncio.run(check_online(config))

@@ -125,6 +125,8 @@ class Session:
         return self._proc.pid if self._proc else None
 
     async def start(self) -> None:
+        if not self.cwd.is_dir():  # else the OS says "no such file", naming no directory
+            raise SpawnError(f"agent working directory does not exist: {self.cwd}")
         try:
             self._proc = await process.start(self.argv, cwd=self.cwd, env=self.env,
                                              limit=LINE_LIMIT)
