@@ -21,7 +21,7 @@ import hmac
 import logging
 import sqlite3
 import sys
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any, TextIO
 
 from bot import control_ops, datadir
@@ -30,6 +30,7 @@ from bot.approval_ops import ApprovalOps, Decider
 from bot.budget_ops import BudgetOps
 from bot.clock import SystemClock
 from bot.config import Config
+from bot.connecting import connect_later
 from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
 from bot.conversations import Conversations, UnknownThread
 from bot.crew import Crew
@@ -74,6 +75,7 @@ from bridges.base import (
     BridgeEvent,
     ConnectionChanged,
     Inbound,
+    PlatformUnreachable,
     RoomUnresolvable,
 )
 from supervisor.control import PermissionAsk
@@ -112,6 +114,7 @@ class App:
         self.stopping = asyncio.Event()
         self._closing = False
         self._background: set[asyncio.Task] = set()
+        self._held: dict[str, asyncio.Event] = {}  # platforms connecting late (R14.2)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -170,12 +173,17 @@ class App:
             await self.control.start()
         except ControlError as e:
             raise StartupError(str(e)) from None
+        late: dict[str, str] = {}  # platforms not reachable yet (R14.2), and why
         for name, bridge in self.bridges.items():
             try:
                 await bridge.start(self.on_event)
+            except PlatformUnreachable as e:
+                late[name] = str(e)
+                self._held[name] = asyncio.Event()
             except Exception as e:
                 raise StartupError(f"{name}: {e}") from None
-        await self._bind_rooms()
+        if problems := await self._bind_rooms(skip=set(late)):
+            raise StartupError("\n".join(problems))
         self.outages.admin_platforms = frozenset(
             r.platform for r in self.rooms.rooms_of(self.crew.admin))
         await self.outbox.resume()
@@ -183,6 +191,12 @@ class App:
         await self.supervisor.start_up()
         self._spawn(self.budget.run_days(), "budget-days")
         self._spawn(self.approvals.run_deadlines(), "approval-deadlines")
+        for name, why in late.items():
+            self._spawn(connect_later(name, self.bridges[name], self.on_event, why,
+                                      bind=lambda p: self._bind_rooms(only=p),
+                                      report=self._connection, alert=self.alert,
+                                      now=self.clock.now, ready=self._held[name]),
+                        f"connect-{name}")
         self._spawn(self._watch_connections(), "connection-watch")
         self.ready.set()
         log.info("crewbridge is running: channels %s", ", ".join(sorted(self.crew.channels)))
@@ -220,10 +234,14 @@ class App:
                         DRAIN_AT_EOF_S)
         await self.outbox.drain(DRAIN_AT_EOF_S)
 
-    async def _bind_rooms(self) -> None:
-        """Resolve every configured room at start-up; one clear error per room (R1.2, R11.4)."""
+    async def _bind_rooms(self, *, skip: Collection[str] = (),
+                          only: str | None = None) -> list[str]:
+        """Resolve the configured rooms (of platform `only`, or all but `skip`'s); one clear
+        problem per room (R1.2, R11.4)."""
         problems: list[str] = []
         for wanted in wanted_rooms(self.config):
+            if wanted.platform in skip or (only is not None and wanted.platform != only):
+                continue
             bridge = self.bridges.get(wanted.platform)
             if bridge is None:
                 problems.append(wanted.no_bridge())
@@ -235,8 +253,7 @@ class App:
                 continue
             if (problem := self.rooms.bind(wanted, room)) is not None:
                 problems.append(problem)
-        if problems:
-            raise StartupError("\n".join(problems))
+        return problems
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task:
         task = asyncio.ensure_future(coro)
@@ -275,6 +292,8 @@ class App:
     async def on_event(self, event: BridgeEvent) -> None:
         """The sink every bridge awaits; when it returns, the event is stored."""
         await self.ready.wait()
+        if (held := self._held.get(event.platform)) is not None:
+            await held.wait()  # its rooms are being bound (R14.2)
         if self._closing:
             raise ShuttingDown("crewbridge is stopping")
         try:

@@ -219,6 +219,12 @@ class RateLimited(SendError):
         super().__init__(message, retry_after_s=retry_after_s)
 
 
+class PlatformUnreachable(Exception):
+    """The platform could not be reached at start-up — a network error, a timeout, a 5xx
+    from its proxy: nothing in the config is wrong, so the bot runs and connects when it
+    can (R14.2). A refusal (a token the platform rejects) is any other exception."""
+
+
 class RoomUnresolvable(Exception):
     """A configured room (id, alias or #name) cannot be found or reached (R1.2, R11.4)."""
 
@@ -231,9 +237,11 @@ class Bridge(Protocol):
     async def start(self, sink: EventSink) -> None:
         """Connect and begin delivering events to `sink`; return once connected.
 
-        Raises a clear exception (bad token, unreachable server) when the first connection
-        cannot be made; after that, losing the link is reported as `ConnectionChanged`
-        and retried in the background, never raised.
+        Raises a clear exception when the first connection cannot be made —
+        `PlatformUnreachable` when the platform cannot be reached (the core retries `start`
+        later), anything else when it refuses (a bad token); after that, losing the link is
+        reported as `ConnectionChanged` and retried in the background, never raised. A
+        `start` that raised may be called again.
         """
 
     async def resolve_room(self, ref: str) -> str:

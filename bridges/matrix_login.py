@@ -16,8 +16,8 @@ from typing import TypeVar
 from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
 
-from bridges.base import KeyValueStore
-from bridges.matrix_events import describe, is_rate_limited, retry_after_s
+from bridges.base import KeyValueStore, PlatformUnreachable
+from bridges.matrix_events import describe, http_status, is_rate_limited, retry_after_s
 from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,10 @@ T = TypeVar("T")
 
 class MatrixStartError(RuntimeError):
     """The bridge could not log in or reach the homeserver at start-up; says which and why."""
+
+
+class MatrixUnreachable(MatrixStartError, PlatformUnreachable):
+    """The homeserver could not be reached, or its proxy answered 5xx: try again later."""
 
 
 def new_client(config: MatrixConfig) -> AsyncClient:
@@ -58,7 +62,9 @@ async def patient_call(call: Callable[[], Awaitable[T]], what: str,
         try:
             resp = await call()
         except (ClientError, TimeoutError, OSError) as e:
-            raise MatrixStartError(f"cannot {what}: {describe(e)}") from None
+            raise MatrixUnreachable(f"cannot {what}: {describe(e)}") from None
+        if isinstance(resp, ErrorResponse) and (http_status(resp) or 0) >= 500:
+            raise MatrixUnreachable(f"cannot {what}: {describe(resp)}")
         if not is_rate_limited(resp):
             return resp
         assert isinstance(resp, ErrorResponse)
