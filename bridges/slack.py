@@ -31,19 +31,24 @@ way it is:
   new socket and answers no ping, so each dies within two ping intervals: were `hello`
   enough to be up, that would be short outages, none ever alerted. So after a drop the
   socket is up again only once a ping on the new one was answered.
-* **Posting is `bridges.slack_posts`**: under the author's name, in the thread, split, never
-  sleeping on a 429 and never twice (R5.7, R8.3, R12.1); every Web API call it makes goes
-  through this bridge's watch of the link (`_exchange`).
+* **Posting is `bridges.slack_posts`**: split, under the author's name, in the thread,
+  never sleeping on a 429, never twice (R5.7, R8.3, R12.1); and cards, edits, deletions,
+  reactions, private notices (R13). Its every Web API call goes through `_exchange`.
+* **A click is acked at once and queued in order (R13.1).** Slack wants it acked within 3 s
+  and never sends it again, so waiting for the store would only risk an error shown to the
+  person. A bolt middleware takes every `block_actions` before bolt's listener matching
+  (which raises on a payload without actions): a malformed one is logged and dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -55,15 +60,16 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import EventSink, Inbound, KeyValueStore, Post
+from bridges.base import Acted, EventSink, Inbound, KeyValueStore, Post, ThreadRef
 from bridges.link import Leg, Legs
 from bridges.pump import Make, OrderedPump, ready
 from bridges.settings import SlackConfig, SlackMode
+from bridges.slack_cards import Malformed, clicks
 from bridges.slack_events import (
     PLATFORM,
+    WANTED_SCOPES,
     SocketSignal,
     answered_since,
-    display_name,
     error_code,
     is_person_message,
     missing_scopes,
@@ -74,14 +80,17 @@ from bridges.slack_events import (
     to_inbound,
 )
 from bridges.slack_http import events_app
+from bridges.slack_names import SlackNames
+from bridges.slack_pace import TokenBucket
 from bridges.slack_posts import SlackPoster
 from bridges.slack_rooms import NETWORK_ERRORS, resolve
 
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-NAME_TTL_S = 3600.0
-"""How long a resolved user name is trusted; renames show up within the hour."""
+EDIT_BURST = 5
+"""Edits the bridge makes back to back before `edits_per_minute` paces them; below the
+few Slack's Tier 3 lets through at once."""
 
 
 class SlackStartError(Exception):
@@ -105,13 +114,17 @@ class SlackBridge:
     post_interval_s: float
     """The outbox's pace per channel: `[slack] post_interval_s`, by default 1 s, Slack's
     limit of about one post per second per channel (R8.3)."""
+    edits_per_minute = 50.0
+    """Slack's Tier 3 allowance for `chat.update`, for the whole workspace (R13.7)."""
 
     def __init__(self, config: SlackConfig, kv: KeyValueStore, *,
                  ping_interval_s: float = 10.0, connect_timeout_s: float = 30.0,
-                 api_timeout_s: float = 30.0) -> None:
+                 api_timeout_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """`ping_interval_s`: the Socket Mode ping period, which bounds how long a dropped
         socket goes unnoticed; `api_timeout_s`: how long a Web API call may go unanswered
-        (slack_sdk's default); tests shorten both."""
+        (slack_sdk's default); tests shorten both. `clock` paces the edits (a fake one in
+        tests)."""
         self._config = config
         self._kv = kv
         self.post_interval_s = config.post_interval_s
@@ -120,10 +133,11 @@ class SlackBridge:
         self._client = AsyncWebClient(base_url=config.api_url, token=config.bot_token,
                                       timeout=int(max(1, api_timeout_s)))
         self._api_timeout_s = api_timeout_s
-        self._poster = SlackPoster(self._client, kv, self._exchange)
+        self._poster = SlackPoster(self._client, kv, self._exchange, TokenBucket(
+            self.edits_per_minute / 60, EDIT_BURST, clock))
         self._me: AuthorizeResult | None = None
         self._sink: EventSink | None = None
-        self._names: dict[str, tuple[str, float]] = {}
+        self._names = SlackNames(self._client, self._exchange)
         self._pump: OrderedPump | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -166,6 +180,15 @@ class SlackBridge:
         async def on_other_event() -> None:
             """Acknowledge and ignore (bolt acks when the listener returns)."""
 
+        async def on_interaction(body: dict[str, Any], next: Callable[[], Awaitable[None]]
+                                 ) -> BoltResponse | None:
+            """A click: queued, and acked at once; anything else goes on to the listeners."""
+            if body.get("type") != "block_actions":
+                await next()
+                return None
+            self._on_click(body)
+            return BoltResponse(status=200, body="")
+
         bolt_log = logging.getLogger("slack_bolt.AsyncApp")
         bolt_log.addFilter(_unused_token_warning)
         try:
@@ -182,6 +205,7 @@ class SlackBridge:
             )
         finally:
             bolt_log.removeFilter(_unused_token_warning)
+        app.middleware(on_interaction)
         app.event("message")(on_message)
         app.event("member_joined_channel")(on_member_joined)
         # Everything else (app_mention duplicates a message event) is acked and dropped, so
@@ -207,6 +231,26 @@ class SlackBridge:
                    maybe_sent: bool = False) -> str | None:
         """R5.2, R5.6, R5.7, R8.3, R12.1: see `bridges.slack_posts.SlackPoster.send`."""
         return await self._poster.send(room, post, key=key, maybe_sent=maybe_sent)
+
+    async def edit(self, room: str, ref: str, post: Post) -> None:
+        """R13.3, R13.7: see `bridges.slack_posts.SlackPoster.edit`."""
+        await self._poster.edit(room, ref, post)
+
+    async def delete(self, room: str, ref: str) -> None:
+        """R13.7: see `bridges.slack_posts.SlackPoster.delete`."""
+        await self._poster.delete(room, ref)
+
+    async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
+        """R13.7: see `bridges.slack_posts.SlackPoster.react`."""
+        await self._poster.react(room, ref, emoji, on)
+
+    async def tell(self, room: str, user: str, text: str, thread: ThreadRef | None) -> None:
+        """R13.2: see `bridges.slack_posts.SlackPoster.tell`."""
+        await self._poster.tell(room, user, text, thread)
+
+    async def typing(self, room: str, on: bool) -> None:
+        """Nothing: Slack has no typing indicator for a bot in a channel (the RTM API's is
+        gone); the ⏳ status message shows a turn running there (R13.7)."""
 
     async def stop(self) -> None:
         """Stop taking events, let the ones already taken reach the sink, close; idempotent."""
@@ -248,10 +292,9 @@ class SlackBridge:
                                   "Bot User OAuth Token (xoxb-…)")
         log.info("slack: signed in as %s (%s) in team %s",
                  auth.get("user"), auth["user_id"], auth.get("team_id"))
-        if missing := missing_scopes(auth.headers.get("x-oauth-scopes")):
-            log.warning("slack: the bot token lacks the scope %s, so posts show as the app and "
-                        "not under each agent's name: add it to the app and reinstall it "
-                        "(docs/operations/slack.md)", ", ".join(missing))
+        for scope in missing_scopes(auth.headers.get("x-oauth-scopes")):
+            log.warning("slack: the bot token lacks the scope %s, so %s: add it to the app and "
+                        "reinstall it (docs/operations/slack.md)", scope, WANTED_SCOPES[scope])
         return AuthorizeResult(enterprise_id=auth.get("enterprise_id"),
                                team_id=auth.get("team_id"), bot_user_id=auth["user_id"],
                                bot_id=auth["bot_id"], bot_token=self._config.bot_token)
@@ -370,6 +413,22 @@ class SlackBridge:
         joined = room_joined(event, self._me.bot_user_id)
         return None if joined is None else await self._deliver(ready(joined))
 
+    def _on_click(self, body: dict[str, Any]) -> None:
+        """R13.1: each action of a click queued as `Acted` (module doc); a malformed payload
+        is logged and dropped."""
+        try:
+            acts = clicks(body)
+        except Malformed as e:
+            log.warning("slack: dropped an interactive payload: %s", e)
+            return
+        assert self._pump is not None
+        for act in acts:
+            self._pump.post(self._named(act))
+
+    async def _named(self, act: Acted) -> Acted:
+        """`act` under the person's display name, as their messages are (R9.1)."""
+        return dataclasses.replace(act, sender_name=await self._names.name(act.sender))
+
     async def _deliver(self, make: Make) -> BoltResponse | None:
         """Hand an event to the pump and wait until it is stored; bolt then acks it.
 
@@ -387,20 +446,5 @@ class SlackBridge:
         """The `Inbound` of a person's message, once the names it needs are looked up."""
         assert self._me is not None and self._me.bot_user_id is not None
         bot = self._me.bot_user_id
-        names = {uid: await self._user_name(uid) for uid in names_wanted(event, bot)}
+        names = {uid: await self._names.name(uid) for uid in names_wanted(event, bot)}
         return to_inbound(body, event, names, bot)
-
-    async def _user_name(self, user_id: str) -> str:
-        """A person's display name via `users.info`, cached; their id if Slack won't say."""
-        cached = self._names.get(user_id)
-        if cached is not None and time.monotonic() - cached[1] < NAME_TTL_S:
-            return cached[0]
-        try:
-            with self._exchange("users.info"):
-                user = (await self._client.users_info(user=user_id))["user"]
-        except (SlackApiError, *NETWORK_ERRORS) as e:
-            log.warning("slack: cannot resolve the name of %s: %s", user_id, e)
-            return user_id
-        name = display_name(user, user_id)
-        self._names[user_id] = (name, time.monotonic())
-        return name

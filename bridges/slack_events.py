@@ -54,6 +54,11 @@ PERMANENT_ERRORS = frozenset({
 })
 """`chat.postMessage` errors that no retry can fix; the outbox gives these up."""
 
+EDIT_PERMANENT_ERRORS = PERMANENT_ERRORS | {
+    "message_not_found", "cant_update_message", "cant_delete_message", "edit_window_closed"}
+"""`chat.update`/`chat.delete` errors no retry can fix: the message is gone or not the
+bot's (R13.3, R13.7)."""
+
 POST_METADATA_TYPE = "crewbridge_post"
 """The metadata event type that names a part the bot posted (`<key>.<i>`)."""
 
@@ -68,9 +73,14 @@ ROLE_ICONS = {
 
 USERNAME_LIMIT = 80  # Slack's longest display name; a longer `username` is cut
 
-WANTED_SCOPES = ("chat:write.customize",)
-"""Scopes beyond posting at all that the bridge relies on, checked at start-up: without
-`chat:write.customize` Slack ignores `username`, so every post shows as the app (R5.7)."""
+WANTED_SCOPES = {
+    "chat:write.customize": "posts show as the app and not under each agent's name",
+    "reactions:write": "people's messages get no 👀 ✅ ⏸️ ❌ saying how their turn stands",
+}
+"""Scopes beyond posting at all that the bridge relies on, checked at start-up (and by
+`crewbridge check --online`), each with what is lost without it: without
+`chat:write.customize` Slack ignores `username`, so every post shows as the app (R5.7);
+without `reactions:write` the bot cannot react to a person's message (R13.7)."""
 
 DEFAULT_RETRY_AFTER_S = 1.0  # a 429 without a usable Retry-After header
 IM = "im"  # the `channel_type` of a direct conversation with the bot
@@ -225,24 +235,25 @@ def rate_limit(e: SlackApiError, what: str) -> RateLimited | None:
         if e.response.status_code == 429 else None
 
 
-def post_failure(room: str, e: SlackApiError) -> SendError:
-    """What a refused `chat.postMessage` means to the outbox (R8.3)."""
-    limited = rate_limit(e, f"posts to {room}")
+def refusal(what: str, e: SlackApiError,
+            permanent: frozenset[str] = PERMANENT_ERRORS) -> SendError:
+    """What a refused call (`what`: "the post to C…") means to the outbox (R8.3): a 429 is
+    `RateLimited`; an error in `permanent` is given up."""
+    limited = rate_limit(e, what)
     if limited is not None:
         return limited
     code = error_code(e)
-    return SendError(f"Slack refused the post to {room} ({code})",
-                     permanent=code in PERMANENT_ERRORS)
+    return SendError(f"Slack refused {what} ({code})", permanent=code in permanent)
 
 
 # --- posts -------------------------------------------------------------------------------
 
 
-def post_texts(text: str) -> list[str]:
-    """The mrkdwn of each part of a post. The split is made on the markdown (R5.2), so a
-    code block cut in two is closed and reopened and every part renders on its own (R5.6)."""
-    return [to_slack_mrkdwn(part)
-            for part in split_message(text, SLACK_TEXT_LIMIT, measure=slack_measure)]
+def post_texts(text: str, limit: int = SLACK_TEXT_LIMIT) -> list[str]:
+    """The mrkdwn of each part of a post, each at most `limit` rendered characters. The
+    split is made on the markdown (R5.2), so a code block cut in two is closed and reopened
+    and every part renders on its own (R5.6)."""
+    return [to_slack_mrkdwn(part) for part in split_message(text, limit, measure=slack_measure)]
 
 
 def post_fields(post: Post) -> dict[str, str]:

@@ -18,33 +18,47 @@ Apart from the bridge's connection because posting has rules of its own:
   the channel's latest messages (`conversations.history`) or, for a post in a thread, the
   thread's (`conversations.replies`: a reply is not in the channel's history), and the parts
   found are skipped — their `ts` stands for them.
+* **A card's buttons go on its last part** (Block Kit, `bridges.slack_cards`), and `send`
+  returns *that* part's `ts` for a post with buttons, since the core edits the card later
+  (R13.3); cards are short, so that is nearly always the one part, the thread root too.
+* **Edits are paced here as well as by the core (R13.7).** `chat.update` is Tier 3 for the
+  whole workspace; an edit the bucket has no token for is `RateLimited` at once, without a
+  call Slack would refuse. `edit`, `delete` and `react` fail like `send`; what is already
+  so (a post gone, a reaction there or not there) is no error, and `tell` is best effort.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bridges.base import KeyValueStore, Post, SendError
+from bridges.base import KeyValueStore, Post, RateLimited, SendError, ThreadRef
 from bridges.render import rendered
+from bridges.slack_cards import SECTION_TEXT_LIMIT, card_blocks, one_message, reaction_name
 from bridges.slack_events import (
+    EDIT_PERMANENT_ERRORS,
+    PERMANENT_ERRORS,
+    SLACK_TEXT_LIMIT,
     error_code,
     parse_progress,
     part_metadata,
     part_name,
-    post_failure,
     post_fields,
     post_texts,
     posted_parts,
     progress_key,
     progress_value,
     rate_limit,
+    refusal,
 )
+from bridges.slack_pace import TokenBucket
 from bridges.slack_rooms import NETWORK_ERRORS
 
 log = logging.getLogger(__name__)
@@ -57,36 +71,44 @@ Exchange = Callable[[str], contextlib.AbstractContextManager[None]]
 
 
 class SlackPoster:
-    """The bridge's outbound side: `send` of the `Bridge` protocol."""
+    """The bridge's outbound side: `send`, `edit`, `delete`, `react` and `tell` of the
+    `Bridge` protocol; `edits` is the workspace's allowance for `chat.update`."""
 
-    def __init__(self, client: AsyncWebClient, kv: KeyValueStore, exchange: Exchange) -> None:
+    def __init__(self, client: AsyncWebClient, kv: KeyValueStore, exchange: Exchange,
+                 edits: TokenBucket) -> None:
         self._client = client
         self._kv = kv
         self._exchange = exchange
+        self._edits = edits
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
-        """Split below 4,000 rendered characters, render each part as mrkdwn, post them in
-        order; the first part's `ts` (see the module docstring)."""
-        parts = await rendered(post.text, post_texts)
+        """Split below 4,000 rendered characters (a card: below a section's 3,000), render
+        each part as mrkdwn, post them in order; the first part's `ts`, or for a post with
+        buttons the `ts` of the last part, which carries them (see the module docstring)."""
+        limit = SECTION_TEXT_LIMIT if post.buttons else SLACK_TEXT_LIMIT
+        parts = await rendered(post.text, functools.partial(post_texts, limit=limit))
         fields = post_fields(post)
         progress = progress_key(key)
         done, first = parse_progress(
             await self._kv.get_value(progress) if len(parts) > 1 else None)
         there = await self._posted_parts(room, fields.get("thread_ts")) if maybe_sent else {}
+        ts: str | None = None
         for index in range(done, len(parts)):
             part = part_name(key, index)
             ts = there.get(part)
             if ts is not None:
                 log.info("slack: %s is already in %s; not posting it again", part, room)
             else:
-                ts = await self._post(room, parts[index], part, fields)
+                last = index + 1 == len(parts)
+                blocks = card_blocks(parts[index], post.buttons) if post.buttons and last else []
+                ts = await self._post(room, parts[index], part, fields, blocks)
             first = first or ts
             if index + 1 < len(parts):
                 await self._kv.put_value(progress, progress_value(index + 1, first))
         if len(parts) > 1:
             await self._kv.delete_value(progress)  # the post is whole: forget its progress
-        return first
+        return ts if post.buttons and parts else first
 
     async def _posted_parts(self, room: str, thread: str | None) -> dict[str, str]:
         """The parts (`<key>.<i>`) the bot posted among the channel's latest messages, or
@@ -129,15 +151,69 @@ class SlackPoster:
                 break
         return messages
 
-    async def _post(self, room: str, text: str, part: str, fields: dict[str, str]) -> str:
-        """One part posted (`fields`: `post_fields`); its `ts`."""
-        try:
-            with self._exchange("a post"):
-                resp = await self._client.chat_postMessage(
-                    channel=room, text=text, metadata=part_metadata(part),
-                    unfurl_links=False, unfurl_media=False, **fields)
-        except SlackApiError as e:
-            raise post_failure(room, e) from None
-        except NETWORK_ERRORS as e:
-            raise SendError(f"cannot reach Slack to post to {room}: {e}") from None
+    async def _post(self, room: str, text: str, part: str, fields: dict[str, str],
+                    blocks: list[dict[str, Any]]) -> str:
+        """One part posted (`fields`: `post_fields`; `blocks`: a card's, or none); its `ts`."""
+        resp = await self._call(f"the post to {room}", lambda: self._client.chat_postMessage(
+            channel=room, text=text, metadata=part_metadata(part), unfurl_links=False,
+            unfurl_media=False, **fields, **({"blocks": blocks} if blocks else {})))
+        assert resp is not None  # nothing is harmless: a refusal raised
         return str(resp["ts"])
+
+    # --- after a post: edits, deletions, reactions, private notices (R13) ----------------
+
+    async def edit(self, room: str, ref: str, post: Post) -> None:
+        """`chat.update` of `ref` with the post's text, cut to one message, and its buttons
+        (none: the `actions` block goes). Refused at once while the bucket is empty."""
+        wait = self._edits.take()
+        if wait:
+            raise RateLimited(wait, "Slack's allowance for edits (Tier 3) is spent for now")
+        text = await rendered(post.text, one_message)
+        await self._call(f"the edit of {ref} in {room}", lambda: self._client.chat_update(
+            channel=room, ts=ref, text=text, blocks=card_blocks(text, post.buttons)),
+            permanent=EDIT_PERMANENT_ERRORS)
+
+    async def delete(self, room: str, ref: str) -> None:
+        """`chat.delete`; a post that is gone already is no error."""
+        await self._call(f"the deletion of {ref} in {room}",
+                         lambda: self._client.chat_delete(channel=room, ts=ref),
+                         permanent=EDIT_PERMANENT_ERRORS, harmless={"message_not_found"})
+
+    async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
+        """`reactions.add`/`.remove` by the emoji's Slack name; a reaction already there
+        (or already gone) is no error."""
+        name = reaction_name(emoji)
+        if name is None:
+            raise SendError(f"no Slack name is known for the emoji {emoji!r}", permanent=True)
+        method = self._client.reactions_add if on else self._client.reactions_remove
+        await self._call(f"the reaction {name} on {ref} in {room}",
+                         lambda: method(channel=room, timestamp=ref, name=name),
+                         harmless={"already_reacted", "no_reaction"})
+
+    async def tell(self, room: str, user: str, text: str, thread: ThreadRef | None) -> None:
+        """`chat.postEphemeral`: `text` for `user` alone, in the thread when it has a root
+        here; best effort, so a failure is logged, never raised (R13.2)."""
+        fields = {"thread_ts": thread.root} if thread is not None and thread.root else {}
+        mrkdwn = await rendered(text, one_message)
+        try:
+            await self._call(f"a notice to {user} alone in {room}",
+                             lambda: self._client.chat_postEphemeral(
+                                 channel=room, user=user, text=mrkdwn, **fields))
+        except SendError as e:
+            log.warning("slack: %s; it is not shown", e)
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[AsyncSlackResponse]], *,
+                    permanent: frozenset[str] = PERMANENT_ERRORS,
+                    harmless: frozenset[str] | set[str] = frozenset(),
+                    ) -> AsyncSlackResponse | None:
+        """One Web API call through the bridge's watch (R6.3), its refusal a `SendError`
+        (`refusal`), or None when the error says what was wanted is so already."""
+        try:
+            with self._exchange(what):
+                return await call()
+        except SlackApiError as e:
+            if error_code(e) in harmless:
+                return None
+            raise refusal(what, e, permanent) from None
+        except NETWORK_ERRORS as e:
+            raise SendError(f"cannot reach Slack for {what}: {e}") from None

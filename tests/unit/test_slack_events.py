@@ -29,6 +29,7 @@ from bridges.slack_events import (
     ROLE_ICONS,
     SLACK_TEXT_LIMIT,
     USERNAME_LIMIT,
+    WANTED_SCOPES,
     SocketSignal,
     answered_since,
     channel_id,
@@ -39,12 +40,12 @@ from bridges.slack_events import (
     parse_progress,
     part_metadata,
     part_name,
-    post_failure,
     post_fields,
     post_texts,
     posted_parts,
     progress_value,
     rate_limit,
+    refusal,
     room_joined,
     silent_s,
     slack_to_plain,
@@ -219,7 +220,7 @@ def api_error(status: int, error: str, headers: dict[str, str] | None = None) ->
 ])
 def test_r8_3_a_refused_post_is_a_value_the_outbox_acts_on(
         name: str, error: SlackApiError, retry_after: float | None, permanent: bool) -> None:
-    failure = post_failure("C0WEBUI", error)
+    failure = refusal("the post to C0WEBUI", error)
     assert isinstance(failure, SendError)
     assert isinstance(failure, RateLimited) is (retry_after is not None), name
     assert failure.retry_after_s == retry_after, name
@@ -326,21 +327,28 @@ def test_r9_1_a_persons_name_is_the_most_specific_slack_has(user: dict[str, Any]
 
 
 @pytest.mark.parametrize(("granted", "missing"), [
-    ("chat:write,chat:write.customize,users:read", []),
-    ("chat:write, users:read", ["chat:write.customize"]),
+    ("chat:write,chat:write.customize,reactions:write,users:read", []),
+    ("chat:write, reactions:write, users:read", ["chat:write.customize"]),
+    ("chat:write,chat:write.customize", ["reactions:write"]),
+    ("chat:write", ["chat:write.customize", "reactions:write"]),
     (None, []),  # Slack did not say
 ])
-def test_r5_7_a_token_without_chat_write_customize_is_noticed(granted: str | None,
-                                                              missing: list[str]) -> None:
-    """R5.7: without `chat:write.customize` Slack ignores `username`; start-up says so."""
+def test_r5_7_r13_7_a_token_without_a_wanted_scope_is_noticed(granted: str | None,
+                                                             missing: list[str]) -> None:
+    """R5.7: without `chat:write.customize` Slack ignores `username`; R13.7: without
+    `reactions:write` the bot cannot react to people's messages; start-up says so."""
     assert missing_scopes(granted) == missing
 
 
-def test_r5_7_the_manifest_asks_for_every_scope_the_emulated_token_has() -> None:
-    """R5.7, R9.1: `config/slack-manifest.yaml` asks for `chat:write.customize`, and the
-    emulator's bot token has exactly the manifest's scopes, so the tests run as installed."""
+def test_r5_7_r13_1_the_manifest_asks_for_every_scope_the_emulated_token_has() -> None:
+    """R5.7, R13.1, R13.7, R9.1: `config/slack-manifest.yaml` asks for every scope start-up
+    checks for (`chat:write.customize`, `reactions:write`) and turns interactivity on (the
+    cards' buttons), and the emulator's bot token has exactly the manifest's scopes, so the
+    tests run as installed."""
     manifest = (Path(__file__).resolve().parents[2] / "config" / "slack-manifest.yaml")
-    bot = manifest.read_text(encoding="utf-8").split("    bot:\n", 1)[1].split("settings:", 1)[0]
+    text = manifest.read_text(encoding="utf-8")
+    bot = text.split("    bot:\n", 1)[1].split("settings:", 1)[0]
     scopes = re.findall(r"^ {6}- ([a-z_.:]+)", bot, flags=re.MULTILINE)
-    assert "chat:write.customize" in scopes
+    assert set(WANTED_SCOPES) <= set(scopes)
     assert sorted(scopes) == sorted(BOT_SCOPES)
+    assert re.search(r"^  interactivity:\n    is_enabled: true\b", text, flags=re.MULTILINE)

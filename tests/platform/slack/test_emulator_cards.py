@@ -38,8 +38,8 @@ CARD = [
 
 @pytest.fixture
 async def client(slack_emulator: SlackEmulator) -> AsyncIterator[AsyncWebClient]:
-    """The real Web API client, with the bot token and `reactions:write`."""
-    slack_emulator.scopes.append("reactions:write")
+    """The real Web API client, with the bot token (which has `reactions:write`)."""
+    assert "reactions:write" in slack_emulator.scopes
     web_client = AsyncWebClient(token=slack_emulator.bot_token, base_url=slack_emulator.api_url)
     yield web_client
     if web_client.session is not None:
@@ -185,8 +185,8 @@ async def test_r13_7_reactions_errors_are_slacks(
 
 async def test_r13_7_reactions_need_their_scope(slack_emulator: SlackEmulator,
                                                client: AsyncWebClient) -> None:
-    """R13.7: without `reactions:write` (the manifest does not ask for it yet) Slack answers
-    `missing_scope` and names the scope needed."""
+    """R13.7: without `reactions:write` (an app installed from an older manifest) Slack
+    answers `missing_scope` and names the scope needed."""
     slack_emulator.scopes.remove("reactions:write")
     ts = (await client.chat_postMessage(channel="C0GENERAL", text="⏳"))["ts"]
     answer = await refused(client.reactions_add(channel="C0GENERAL", timestamp=ts, name="eyes"))

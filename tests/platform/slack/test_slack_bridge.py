@@ -426,7 +426,7 @@ async def test_r6_3_a_web_api_call_that_hangs_is_the_link_down_until_one_is_answ
         assert not isinstance(caught.value, RateLimited) and not caught.value.permanent
         await sink.wait_for(lambda: sink.links == [False])
         [down] = [e for e in sink.events if isinstance(e, ConnectionChanged)]
-        assert down.down_for_s >= 1 and "did not answer a post" in down.detail
+        assert down.down_for_s >= 1 and "did not answer the post to C0WEBUI" in down.detail
         await bridge.send("C0WEBUI", Post("and back"), key="k2")
         await sink.wait_for(lambda: sink.links == [False, True])
         assert [p.text for p in slack_emulator.posts("C0WEBUI")] == ["and back"]
