@@ -34,10 +34,10 @@ way it is:
 * **Posting is `bridges.slack_posts`**: split, under the author's name, in the thread,
   never sleeping on a 429, never twice (R5.7, R8.3, R12.1); and cards, edits, deletions,
   reactions, private notices (R13). Its every Web API call goes through `_exchange`.
-* **A click is acked at once and queued in order (R13.1).** Slack wants it acked within 3 s
-  and never sends it again, so waiting for the store would only risk an error shown to the
-  person. A bolt middleware takes every `block_actions` before bolt's listener matching
-  (which raises on a payload without actions): a malformed one is logged and dropped.
+* **A click is queued in order, then acked at once (R13.1).** Slack wants it acked within
+  3 s and never sends it again, so waiting for the store would only risk an error shown to
+  the person. It never reaches bolt, whose dispatch raises on some malformed payloads
+  (`bridges.slack_socket`, `bridges.slack_http`); a malformed one is logged and dropped.
 """
 
 from __future__ import annotations
@@ -48,12 +48,11 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.response import BoltResponse
@@ -84,6 +83,7 @@ from bridges.slack_names import SlackNames
 from bridges.slack_pace import TokenBucket
 from bridges.slack_posts import SlackPoster
 from bridges.slack_rooms import NETWORK_ERRORS, resolve
+from bridges.slack_socket import SocketHandler
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class SlackBridge:
         self._names = SlackNames(self._client, self._exchange)
         self._pump: OrderedPump | None = None
         self._watch_task: asyncio.Task[None] | None = None
-        self._socket: AsyncSocketModeHandler | None = None
+        self._socket: SocketHandler | None = None
         self._runner: web.AppRunner | None = None
         self._link = Legs(PLATFORM, {Leg.SOCKET: config.mode == SlackMode.HTTP, Leg.API: True})
         self._hello = asyncio.Event()  # Slack said hello on the first socket (start-up)
@@ -180,15 +180,6 @@ class SlackBridge:
         async def on_other_event() -> None:
             """Acknowledge and ignore (bolt acks when the listener returns)."""
 
-        async def on_interaction(body: dict[str, Any], next: Callable[[], Awaitable[None]]
-                                 ) -> BoltResponse | None:
-            """A click: queued, and acked at once; anything else goes on to the listeners."""
-            if body.get("type") != "block_actions":
-                await next()
-                return None
-            self._on_click(body)
-            return BoltResponse(status=200, body="")
-
         bolt_log = logging.getLogger("slack_bolt.AsyncApp")
         bolt_log.addFilter(_unused_token_warning)
         try:
@@ -205,7 +196,6 @@ class SlackBridge:
             )
         finally:
             bolt_log.removeFilter(_unused_token_warning)
-        app.middleware(on_interaction)
         app.event("message")(on_message)
         app.event("member_joined_channel")(on_member_joined)
         # Everything else (app_mention duplicates a message event) is acked and dropped, so
@@ -311,7 +301,8 @@ class SlackBridge:
         except NETWORK_ERRORS as e:
             raise SlackStartError(
                 f"cannot reach the Slack API at {self._config.api_url}: {e}") from None
-        self._socket = AsyncSocketModeHandler(app, app_token, ping_interval=self._ping_interval_s)
+        self._socket = SocketHandler(app, app_token, on_click=self._on_click,
+                                     ping_interval=self._ping_interval_s)
         self._socket.client.on_message_listeners.append(self._on_socket_message)
         self._socket.client.wss_uri = opened["url"]
         try:
@@ -326,7 +317,8 @@ class SlackBridge:
     async def _listen(self, app: AsyncApp) -> None:
         """HTTP mode: serve our endpoint, which checks every request before bolt (R9.1)."""
         self._runner = web.AppRunner(
-            events_app(app, self._config.signing_secret or "", EVENTS_PATH), access_log=None)
+            events_app(app, self._config.signing_secret or "", EVENTS_PATH, self._on_click),
+            access_log=None)
         await self._runner.setup()
         host, port = self._config.http_host, self._config.http_port
         try:

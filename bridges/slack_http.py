@@ -9,6 +9,12 @@ table-tested) and answers every bad request with a 4xx and one log line that nev
 the body; only a signed, well-formed request reaches bolt's dispatch. The signature is
 checked here, once, with slack_sdk's own verifier, so bolt's check (and its logging of
 bodies) is turned off.
+
+A click (a form post whose `payload` is `block_actions`, R13.1) is signed like an event
+and refused like one, but once accepted it goes to the bridge's `on_click`, not to bolt,
+and is answered 200 at once: bolt's dispatch raises on some malformed clicks before any
+listener runs (`bridges.slack_socket` says which), and Slack wants a click acked within
+3 s and never sends it again, so there is no reason to wait for the store.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -25,6 +32,8 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
+
+from bridges.slack_socket import OnClick, is_click
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +61,35 @@ STATUS = {Refusal.UNSIGNED: 401, Refusal.BAD_SIGNATURE: 401, Refusal.BAD_TIMESTA
 
 @dataclass(frozen=True)
 class Accepted:
-    """A signed, well-formed request: its body as text, for bolt."""
+    """A signed, well-formed request: its body as text, for bolt; or a click's payload,
+    for the bridge."""
 
     body: str
+    click: dict[str, Any] | None = None
 
 
-def _is_payload(body: str, content_type: str) -> bool:
-    """Whether bolt's body parser can read `body` into an object: a JSON object, or form
-    data whose `payload` (interactions) is a JSON object. Mirrors
+class _NotAPayload(ValueError):
+    pass
+
+
+def _parsed(body: str, content_type: str) -> dict[str, Any] | None:
+    """What bolt's body parser reads `body` into: a JSON object, or the JSON object in form
+    data's `payload` (interactions); None for form data without one. Mirrors
     `slack_bolt.request.internals.parse_body`, which decides JSON by content type or a
-    leading `{`."""
+    leading `{`. Raises `_NotAPayload` for what bolt could not read into an object."""
     try:
         if content_type == "application/json" or body.startswith("{"):
-            return isinstance(json.loads(body), dict)
-        form = dict(parse_qsl(body, keep_blank_values=True))
-        return "payload" not in form or isinstance(json.loads(form["payload"]), dict)
+            parsed = json.loads(body)
+        else:
+            form = dict(parse_qsl(body, keep_blank_values=True))
+            if "payload" not in form:
+                return None
+            parsed = json.loads(form["payload"])
     except ValueError:
-        return False
+        raise _NotAPayload from None
+    if not isinstance(parsed, dict):
+        raise _NotAPayload
+    return parsed
 
 
 def check(raw: bytes, headers: Mapping[str, str], content_type: str,
@@ -86,14 +107,18 @@ def check(raw: bytes, headers: Mapping[str, str], content_type: str,
         return Refusal.NOT_UTF8
     if not verifier.is_valid(body, timestamp.strip(), signature):
         return Refusal.BAD_SIGNATURE
-    if body and not _is_payload(body, content_type):
+    try:
+        parsed = _parsed(body, content_type) if body else None
+    except _NotAPayload:
         return Refusal.NOT_A_PAYLOAD
-    return Accepted(body)
+    return Accepted(body, click=parsed if is_click(parsed) else None)
 
 
-def events_app(app: AsyncApp, signing_secret: str, path: str) -> web.Application:
+def events_app(app: AsyncApp, signing_secret: str, path: str,
+               on_click: OnClick) -> web.Application:
     """The aiohttp application serving `path` for `app` (built with request verification
-    off: it is done here). No access log: each refusal is logged once, by us."""
+    off: it is done here), its clicks for `on_click`. No access log: each refusal is
+    logged once, by us."""
     verifier = SignatureVerifier(signing_secret)
 
     async def handle(request: web.Request) -> web.Response:
@@ -104,6 +129,9 @@ def events_app(app: AsyncApp, signing_secret: str, path: str) -> web.Application
         decision = check(raw, request.headers, request.content_type, verifier)
         if isinstance(decision, Refusal):
             return _refuse(request, decision)
+        if decision.click is not None:
+            on_click(decision.click)
+            return web.Response(status=200)
         bolt_request = AsyncBoltRequest(body=decision.body, query=request.query_string,
                                         headers=request.headers)  # type: ignore[arg-type]
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))

@@ -1,5 +1,5 @@
-"""R9.1: what the HTTP Events API endpoint does with each request, before bolt sees it
-(`bridges.slack_http.check`, pure). The same rows run against the real bolt stack in
+"""R9.1, R13.1: what the HTTP Events API endpoint does with each request, before bolt sees
+it (`bridges.slack_http.check`, pure): refused, handed to bolt, or a click for the bridge. The same rows run against the real bolt stack in
 tests/platform/slack/test_slack_http.py."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from urllib.parse import quote
 
 import pytest
 from slack_sdk.signature import SignatureVerifier
@@ -33,13 +34,18 @@ def signed(body: bytes, stamp: int = NOW, secret: str = SECRET) -> dict[str, str
 EVENT = json.dumps({"type": "event_callback", "event": {"type": "message"}}).encode()
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+CLICK = b"payload=" + quote(json.dumps({"type": "block_actions"})).encode()
 
 
 @pytest.mark.parametrize(("name", "body", "headers", "content_type", "outcome"), [
     ("a signed event goes to bolt", EVENT, signed(EVENT), JSON, Accepted(EVENT.decode())),
-    ("a signed interaction (form with a JSON payload) goes to bolt",
-     b'payload={"type":"block_actions"}', signed(b'payload={"type":"block_actions"}'), FORM,
-     Accepted('payload={"type":"block_actions"}')),
+    ("R13.1: a signed click (form with a block_actions payload) goes to the bridge",
+     CLICK, signed(CLICK), FORM, Accepted(CLICK.decode(), click={"type": "block_actions"})),
+    ("a signed interaction that is not a click goes to bolt",
+     b'payload={"type":"view_submission"}', signed(b'payload={"type":"view_submission"}'),
+     FORM, Accepted('payload={"type":"view_submission"}')),
+    ("a signed form without a payload (a slash command) goes to bolt",
+     b"command=%2Fcrew", signed(b"command=%2Fcrew"), FORM, Accepted("command=%2Fcrew")),
     ("an empty signed body goes to bolt (its ssl_check)", b"", signed(b""), FORM, Accepted("")),
     ("no headers", EVENT, {}, JSON, Refusal.UNSIGNED),
     ("no timestamp", EVENT, {"X-Slack-Signature": "v0=00"}, JSON, Refusal.UNSIGNED),
@@ -58,6 +64,9 @@ FORM = "application/x-www-form-urlencoded"
      Refusal.NOT_A_PAYLOAD),
     ("unsigned garbage is refused as unsigned, not parsed", b"{nope", {}, JSON,
      Refusal.UNSIGNED),
+    ("R13.1: a forged click is refused as a forged event is", CLICK,
+     signed(CLICK, secret="other"), FORM, Refusal.BAD_SIGNATURE),
+    ("R13.1: an unsigned click too", CLICK, {}, FORM, Refusal.UNSIGNED),
 ])
 def test_r9_1_each_request_is_accepted_or_refused_with_a_reason(
         name: str, body: bytes, headers: dict[str, str], content_type: str,

@@ -6,7 +6,8 @@ tests, and every server a test starts is stopped when it ends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -42,9 +43,11 @@ async def start_bridge(slack_emulator: SlackEmulator) -> AsyncIterator[StartBrid
     """Start real bridges against the emulator; every one is stopped when the test ends."""
     bridges: list[SlackBridge] = []
 
-    async def start(**changes: object) -> tuple[SlackBridge, Sink]:
+    async def start(*, clock: Callable[[], float] = time.monotonic,
+                    **changes: object) -> tuple[SlackBridge, Sink]:
+        """`changes` to the bridge's config; `clock` paces its edits (R13.7)."""
         bridge = SlackBridge(slack_config(slack_emulator, **changes), MemoryKV(),
-                             ping_interval_s=0.5, connect_timeout_s=TIMEOUT)
+                             ping_interval_s=0.5, connect_timeout_s=TIMEOUT, clock=clock)
         bridges.append(bridge)
         sink = Sink()
         await bridge.start(sink)
