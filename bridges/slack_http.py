@@ -68,15 +68,12 @@ class Accepted:
     click: dict[str, Any] | None = None
 
 
-class _NotAPayload(ValueError):
-    pass
-
-
-def _parsed(body: str, content_type: str) -> dict[str, Any] | None:
+def _parsed(body: str, content_type: str) -> dict[str, Any] | Refusal | None:
     """What bolt's body parser reads `body` into: a JSON object, or the JSON object in form
-    data's `payload` (interactions); None for form data without one. Mirrors
+    data's `payload` (interactions); None for form data without one, `NOT_A_PAYLOAD` for
+    what bolt could not read into an object. Mirrors
     `slack_bolt.request.internals.parse_body`, which decides JSON by content type or a
-    leading `{`. Raises `_NotAPayload` for what bolt could not read into an object."""
+    leading `{`."""
     try:
         if content_type == "application/json" or body.startswith("{"):
             parsed = json.loads(body)
@@ -86,16 +83,15 @@ def _parsed(body: str, content_type: str) -> dict[str, Any] | None:
                 return None
             parsed = json.loads(form["payload"])
     except ValueError:
-        raise _NotAPayload from None
-    if not isinstance(parsed, dict):
-        raise _NotAPayload
-    return parsed
+        return Refusal.NOT_A_PAYLOAD
+    return parsed if isinstance(parsed, dict) else Refusal.NOT_A_PAYLOAD
 
 
 def check(raw: bytes, headers: Mapping[str, str], content_type: str,
           verifier: SignatureVerifier) -> Accepted | Refusal:
-    """What to do with one POST: hand it to bolt, or refuse it and why. The signature is
-    checked before the body is parsed, so nothing unsigned is parsed."""
+    """What to do with one POST: hand it to bolt (or, a click, to the bridge), or refuse
+    it and why. The signature is checked before the body is parsed, so nothing unsigned
+    is parsed."""
     timestamp, signature = headers.get(TIMESTAMP), headers.get(SIGNATURE)
     if not timestamp or not signature:
         return Refusal.UNSIGNED
@@ -107,10 +103,9 @@ def check(raw: bytes, headers: Mapping[str, str], content_type: str,
         return Refusal.NOT_UTF8
     if not verifier.is_valid(body, timestamp.strip(), signature):
         return Refusal.BAD_SIGNATURE
-    try:
-        parsed = _parsed(body, content_type) if body else None
-    except _NotAPayload:
-        return Refusal.NOT_A_PAYLOAD
+    parsed = _parsed(body, content_type) if body else None
+    if isinstance(parsed, Refusal):
+        return parsed
     return Accepted(body, click=parsed if is_click(parsed) else None)
 
 

@@ -108,7 +108,7 @@ class SlackPoster:
                 await self._kv.put_value(progress, progress_value(index + 1, first))
         if len(parts) > 1:
             await self._kv.delete_value(progress)  # the post is whole: forget its progress
-        return ts if post.buttons and parts else first
+        return ts if post.buttons else first
 
     async def _posted_parts(self, room: str, thread: str | None) -> dict[str, str]:
         """The parts (`<key>.<i>`) the bot posted among the channel's latest messages, or
