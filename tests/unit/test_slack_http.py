@@ -1,6 +1,6 @@
 """R9.1, R13.1: what the HTTP Events API endpoint does with each request, before bolt sees
-it (`bridges.slack_http.check`, pure): refused, handed to bolt, or a click for the bridge. The same rows run against the real bolt stack in
-tests/platform/slack/test_slack_http.py."""
+it (`bridges.slack_http.check`, pure): refused, handed to bolt, or a click for the bridge.
+The same rows run against the real bolt stack in tests/platform/slack/test_slack_http.py."""
 
 from __future__ import annotations
 
