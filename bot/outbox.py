@@ -165,6 +165,10 @@ class Outbox:
             await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
             return False
         except SendError as e:
+            if e.permanent and post.op in (PostOp.REACT, PostOp.UNREACT):
+                log.info("%s %s: reaction %s not shown (%s)", key[0], key[1], post.text, e)
+                await self.store.post_sent(post.id)  # a mark is no message: nothing to keep
+                return True
             if e.permanent:
                 log.error("cannot post to %s %s (%s); post set aside: %.200s",
                           key[0], key[1], e, post.text)

@@ -413,7 +413,8 @@ async def test_post_runs_the_crewbridge_cli_and_reports_its_status(
     events = await agent.turn()
     assert texts(events) == ["general: crewbridge post webui exited 0"]
     call = json.loads(record.read_text())
-    assert call == {"argv": ["post", "webui", "general posted via CLI"], "agent": "general"}
+    assert call == {"argv": ["post", "--create", "webui", "general posted via CLI"],
+                    "agent": "general"}
 
 
 async def test_task_runs_crewbridge_task_create_with_the_rest_of_the_text(
