@@ -10,6 +10,7 @@ to a later marker message is posted, an earlier duplicate would have been answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -76,17 +77,19 @@ class SlackBot:
         return next(p for p in self.emulator.posts(channel) if text in p.text)
 
 
-@pytest.fixture
-async def slack_bot(slack_emulator: SlackEmulator, tmp_path: Path) -> AsyncIterator[SlackBot]:
-    """`crewbridge run` with #webui and #general bound on Slack and an admin channel."""
-    emulator = slack_emulator
+@contextlib.asynccontextmanager
+async def running_bot(emulator: SlackEmulator, tmp_path: Path, *,
+                      channel: dict | None = None) -> AsyncIterator[SlackBot]:
+    """`crewbridge run` with #webui (with `channel`'s settings) and #general bound on Slack
+    and an admin channel; stopped cleanly on the way out."""
     emulator.add_channel("C0OPS", "crew-ops", is_private=True)
     emulator.posts_per_second = 1 / PACE_S
     data_dir = short_data_dir()
     agent_log = tmp_path / "agents.jsonl"
     config = write_config(
         tmp_path / "crewbridge.toml", data_dir=data_dir,
-        channels=[{"name": "webui", "prompt": "You lead the web UI.", "slack": ["#webui"]}],
+        channels=[{"name": "webui", "prompt": "You lead the web UI.", "slack": ["#webui"],
+                   **(channel or {})}],
         extra={
             "admin": {"slack": ["C0OPS"]},
             "slack": {"mode": "socket", "bot_token": "${SLACK_BOT_TOKEN}",
@@ -105,6 +108,12 @@ async def slack_bot(slack_emulator: SlackEmulator, tmp_path: Path) -> AsyncItera
     finally:
         await asyncio.to_thread(process.close)
         cleanup_data_dir(data_dir)
+
+
+@pytest.fixture
+async def slack_bot(slack_emulator: SlackEmulator, tmp_path: Path) -> AsyncIterator[SlackBot]:
+    async with running_bot(slack_emulator, tmp_path) as bot:
+        yield bot
 
 
 async def test_message_in_bound_channel_reaches_the_lead_and_the_reply_is_posted(
