@@ -80,7 +80,7 @@ from bridges.base import (
 )
 from supervisor.control import PermissionAsk
 from supervisor.environment import new_token
-from supervisor.ports import AgentKind, AgentSpec, Clock, Conversation, TurnUsage
+from supervisor.ports import AgentKind, AgentSpec, Clock, Conversation, Mark, TurnUsage
 from supervisor.redact import SECRETS
 from supervisor.supervisor import Supervisor
 
@@ -471,6 +471,18 @@ class App:
         home = await self.store.agent(agent) if conversation is None else None
         channel = conversation.channel if conversation else home.channel if home else ""
         await self.budget.spent(channel)  # R13.8: a warning, an alert, a pause
+
+    async def show_status(self, agent: str, conversation: Conversation, text: str) -> None:
+        """R13.7: a turn's ⏳ status line; shown by bot/status_ops.py (integrator)."""
+
+    async def end_status(self, agent: str, conversation: Conversation,
+                         outcome: str | None) -> None:
+        """R13.7: the status line removed or edited into the outcome; shown by
+        bot/status_ops.py (integrator)."""
+
+    async def mark(self, agent: str, nudge_ids: list[int], mark: Mark) -> None:
+        """R13.7: 👀 ✅ ⏸️ ❌ on the person's message; shown by bot/status_ops.py
+        (integrator)."""
 
     async def notice(self, where: Conversation | str, text: str) -> None:
         """A notice into a conversation (or a channel's top level)."""

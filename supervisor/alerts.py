@@ -124,6 +124,17 @@ def turn_stopped(agent: str, by: str) -> str:
     return f"⏹ {agent} stopped by {by}."
 
 
+def turn_failed(agent: str, how: str) -> str:
+    """R13.7: the outcome a failed turn's status line is edited into (`how`: a `Failure`)."""
+    return f"❌ {agent} {how}."
+
+
+def turn_cut_off(agent: str, reason: str) -> str:
+    """R13.7: the status line of a turn whose process was stopped by the bot (`reason`: a
+    `StopReason`); its messages stay queued (R8.5)."""
+    return f"⏹ {agent}'s turn was cut off ({reason}); it answers when it is back."
+
+
 def nothing_to_stop(agent: str) -> str:
     return f"{agent} is not working on anything right now; nothing to stop."
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from supervisor import ports
 from supervisor.breaker import Blocked, Health
 from supervisor.control import PermissionAsk, Verdict
 from supervisor.ports import Conversation, QueuedNudge, TurnUsage
@@ -108,6 +109,31 @@ class RecordUsage:
 
 
 @dataclass(frozen=True)
+class ShowStatus:
+    """Show (post, then edit) the running turn's status line (R13.7)."""
+
+    conversation: Conversation
+    text: str
+
+
+@dataclass(frozen=True)
+class EndStatus:
+    """The turn whose status line was shown ended: remove the line (None), or edit it into
+    the outcome of a turn that failed or was stopped (R13.7)."""
+
+    conversation: Conversation
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class Mark:
+    """React on the person's messages these queued nudges came from (R13.7)."""
+
+    nudge_ids: tuple[int, ...]
+    mark: ports.Mark
+
+
+@dataclass(frozen=True)
 class OfferQueue:
     """Read the agent's queue and offer it with `nudged`."""
 
@@ -198,7 +224,7 @@ class Log:
 
 
 Effect = (Spawn | Write | Kill | Terminate | Interrupt | Ask | AskWithdrawn | AnswerAsk
-          | MarkAttempted | Answer | RecordUsage
+          | MarkAttempted | Answer | RecordUsage | ShowStatus | EndStatus | Mark
           | OfferQueue
           | TellBlocked
           | SaveHealth | SaveSession | SaveError | RecordProcess | ForgetProcess | Post

@@ -122,6 +122,9 @@ class Executor:
                 case fx.Spawn():
                     if self._claim_slot(rt, e):
                         stops += await self._apply(rt, await self._spawn(rt, e))
+                    else:  # R13.7: its messages wait for a slot
+                        stops += await self._apply(rt, run.waiting_for_slot(
+                            await self.store.queued(run.name)))
                 case fx.Write(nudges, texts):
                     sent = []
                     for q, text in zip(nudges, texts, strict=True):
@@ -163,6 +166,12 @@ class Executor:
                                              list(ids))
                 case fx.RecordUsage(usage, conversation):
                     await self.host.record_usage(run.name, conversation, usage)
+                case fx.ShowStatus(conversation, text):
+                    await self.host.show_status(run.name, conversation, text)
+                case fx.EndStatus(conversation, outcome):
+                    await self.host.end_status(run.name, conversation, outcome)
+                case fx.Mark(ids, mark):
+                    await self.host.mark(run.name, list(ids), mark)
                 case fx.SaveHealth(h):
                     self._healths[run.health_key] = h
                     await self.store.put_health(run.health_key, h)

@@ -53,9 +53,11 @@ from supervisor.ports import (
     AgentKind,
     AgentSpec,
     Conversation,
+    Mark,
     QueuedNudge,
     TurnUsage,
 )
+from supervisor.progress import TurnProgress
 from supervisor.protocol import AgentEvent, ApiError, Init, RateLimit, TurnResult
 from supervisor.redact import redact
 from supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
@@ -115,6 +117,7 @@ class AgentRun:
         self.limited_until: float | None = None  # the plan refuses turns until then (R13.8)
         self.interrupts = 0
         self.asks: dict[str, PermissionAsk] = {}  # by request id: waiting for a person (R13.1)
+        self.progress: TurnProgress | None = None  # the open turn's live status (R13.7)
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
         self.queue_retry_at: float | None = None
@@ -145,9 +148,10 @@ class AgentRun:
             paused = alerts.rate_limited(self.name, self.limited_until)
         if paused is not None:
             if not queued or self.pause_told:
-                return []
+                return self._waiting(queued)
             self.pause_told = True
-            return [fx.Notify(queued[-1].conversation(self.spec.channel), paused)]
+            return [fx.Notify(queued[-1].conversation(self.spec.channel), paused),
+                    *self._waiting(queued)]
         self.pause_told = False
         action = resolve(self.state, self.session_id, health, now)
         if isinstance(action, Deliver):
@@ -207,11 +211,14 @@ class AgentRun:
         self._expect(RunState.RUNNING, event="wrote")
         if not sent:
             return []
+        if self.progress is None:  # a turn begins (R13.7)
+            self.progress = self._progress(now)
         self.delivered.update(sent)
         self.hops = sent[-1][1].hops
         self.last_activity = self.last_output = now
         first_time = tuple(q.id for _, q in sent if not q.attempted)
-        return [fx.MarkAttempted(first_time)] if first_time else []
+        return ([fx.MarkAttempted(first_time)] if first_time else []) + self._mark(
+            [q for _, q in sent], Mark.WORKING)
 
     def saw(self, event: AgentEvent, health: Health, now: float) -> list[Effect]:
         """One event from the session's output (also while it is being stopped)."""
@@ -232,9 +239,14 @@ class AgentRun:
             effects.append(fx.Ask(event, self.conversation or Conversation(self.spec.channel)))
         if isinstance(event, PermissionWithdrawn) and self.asks.pop(event.request_id, None):
             effects.append(fx.AskWithdrawn(event.request_id, alerts.ASK_WITHDRAWN))
-        posts = self.output.feed(event, now)
+        if self.progress is not None:
+            self.progress.saw(event)
+        posts = self._posted(self.output.feed(event, now), now)
         if isinstance(event, TurnResult):
-            return effects + self._turn_ended(event, posts, health, now)
+            effects += self._turn_ended(event, posts, health, now) + self._end_status(None)
+            if self.delivered:  # the CLI goes on with messages it queued: a turn of their own
+                self.progress = self._progress(now)
+            return effects
         return effects + self._posts(posts)
 
     def exited(self, code: int, stderr_tail: list[str], health: Health, now: float, *,
@@ -258,6 +270,8 @@ class AgentRun:
             how = Failure.CUT_SHORT if outcome is ExitOutcome.CUT_SHORT else Failure.EXIT
             return effects + self._fail(f"{detail}: {tail}" if tail else detail, health, now,
                                         how)
+        effects += [*self._end_status(alerts.turn_cut_off(self.name, str(reason))),
+                    *self._waiting(list(self.delivered.values()), turn=True)]
         self.delivered = {}  # still queued: the next run gets them (R8.5)
         if outcome is ExitOutcome.RESTART_IF_WANTED:
             wanted = self.always_on or (self.spec.kind is AgentKind.WORKER and open_task)
@@ -296,6 +310,8 @@ class AgentRun:
         if ask is None:
             return None
         self.last_output = self.last_activity = now  # the hung clock counts from the answer
+        if self.progress is not None:
+            self.progress.decided(request_id)
         return [fx.AnswerAsk(ask, verdict, message)]
 
     def make_room(self) -> list[Effect]:
@@ -319,14 +335,21 @@ class AgentRun:
         in the conversation of the latest, not again in one that was just `told` (R4.11)."""
         if not queued:
             return []
+        home = self.spec.channel  # ⏸️, but a failed turn's messages keep their ❌ (R13.7)
+        waiting = self._waiting([q for q in queued if q.conversation(home) not in told])
         h, notify = breaker.should_notify_blocked(health, blocked)
         if not notify:
-            return []
-        origin = queued[-1].conversation(self.spec.channel)
+            return waiting
+        origin = queued[-1].conversation(home)
         if origin in told:
-            return [fx.SaveHealth(h)]
+            return [fx.SaveHealth(h), *waiting]
         how = self.last_failure.value if self.last_failure else "failed"
-        return [fx.SaveHealth(h), fx.Notify(origin, alerts.blocked_notice(self.name, blocked, how))]
+        return [fx.SaveHealth(h), fx.Notify(origin, alerts.blocked_notice(self.name, blocked, how)),
+                *waiting]
+
+    def waiting_for_slot(self, queued: list[QueuedNudge]) -> list[Effect]:
+        """The start waits for a process slot (R3.7): its messages are marked waiting."""
+        return self._waiting(queued)
 
     def reset(self, health: Health) -> list[Effect]:
         """An admin's `reset` or a successful `auth login` (R4.4, R6.5). The breaker's
@@ -377,6 +400,8 @@ class AgentRun:
             return None if closing else self.queue_retry_at
         if timer is Timer.LIMIT_RESET:
             return None if closing else self.limited_until
+        if timer is Timer.STATUS:
+            return None if self.progress is None else self.progress.next_due()
         assert timer is Timer.ALWAYS_ON
         if not self.always_on or closing:
             return None
@@ -386,7 +411,10 @@ class AgentRun:
 
     def _fire(self, timer: Timer, health: Health, now: float, closing: bool) -> list[Effect]:
         if timer is Timer.FLUSH:
-            return self._posts(self.output.tick(now))
+            return self._posts(self._posted(self.output.tick(now), now))
+        if timer is Timer.STATUS:
+            text = self.progress.take(now) if self.progress is not None else None
+            return [fx.ShowStatus(self._where(), text)] if text else []
         if timer is Timer.HEALTHY:
             return self._proven(health)
         if timer is Timer.HUNG:
@@ -465,12 +493,14 @@ class AgentRun:
         if outcome is TurnOutcome.STOPPED:
             return usage + self._stopped(posts, stopped_by or "someone")
         if outcome is TurnOutcome.WAIT:  # still queued, marked attempted: answered after
+            waiting = self._waiting(list(self.delivered.values()), turn=True)
             self.delivered = {}
-            return [*usage, *self._posts(posts),
+            return [*usage, *self._posts(posts), *waiting,
                     fx.Log(logging.WARNING, f"{self.name}: refused by the plan's limit")]
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
-            effects = usage + self._posts(posts, answered=answered)
+            effects = usage + self._posts(posts, answered=answered) + self._mark(
+                answered, Mark.FAILED if outcome is TurnOutcome.NOTE_ERROR else Mark.ANSWERED)
             if not self.delivered and self.held_back:  # another conversation's turn (R3.6)
                 self.held_back = False
                 effects.append(fx.OfferQueue())
@@ -490,7 +520,8 @@ class AgentRun:
             auth = turn_end(result) is TurnEnd.AUTH
             failed = self._fail(error, health, now, Failure.TURN, auth=auth)
             return effects + failed + self._kill(StopReason.FAILED)
-        return [*effects, fx.SaveError(error[:500])]
+        return [*effects, fx.SaveError(error[:500]),
+                *self._end_status(alerts.turn_failed(self.name, Failure.TURN.value))]
 
     def _withdraw_asks(self, why: str) -> list[Effect]:
         """Every request still waiting is no longer answerable (R13.3, R13.6)."""
@@ -505,8 +536,7 @@ class AgentRun:
         if not first:
             return []
         self.pause_told = True
-        where = self.conversation or Conversation(self.spec.channel)
-        return [fx.Notify(where, alerts.rate_limited(self.name, self.limited_until))]
+        return [fx.Notify(self._where(), alerts.rate_limited(self.name, self.limited_until))]
 
     def _stopped(self, posts: list[str], by: str) -> list[Effect]:
         """A turn a person stopped (R13.6): not the agent's failure, its text is quarantined
@@ -514,8 +544,10 @@ class AgentRun:
         end them, they are not delivered again (R8.5 is for turns the bot cut short)."""
         answered = list(self.delivered.values())
         self.delivered = {}
-        effects = self._posts(posts, answered=answered)
-        if self.conversation is not None:
+        shown = self._end_status(alerts.turn_stopped(self.name, by))  # the ⏳ line says it
+        effects = [*self._posts(posts, answered=answered), *self._mark(answered, Mark.CLEARED),
+                   *shown]
+        if self.conversation is not None and not shown:
             effects.append(fx.Notify(self.conversation, alerts.turn_stopped(self.name, by)))
         if self.held_back:
             self.held_back = False
@@ -542,8 +574,10 @@ class AgentRun:
         messages stay queued for the next run; when it failed in a turn, the people that
         turn was answering hear it once, in their conversation (R4.11)."""
         answering, self.delivered = list(self.delivered.values()), {}
+        ended = [*self._end_status(alerts.turn_failed(self.name, how.value)),
+                 *(self._mark(answering, Mark.FAILED) if how.while_answering else [])]
         if self.failure_counted:
-            return []
+            return ended
         self.failure_counted = True
         self.last_failure = how
         error = redact(error)
@@ -555,12 +589,45 @@ class AgentRun:
         told = tuple(dict.fromkeys(q.conversation(self.spec.channel) for q in answering)
                      ) if how.while_answering else ()
         effects: list[Effect] = [
-            fx.Log(logging.WARNING, f"{self.name} failed: {error}"),
+            *ended, fx.Log(logging.WARNING, f"{self.name} failed: {error}"),
             fx.SaveHealth(h), fx.SaveError(error[:500]),
             *(fx.Notify(c, alerts.answer_cut_short(self.name, how.value, blocked)) for c in told),
             *(e for change in opened if isinstance(change, breaker.BreakerOpened)
               for e in self._opened(change, h))]
         return [*effects, fx.TellBlocked(blocked, told)] if blocked else effects
+
+    # --- the live status and the marks (R13.7) ----------------------------------------------
+
+    def _progress(self, now: float) -> TurnProgress:
+        return TurnProgress(self.name, now, after_s=self.cfg.status_after_s,
+                            interval_s=self.cfg.status_interval_s, workdir=self.spec.workdir)
+
+    def _posted(self, posts: list[str], now: float) -> list[str]:
+        """Posted output shows the turn is alive: the ⏳ line waits again."""
+        if posts and self.progress is not None:
+            self.progress.posted(now)
+        return posts
+
+    def _end_status(self, outcome: str | None) -> list[Effect]:
+        """The turn's live status ends: a line that was shown is removed (None) or edited
+        into `outcome`. The first end of a turn wins; the later ones find nothing."""
+        progress, self.progress = self.progress, None
+        if progress is None or progress.shown is None:
+            return []
+        return [fx.EndStatus(self._where(), outcome)]
+
+    @staticmethod
+    def _mark(nudges: list[QueuedNudge], mark: Mark) -> list[Effect]:
+        return [fx.Mark(tuple(q.id for q in nudges), mark)] if nudges else []
+
+    def _waiting(self, queued: list[QueuedNudge], *, turn: bool = False) -> list[Effect]:
+        """⏸️ on messages that wait; what the open turn works on does not, unless `turn`:
+        the turn ends with them still queued."""
+        taken = set() if turn else {q.id for q in self.delivered.values()}
+        return self._mark([q for q in queued if q.id not in taken], Mark.WAITING)
+
+    def _where(self) -> Conversation:
+        return self.conversation or Conversation(self.spec.channel)
 
     def _opened(self, e: breaker.BreakerOpened, h: Health) -> list[Effect]:
         error = redact(e.last_error)[:300]

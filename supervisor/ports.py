@@ -42,6 +42,17 @@ class PermissionMode(StrEnum):
     BYPASS = "bypassPermissions"
 
 
+class Mark(StrEnum):
+    """The bot's reaction on a person's message, as an agent works on it (R13.7). A message
+    carries one at a time: each replaces the one before."""
+
+    WORKING = "👀"  # an agent started on it
+    ANSWERED = "✅"
+    WAITING = "⏸️"  # cooldown, breaker, budget, the plan's limit, a process slot
+    FAILED = "❌"  # the turn answering it failed
+    CLEARED = ""  # none: the turn was stopped by a person (R13.6), its notice says so
+
+
 @dataclass(frozen=True)
 class ToolPolicy:
     """What an agent may do without asking (R13.5), as its command line says it."""
@@ -236,6 +247,20 @@ class Host(Protocol):
     async def record_usage(self, agent: str, conversation: Conversation | None,
                            usage: TurnUsage) -> None:
         """Keep what a turn cost, by agent, channel, person and day (R13.8)."""
+
+    async def show_status(self, agent: str, conversation: Conversation, text: str) -> None:
+        """Show the running turn's ⏳ status line in `conversation` (R13.7): posted the
+        first time, edited in place after that; one line per agent at a time."""
+
+    async def end_status(self, agent: str, conversation: Conversation,
+                         outcome: str | None) -> None:
+        """The turn whose status line was shown has ended (R13.7): remove the line (None),
+        or edit it into `outcome` (the turn failed or was stopped)."""
+
+    async def mark(self, agent: str, nudge_ids: list[int], mark: Mark) -> None:
+        """Put `mark` on the person's messages these queued nudges came from, in place of
+        the bot's earlier mark on them (R13.7); a message that has it already is left
+        alone, and one the bot cannot map (an agent's nudge) is skipped."""
 
     async def notice(self, where: Conversation, text: str) -> None:
         """A short notice from the bot into a conversation."""

@@ -136,13 +136,14 @@ class Timer(Enum):
     RETRY_QUEUE = "deliver the queue when the cooldown ends"  # R3.4, R4.3
     ALWAYS_ON = "restart an always_on lead when allowed"  # R4.1
     LIMIT_RESET = "deliver the queue when the plan's limit resets"  # R13.8
+    STATUS = "show the live status of a quiet turn"  # R13.7
 
 
 TIMERS: dict[tuple[RunState, bool], tuple[Timer, ...]] = {
     (RunState.STOPPED, False): (Timer.RETRY_QUEUE, Timer.ALWAYS_ON, Timer.LIMIT_RESET),
     (RunState.STARTING, False): (),
     (RunState.RUNNING, False): (Timer.FLUSH, Timer.HEALTHY, Timer.IDLE, Timer.LIMIT_RESET),
-    (RunState.RUNNING, True): (Timer.FLUSH, Timer.HEALTHY, Timer.HUNG),
+    (RunState.RUNNING, True): (Timer.FLUSH, Timer.HEALTHY, Timer.HUNG, Timer.STATUS),
     (RunState.STOPPING, False): (),
     (RunState.STOPPING, True): (),
 }
