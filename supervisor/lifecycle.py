@@ -150,8 +150,8 @@ class AgentRun:
             if not queued or self.pause_told:
                 return self._waiting(queued)
             self.pause_told = True
-            return [fx.Notify(queued[-1].conversation(self.spec.channel), paused),
-                    *self._waiting(queued)]
+            return [*self._waiting(queued),
+                    fx.Notify(queued[-1].conversation(self.spec.channel), paused)]
         self.pause_told = False
         action = resolve(self.state, self.session_id, health, now)
         if isinstance(action, Deliver):
@@ -342,10 +342,10 @@ class AgentRun:
             return waiting
         origin = queued[-1].conversation(home)
         if origin in told:
-            return [fx.SaveHealth(h), *waiting]
+            return [*waiting, fx.SaveHealth(h)]
         how = self.last_failure.value if self.last_failure else "failed"
-        return [fx.SaveHealth(h), fx.Notify(origin, alerts.blocked_notice(self.name, blocked, how)),
-                *waiting]
+        return [*waiting, fx.SaveHealth(h),
+                fx.Notify(origin, alerts.blocked_notice(self.name, blocked, how))]
 
     def waiting_for_slot(self, queued: list[QueuedNudge]) -> list[Effect]:
         """The start waits for a process slot (R3.7): its messages are marked waiting."""

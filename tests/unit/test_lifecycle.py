@@ -14,7 +14,15 @@ from supervisor import effects as fx
 from supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
 from supervisor.effects import Effect
 from supervisor.lifecycle import AgentRun, LifecycleError
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, QueuedNudge, TurnUsage
+from supervisor.ports import (
+    AgentConfig,
+    AgentKind,
+    AgentSpec,
+    Conversation,
+    Mark,
+    QueuedNudge,
+    TurnUsage,
+)
 from supervisor.protocol import AssistantText, Init, RateLimit, ToolUse, TurnResult, parse_line
 from supervisor.resolve import RunState
 from supervisor.rules import (
@@ -34,7 +42,8 @@ from supervisor.rules import (
 from supervisor.session import agent_argv
 
 CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
-                  idle_stop_s=1800, turn_timeout_s=900, max_lead_restarts=3)
+                  idle_stop_s=1800, turn_timeout_s=900, max_lead_restarts=3,
+                  status_after_s=100_000)  # the live status has tests of its own (R13.7)
 LEAD = AgentSpec("webui", AgentKind.LEAD, "webui")
 WORKER = AgentSpec("dave", AgentKind.WORKER, "webui", task_id=7)
 T0 = 1_000.0
@@ -61,12 +70,14 @@ def uuid_of(q: QueuedNudge) -> str:
 
 
 def write(run: AgentRun, queued: tuple[QueuedNudge, ...], now: float = T0) -> None:
-    """Deliver `queued` to a running run, as the executor would: written, told, marked."""
+    """Deliver `queued` to a running run, as the executor would: written, told, marked
+    attempted, and 👀 on the people's messages (R13.7)."""
     fresh = tuple(q.id for q in queued if not q.attempted)
     assert run.nudged(list(queued), Health(), now) == [
         fx.Write(queued, tuple(q.text for q in queued))]
     assert run.wrote([(uuid_of(q), q) for q in queued], now) == (
-        [fx.MarkAttempted(fresh)] if fresh else [])
+        [fx.MarkAttempted(fresh)] if fresh else []) + [
+        fx.Mark(tuple(q.id for q in queued), Mark.WORKING)]
 
 
 def answers(*queued: QueuedNudge, is_error: bool = False) -> TurnResult:
@@ -119,7 +130,8 @@ def test_r3_1_r3_5_spawn_start_and_deliver_in_order() -> None:
     queued = [nudge(1), nudge(2)]
     assert run.nudged(queued, Health(), T0) == [fx.Write(tuple(queued), ("hello", "hello"))]
     assert run.wrote([("u1", queued[0])], T0 + 1) == [  # the second write failed:
-        fx.MarkAttempted((1,))]  # only what reached the agent counts as attempted
+        fx.MarkAttempted((1,)),  # only what reached the agent counts as attempted
+        fx.Mark((1,), Mark.WORKING)]  # R13.7: and 👀
     assert (run.state, run.in_turn, run.session_id) == (RunState.RUNNING, True, "new-sid")
     assert list(run.delivered) == ["u1"]
 
@@ -136,11 +148,13 @@ def test_r3_4_blocked_start_notifies_once_per_block_and_retries_at_cooldown_end(
     h, _ = failed(Health(), T0, policy(CFG, AgentKind.LEAD), "exit 2")
     run = AgentRun(LEAD, CFG)
     effects = run.nudged([nudge(1, origin="general")], h, T0 + 1)
-    assert kinds(effects) == [fx.SaveHealth, fx.Notify]
+    assert kinds(effects) == [fx.Mark, fx.SaveHealth, fx.Notify]
+    assert of(effects, fx.Mark) == [fx.Mark((1,), Mark.WAITING)]  # R13.7
     assert of(effects, fx.Notify)[0].where == Conversation("general")
     assert "cooling down" in of(effects, fx.Notify)[0].text
     noticed = of(effects, fx.SaveHealth)[0].health
-    assert run.nudged([nudge(1), nudge(2)], noticed, T0 + 2) == []  # no second notice
+    assert run.nudged([nudge(1), nudge(2)], noticed, T0 + 2) == [  # no second notice
+        fx.Mark((1, 2), Mark.WAITING)]
     assert run.next_deadline(noticed) == T0 + 120
     assert run.tick(noticed, T0 + 119) == []
     assert run.tick(noticed, T0 + 120) == [fx.Kick()]
@@ -191,19 +205,19 @@ EXIT_ROWS = {
     "r4_7-healthy-crash-worker-with-task-restarts": (None, True, True, False,
                                                      [fx.ForgetProcess, fx.Kick]),
     "r4_10-unknown-session-retries-fresh": (StopReason.UNKNOWN_SESSION, False, False, False,
-                                            [fx.ForgetProcess, fx.Kick]),
+                                            [fx.ForgetProcess, fx.Mark, fx.Kick]),
     "r4_8-idle-stop-delivers-later-queue": (StopReason.IDLE, True, False, False,
                                             [fx.ForgetProcess, fx.Kick]),
     "r6_4-admin-stop-delivers-later-queue": (StopReason.ADMIN, False, False, False,
-                                             [fx.ForgetProcess, fx.Kick]),
+                                             [fx.ForgetProcess, fx.Mark, fx.Kick]),
     "r3_7-make-room-delivers-later-queue": (StopReason.MAKE_ROOM, True, False, False,
                                             [fx.ForgetProcess, fx.Kick]),
     "r3_7-make-room-before-healthy-is-no-failure": (StopReason.MAKE_ROOM, False, False, False,
-                                                    [fx.ForgetProcess, fx.Kick]),
+                                                    [fx.ForgetProcess, fx.Mark, fx.Kick]),
     "r7_3-task-done-delivers-later-queue": (StopReason.TASK_DONE, True, False, False,
                                             [fx.ForgetProcess, fx.Kick]),
     "r4_8-hung-stays-stopped": (StopReason.HUNG, True, False, False, [fx.ForgetProcess]),
-    "r4_2-failed-stays-stopped": (StopReason.FAILED, False, False, False, [fx.ForgetProcess]),
+    "r4_2-failed-stays-stopped": (StopReason.FAILED, False, False, False, [fx.ForgetProcess, fx.Mark]),
     "r6_4-restart-is-started-by-the-admin": (StopReason.RESTART, True, False, False,
                                              [fx.ForgetProcess]),
     "r4_9-shutdown-stays-stopped": (StopReason.SHUTDOWN, True, False, False,
@@ -256,17 +270,19 @@ def test_turn_table_is_total() -> None:
 TURN_ROWS = {
     # (how the turn ended, healthy) -> (effects, state after, stop reason)
     "r4_5-first-good-turn-proves-healthy": (TurnEnd.OK, False,
-                                            [fx.Answer, fx.SaveHealth, fx.Recover],
+                                            [fx.Answer, fx.Mark, fx.SaveHealth, fx.Recover],
                                             RunState.RUNNING, None),
-    "r4_5-later-good-turn-answers": (TurnEnd.OK, True, [fx.Answer], RunState.RUNNING, None),
+    "r4_5-later-good-turn-answers": (TurnEnd.OK, True, [fx.Answer, fx.Mark], RunState.RUNNING,
+                                     None),
     "r4_2-first-turn-error-fails-and-kills": (TurnEnd.ERROR, False,
-                                              [fx.SaveHealth, fx.SaveError, fx.Notify,
-                                               fx.TellBlocked, fx.Kill],
+                                              [fx.Mark, fx.SaveHealth, fx.SaveError,
+                                               fx.Notify, fx.TellBlocked, fx.Kill],
                                               RunState.STOPPING, StopReason.FAILED),
-    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True, [fx.Answer, fx.SaveError],
+    "r4_2-healthy-turn-error-is-noted": (TurnEnd.ERROR, True,
+                                         [fx.Answer, fx.Mark, fx.SaveError],
                                          RunState.RUNNING, None),
     "r6_2-auth-fails-even-when-healthy": (TurnEnd.AUTH, True,
-                                          [fx.SaveHealth, fx.SaveError, fx.Notify,
+                                          [fx.Mark, fx.SaveHealth, fx.SaveError, fx.Notify,
                                            fx.Escalate, fx.Escalate, fx.TellBlocked, fx.Kill],
                                           RunState.STOPPING, StopReason.FAILED),
     "r4_10-unknown-session-forgets-and-requeues": (TurnEnd.UNKNOWN_SESSION, False,
@@ -367,7 +383,7 @@ TIMER_ROWS = {
                                RunState.RUNNING),
     "r4_8-in-turn-not-yet-hung": (True, True, 899, [], RunState.RUNNING),
     "r4_8-hung-turn-fails-alerts-kills": (True, True, 900,
-                                          [fx.SaveHealth, fx.SaveError, fx.Notify,
+                                          [fx.Mark, fx.SaveHealth, fx.SaveError, fx.Notify,
                                            fx.TellBlocked, fx.Alert, fx.Kill],
                                           RunState.STOPPING),
     "r4_8-idle-not-yet": (True, False, 1799, [], RunState.RUNNING),
@@ -557,7 +573,8 @@ def test_r4_9_r8_5_a_turn_cut_short_by_the_shutdown_answers_nothing() -> None:
     run = running(healthy=True, queued=(nudge(1),))
     assert run.stop_requested(StopReason.SHUTDOWN) == [fx.Terminate()]
     effects = run.exited(-15, [], Health(), T0 + 1)
-    assert kinds(effects) == [fx.ForgetProcess] and not run.in_turn
+    assert kinds(effects) == [fx.ForgetProcess, fx.Mark] and not run.in_turn
+    assert of(effects, fx.Mark) == [fx.Mark((1,), Mark.WAITING)]  # R13.7: ⏸️, still queued
 
 
 # --- R4.11: a session that dies mid-turn ---------------------------------------------------------
@@ -782,8 +799,9 @@ def test_r13_6_a_stopped_turn_is_answered_not_failed_and_the_session_lives_on() 
     interrupted = TurnResult(True, "error_during_execution", "", "sid", (),
                              answered=(uuid_of(nudge(1)),))
     effects = run.saw(interrupted, Health(), T0 + 2)
-    assert kinds(effects) == [fx.Answer, fx.Notify]
+    assert kinds(effects) == [fx.Answer, fx.Mark, fx.Notify]
     assert of(effects, fx.Answer) == [fx.Answer((), 0, (1, 2), Conversation("webui"))]
+    assert of(effects, fx.Mark) == [fx.Mark((1, 2), Mark.CLEARED)]  # R13.7: 👀 taken back
     assert of(effects, fx.Notify)[0].text == "⏹ webui stopped by bob."
     assert (run.state, run.in_turn) == (RunState.RUNNING, False)
     assert run.stop_turn("bob") is None  # nothing left to stop
@@ -798,12 +816,13 @@ def test_r13_8_a_paused_agent_takes_no_new_turn_and_says_so_once() -> None:
     run = running(queued=(), healthy=True)
     why = "⏸️ #webui has spent its $1.00 budget for today"
     told = run.nudged([nudge(1)], Health(), T0, paused=why)
-    assert told == [fx.Notify(Conversation("webui"), why)]
-    assert run.nudged([nudge(1), nudge(2)], Health(), T0, paused=why) == []
+    assert told == [fx.Mark((1,), Mark.WAITING), fx.Notify(Conversation("webui"), why)]
+    assert run.nudged([nudge(1), nudge(2)], Health(), T0, paused=why) == [
+        fx.Mark((1, 2), Mark.WAITING)]  # R13.7: ⏸️ on each, the notice once
     assert run.nudged([nudge(1), nudge(2)], Health(), T0) == [
         fx.Write((nudge(1), nudge(2)), ("hello", "hello"))]
     stopped = AgentRun(LEAD, CFG)
-    assert kinds(stopped.nudged([nudge(3)], Health(), T0, paused=why)) == [fx.Notify]
+    assert kinds(stopped.nudged([nudge(3)], Health(), T0, paused=why)) == [fx.Mark, fx.Notify]
     assert stopped.state is RunState.STOPPED  # not started either
 
 
@@ -820,7 +839,8 @@ def test_r13_8_a_rejected_rate_limit_pauses_until_its_reset_without_a_failure() 
     assert not of(effects, fx.Answer) and not of(effects, fx.SaveHealth)  # queued, no failure
     assert not of(effects, fx.Kill) and run.state is RunState.RUNNING
     again = replace(nudge(1), attempted=True)
-    assert run.nudged([again], Health(), T0 + 3) == []  # paused: told already
+    assert run.nudged([again], Health(), T0 + 3) == [  # paused: told already
+        fx.Mark((1,), Mark.WAITING)]
     assert run.next_deadline(Health()) == reset
     assert run.tick(Health(), reset) == [fx.Kick()]
     [write] = of(run.nudged([again], Health(), reset), fx.Write)
