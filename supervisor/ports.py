@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Protocol
 
@@ -42,9 +42,9 @@ class PermissionMode(StrEnum):
     BYPASS = "bypassPermissions"
 
 
-class Mark(StrEnum):
-    """The bot's reaction on a person's message, as an agent works on it (R13.7). A message
-    carries one at a time: each replaces the one before."""
+class Mark(Enum):
+    """The bot's reaction on a person's message, as an agent works on it (R13.7); the value
+    is the emoji. A message carries one at a time: each replaces the one before."""
 
     WORKING = "👀"  # an agent started on it
     ANSWERED = "✅"
