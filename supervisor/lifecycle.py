@@ -35,6 +35,9 @@ proven healthy, healthy between turns, or in a turn), picks the exit rule (`AFTE
 How a turn ended picks the turn rule (`AFTER_TURN`). Which timers are armed depends on the
 phase (`TIMERS`); the same table gives `next_deadline` and drives `tick`, so the executor
 can sleep until the next real deadline. The tables live in `supervisor.rules`.
+
+A turn's live status (R13.7) is decided in `supervisor.progress`: the run feeds it the
+turn's events and maps how the turn ended to the line's outcome and the messages' marks.
 """
 
 from __future__ import annotations
@@ -271,7 +274,7 @@ class AgentRun:
             return effects + self._fail(f"{detail}: {tail}" if tail else detail, health, now,
                                         how)
         effects += [*self._end_status(alerts.turn_cut_off(self.name, str(reason))),
-                    *self._waiting(list(self.delivered.values()), turn=True)]
+                    *self._mark(list(self.delivered.values()), Mark.WAITING)]
         self.delivered = {}  # still queued: the next run gets them (R8.5)
         if outcome is ExitOutcome.RESTART_IF_WANTED:
             wanted = self.always_on or (self.spec.kind is AgentKind.WORKER and open_task)
@@ -493,7 +496,7 @@ class AgentRun:
         if outcome is TurnOutcome.STOPPED:
             return usage + self._stopped(posts, stopped_by or "someone")
         if outcome is TurnOutcome.WAIT:  # still queued, marked attempted: answered after
-            waiting = self._waiting(list(self.delivered.values()), turn=True)
+            waiting = self._mark(list(self.delivered.values()), Mark.WAITING)
             self.delivered = {}
             return [*usage, *self._posts(posts), *waiting,
                     fx.Log(logging.WARNING, f"{self.name}: refused by the plan's limit")]
@@ -620,10 +623,9 @@ class AgentRun:
     def _mark(nudges: list[QueuedNudge], mark: Mark) -> list[Effect]:
         return [fx.Mark(tuple(q.id for q in nudges), mark)] if nudges else []
 
-    def _waiting(self, queued: list[QueuedNudge], *, turn: bool = False) -> list[Effect]:
-        """⏸️ on messages that wait; what the open turn works on does not, unless `turn`:
-        the turn ends with them still queued."""
-        taken = set() if turn else {q.id for q in self.delivered.values()}
+    def _waiting(self, queued: list[QueuedNudge]) -> list[Effect]:
+        """⏸️ on queued messages that wait; what the open turn works on does not."""
+        taken = {q.id for q in self.delivered.values()}
         return self._mark([q for q in queued if q.id not in taken], Mark.WAITING)
 
     def _where(self) -> Conversation:
