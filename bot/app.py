@@ -473,16 +473,14 @@ class App:
         await self.budget.spent(channel)  # R13.8: a warning, an alert, a pause
 
     async def show_status(self, agent: str, conversation: Conversation, text: str) -> None:
-        """R13.7: a turn's ⏳ status line; shown by bot/status_ops.py (integrator)."""
+        await self.status.show(agent, conversation, text)
 
     async def end_status(self, agent: str, conversation: Conversation,
                          outcome: str | None) -> None:
-        """R13.7: the status line removed or edited into the outcome; shown by
-        bot/status_ops.py (integrator)."""
+        await self.status.end(agent, conversation, outcome)
 
     async def mark(self, agent: str, nudge_ids: list[int], mark: Mark) -> None:
-        """R13.7: 👀 ✅ ⏸️ ❌ on the person's message; shown by bot/status_ops.py
-        (integrator)."""
+        await self.status.mark(nudge_ids, mark)
 
     async def notice(self, where: Conversation | str, text: str) -> None:
         """A notice into a conversation (or a channel's top level)."""

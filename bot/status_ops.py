@@ -22,7 +22,7 @@ from bot.outbox import Outbox
 from bot.store import RoomMessage, Store
 from bot.store_outbox import NewPost
 from bridges.base import Acted, Bridge, Button
-from supervisor.ports import Clock, Conversation
+from supervisor.ports import Clock, Conversation, Mark
 
 log = logging.getLogger(__name__)
 
@@ -145,22 +145,25 @@ class StatusOps:
 
     # --- marks on the person's message ------------------------------------------------------
 
-    async def mark(self, nudge_ids: list[int], emoji: str, *, final: bool) -> None:
-        """Put `emoji` on the messages these nudges came from, in the room each was written
-        in, in place of the mark before (R13.7); `final`: the turn is over for them."""
+    async def mark(self, nudge_ids: list[int], mark: Mark) -> None:
+        """Put `mark` on the messages these nudges came from, in the room each was written
+        in, in place of the mark before (R13.7). Answered and cleared messages are done
+        with; a waiting or failed one comes back as 👀 when it is given again."""
+        final = mark in (Mark.ANSWERED, Mark.CLEARED)
         changes: list[NewPost] = []
         for origin in await self._origins_of(nudge_ids, forget=final):
-            before = self._marked.get(origin.id)
-            if before != emoji:
+            before = self._marked.pop(origin.id, None)
+            if before != mark.value:
                 if before:
                     changes.append(NewPost(origin.platform, origin.room, before,
                                            message=origin.id, op=PostOp.UNREACT))
-                changes.append(NewPost(origin.platform, origin.room, emoji,
-                                       message=origin.id, op=PostOp.REACT))
-                await self._type(origin, was=before == WORKING, now=emoji == WORKING)
-            self._marked[origin.id] = emoji
-            if final:
-                del self._marked[origin.id]
+                if mark.value:
+                    changes.append(NewPost(origin.platform, origin.room, mark.value,
+                                           message=origin.id, op=PostOp.REACT))
+                await self._type(origin, was=before == Mark.WORKING.value,
+                                 now=mark is Mark.WORKING)
+            if not final:
+                self._marked[origin.id] = mark.value
         await self.outbox.add_changes(changes)
 
     async def _origins_of(self, nudge_ids: list[int], *, forget: bool) -> list[RoomMessage]:
@@ -200,5 +203,3 @@ class StatusOps:
                 return True
         return False
 
-
-WORKING = "👀"

@@ -46,6 +46,7 @@ class Recorder:
     deleted: list[tuple[str, str]] = field(default_factory=list)
     reactions: list[tuple[str, str, str, bool]] = field(default_factory=list)
     told: list[tuple[str, str, str]] = field(default_factory=list)  # (room, user, text)
+    typed: list[tuple[str, bool]] = field(default_factory=list)
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
@@ -66,7 +67,7 @@ class Recorder:
         self.told.append((room, user, text))
 
     async def typing(self, room: str, on: bool) -> None:
-        return None
+        self.typed.append((room, on))
 
     def ref_of(self, room: str, text: str) -> str:
         """The id `send` gave the latest post in `room` whose text contains `text`."""

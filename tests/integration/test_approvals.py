@@ -29,7 +29,8 @@ ASK = "please touch it fake:ask=Bash:touch_x"
 
 async def approval_bot(tmp_path: Path, *, channel: dict | None = None,
                        agent: dict | None = None, admin_users: tuple[str, ...] = (),
-                       data_dir: Path | None = None) -> tuple[Bot, Recorder, Recorder]:
+                       data_dir: Path | None = None,
+                       console: dict | None = None) -> tuple[Bot, Recorder, Recorder]:
     """#webui bound to Slack C1 and Matrix !m (recorders), answers at the top level."""
     log = tmp_path / "agents.jsonl"
     config = load_config(write_config(
@@ -40,7 +41,8 @@ async def approval_bot(tmp_path: Path, *, channel: dict | None = None,
         extra={"admin": {"users": list(admin_users)},
                "slack": {"bot_token": "xoxb-test", "app_token": "xapp-test"},
                "matrix": {"homeserver": "http://127.0.0.1:1", "user_id": "@crew:test",
-                          "access_token": "t"}}))
+                          "access_token": "t"},
+               "console": {"enabled": True, **(console or {})}}))
     slack, matrix = Recorder(platform="slack"), Recorder(platform="matrix")
     app = App(config, clock=FakeClock(start=time.time()),
               bridges={"console": Recorder(), "slack": slack, "matrix": matrix})
