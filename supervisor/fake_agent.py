@@ -37,7 +37,8 @@ Directives, found anywhere in a user message (the first one wins):
 ``fake:slow=<n>,<interval>``    ``n`` texts ``interval`` seconds apart, then success
 ``fake:stream=<n>,<interval>``  one text streamed in ``n`` chunks ``interval`` s apart and
                                 printed whole at the end (as the real CLI prints a streamed
-                                reply); interrupted, the part so far with ``"aborted": true``
+                                reply); interrupted, the part so far with ``"aborted": true``;
+                                with ``--include-partial-messages`` a ``stream_event`` per chunk
 ``fake:ask=<Tool>:<words>``     a ``tool_use`` of ``<Tool>`` with ``{"command": <words,
                                 underscores as spaces>}``, then (with ``--permission-prompt-tool
                                 stdio``) a ``can_use_tool`` control request, waiting for the
@@ -268,6 +269,7 @@ class Agent:
     started: float = field(default_factory=time.monotonic)
     control: Control | None = None  # stdin; None when a bench drives `handle` itself
     ask_on_stdio: bool = False  # --permission-prompt-tool stdio
+    partial: bool = False  # --include-partial-messages: a `stream_event` per streamed chunk
     cost_per_turn: float = 0.0
     interrupted_last: bool = False  # the last turn ended interrupted (see `main`)
     prompt_chars: int = 0  # this turn's, for its usage
@@ -581,6 +583,10 @@ def do_stream(agent: Agent, arg: str, _body: str) -> None:
             if i > 1:
                 agent.pause(interval)
             chunks.append(f"chunk {i} of {count}. ")
+            if agent.partial:
+                agent.emit({"type": "stream_event", "session_id": agent.session_id,
+                            "event": {"type": "content_block_delta", "index": 0,
+                                      "delta": {"type": "text_delta", "text": chunks[-1]}}})
     except Interrupted:
         agent.assistant({"type": "text", "text": "".join(chunks)}, aborted=True)
         raise
@@ -937,6 +943,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fork-session", action="store_true")
     parser.add_argument("--append-system-prompt", default="")
     parser.add_argument("--permission-prompt-tool")
+    parser.add_argument("--include-partial-messages", action="store_true")
     args, _unknown = parser.parse_known_args(argv)
     return args
 
@@ -978,6 +985,7 @@ def main(argv: list[str] | None = None) -> None:
         args.resume or args.session_id or _uuid())
     agent = Agent(name=name, session_id=session_id,
                   ask_on_stdio=args.permission_prompt_tool == "stdio",
+                  partial=args.include_partial_messages,
                   cost_per_turn=_float(os.environ.get("FAKE_AGENT_COST", "0")))
 
     if mode == "crash-start":

@@ -761,16 +761,16 @@ async def test_r13_6_interrupt_stops_a_slow_turn_and_the_process_answers_the_nex
 async def test_r13_6_interrupt_of_a_stream_prints_the_part_so_far_aborted(start: Any) -> None:
     """R13.6: `fake:stream` prints its reply whole at the end, like the real CLI; interrupted,
     it prints the part streamed so far marked `aborted`, then ends interrupted."""
-    agent = await start()
+    agent = await start("--include-partial-messages")
     await agent.send(f"{HEADER} fake:stream=3,0")
     events = await agent.turn()
     assert texts(events) == ["general: chunk 1 of 3. chunk 2 of 3. chunk 3 of 3."]
     assert_success(events[-1], agent.session_id)
 
     await agent.send(f"{HEADER} fake:stream=100000,0.01", uuid="u-stream")
-    await agent.until(is_type("system"))  # the turn has started
+    await agent.until(is_type("stream_event"))  # the reply has begun (not its thinking)
     await agent.write(interrupt())
-    events = await agent.turn()
+    events = [e for e in await agent.turn() if e["type"] != "stream_event"]
     assert events[0] == receipt("int_1", [])
     [aborted] = [e for e in events if e["type"] == "assistant"]
     assert aborted["aborted"] is True
