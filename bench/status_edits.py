@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import time
 from collections import defaultdict
 
@@ -77,7 +78,7 @@ async def run(turns: int, minutes: float) -> dict[str, float]:
             await app.outbox.drain(5)
         times = sorted(t - start for ts in slack.edit_times.values() for t in ts)
         window = max((sum(1 for u in times if t <= u < t + 60) for t in times), default=0)
-        gaps = [b - a for ts in slack.edit_times.values() for a, b in zip(ts, ts[1:])]
+        gaps = [b - a for ts in slack.edit_times.values() for a, b in itertools.pairwise(ts)]
         cards = sum(1 for _, p in slack.sent if p.text.startswith("⏳"))
         return {"turns": turns, "status_cards": cards, "edits": len(times),
                 "max_edits_per_60s": window, "least_gap_s": min(gaps, default=0.0),
