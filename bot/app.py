@@ -34,6 +34,7 @@ from bot.connecting import connect_later
 from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
 from bot.conversations import Conversations, UnknownThread
 from bot.crew import Crew
+from bot.http_health import HealthServer
 from bot.inbound import (
     AttachDm,
     Decision,
@@ -48,6 +49,7 @@ from bot.inbound import (
     TrackConnection,
     classify,
 )
+from bot.metrics import Metrics
 from bot.model import (
     BOT_NAME,
     ChannelKind,
@@ -121,6 +123,9 @@ class App:
     async def start(self) -> None:
         SECRETS.add(self.config.secrets)  # hidden in all that is logged, stored, posted (R10.5)
         self.store = await Store.open(self.data_dir / "crewbridge.db")
+        self.metrics = Metrics()  # R14.3: /healthz and /metrics, from here on
+        self.http = HealthServer(self.config.http.listen, self)
+        await self.http.start()
         bot = self.config.bot
         now = self.clock.now()
         await self.store.ensure_channel(bot.general_channel, ChannelKind.GENERAL, now)
@@ -137,7 +142,7 @@ class App:
                                          stdout=self._stdio[1])
         self.rooms = Rooms(console=Platform.CONSOLE in self.bridges,
                            dms={RoomRef(p, r): w for p, r, w in await self.store.dm_attachments()})
-        self.outbox = Outbox(self.store, self.bridges, self.clock)
+        self.outbox = Outbox(self.store, self.bridges, self.clock, self.metrics.posted)
         self.conversations = Conversations(self.store, self.rooms, self.crew, self.config)
         self.supervisor = Supervisor(
             self.store, self.clock, self.config.agent, self,
@@ -207,6 +212,8 @@ class App:
 
     async def stop(self) -> None:
         """Stop taking messages, end the agents, flush posts, close (R4.9)."""
+        if hasattr(self, "http"):
+            await self.http.stop()
         self._closing = True
         self.ready.set()
         if hasattr(self, "supervisor"):
@@ -296,6 +303,7 @@ class App:
             await held.wait()  # its rooms are being bound (R14.2)
         if self._closing:
             raise ShuttingDown("crewbridge is stopping")
+        self.metrics.saw(event)
         try:
             if isinstance(event, Acted):
                 if not await self.status.acted(event):
@@ -468,6 +476,7 @@ class App:
         await self.store.add_usage(utc_day(self.clock.now()), agent,
                                    conversation.channel if conversation else None,
                                    turn_shares(usage))
+        self.metrics.turn_ended(usage)
         home = await self.store.agent(agent) if conversation is None else None
         channel = conversation.channel if conversation else home.channel if home else ""
         await self.budget.spent(channel)  # R13.8: a warning, an alert, a pause

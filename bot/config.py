@@ -99,6 +99,11 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    listen: str = ""  # R14.3: "host:port" for /healthz and /metrics; "" = off
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     bot: BotConfig
@@ -108,6 +113,7 @@ class Config:
     slack: SlackConfig | None
     matrix: MatrixConfig | None
     console: ConsoleConfig
+    http: HttpConfig = HttpConfig()
     env_refs: frozenset[str] = field(default=frozenset(), repr=False)
     """The environment variables the file reads through `${NAME}`; withheld from agents."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -136,6 +142,23 @@ class Config:
 
 
 # --- field tables: key, kind and check; the defaults are the dataclasses' own ------------------
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """`"127.0.0.1:9464"` as (host, port); `"[::1]:9464"` too. ValueError when it is not one."""
+    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})", text)
+    if m is None or int(m.group(2)) > 65535:
+        raise ValueError(text)
+    return m.group(1).strip("[]"), int(m.group(2))
+
+
+def listen_address(v: Any) -> str | None:
+    if v:
+        try:
+            split_listen(v)
+        except ValueError:
+            return 'a "host:port" such as "127.0.0.1:9464", or "" for off'
+    return None
 
 
 def channel_name(v: Any) -> str | None:
@@ -221,9 +244,10 @@ MATRIX = Section(MatrixConfig, (
     Field("allow_invites_from", K.STRLIST),
 ))
 CONSOLE = Section(ConsoleConfig, (Field("enabled", K.BOOL), Field("show_progress", K.BOOL)))
+HTTP = Section(HttpConfig, (Field("listen", K.STR, listen_address),))
 
 
-TOP_LEVEL = {"bot", "agent", "channel", "admin", "slack", "matrix", "console"}
+TOP_LEVEL = {"bot", "agent", "channel", "admin", "slack", "matrix", "console", "http"}
 
 
 CONFIG_ENV = "CREWBRIDGE_CONFIG"
@@ -298,6 +322,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     no_platform = "slack" not in data and "matrix" not in data
     console = ConsoleConfig(**{"enabled": no_platform}
                             | r.section(data.get("console", {}), "console", CONSOLE))
+    http = HttpConfig(**r.section(data.get("http", {}), "http", HTTP))
 
     if slack is not None:
         if slack.mode is SlackMode.SOCKET and not slack.app_token:
@@ -314,7 +339,7 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
     if r.problems:
         raise ConfigError(r.problems)
     return Config(path=path, bot=bot, agent=agent, channels=channels, admin=admin,
-                  slack=slack, matrix=matrix, console=console,
+                  slack=slack, matrix=matrix, console=console, http=http,
                   env_refs=frozenset(r.env_refs), secrets=tuple(sorted(r.secrets)))
 
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from enum import StrEnum
 
 from bot.model import Nudge, PostKind, PostOp
 from bot.store import Store
@@ -37,11 +38,22 @@ log = logging.getLogger(__name__)
 BATCH = 50  # posts read per store round trip; a retry re-reads
 
 
+class PostOutcome(StrEnum):
+    """What became of one attempt to send a row (R14.3's `crewbridge_posts_total`)."""
+
+    SENT = "sent"  # the platform took it
+    RETRIED = "retried"  # refused for now: it waits for a retry
+    SET_ASIDE = "set_aside"  # refused for good (the bot was removed from the room)
+    DROPPED = "dropped"  # a status edit refused for now: the next one replaces it
+
+
 class Outbox:
-    def __init__(self, store: Store, bridges: Mapping[str, Bridge], clock: Clock):
+    def __init__(self, store: Store, bridges: Mapping[str, Bridge], clock: Clock,
+                 counted: Callable[[str, PostOutcome], None] = lambda _p, _o: None):
         self.store = store
         self.bridges = bridges
         self.clock = clock
+        self.counted = counted  # told each attempt's platform and outcome
         self._workers: dict[tuple[str, str], asyncio.Task] = {}
         self._last_sent: dict[tuple[str, str], float] = {}
         self._added: dict[tuple[str, str], int] = {}  # posts added per room, to skip re-reads
@@ -153,17 +165,23 @@ class Outbox:
         return None
 
     async def _send_one(self, bridge: Bridge, key: tuple[str, str], post: OutboxRow) -> bool:
-        """Send one post; True when it is done with (sent or set aside)."""
+        """Send one post; True when it is done with (not waiting for a retry)."""
+        outcome = await self._attempt(bridge, key, post)
+        self.counted(key[0], outcome)
+        return outcome is not PostOutcome.RETRIED
+
+    async def _attempt(self, bridge: Bridge, key: tuple[str, str],
+                       post: OutboxRow) -> PostOutcome:
         try:
             ref = await self._carry_out(bridge, key, post)
         except RateLimited as e:  # refused before it was taken: not sent
             if post.op is PostOp.EDIT and post.kind is PostKind.STATUS:
                 await self.store.post_sent(post.id)  # dropped: the next edit replaces it
-                return True
+                return PostOutcome.DROPPED
             wait = max(e.retry_after_s or 1.0, 0.0)
             log.info("%s %s rate limited; retrying in %.1fs", key[0], key[1], wait)
             await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
-            return False
+            return PostOutcome.RETRIED
         except SendError as e:
             if e.permanent and post.op in (PostOp.REACT, PostOp.UNREACT):
                 log.info("%s %s: reaction %s not shown (%s)", key[0], key[1], post.text, e)
@@ -174,23 +192,23 @@ class Outbox:
                           key[0], key[1], e, post.text)
                 await self.store.post_set_aside(post.id, str(e))
                 self._unsure.discard(post.id)
-                return True
+                return PostOutcome.SET_ASIDE
             self._unsure.add(post.id)  # a timeout or a 5xx may come after the platform took it
             wait = e.retry_after_s or backoff_delay(post.attempts + 1, cap_s=300)
             log.warning("posting to %s %s failed (%s); retry %d in %.1fs",
                         key[0], key[1], e, post.attempts + 1, wait)
             await self.store.post_failed(post.id, self.clock.now() + wait, str(e))
-            return False
+            return PostOutcome.RETRIED
         except Exception as e:  # a bridge bug must not kill the room's worker
             log.exception("posting to %s %s crashed", key[0], key[1])
             self._unsure.add(post.id)
             wait = backoff_delay(post.attempts + 1, cap_s=300)
             await self.store.post_failed(post.id, self.clock.now() + wait, repr(e))
-            return False
+            return PostOutcome.RETRIED
         self._last_sent[key] = self.clock.now()
         await self.store.post_sent(post.id, ref=ref)
         self._unsure.discard(post.id)
-        return True
+        return PostOutcome.SENT
 
     async def _post_of(self, key: tuple[str, str], post: OutboxRow) -> Post:
         """What the bridge is given. A thread's root in this room is known from when the

@@ -106,6 +106,12 @@ class ApprovalRecords:
                                f"deadline", (ApprovalState.PENDING,))
         return [_row(r) for r in rows]
 
+    async def pending_approval_count(self) -> int:
+        """How many requests wait for a decision (R14.3's gauge), without reading them."""
+        row = await self._one("SELECT COUNT(*) FROM approvals WHERE state = ?",
+                              (ApprovalState.PENDING,))
+        return row[0] if row else 0
+
     async def settle_approval(self, approval_id: int, state: ApprovalState, by: str,
                               reason: str, now: float) -> bool:
         """Decide (or withdraw) a request still pending; False when it was not pending: one

@@ -144,6 +144,11 @@ class OutboxRecords:
                           ThreadTarget(*r[13:]) if r[13] is not None else None)
                 for r in rows]
 
+    async def pending_count(self) -> int:
+        """How many rows wait to be sent, set-aside ones not counted (R14.3's gauge)."""
+        row = await self._one("SELECT COUNT(*) FROM outbox WHERE set_aside = 0")
+        return row[0] if row else 0
+
     async def add_changes(self, changes: Iterable[NewPost], now: float) -> None:
         """Queue edits, deletions and reactions of messages shown before. An edit or a
         deletion replaces the edits of the same message in the same room still waiting:

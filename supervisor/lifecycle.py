@@ -483,7 +483,7 @@ class AgentRun:
         self.process_cost = max(self.process_cost, result.total_cost_usd or 0.0)
         asked = tuple(self.delivered.values())
         return [fx.RecordUsage(TurnUsage(cost, result.input_tokens, result.output_tokens,
-                                         asked), self.conversation)]
+                                         asked, result.duration_s), self.conversation)]
 
     def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
                     now: float) -> list[Effect]:

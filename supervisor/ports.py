@@ -178,12 +178,14 @@ class AgentRow:
 @dataclass(frozen=True)
 class TurnUsage:
     """What one turn cost (R13.8): dollars (the difference of the process's running total)
-    and tokens; `asked`: the queued nudges it answered, whose senders it is counted for."""
+    and tokens; `asked`: the queued nudges it answered, whose senders it is counted for;
+    `duration_s`: how long it took, as the CLI said (R14.3), None when it did not say."""
 
     cost_usd: float
     input_tokens: int
     output_tokens: int
     asked: tuple[QueuedNudge, ...] = ()
+    duration_s: float | None = None
 
 
 class Clock(Protocol):

@@ -15,6 +15,7 @@ failed when its `result` says `is_error: true` — an auth failure ends with
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,7 @@ class TurnResult:
     models (R13.8); None when the CLI does not say."""
     input_tokens: int = 0  # this turn's `usage`, cache reads and writes included
     output_tokens: int = 0
+    duration_s: float | None = None  # `duration_ms`: how long the turn took (R14.3)
 
 
 @dataclass(frozen=True)
@@ -313,22 +315,34 @@ def _parse_result(obj: dict[str, Any]) -> list[AgentEvent]:
             ),
             queued_turns=queued if type(queued) is int and queued >= 0 else None,
             answered=_answered(obj),
-            total_cost_usd=_cost(obj.get("total_cost_usd")),
+            total_cost_usd=_non_negative(obj.get("total_cost_usd")),
             turn_cost_usd=_turn_cost(obj.get("model_usage_since_last_result")),
+            duration_s=_duration_s(obj.get("duration_ms")),
             **_tokens(obj.get("usage")),
         )
     ]
 
 
-def _cost(value: Any) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-    return float(value) if ok else None
+def _non_negative(value: Any) -> float | None:
+    """A finite number of at least 0, else None (a JSON int may be too big for a float)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if 0 <= number < math.inf else None
+
+
+def _duration_s(ms: Any) -> float | None:
+    value = _non_negative(ms)
+    return None if value is None else value / 1000
 
 
 def _turn_cost(by_model: Any) -> float | None:
     if not isinstance(by_model, dict):
         return None
-    costs = [_cost(m.get("costUSD")) for m in by_model.values() if isinstance(m, dict)]
+    costs = [_non_negative(m.get("costUSD")) for m in by_model.values() if isinstance(m, dict)]
     return float(sum(c for c in costs if c is not None))
 
 

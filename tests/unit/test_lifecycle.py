@@ -761,9 +761,11 @@ def test_r13_8_the_turns_own_cost_is_recorded_for_the_messages_it_answered() -> 
     and goes on across a resume — else at the growth of the process's running total; with
     the messages it answered (whose senders it is counted for)."""
     run = running(queued=(nudge(1),))
-    resumed = replace(answers(nudge(1)), total_cost_usd=3.0, turn_cost_usd=0.02)
+    resumed = replace(answers(nudge(1)), total_cost_usd=3.0, turn_cost_usd=0.02,
+                      duration_s=4.5)
     [usage] = of(run.saw(resumed, Health(), T0 + 1), fx.RecordUsage)
     assert usage.usage.cost_usd == 0.02
+    assert usage.usage.duration_s == 4.5  # R14.3: crewbridge_turn_seconds
 
 
 def test_r13_8_without_a_turns_own_cost_its_the_growth_of_the_running_total() -> None:

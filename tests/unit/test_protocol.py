@@ -56,6 +56,7 @@ def test_r10_2_not_logged_in_fixture_is_an_auth_api_error_then_a_failed_turn():
             queued_turns=0,
             total_cost_usd=0.0,
             turn_cost_usd=0.0,
+            duration_s=0.212,  # R14.3: `duration_ms`
         ),
     ]
     assert is_auth_failure(events[1])
@@ -91,6 +92,7 @@ def test_r10_1_good_turn_fixture_is_init_text_success():
             turn_cost_usd=0.00014000000000000001,  # model_usage_since_last_result: the turn's
             input_tokens=5,
             output_tokens=6,
+            duration_s=0.118,  # R14.3: `duration_ms`
         ),
     ]
     assert events[0] == Init(
@@ -362,6 +364,30 @@ UUID_ROWS = {
 def test_r8_5_result_lists_the_messages_it_answered(fields, expected):
     """R8.5: `user_message_uuids` (Claude Code 2.1.332) says which messages a turn answered."""
     assert parse_line(line(type="result", is_error=False, **fields))[0].answered == expected
+
+
+DURATION_ROWS = {
+    "r14_3-milliseconds-as-seconds": ({"duration_ms": 1500}, 1.5),
+    "r14_3-zero": ({"duration_ms": 0}, 0.0),
+    "r14_3-absent": ({}, None),
+    "r14_3-negative": ({"duration_ms": -1}, None),
+    "r14_3-a-string": ({"duration_ms": "1500"}, None),
+    "r14_3-a-bool": ({"duration_ms": True}, None),
+    "r14_3-too-big-for-a-float": ({"duration_ms": 10**400}, None),
+}
+
+
+@pytest.mark.parametrize(("fields", "expected"), DURATION_ROWS.values(),
+                         ids=DURATION_ROWS.keys())
+def test_r14_3_result_duration_is_read_in_seconds(fields, expected):
+    """R14.3: a result's `duration_ms` is the turn's duration (`crewbridge_turn_seconds`);
+    anything but a finite number of at least 0 is no duration, never an exception."""
+    assert parse_line(line(type="result", is_error=False, **fields))[0].duration_s == expected
+
+
+def test_r13_8_a_cost_too_big_for_a_float_is_no_cost():
+    """R13.8: `total_cost_usd` is read like a duration: a huge JSON int is no cost."""
+    assert parse_line(line(type="result", total_cost_usd=10**400))[0].total_cost_usd is None
 
 
 @given(st.text())
