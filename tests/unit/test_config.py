@@ -173,6 +173,21 @@ def test_r11_1_empty_file_gives_the_defaults(write) -> None:
     assert cfg.console.enabled is True
 
 
+@pytest.mark.parametrize(("listen", "address"), [
+    ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+    ("localhost:0", ("localhost", 0)),  # port 0: any free port (the tests' choice)
+    ("[::1]:9464", ("::1", 9464)),
+    ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+])
+def test_r14_3_http_listen_is_a_host_and_a_port(write, listen: str,
+                                                address: tuple[str, int]) -> None:
+    """R14.3: `[http] listen` takes "host:port" (IPv6 in brackets); "" is off, the default."""
+    cfg = load_config(write(f'[http]\nlisten = "{listen}"\n'), env={})
+    assert cfg.http.listen == listen
+    assert config.split_listen(cfg.http.listen) == address
+    assert load_config(write(""), env={}).http == config.HttpConfig(listen="")
+
+
 def test_r11_1_defaults_are_the_dataclasses_own(write) -> None:
     """R11.1: each default is written once, in its dataclass; the reader adds none of its own
     (a path default is resolved against the config file like the same value written)."""
@@ -305,6 +320,12 @@ PROBLEMS: dict[str, tuple[str, str, list[str]]] = {
                                     ["socket"]),
     "r9_1-http-needs-signing-secret": ("[slack]\nmode = 'http'\nbot_token = 'xoxb-1'\n",
                                        "slack.signing_secret", ["http"]),
+    "r14_3-listen-without-a-host": ("[http]\nlisten = '9464'\n", "http.listen",
+                                    ["host:port", "127.0.0.1:9464", "'9464'"]),
+    "r14_3-listen-port-too-big": ("[http]\nlisten = 'localhost:70000'\n", "http.listen",
+                                  ["host:port"]),
+    "r14_3-listen-not-a-string": ("[http]\nlisten = 9464\n", "http.listen", ["a string"]),
+    "r14_3-unknown-http-key": ("[http]\nport = 9464\n", "http.port", ["unknown key", "listen"]),
 }
 
 
@@ -598,7 +619,7 @@ def test_r11_1_documented_defaults_are_the_dataclasses_defaults() -> None:
     """R11.1: every default docs/configuration.md lists is the one its dataclass declares."""
     sections = {"bot": config.BOT, "agent": config.AGENT, "channel": config.CHANNEL,
                 "admin": config.ADMIN, "slack": config.SLACK, "matrix": config.MATRIX,
-                "console": config.CONSOLE}
+                "console": config.CONSOLE, "http": config.HTTP}
     rows = _doc_defaults()
     assert len(rows) > 30, rows  # the parser found the tables
     for section, key, documented in rows:
