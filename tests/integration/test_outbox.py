@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import FakeClock
-from bot.outbox import Outbox
+from bot.outbox import Outbox, PostOutcome
 from bot.store import Store
 from bot.store_outbox import Said
 from bridges.base import Inbound, Post, RateLimited, SendError
@@ -120,6 +120,27 @@ async def test_r8_3_permanent_error_sets_post_aside_without_blocking(tmp_path: P
         await outbox.add(posts("A", "lost", "next"))
         await until(lambda: chat.texts("A") == ["next"], what="next post")
         assert await store.pending_posts() == []
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_r14_3_each_attempt_s_outcome_is_told_with_its_platform(tmp_path: Path) -> None:
+    """R14.3 (`crewbridge_posts_total`): the outbox tells each attempt's platform and
+    outcome — a transient failure retried, a permanent one set aside, a success sent."""
+    store = await Store.open(tmp_path / "s.db")
+    clock = WatchedClock()
+    chat = FlakyBridge(clock, failures=[SendError("502"),
+                                        SendError("channel_not_found", permanent=True)])
+    told: list[tuple[str, PostOutcome]] = []
+    outbox = Outbox(store, {"chat": chat}, clock, lambda p, o: told.append((p, o)))
+    try:
+        await outbox.add(posts("A", "lost", "next"))
+        await chat.clock.wake_next_sleeper()  # the backoff after the 502
+        await until(lambda: chat.texts("A") == ["next"], what="next post")
+        await until(lambda: len(told) == 3, what="three outcomes")
+        assert told == [("chat", PostOutcome.RETRIED), ("chat", PostOutcome.SET_ASIDE),
+                        ("chat", PostOutcome.SENT)]
     finally:
         await outbox.stop()
         await store.close()
