@@ -44,7 +44,8 @@ class PostOutcome(StrEnum):
     SENT = "sent"  # the platform took it
     RETRIED = "retried"  # refused for now: it waits for a retry
     SET_ASIDE = "set_aside"  # refused for good (the bot was removed from the room)
-    DROPPED = "dropped"  # a status edit refused for now: the next one replaces it
+    DROPPED = "dropped"  # not needed after all: a status edit refused for now (the next one
+    # replaces it), a reaction the platform will never show
 
 
 class Outbox:
@@ -186,7 +187,7 @@ class Outbox:
             if e.permanent and post.op in (PostOp.REACT, PostOp.UNREACT):
                 log.info("%s %s: reaction %s not shown (%s)", key[0], key[1], post.text, e)
                 await self.store.post_sent(post.id)  # a mark is no message: nothing to keep
-                return True
+                return PostOutcome.DROPPED
             if e.permanent:
                 log.error("cannot post to %s %s (%s); post set aside: %.200s",
                           key[0], key[1], e, post.text)

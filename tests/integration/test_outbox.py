@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.clock import FakeClock
+from bot.model import PostOp
 from bot.outbox import Outbox, PostOutcome
 from bot.store import Store
-from bot.store_outbox import Said
+from bot.store_outbox import NewPost, Said
 from bridges.base import Inbound, Post, RateLimited, SendError
 from tests.integration.harness import until
 
@@ -62,6 +63,10 @@ class FlakyBridge:
         self.sent.append((self.clock.now(), room, text))
         self.given.append(post)
         return f"id-{len(self.sent)}"  # as a platform names what it took
+
+    async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
 
     def texts(self, room: str) -> list[str]:
         return [t for _, r, t in self.sent if r == room]
@@ -127,9 +132,11 @@ async def test_r8_3_permanent_error_sets_post_aside_without_blocking(tmp_path: P
 
 async def test_r14_3_each_attempt_s_outcome_is_told_with_its_platform(tmp_path: Path) -> None:
     """R14.3 (`crewbridge_posts_total`): the outbox tells each attempt's platform and
-    outcome — a transient failure retried, a permanent one set aside, a success sent."""
+    outcome — a transient failure retried, a permanent one set aside, a success sent, a
+    reaction the platform will never show dropped."""
     store = await Store.open(tmp_path / "s.db")
     clock = WatchedClock()
+    never = SendError("invalid_name", permanent=True)
     chat = FlakyBridge(clock, failures=[SendError("502"),
                                         SendError("channel_not_found", permanent=True)])
     told: list[tuple[str, PostOutcome]] = []
@@ -141,6 +148,14 @@ async def test_r14_3_each_attempt_s_outcome_is_told_with_its_platform(tmp_path: 
         await until(lambda: len(told) == 3, what="three outcomes")
         assert told == [("chat", PostOutcome.RETRIED), ("chat", PostOutcome.SET_ASIDE),
                         ("chat", PostOutcome.SENT)]
+        [shown] = await store.add_said(posts("A", "react to me"), clock.now())
+        outbox.stored(posts("A", "react to me"))
+        await until(lambda: len(told) == 4, what="the post to react to")
+        chat.failures.append(never)
+        await outbox.add_changes([NewPost("chat", "A", "👀", message=shown, op=PostOp.REACT)])
+        await until(lambda: len(told) == 5, what="the reaction's outcome")
+        assert told[3:] == [("chat", PostOutcome.SENT), ("chat", PostOutcome.DROPPED)]
+        assert chat.failures == [] and await store.pending_posts() == []
     finally:
         await outbox.stop()
         await store.close()
