@@ -3,8 +3,10 @@ with aiohttp's client and parsed as Prometheus text."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from bot.app import App
 from bot.clock import FakeClock
 from bot.config import load_config
 from bot.http_health import ListenError
-from bridges.base import ConnectionChanged
+from bridges.base import ConnectionChanged, EventSink, PlatformUnreachable
 from supervisor.ports import Conversation, TurnUsage
 from tests.integration.harness import Recorder, start_bot, until
 from tests.support.botproc import crewbridge, write_config
@@ -121,6 +123,43 @@ async def test_r14_3_healthz_is_503_naming_a_platform_that_is_down_and_200_when_
         await app.on_event(ConnectionChanged("slack", True, clock.now()))
         assert (await healthz(app))[0] == 200
         assert sample(await scrape(app), "crewbridge_platform_up", platform="slack") == 1
+    finally:
+        await app.stop()
+
+
+@dataclass
+class LateBridge(Recorder):
+    """A platform not reachable at start-up; reachable once the test sets `reachable`."""
+
+    reachable: asyncio.Event = field(default_factory=asyncio.Event)
+    tries: int = 0
+
+    async def start(self, sink: EventSink) -> None:
+        self.tries += 1
+        if self.tries == 1:
+            raise PlatformUnreachable("connection refused")
+        await self.reachable.wait()
+        await super().start(sink)
+
+
+async def test_r14_3_r14_2_a_platform_unreachable_at_start_up_is_down_until_it_connects(
+        tmp_path: Path) -> None:
+    """R14.3, R14.2: a platform the bot could not reach at start-up is running without it;
+    /healthz names it down until the bot's retry connects, then answers 200."""
+    config = load_config(write_config(
+        tmp_path / "c.toml", extra={**LISTEN,
+                                    "slack": {"bot_token": "xoxb-1", "app_token": "xapp-1"}}))
+    late = LateBridge(platform="slack")
+    app = App(config, bridges={"console": Recorder(), "slack": late})
+    await app.start()
+    try:
+        code, body = await healthz(app)
+        assert (code, body["down"]) == (503, ["slack"])
+        late.reachable.set()
+        await until(lambda: not app.outages.is_down("slack"), timeout=30,  # a real backoff
+                    what="the retry connected")
+        assert (await healthz(app))[0] == 200
+        assert late.tries == 2
     finally:
         await app.stop()
 

@@ -9,33 +9,19 @@ Synapse's; the core runs on the real clock (nothing here waits for an alert).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bot.app import App
 from bot.config import load_config
 from bridges.matrix import MatrixBridge
+from tests.integration.harness import until
 from tests.integration.test_health import healthz, sample, scrape
 from tests.platform.matrix.support import MemoryKV
 from tests.platform.matrix.synapse import Account, Person, SynapseServer
 from tests.support.botproc import cleanup_data_dir, write_config
 
 TIMEOUT_S = 30.0
-
-
-async def healthz_becomes(app: App, code: int, what: str) -> dict[str, Any]:
-    """Ask /healthz until it answers `code` (the bridge notices the change by itself, on a
-    schedule no test can signal); its body then."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        got, body = await healthz(app)
-        if got == code:
-            return body
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {got} {body}")
-        await asyncio.sleep(0.1)
 
 
 async def test_r14_3_healthz_is_503_while_synapse_is_stopped_and_200_when_it_is_back(
@@ -60,13 +46,19 @@ async def test_r14_3_healthz_is_503_while_synapse_is_stopped_and_200_when_it_is_
         assert sample(await scrape(app), "crewbridge_platform_up", platform="matrix") == 1
 
         await asyncio.to_thread(synapse.stop)
-        body = await healthz_becomes(app, 503, "healthz 503 with Synapse stopped")
+        await until(lambda: app.outages.is_down("matrix"), timeout=TIMEOUT_S,
+                    what="the bridge reporting Synapse down")
+        code, body = await healthz(app)
+        assert code == 503
         assert (body["status"], body["down"], body["store"]) == ("down", ["matrix"], "ok")
         assert body["platforms"] == {"matrix": "down"}
         assert sample(await scrape(app), "crewbridge_platform_up", platform="matrix") == 0
 
         await asyncio.to_thread(synapse.start)
-        body = await healthz_becomes(app, 200, "healthz 200 with Synapse back")
+        await until(lambda: not app.outages.is_down("matrix"), timeout=TIMEOUT_S,
+                    what="the bridge reporting Synapse back")
+        code, body = await healthz(app)
+        assert code == 200
         assert body == {"status": "ok", "down": [], "store": "ok",
                         "platforms": {"matrix": "up"}}
         assert sample(await scrape(app), "crewbridge_platform_up", platform="matrix") == 1
