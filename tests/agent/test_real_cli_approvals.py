@@ -2,7 +2,8 @@
 
 `tests/integration/test_approvals.py` proves the core with the fake agent; these run the
 same paths with the real `claude` as `[agent] command`, against the loopback Messages API
-scripting a `Bash` tool use of `touch approved.txt` in the agent's workdir. The bot runs
+scripting a `Bash` tool use of `touch approved.txt` in the agent's workdir. The first runs
+`crewbridge run` with the console, as a person at a terminal does; the others run the bot
 in-process (`bot.app.App` with recording bridges standing in for Slack and Matrix and a
 FakeClock for the deadline), so a click can come from a named person on "Slack"; the
 console's `/allow <n>` is a console line like any other. What happened is read where it
@@ -12,6 +13,7 @@ were given. Every wait has a timeout; nothing sleeps to wait.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +24,8 @@ import pytest
 
 from bot.approvals import ApprovalState
 from bridges.base import Inbound
-from tests.agent.messages_api import MessagesAPI, Text, ToolCall
+from tests.agent.messages_api import MessagesAPI, Text, ToolCall, claude_env
+from tests.agent.test_real_cli_bot import RUN_TIMEOUT, interactive_bot, write_config
 from tests.integration.harness import Bot, Recorder, until
 from tests.integration.test_approvals import approval_bot, asked, click, edited, said
 from tests.integration.test_threads import person
@@ -81,6 +84,47 @@ def console(text: str) -> Inbound:
 
 async def wait(cond: Callable[[], object], what: str) -> None:
     await until(cond, timeout=WAIT, what=what)
+
+
+async def read_until(proc: asyncio.subprocess.Process, wanted: str, seen: list[str]) -> str:
+    """Console lines (kept in `seen`) up to the first containing `wanted`."""
+    assert proc.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)).decode()
+        assert line, f"the bot's output ended before {wanted!r}: {seen}"
+        seen.append(line.rstrip("\n"))
+        if wanted in line:
+            return line
+
+
+async def test_r13_1_real_cli_console_card_and_slash_allow_through_crewbridge_run(
+        claude_bin: Path, messages_api: MessagesAPI, tmp_path: Path) -> None:
+    """R13.1 as a person at the console sees it: `crewbridge run`, the real CLI asks, the
+    card is printed in the message's thread with its number, the bare line `/allow 1` runs
+    the command in the agent's workdir, the answer is printed and the card is printed again
+    with its outcome."""
+    messages_api.reply(bash_call(), Text("Created approved.txt."))
+    config = write_config(tmp_path, claude_bin,
+                          claude_env(tmp_path / "agent-home", base_url=messages_api.url))
+    seen: list[str] = []
+    async with interactive_bot(config, tmp_path / "bot-home") as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(b"#general please create approved.txt\n")
+        await proc.stdin.drain()
+        card = await read_until(proc, "🔐", seen)
+        assert card.startswith("#general/1 crewbridge: 🔐 **general** wants to use **Bash**")
+        await read_until(proc, "/allow 1", seen)
+        assert not touched(tmp_path).exists()
+        proc.stdin.write(b"/allow 1\n")
+        await proc.stdin.drain()
+        await read_until(proc, "#general/1 general: Created approved.txt.", seen)
+        proc.stdin.close()
+        out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
+    seen += out.decode().splitlines()
+    assert touched(tmp_path).exists()
+    assert any(line.startswith("#general/1 crewbridge: ✅ **general** wants to use **Bash**")
+               for line in seen), seen
+    assert any("Allowed by " in line for line in seen), (seen, err.decode())
 
 
 async def test_r13_1_real_cli_allow_from_the_console_runs_the_command(
@@ -198,6 +242,8 @@ async def test_r13_1_real_cli_always_allow_is_not_asked_again(
         await wait(lambda: said(slack, "C1", "Created it."), "the first answer")
         assert touched(tmp_path).exists()
         assert f"`{RULE}` is allowed in #webui" in edited(slack, "C1", ref)[-1]
+        # the rule went to the session, not into the project's settings (encode_allow)
+        assert not (tmp_path / "work" / ".claude" / "settings.local.json").exists()
         pid = agent_pid(bot)
         touched(tmp_path).unlink()
         await bot.app.on_event(person("slack", "C1", "once more please"))
