@@ -5,34 +5,44 @@ Two figures a person feels when an agent asks to use a tool:
 - **card**: from the agent writing its `can_use_tool` request to the card accepted by the
   platform, against a plain post: from the agent writing a turn's `result` (the line that
   makes its answer due) to that answer accepted by the platform;
-- **decision**: from a click on the card's Allow handed to the core to the agent reading
-  the `control_response`, against a plain message: from a person's message handed to the
-  core to the agent reading it.
+- **decision**: from a click on the card's Allow to the agent reading the
+  `control_response`, against a plain message: from a person's message to the agent
+  reading it.
 
-Set-up: the real App in-process (`bot.app.App`, the real SQLite store in a private temp
-directory), one channel bound to one "Slack" room whose bridge is the tests' recording
-bridge (`tests.integration.harness.Recorder`, platform `slack`, no post pacing) with the
-time of each accepted post added: the Slack bridge of this branch has no buttons yet, so
-the emulator's `chat.postMessage` is not in the path, on either side of a comparison. The
-agent is the bundled fake agent with its control protocol (`bench/ask_agent.py`: it stamps
-every line it writes and reads, so both ends of each figure are real times of one clock,
-`CLOCK_MONOTONIC`). Each round is one plain message (`ping bid-p<n>`, answered by an echo)
-and one that asks (`fake:ask=Bash:touch_bid-c<n>`, allowed by a click once its card is
-there, then answered `ran Bash: …`), in an order that alternates, each waited to its end;
-uncounted warm-up rounds first (they spawn the agent).
+The agent is the bundled fake agent with its control protocol (`bench/ask_agent.py`: it
+stamps every line it writes and reads, so both ends of each figure are real times of one
+clock, `CLOCK_MONOTONIC`). Two set-ups (`--platform`):
 
-Run: `.venv/bin/python -m bench.approval_card [--rounds 30] [--warmup 2]`
+- `slack` (default): `crewbridge run` as a subprocess with the real Slack bridge (slack-bolt,
+  Socket Mode) against the tests' Slack emulator (`tests/platform/slack/emulator.py`) in
+  this process, which notes when it accepted each `chat.postMessage`; a person's message is
+  `post_as` (an `events_api` envelope), a click `click` (an `interactive` envelope with
+  `block_actions`). The emulator's rate limits are lifted and the bot's `post_interval_s`
+  is 0.01 s, so neither side waits on pacing (a person writes at most once per interval);
+- `recorder`: the App in-process, its one bridge the tests' recording bridge
+  (`tests.integration.harness.Recorder`, platform `slack`, no pacing): the core alone.
+
+Each round is one plain message (`ping bid-p<n>`, answered by an echo) and one that asks
+(`fake:ask=Bash:touch_bid-c<n>`, allowed by a click once its card is there, then answered
+`ran Bash: …`), in an order that alternates, each waited to its end; uncounted warm-up
+rounds first (they spawn the agent).
+
+Run: `.venv/bin/python -m bench.approval_card [--platform slack|recorder] [--rounds 30]
+[--warmup 2]`
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from bench.common import REPO, machine, ms, percentile, print_table, quiet_logs
 from bot.app import App
@@ -41,7 +51,8 @@ from bridges.base import Post
 from tests.integration.harness import Recorder
 from tests.integration.test_approvals import click
 from tests.integration.test_threads import person
-from tests.support.botproc import short_data_dir, write_config
+from tests.platform.slack.emulator import SlackEmulator
+from tests.support.botproc import BotProcess, short_data_dir, write_config
 
 ROOM = "C1"
 ASK_AGENT = [sys.executable, str(REPO / "bench" / "ask_agent.py")]
@@ -59,10 +70,6 @@ class StampedRecorder(Recorder):
         ref = await super().send(room, post, key=key, maybe_sent=maybe_sent)
         self.accepted.append((time.monotonic_ns(), post.text))
         return ref
-
-    def when(self, token: str, prefix: str = "") -> int | None:
-        return next((ns for ns, text in self.accepted
-                     if token in text and text.startswith(prefix)), None)
 
 
 class Events:
@@ -104,12 +111,61 @@ class Figures:
     delivery: list[float] = field(default_factory=list)
 
 
-async def plain(app: App, rec: StampedRecorder, events: Events, n: int, into: Figures | None
-                ) -> None:
+class Side(Protocol):
+    """Where people act and posts are accepted: the Slack emulator, or a recording bridge."""
+
+    accepted: list[tuple[int, str]]  # (monotonic ns, text) of each post the platform took
+
+    async def say(self, text: str) -> None: ...
+
+    async def allow(self, token: str) -> None: ...
+
+
+def when(side: Side, *parts: str) -> int | None:
+    """When the first post containing every one of `parts` was accepted."""
+    return next((ns for ns, text in side.accepted if all(p in text for p in parts)), None)
+
+
+class RecorderSide:
+    def __init__(self, app: App, rec: StampedRecorder) -> None:
+        self.app, self.rec, self.accepted = app, rec, rec.accepted
+
+    async def say(self, text: str) -> None:
+        await self.app.on_event(person("slack", ROOM, text))
+
+    async def allow(self, token: str) -> None:
+        await self.app.on_event(click("slack", ROOM, self.rec.ref_of(ROOM, token), "allow"))
+
+
+class SlackSide:
+    CHANNEL = "C0WEBUI"
+
+    def __init__(self, emulator: SlackEmulator) -> None:
+        self.emulator = emulator
+        self.accepted: list[tuple[int, str]] = []
+        post_message = emulator._post_message
+
+        async def stamped(params: dict[str, Any]) -> Any:
+            answer = await post_message(params)
+            self.accepted.append((time.monotonic_ns(), str(params.get("text") or "")))
+            return answer
+
+        emulator._post_message = stamped  # type: ignore[method-assign]
+
+    async def say(self, text: str) -> None:
+        await self.emulator.post_as("U0ALICE", self.CHANNEL, text)
+
+    async def allow(self, token: str) -> None:
+        card = next(p for p in self.emulator.posts(self.CHANNEL)
+                    if token in p.text and "🔐" in p.text)
+        await self.emulator.click(self.CHANNEL, card.ts, "allow", "U0ALICE")
+
+
+async def plain(side: Side, events: Events, n: int, into: Figures | None) -> None:
     token = f"bid-p{n}"
     t_in = time.monotonic_ns()
-    await app.on_event(person("slack", ROOM, f"ping {token}"))
-    accepted = await until(lambda: rec.when(token), f"the answer to {token}")
+    await side.say(f"ping {token}")
+    accepted = await until(lambda: when(side, token), f"the answer to {token}")
     read = await until(lambda: events.get("read", "user", f"p{n}"), f"{token} delivered")
     result = await until(lambda: events.get("wrote", "result", f"p{n}"), f"{token}'s result")
     if into is not None:
@@ -117,46 +173,83 @@ async def plain(app: App, rec: StampedRecorder, events: Events, n: int, into: Fi
         into.post.append(ms(accepted - result))
 
 
-async def card(app: App, rec: StampedRecorder, events: Events, n: int, into: Figures | None
-               ) -> None:
+async def card(side: Side, events: Events, n: int, into: Figures | None) -> None:
     token = f"bid-c{n}"
-    await app.on_event(person("slack", ROOM, f"fake:ask=Bash:touch_{token}"))
-    shown = await until(lambda: rec.when(token, "🔐"), f"the card of {token}")
+    await side.say(f"fake:ask=Bash:touch_{token}")
+    shown = await until(lambda: when(side, token, "🔐"), f"the card of {token}")
     asked = await until(lambda: events.get("wrote", "control_request", f"c{n}"),
                         f"{token}'s can_use_tool")
     t_click = time.monotonic_ns()
-    await app.on_event(click("slack", ROOM, rec.ref_of(ROOM, token), "allow"))
+    await side.allow(token)
     answered = await until(lambda: events.get("read", "control_response", f"c{n}"),
                            f"{token}'s answer")
-    await until(lambda: rec.when(f"ran Bash: touch {token}"), f"{token} run")
+    await until(lambda: when(side, f"ran Bash: touch {token}"), f"{token} run")
     if into is not None:
         into.card.append(ms(shown - asked))
         into.decision.append(ms(answered - t_click))
 
 
-async def run(rounds: int, warmup: int) -> Figures:
-    data_dir = short_data_dir()
-    stamps = data_dir / "stamps"
-    stamps.mkdir()
+def agent_config(stamps: Path) -> dict[str, Any]:
+    return {"command": ASK_AGENT, "flush_interval_s": 2, "stop_grace_s": 2,
+            "env": {"BENCH_STAMP_DIR": str(stamps)}}
+
+
+@contextlib.asynccontextmanager
+async def recorder_side(data_dir: Path) -> AsyncIterator[Side]:
     config = load_config(write_config(
-        data_dir / "bench.toml", data_dir=data_dir,
-        agent={"command": ASK_AGENT, "flush_interval_s": 2, "stop_grace_s": 2,
-               "env": {"BENCH_STAMP_DIR": str(stamps)}},
+        data_dir / "bench.toml", data_dir=data_dir, agent=agent_config(data_dir / "stamps"),
         channels=[{"name": "bench", "slack": [ROOM], "replies": "channel"}],
         extra={"slack": {"bot_token": "xoxb-bench", "app_token": "xapp-bench"}}), env={})
     rec = StampedRecorder(platform="slack")
     app = App(config, bridges={"console": Recorder(), "slack": rec})
-    figures = Figures()
     try:
         await app.start()
-        events = Events(stamps / "bench.events")
-        for n in range(warmup + rounds):
-            into = figures if n >= warmup else None
-            steps = (plain, card) if n % 2 else (card, plain)
-            for step in steps:
-                await step(app, rec, events, n, into)
+        yield RecorderSide(app, rec)
     finally:
         await app.stop()
+
+
+@contextlib.asynccontextmanager
+async def slack_side(data_dir: Path) -> AsyncIterator[Side]:
+    lifted = 1e6
+    async with SlackEmulator(posts_per_second=lifted, post_burst=int(lifted),
+                             updates_per_second=lifted, update_burst=int(lifted)) as emulator:
+        emulator.add_user("U0ALICE", "alice.smith", real_name="Alice Smith",
+                          display_name="alice")
+        emulator.add_channel(SlackSide.CHANNEL, "webui")
+        side = SlackSide(emulator)
+        config = write_config(
+            data_dir / "bench.toml", data_dir=data_dir, agent=agent_config(data_dir / "stamps"),
+            channels=[{"name": "bench", "slack": ["#webui"]}],
+            extra={"slack": {"mode": "socket", "bot_token": "${SLACK_BOT_TOKEN}",
+                             "app_token": "${SLACK_APP_TOKEN}", "api_url": emulator.api_url,
+                             "post_interval_s": 0.01}})
+        bot = BotProcess(config, env={"SLACK_BOT_TOKEN": emulator.bot_token,
+                                      "SLACK_APP_TOKEN": emulator.app_token},
+                         log_level="error")
+        try:
+            await emulator.wait_until(lambda: emulator.connections > 0, TIMEOUT)
+            yield side
+            await bot.stop_cleanly()
+        finally:
+            await asyncio.to_thread(bot.close)
+
+
+SIDES = {"slack": slack_side, "recorder": recorder_side}
+
+
+async def run(platform: str, rounds: int, warmup: int) -> Figures:
+    data_dir = short_data_dir()
+    (data_dir / "stamps").mkdir()
+    figures = Figures()
+    try:
+        async with SIDES[platform](data_dir) as side:
+            events = Events(data_dir / "stamps" / "bench.events")
+            for n in range(warmup + rounds):
+                into = figures if n >= warmup else None
+                for step in ((plain, card) if n % 2 else (card, plain)):
+                    await step(side, events, n, into)
+    finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     return figures
 
@@ -170,13 +263,16 @@ def row(name: str, values: list[float], floor: list[float]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.approval_card",
                                 description=__doc__.split("\n\n")[0])
+    p.add_argument("--platform", choices=sorted(SIDES), default="slack")
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--warmup", type=int, default=2)
     args = p.parse_args(argv)
     quiet_logs()
-    f = asyncio.run(run(args.rounds, args.warmup))
+    f = asyncio.run(run(args.platform, args.rounds, args.warmup))
     print(f"{machine()}; {args.rounds} rounds after {args.warmup} uncounted")
-    print_table("approval cards vs the plain paths (fake agent, recording 'slack' bridge)", [
+    where = {"slack": "crewbridge run, the Slack bridge, the Slack emulator",
+             "recorder": "the App in-process, a recording bridge"}[args.platform]
+    print_table(f"approval cards vs the plain paths (fake agent; {where})", [
         row("can_use_tool -> card accepted  vs  result -> post accepted", f.card, f.post),
         row("click -> control_response read  vs  message -> message read", f.decision,
             f.delivery),

@@ -28,7 +28,7 @@ BENCHMARKS = ["inbound_throughput", "nudge_latency", "fanout", "memory", "breake
 # Run only when named with --only: they need the platform test harnesses (Synapse, the Slack
 # emulator) and take minutes at the platforms' real rates (idle_cost: a fixed 60 s window), or
 # the real Claude Code CLI of the test extras (fork_first_answer, stop_latency); approval_card
-# (issue 11's pair of paths) is run with them.
+# (the Slack emulator) is run with them.
 PLATFORM = ["matrix_roundtrip", "slack_burst", "slack_roundtrip", "idle_cost",
             "fork_first_answer", "stop_latency", "approval_card"]
 
