@@ -6,7 +6,8 @@ Benchmarks print figures and exit 0 whether or not a target is met; this exits n
 when one of them could not run to the end.
 
 The platform benchmarks (`matrix_roundtrip`, `slack_burst`, `slack_roundtrip`, `idle_cost`) and
-the real-CLI one (`fork_first_answer`) run only when named in `--only`.
+the real-CLI ones (`fork_first_answer`, `stop_latency`) and `approval_card` run only when
+named in `--only`.
 
 Run: `.venv/bin/python -m bench.run_all [--only fanout,memory]` (or `make bench`)
 """
@@ -26,9 +27,10 @@ BENCHMARKS = ["inbound_throughput", "nudge_latency", "fanout", "memory", "breake
               "crew_scaling"]
 # Run only when named with --only: they need the platform test harnesses (Synapse, the Slack
 # emulator) and take minutes at the platforms' real rates (idle_cost: a fixed 60 s window), or
-# the real Claude Code CLI of the test extras (fork_first_answer).
+# the real Claude Code CLI of the test extras (fork_first_answer, stop_latency); approval_card
+# (the Slack emulator) is run with them.
 PLATFORM = ["matrix_roundtrip", "slack_burst", "slack_roundtrip", "idle_cost",
-            "fork_first_answer"]
+            "fork_first_answer", "stop_latency", "approval_card"]
 
 
 def main(argv: list[str] | None = None) -> int:

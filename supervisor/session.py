@@ -175,10 +175,14 @@ class Session:
         return True
 
     async def stop(self, grace_s: float) -> None:
-        """Close stdin, terminate the group, kill it after `grace_s`.
+        """Terminate the group, kill it after `grace_s`; stdin closes when it has exited.
 
-        Returns once the process has exited and the owner has handled its exit, so that a
-        caller shutting down never closes what the exit handler still needs.
+        Not stdin first: the real CLI reads the end of its input as "finish the turn
+        without me", fails a `can_use_tool` that waits ("Tool permission stream closed")
+        and goes on to the model, racing its own SIGTERM handler; a turn that ends in that
+        race counts as answered, so a request pending at a shutdown would never be asked
+        again (R13.4). Returns once the process has exited and the owner has handled its
+        exit, so that a caller shutting down never closes what the exit handler needs.
         """
         proc = self._proc
         if proc is None:
@@ -186,9 +190,6 @@ class Session:
         if self.exited.is_set():
             await asyncio.shield(self._waiter)
             return
-        if proc.stdin is not None:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
         self._signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(self.exited.wait(), grace_s)
