@@ -476,9 +476,9 @@ class App:
         await self.store.add_usage(utc_day(self.clock.now()), agent,
                                    conversation.channel if conversation else None,
                                    turn_shares(usage))
-        self.metrics.turn_ended(usage)
         home = await self.store.agent(agent) if conversation is None else None
         channel = conversation.channel if conversation else home.channel if home else ""
+        self.metrics.turn_ended(usage, channel)
         await self.budget.spent(channel)  # R13.8: a warning, an alert, a pause
 
     async def show_status(self, agent: str, conversation: Conversation, text: str) -> None:

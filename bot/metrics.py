@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bot.outbox import PostOutcome
@@ -46,7 +46,6 @@ class Snapshot:
     agents: Mapping[str, int] = field(default_factory=dict)  # state label -> agents in it
     breakers_open: int = 0
     approvals_pending: int = 0
-    cost_usd: Mapping[str, float] = field(default_factory=dict)  # channel -> dollars
 
 
 def state_label(state: str) -> str:
@@ -66,11 +65,6 @@ def families(s: Snapshot) -> list[Metric]:
                                "them (R6.4)", labels=["state"])
     for state, n in sorted(({str(r): 0 for r in RunState} | dict(s.agents)).items()):
         agents.add_metric([state], n)
-    cost = CounterMetricFamily(f"{PREFIX}_cost_usd", "What the agents' turns cost, by the "
-                               "channel they answered in, over the stored days (R13.8)",
-                               labels=["channel"])
-    for channel, usd in sorted(s.cost_usd.items()):
-        cost.add_metric([channel], usd)
     return [
         up,
         GaugeMetricFamily(f"{PREFIX}_outbox_pending", "Posts, edits and reactions waiting "
@@ -80,7 +74,6 @@ def families(s: Snapshot) -> list[Metric]:
                           "on a trial start (R4.6)", value=s.breakers_open),
         GaugeMetricFamily(f"{PREFIX}_approvals_pending", "Tool requests waiting for a "
                           "person's decision (R13.1)", value=s.approvals_pending),
-        cost,
     ]
 
 
@@ -108,6 +101,11 @@ class Metrics:
         self._turns = Histogram(f"{PREFIX}_turn_seconds", "How long agents' turns took, "
                                 "as the agent reported", buckets=TURN_BUCKETS_S,
                                 registry=self.registry)
+        # A counter of this process, not the store's sums: retention deletes old usage rows
+        # (R14.6), and a total that went down would read as a counter reset.
+        self._cost = Counter(f"{PREFIX}_cost_usd", "What the agents' turns cost since the "
+                             "bot started, by the channel they answered in (R13.8)",
+                             ["channel"], registry=self.registry)
         self._read = _ReadAtScrape()
         self.registry.register(self._read)
 
@@ -118,9 +116,10 @@ class Metrics:
     def posted(self, platform: str, outcome: PostOutcome) -> None:
         self._posts.labels(platform, outcome).inc()
 
-    def turn_ended(self, usage: TurnUsage) -> None:
+    def turn_ended(self, usage: TurnUsage, channel: str) -> None:
         if usage.duration_s is not None:
             self._turns.observe(usage.duration_s)
+        self._cost.labels(channel).inc(max(0.0, usage.cost_usd))
 
     async def scrape(self, read: Callable[[], Awaitable[Snapshot]]) -> bytes:
         """The Prometheus text of every metric, the state read now by `read`. Each platform's
@@ -145,5 +144,4 @@ async def read_snapshot(app: App) -> Snapshot:
         outbox_pending=await app.store.pending_count(),
         agents=Tally(state_label(s.state) for s in statuses),
         breakers_open=sum(h.state is not BreakerState.CLOSED for h in healths.values()),
-        approvals_pending=await app.store.pending_approval_count(),
-        cost_usd=await app.store.cost_by_channel_total())
+        approvals_pending=await app.store.pending_approval_count())

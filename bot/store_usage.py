@@ -187,12 +187,6 @@ class UsageRecords:
         return dict(await self._all("SELECT channel, SUM(cost_usd) FROM usage WHERE day = ? "
                                     "GROUP BY channel", (day,)))
 
-    async def cost_by_channel_total(self) -> dict[str, float]:
-        """Each channel's cost over every day stored: R14.3's `crewbridge_cost_usd_total`,
-        read at each scrape, so it goes on across restarts of the bot."""
-        return dict(await self._all("SELECT channel, SUM(cost_usd) FROM usage "
-                                    "GROUP BY channel"))
-
     async def cost_by_agent(self, day: str) -> dict[str, float]:
         """Each agent's cost on `day`: the `status` table's "cost today" (R13.8)."""
         return dict(await self._all("SELECT agent, SUM(cost_usd) FROM usage WHERE day = ? "

@@ -27,7 +27,7 @@ async def scrape(metrics: Metrics, snapshot: Snapshot) -> dict:
 
 SNAPSHOT = Snapshot(platforms={"slack": True, "matrix": False}, outbox_pending=3,
                     agents={"running": 2, "waiting_for_a_slot": 1}, breakers_open=1,
-                    approvals_pending=4, cost_usd={"webui": 0.75, "general": 2.0})
+                    approvals_pending=4)
 
 FAMILY_ROWS = {
     "r14_3-platform-up": ("crewbridge_platform_up", {"platform": "slack"}, 1),
@@ -38,7 +38,6 @@ FAMILY_ROWS = {
     "r14_3-every-run-state-listed": ("crewbridge_agents", {"state": "stopping"}, 0),
     "r14_3-breakers-open": ("crewbridge_breakers_open", {}, 1),
     "r14_3-approvals-pending": ("crewbridge_approvals_pending", {}, 4),
-    "r14_3-cost-by-channel": ("crewbridge_cost_usd_total", {"channel": "webui"}, 0.75),
 }
 
 
@@ -55,8 +54,7 @@ def test_r14_3_families_of_an_empty_snapshot_are_all_there() -> None:
     """R14.3: a bot that is starting still lists every read-at-scrape family (at 0)."""
     names = {f.name for f in families(Snapshot())}
     assert names == {"crewbridge_platform_up", "crewbridge_outbox_pending", "crewbridge_agents",
-                     "crewbridge_breakers_open", "crewbridge_approvals_pending",
-                     "crewbridge_cost_usd"}
+                     "crewbridge_breakers_open", "crewbridge_approvals_pending"}
 
 
 @pytest.mark.parametrize(("state", "label"), [
@@ -81,8 +79,8 @@ async def test_r14_3_counters_count_their_events_and_list_each_platform_at_zero(
     metrics.posted("slack", PostOutcome.SENT)
     metrics.posted("slack", PostOutcome.RETRIED)
     metrics.posted("slack", PostOutcome.RETRIED)
-    metrics.turn_ended(TurnUsage(0.1, 1, 1, duration_s=3.0))
-    metrics.turn_ended(TurnUsage(0.1, 1, 1))  # the CLI gave no duration: not observed
+    metrics.turn_ended(TurnUsage(0.1, 1, 1, duration_s=3.0), "webui")
+    metrics.turn_ended(TurnUsage(0.25, 1, 1), "webui")  # no duration given: not observed
     after = await scrape(metrics, SNAPSHOT)
     assert after[("crewbridge_inbound_messages_total", (("platform", "slack"),))] == 1
     assert after[("crewbridge_posts_total", (("outcome", "sent"), ("platform", "slack")))] == 1
@@ -91,6 +89,8 @@ async def test_r14_3_counters_count_their_events_and_list_each_platform_at_zero(
     assert after[("crewbridge_turn_seconds_sum", ())] == 3.0
     assert after[("crewbridge_turn_seconds_bucket", (("le", "5.0"),))] == 1
     assert after[("crewbridge_turn_seconds_bucket", (("le", "2.5"),))] == 0
+    # R13.8: a counter of this process, which retention's deletions cannot lower (R14.6)
+    assert after[("crewbridge_cost_usd_total", (("channel", "webui"),))] == pytest.approx(0.35)
 
 
 async def test_r14_3_each_app_has_its_own_registry() -> None:
