@@ -33,8 +33,11 @@ rooms (R1.6), what an error response is — is decided in `bridges.matrix_events
 whoever invited the bot (R11.4), remembered, 429s waited out: R9.1) `bridges.matrix_rooms`;
 posts, edits and notices `bridges.matrix_posts`, the bot's reactions (buttons, status marks:
 R13.1, R13.7) `bridges.matrix_reactions`, typing `bridges.matrix_typing`, and what a card's
-events look like and a person's reaction means `bridges.matrix_cards`. This module is the
-connection: it remembers direct rooms in the store when it accepts an invite.
+events look like and a person's reaction means `bridges.matrix_cards`. End-to-end
+encryption (R15) — the crypto store, keys after each sync, the alert when a known user's
+devices change — is `bridges.matrix_crypto`, sending as Element does
+`bridges.matrix_e2ee_client`, what cannot be decrypted `bridges.matrix_unreadable`. This
+module is the connection: it remembers direct rooms in the store when it accepts an invite.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientError
@@ -58,6 +62,7 @@ from nio import (
 from bridges.base import (
     Acted,
     BridgeEvent,
+    DevicesChanged,
     EventSink,
     Inbound,
     KeyValueStore,
@@ -70,6 +75,14 @@ from bridges.base import (
 )
 from bridges.link import LinkState
 from bridges.matrix_cards import read_reaction
+from bridges.matrix_crypto import (
+    KV_UNREADABLE_NOTICE,
+    STORE_DIR_NAME,
+    UNREADABLE_NOTICE,
+    Crypto,
+    encryption_problem,
+    require_crypto,
+)
 from bridges.matrix_events import (
     PLATFORM,
     describe,
@@ -93,6 +106,7 @@ from bridges.matrix_posts import MatrixPosts
 from bridges.matrix_reactions import BotReactions
 from bridges.matrix_rooms import join, resolve
 from bridges.matrix_typing import RENEW_S, TypingNotices
+from bridges.matrix_unreadable import WAIT_S, Unreadable
 from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
@@ -106,9 +120,13 @@ class MatrixBridge:
     """`bridges.base.Bridge` for Matrix. Construct, `await start(sink)`, `resolve_room`,
     `send` (`edit`, `delete`, `react`, `tell`, `typing`), `await stop()`.
 
-    The keyword arguments are tuning knobs with production defaults; tests shorten the
-    backoff cap and the timeline limit to exercise recovery and gap filling quickly, and
-    the typing renewal to see it renewed.
+    `data_dir`: the bot's data directory, where the crypto store lives (R15.1); None for a
+    bridge that only looks (`check --online`): it keeps no keys — a second set of keys for
+    the bot's device would break it — and posts nothing of its own.
+
+    The other keyword arguments are tuning knobs with production defaults; tests shorten
+    the backoff cap and the timeline limit to exercise recovery and gap filling quickly,
+    the typing renewal to see it renewed, and the wait for an undecryptable message's key.
     """
 
     platform = PLATFORM
@@ -116,10 +134,15 @@ class MatrixBridge:
     edits_per_minute = None  # edits count against the same per-user limit as posts
 
     def __init__(self, config: MatrixConfig, kv: KeyValueStore, *,
+                 data_dir: Path | None = None,
                  sync_timeout_ms: int = 30_000, backoff_base_s: float = 1.0,
                  backoff_cap_s: float = 30.0, timeline_limit: int = 50,
-                 overdue_grace_s: float = 10.0, typing_renew_s: float = RENEW_S):
+                 overdue_grace_s: float = 10.0, typing_renew_s: float = RENEW_S,
+                 undecryptable_wait_s: float = WAIT_S):
         self.config = config
+        self.running = data_dir is not None
+        self._crypto = (Crypto(data_dir / STORE_DIR_NAME)
+                        if config.encryption and data_dir is not None else None)
         self.kv = kv
         self.sync_timeout_ms = sync_timeout_ms
         self.backoff_base_s = backoff_base_s
@@ -132,6 +155,8 @@ class MatrixBridge:
         self._posts = MatrixPosts(self._require_client,
                                   BotReactions(self._require_client, kv, self.user_id))
         self._typing = TypingNotices(self._require_client, renew_s=typing_renew_s)
+        self._unreadable = Unreadable(self._require_client, self.user_id, self._posts.tell,
+                                      wait_s=undecryptable_wait_s)
         self._sink: EventSink | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_batch: str | None = None
@@ -161,9 +186,17 @@ class MatrixBridge:
             raise RuntimeError("MatrixBridge.start called twice")
         self._sink = sink
         self._stopping = self._stopped = False
-        self._client = new_client(self.config)
+        crypto = self._crypto
+        if crypto is not None:
+            require_crypto()
+        self._client = new_client(self.config, encrypted=crypto is not None)
         try:
-            self.device_id = await login(self._client, self.config, self.kv)
+            self.device_id = await login(
+                self._client, self.config, self.kv,
+                keep_device=lambda device: crypto is None or crypto.has_store(self.user_id,
+                                                                               device))
+            if crypto is not None:
+                await crypto.start(self._client)
             saved_user = await self.kv.get_value(KV_USER)
             if saved_user is not None and saved_user != self.user_id:
                 log.warning("matrix: store belongs to %s, not %s; starting from now",
@@ -202,6 +235,7 @@ class MatrixBridge:
             return
         self._stopping = True
         await self._typing.stop()
+        await self._unreadable.stop()
         task, self._task = self._task, None
         if task is not None:
             locked = False
@@ -234,6 +268,9 @@ class MatrixBridge:
         client = self._require_client()
         failures = 0  # consecutive failed syncs: drives backoff and the up/down reports
         sink_failures = 0
+        # R15.1: after a restart nio knows no room until a sync shows it, nor whether it is
+        # encrypted; the first sync brings every room's state (and returns at once).
+        full_state = self._crypto is not None and self._first_batch is None
         while self._first_batch is not None and not self._stopping:
             async with self._batch_lock:
                 try:
@@ -256,7 +293,8 @@ class MatrixBridge:
                 overdue = asyncio.timeout(poll_ms / 1000 + self.overdue_grace_s)
                 async with overdue:
                     resp = await client.sync(timeout=poll_ms, since=self._next_batch,
-                                             sync_filter=sync_filter(self.timeline_limit))
+                                             sync_filter=sync_filter(self.timeline_limit),
+                                             full_state=full_state or None)
                 error = None if isinstance(resp, SyncResponse) else describe(resp)
             except asyncio.CancelledError:
                 raise
@@ -276,11 +314,14 @@ class MatrixBridge:
                 await asyncio.sleep(delay)
                 continue
             assert isinstance(resp, SyncResponse)
+            full_state = False
             self._last_ok = time.monotonic()
             if failures:
                 log.warning("matrix: link back after %d failed syncs", failures)
                 failures = 0
             await self._report_link(True, "sync succeeded")
+            if self._crypto is not None:
+                await self._keys_after_sync(client)
             async with self._batch_lock:
                 if self._stopping:
                     return
@@ -318,6 +359,17 @@ class MatrixBridge:
         except Exception:
             log.exception("matrix: the sink refused a connection event")
 
+    async def _keys_after_sync(self, client: AsyncClient) -> None:
+        """R15.1/R15.2: nio's key traffic; a known user's changed devices become one
+        `DevicesChanged` each, which the core alerts (best effort, never retried)."""
+        assert self._crypto is not None
+        for user, detail in (await self._crypto.after_sync(client)).items():
+            log.warning("matrix: the devices of %s changed: %s", user, detail)
+            try:
+                await self._deliver(DevicesChanged(PLATFORM, user, detail))
+            except Exception as e:
+                log.warning("matrix: the core did not take a device change (%s)", describe(e))
+
     async def _deliver(self, event: BridgeEvent) -> None:
         assert self._sink is not None
         await self._sink(event)
@@ -331,6 +383,7 @@ class MatrixBridge:
 
     async def _handle_batch(self, resp: SyncResponse) -> None:
         await self._handle_invites(resp)
+        await self._unreadable.retry(self._deliver_source)  # R15.3: their keys came
         since = self._next_batch
         for room_id, info in resp.rooms.join.items():
             events = [e.source for e in info.timeline.events]
@@ -341,11 +394,14 @@ class MatrixBridge:
                 events = await self._fill_gap(room_id, info.timeline.prev_batch, since) + events
             seen: set[str] = set()
             for source in events:  # messages and reactions, in the order they were sent
-                inbound = await self._inbound(room_id, source)
-                if inbound is None or inbound.event_id in seen:
-                    continue
-                seen.add(inbound.event_id)
-                await self._deliver(inbound)
+                if source.get("event_id") not in seen:
+                    seen.add(source.get("event_id"))
+                    await self._deliver_source(room_id, source)
+
+    async def _deliver_source(self, room_id: str, source: dict[str, Any]) -> None:
+        inbound = await self._inbound(room_id, source)
+        if inbound is not None:
+            await self._deliver(inbound)
 
     async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict]:
         """The events the server left out of a `limited` timeline, oldest first: page
@@ -370,9 +426,14 @@ class MatrixBridge:
     async def _inbound(self, room_id: str, source: dict[str, Any]) -> Inbound | Acted | None:
         """A person's message as an `Inbound`, their reaction as an `Acted` (R13.1), or None
         for anything that is neither (R5.5)."""
-        if is_encrypted(source) and room_id not in self._encrypted_warned:
-            self._encrypted_warned.add(room_id)
-            log.warning("matrix: %s is encrypted; crewbridge cannot read it", room_id)
+        if is_encrypted(source):  # what nio could not decrypt
+            if self._crypto is not None:
+                await self._unreadable.seen(room_id, source)  # R15.3
+            elif room_id not in self._encrypted_warned:
+                self._encrypted_warned.add(room_id)
+                log.warning("matrix: %s is encrypted and [matrix] encryption is off; "
+                            "crewbridge cannot read it", room_id)
+            return None
         now = time.time()
         read = read_message(source, self.user_id, now) or read_reaction(source, self.user_id, now)
         if read is None:
@@ -424,7 +485,34 @@ class MatrixBridge:
         """R1.2/R11.4/R9.1: see `bridges.matrix_rooms.resolve`."""
         if self._client is None:
             raise RoomUnresolvable(f"Matrix room {ref}: the Matrix bridge is not started")
-        return await resolve(self._client, self.kv, ref, self.user_id)
+        room_id = await resolve(self._client, self.kv, ref, self.user_id)
+        if self.running and self._crypto is None:
+            await self._say_unreadable(room_id)
+        return room_id
+
+    async def encryption_problem(self, room_id: str) -> str | None:
+        """R14.1/R15.4: why the bot cannot read bound room `room_id` (it is encrypted and
+        `[matrix] encryption` is off), or None."""
+        if self.config.encryption:
+            return None
+        return await encryption_problem(self._require_client(), room_id)
+
+    async def _say_unreadable(self, room_id: str) -> None:
+        """R15.4: at start-up, a warning for a bound room the bot cannot read, and one
+        notice in it (once: remembered in the store)."""
+        problem = await self.encryption_problem(room_id)
+        if problem is None:
+            return
+        log.warning("%s", problem)
+        key = f"{KV_UNREADABLE_NOTICE}{room_id}"
+        if await self.kv.get_value(key):
+            return
+        try:
+            await self._posts.send(room_id, Post(UNREADABLE_NOTICE), key=key)
+        except SendError as e:
+            log.warning("matrix: could not post the encryption notice in %s: %s", room_id, e)
+            return
+        await self.kv.put_value(key, "posted")
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:
