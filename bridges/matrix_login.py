@@ -54,7 +54,7 @@ def new_client(config: MatrixConfig, *, encrypted: bool = False) -> AsyncClient:
         max_timeouts=0,  # a connection error comes straight back: the loop backs off
         request_timeout=60,
         encryption_enabled=encrypted,
-        store=SqliteStore if encrypted else None,
+        store=SqliteStore,  # nio's login loads a store when it can; with no path it does not
         store_sync_tokens=False,  # the bot's store keeps next_batch (R8.2)
     )
     return E2eeClient(config.homeserver.rstrip("/"), config.user_id, config=nio_config,

@@ -389,7 +389,7 @@ class Person:
             raise ValueError("an encrypting person needs a store_dir")
         config = AsyncClientConfig(max_limit_exceeded=None, max_timeouts=3,
                                    encryption_enabled=encryption, request_timeout=60,
-                                   store=SqliteStore if encryption else None)
+                                   store=SqliteStore)
         client: AsyncClient = E2eeClient(server.url, account.user_id, config=config,
                                          store_path=str(store_dir) if store_dir else "")
         if login:
