@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import vodozemac
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -62,7 +63,7 @@ from nio import (
     SyncResponse,
     TypingNoticeEvent,
 )
-from nio.api import RelationshipType
+from nio.api import Api, RelationshipType
 from nio.store import SqliteStore
 
 from bridges.matrix_e2ee_client import E2eeClient
@@ -535,6 +536,31 @@ class Person:
         """Tap the reaction `key` on `event_id`; returns the reaction's event id."""
         return await self._send(room_id, {"m.relates_to": {
             "rel_type": "m.annotation", "event_id": event_id, "key": key}}, "m.reaction")
+
+    async def send_unreadable(self, room_id: str, text: str, *,
+                              thread: str | None = None) -> str:
+        """Post a message encrypted with a Megolm session this person shares with no one
+        (R15.3): the event every other device sees and none can decrypt; its id."""
+        client = self.client
+        assert client.olm is not None, "send_unreadable needs encryption=True"
+        session = vodozemac.GroupSession()
+        plain = json.dumps({"type": "m.room.message", "room_id": room_id,
+                            "content": {"msgtype": "m.text", "body": text}})
+        content: dict[str, Any] = {
+            "algorithm": "m.megolm.v1.aes-sha2", "session_id": session.session_id,
+            "sender_key": client.olm.account.identity_keys["curve25519"],
+            "device_id": client.device_id,
+            "ciphertext": session.encrypt(plain.encode()).to_base64()}
+        if thread is not None:
+            content["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread,
+                                       "is_falling_back": True,
+                                       "m.in_reply_to": {"event_id": thread}}
+        method, path, data = Api.room_send(client.access_token, room_id, "m.room.encrypted",
+                                           content, secrets.token_hex(8))
+        resp = await client._send(RoomSendResponse, method, path, data, (room_id,))
+        if not isinstance(resp, RoomSendResponse):
+            raise RuntimeError(f"{self.user_id}: send failed: {resp}")
+        return resp.event_id
 
     async def _send(self, room_id: str, content: dict[str, Any],
                     event_type: str = "m.room.message") -> str:
