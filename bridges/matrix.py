@@ -50,19 +50,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientError
 from nio import (
     AsyncClient,
-    MessageDirection,
-    ProfileGetDisplayNameResponse,
-    RoomMessagesResponse,
     SyncResponse,
 )
 
 from bridges.base import (
     Acted,
     BridgeEvent,
-    DevicesChanged,
     EventSink,
     Inbound,
     KeyValueStore,
@@ -76,19 +71,16 @@ from bridges.base import (
 from bridges.link import LinkState
 from bridges.matrix_cards import read_reaction
 from bridges.matrix_crypto import (
-    KV_UNREADABLE_NOTICE,
     STORE_DIR_NAME,
-    UNREADABLE_NOTICE,
     Crypto,
     encryption_problem,
     require_crypto,
+    say_unreadable,
 )
 from bridges.matrix_events import (
     PLATFORM,
     describe,
     is_encrypted,
-    localpart,
-    read_invite,
     read_message,
     start_of_news,
     sync_filter,
@@ -104,7 +96,7 @@ from bridges.matrix_login import (
 )
 from bridges.matrix_posts import MatrixPosts
 from bridges.matrix_reactions import BotReactions
-from bridges.matrix_rooms import join, resolve
+from bridges.matrix_rooms import accept_invite, display_name, fill_gap, resolve
 from bridges.matrix_typing import RENEW_S, TypingNotices
 from bridges.matrix_unreadable import WAIT_S, Unreadable
 from bridges.settings import MatrixConfig
@@ -321,7 +313,7 @@ class MatrixBridge:
                 failures = 0
             await self._report_link(True, "sync succeeded")
             if self._crypto is not None:
-                await self._keys_after_sync(client)
+                await self._crypto.after_sync(client, self._deliver)  # R15.1, R15.2
             async with self._batch_lock:
                 if self._stopping:
                     return
@@ -359,17 +351,6 @@ class MatrixBridge:
         except Exception:
             log.exception("matrix: the sink refused a connection event")
 
-    async def _keys_after_sync(self, client: AsyncClient) -> None:
-        """R15.1/R15.2: nio's key traffic; a known user's changed devices become one
-        `DevicesChanged` each, which the core alerts (best effort, never retried)."""
-        assert self._crypto is not None
-        for user, detail in (await self._crypto.after_sync(client)).items():
-            log.warning("matrix: the devices of %s changed: %s", user, detail)
-            try:
-                await self._deliver(DevicesChanged(PLATFORM, user, detail))
-            except Exception as e:
-                log.warning("matrix: the core did not take a device change (%s)", describe(e))
-
     async def _deliver(self, event: BridgeEvent) -> None:
         assert self._sink is not None
         await self._sink(event)
@@ -391,7 +372,8 @@ class MatrixBridge:
             if start is not None:
                 events = events[start:]
             elif info.timeline.limited and since and info.timeline.prev_batch:
-                events = await self._fill_gap(room_id, info.timeline.prev_batch, since) + events
+                events = await fill_gap(self._require_client(), room_id,
+                                        info.timeline.prev_batch, since) + events
             seen: set[str] = set()
             for source in events:  # messages and reactions, in the order they were sent
                 if source.get("event_id") not in seen:
@@ -402,26 +384,6 @@ class MatrixBridge:
         inbound = await self._inbound(room_id, source)
         if inbound is not None:
             await self._deliver(inbound)
-
-    async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict]:
-        """The events the server left out of a `limited` timeline, oldest first: page
-        backwards from the timeline's start to our saved position."""
-        client = self._require_client()
-        chunks: list[dict] = []
-        token = prev_batch
-        for _ in range(100):  # at most 10,000 events; beyond that the gap is history
-            resp = await client.room_messages(room_id, start=token, end=since,
-                                              direction=MessageDirection.back, limit=100)
-            if not isinstance(resp, RoomMessagesResponse):
-                raise RuntimeError(f"filling the gap in {room_id} failed: {describe(resp)}")
-            chunks.extend(e.source for e in resp.chunk)
-            if not resp.chunk or not resp.end or resp.end == token:
-                break
-            token = resp.end
-        chunks.reverse()
-        log.info("matrix: fetched %d events missing from a limited timeline in %s",
-                 len(chunks), room_id)
-        return chunks
 
     async def _inbound(self, room_id: str, source: dict[str, Any]) -> Inbound | Acted | None:
         """A person's message as an `Inbound`, their reaction as an `Acted` (R13.1), or None
@@ -438,46 +400,21 @@ class MatrixBridge:
         read = read_message(source, self.user_id, now) or read_reaction(source, self.user_id, now)
         if read is None:
             return None
-        name = await self._display_name(room_id, read.sender)
+        name = await display_name(self._require_client(), self._names, room_id, read.sender)
         return read.inbound(room_id, sender_name=name, is_direct=room_id in self._direct)
-
-    async def _display_name(self, room_id: str, user_id: str) -> str:
-        """The sender's display name: from the room state nio tracks, else their profile
-        (cached), else the localpart."""
-        client = self._require_client()
-        room = client.rooms.get(room_id)
-        if room is not None and user_id in room.users:
-            name = room.users[user_id].display_name
-            if name:
-                return name
-        if user_id not in self._names:
-            name = None
-            with contextlib.suppress(ClientError, TimeoutError, OSError):
-                resp = await client.get_displayname(user_id)
-                if isinstance(resp, ProfileGetDisplayNameResponse):
-                    name = resp.displayname
-            self._names[user_id] = name or localpart(user_id)
-        return self._names[user_id]
 
     async def _handle_invites(self, resp: SyncResponse) -> None:
         """R1.5/R1.6: join rooms we are invited to by an allowed user; remember direct ones."""
         for room_id, info in resp.rooms.invite.items():
-            invite = read_invite(info.invite_state, self.user_id)
-            inviter, is_direct = invite.inviter, invite.is_direct
-            if not invite.accepted(self.config.allow_invites_from):
-                log.info("matrix: not joining %s: inviter %s is not in allow_invites_from",
-                         room_id, inviter)
+            invite = await accept_invite(self._require_client(), room_id, info.invite_state,
+                                         self.user_id, self.config.allow_invites_from)
+            if invite is None:
                 continue
-            joined, _ = await join(self._require_client(), room_id)
-            if joined is None:
-                continue
-            if is_direct and room_id not in self._direct:
+            if invite.is_direct and room_id not in self._direct:
                 self._direct.add(room_id)
                 await self.kv.put_value(KV_DIRECT, json.dumps(sorted(self._direct)))
-            log.info("matrix: joined %s (invited by %s%s)", room_id, inviter,
-                     ", direct" if is_direct else "")
-            await self._deliver(RoomJoined(PLATFORM, room_id, is_direct=is_direct,
-                                           inviter=inviter))
+            await self._deliver(RoomJoined(PLATFORM, room_id, is_direct=invite.is_direct,
+                                           inviter=invite.inviter))
 
     # --- rooms and posts ----------------------------------------------------------------
 
@@ -486,8 +423,8 @@ class MatrixBridge:
         if self._client is None:
             raise RoomUnresolvable(f"Matrix room {ref}: the Matrix bridge is not started")
         room_id = await resolve(self._client, self.kv, ref, self.user_id)
-        if self.running and self._crypto is None:
-            await self._say_unreadable(room_id)
+        if self.running and (problem := await self.encryption_problem(room_id)):
+            await say_unreadable(self.kv, self._posts.send, room_id, problem)  # R15.4
         return room_id
 
     async def encryption_problem(self, room_id: str) -> str | None:
@@ -496,23 +433,6 @@ class MatrixBridge:
         if self.config.encryption:
             return None
         return await encryption_problem(self._require_client(), room_id)
-
-    async def _say_unreadable(self, room_id: str) -> None:
-        """R15.4: at start-up, a warning for a bound room the bot cannot read, and one
-        notice in it (once: remembered in the store)."""
-        problem = await self.encryption_problem(room_id)
-        if problem is None:
-            return
-        log.warning("%s", problem)
-        key = f"{KV_UNREADABLE_NOTICE}{room_id}"
-        if await self.kv.get_value(key):
-            return
-        try:
-            await self._posts.send(room_id, Post(UNREADABLE_NOTICE), key=key)
-        except SendError as e:
-            log.warning("matrix: could not post the encryption notice in %s: %s", room_id, e)
-            return
-        await self.kv.put_value(key, "posted")
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:

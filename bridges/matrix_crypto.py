@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,14 @@ from nio import (
 )
 from nio.crypto import ENCRYPTION_ENABLED
 
-from bridges.matrix_events import describe
+from bridges.base import DevicesChanged, KeyValueStore, Post, SendError
+from bridges.matrix_events import PLATFORM, describe
 from bridges.matrix_login import MatrixStartError, patient_call
 from bridges.matrix_trust import device_changes, known_devices, query_keys
 
 log = logging.getLogger(__name__)
+
+Send = Callable[[str, Post, str], Awaitable[str | None]]
 
 STORE_DIR_NAME = "matrix-crypto"
 KV_UNREADABLE_NOTICE = "matrix.unreadable_notice."  # + room id: R15.4's notice was posted
@@ -119,10 +123,12 @@ class Crypto:
         log.info("matrix: end-to-end encryption on for device %s (store %s)",
                  client.device_id, self.store_dir)
 
-    async def after_sync(self, client: AsyncClient) -> dict[str, str]:
-        """The key traffic nio's `sync_forever` would do, after a sync nio has taken in;
-        returns {user: what changed} for known users whose devices changed (R15.2). A
-        failure is logged and tried again after the next sync."""
+    async def after_sync(self, client: AsyncClient,
+                         deliver: Callable[[DevicesChanged], Awaitable[None]]) -> None:
+        """The key traffic nio's `sync_forever` would do, after a sync nio has taken in; a
+        known user whose devices changed is one `DevicesChanged` to `deliver` (R15.2: the
+        core alerts; best effort, never retried). A failed request is logged and made
+        again after the next sync."""
         changed: dict[str, str] = {}
         try:
             if client.outgoing_to_device_messages:
@@ -137,7 +143,12 @@ class Crypto:
         except (*NETWORK_ERRORS, LocalProtocolError) as e:
             log.info("matrix: key maintenance failed (%s); again after the next sync",
                      describe(e))
-        return changed
+        for user, detail in changed.items():
+            log.warning("matrix: the devices of %s changed: %s", user, detail)
+            try:
+                await deliver(DevicesChanged(PLATFORM, user, detail))
+            except Exception as e:
+                log.warning("matrix: the core did not take a device change (%s)", describe(e))
 
     async def _query(self, client: AsyncClient) -> dict[str, str]:
         """Query the devices nio wants to know; compare with the devices known before."""
@@ -169,6 +180,21 @@ async def encryption_problem(client: AsyncClient, room_id: str) -> str | None:
         return None
     return (f"matrix: room {room_id} is end-to-end encrypted but [matrix] encryption is "
             "off: the bot cannot read what is said there; set encryption = true")
+
+
+async def say_unreadable(kv: KeyValueStore, send: Send, room_id: str, problem: str) -> None:
+    """R15.4, at start-up: the warning for a bound room the bot cannot read, and one notice
+    in it (once: remembered in the store, so a restart does not say it again)."""
+    log.warning("%s", problem)
+    key = f"{KV_UNREADABLE_NOTICE}{room_id}"
+    if await kv.get_value(key):
+        return
+    try:
+        await send(room_id, Post(UNREADABLE_NOTICE), key)
+    except SendError as e:
+        log.warning("matrix: could not post the encryption notice in %s: %s", room_id, e)
+        return
+    await kv.put_value(key, "posted")
 
 
 def check_own_device(device_keys: dict[str, Any], user_id: str, device_id: str,
