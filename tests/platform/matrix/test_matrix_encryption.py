@@ -152,3 +152,30 @@ async def test_check_online_names_an_encrypted_room_while_encryption_is_off(
     alice.client.olm.users_for_key_query.add(bot_account.user_id)
     await alice.client.keys_query()
     assert list(alice.client.device_store.active_user_devices(bot_account.user_id)) == []
+
+
+async def test_an_encrypted_reaction_the_store_forgot_is_found_and_taken_back(
+        synapse: SynapseServer, make_person: MakePerson, make_bridge: MakeBridge,
+        bot_account: Account, tmp_path: Path) -> None:
+    """R13.7, R15.1: the bot's reactions in an encrypted room are encrypted, so the server
+    lists them as `m.room.encrypted`; a restarted bot that lost its note of one (a fresh
+    key-value store, the same crypto store) still finds it, decrypted, and redacts it."""
+    alice = await make_person("alice", encryption=True)
+    room = await alice.create_room(name="secret", invite=(bot_account.user_id,),
+                                   encrypted=True)
+    config = matrix_config(synapse, bot_account)
+    sink = RecordingSink()
+    bridge = await make_bridge(config, MemoryKV(), sink, data_dir=tmp_path / "data")
+    await bridge.resolve_room(room)
+    await alice.wait_for_membership(room, bot_account.user_id, "join")
+    asked = await alice.send_text(room, "please fix it")
+    await sink.wait_for_texts(room, ["please fix it"])
+    await bridge.react(room, asked, "👀", True)
+    [reaction] = await alice.wait_until(
+        lambda: alice.reactions(room, asked, sender=bot_account.user_id), what="reaction")
+    await bridge.stop()
+
+    restarted = await make_bridge(config, MemoryKV(), data_dir=tmp_path / "data")
+    await restarted.react(room, asked, "👀", False)
+    await alice.wait_until(lambda: reaction["event_id"] in alice.redacted(room),
+                           what="the reaction redacted")
