@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
 import shutil
 import signal
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.echo_bot:
         return asyncio.run(echo_bot(*args.echo_bot))
+    logging.getLogger("nio").setLevel(logging.ERROR)  # its per-device session warnings
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench.matrix_roundtrip, {now}\n{machine()}\n"
           f"load average at start {os.getloadavg()[0]:.2f}")

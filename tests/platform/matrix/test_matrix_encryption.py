@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -28,7 +29,8 @@ async def test_an_encrypted_room_is_read_and_written_encrypted(
         synapse: SynapseServer, make_person: MakePerson, make_bridge: MakeBridge,
         bot_account: Account, tmp_path: Path) -> None:
     """R15.1: what a person writes in an encrypted room reaches the core decrypted; what
-    the bot posts, edits and reacts there goes out encrypted and the person reads it."""
+    the bot posts, edits and reacts there goes out encrypted and the person reads it; the
+    crypto store is private to the bot's user (directory 0700, files 0600)."""
     alice = await make_person("alice", encryption=True)
     room = await alice.create_room(name="secret", invite=(bot_account.user_id,),
                                    encrypted=True)
@@ -53,6 +55,10 @@ async def test_an_encrypted_room_is_read_and_written_encrypted(
     edit = await alice.wait_for_message(room, lambda e: "red" in body_of(e),
                                         sender=bot_account.user_id)
     assert alice.was_encrypted(edit["event_id"])
+    store = tmp_path / "data" / "matrix-crypto"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    files = list(store.iterdir())
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files), files
 
 
 async def test_an_undecryptable_message_asks_the_sender_and_then_the_room(
