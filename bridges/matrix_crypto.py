@@ -63,7 +63,7 @@ FILE_MODE = 0o600
 NETWORK_ERRORS = (ClientError, TimeoutError, OSError)
 
 
-class CryptoUnavailable(RuntimeError):
+class CryptoUnavailable(MatrixStartError):
     """`[matrix] encryption` is on but matrix-nio's e2e extra is not installed."""
 
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
-from nio.store import SqliteStore
+from nio import store as nio_store
 
 from bridges.base import KeyValueStore, PlatformUnreachable
 from bridges.matrix_e2ee_client import E2eeClient
@@ -54,7 +54,9 @@ def new_client(config: MatrixConfig, *, encrypted: bool = False) -> AsyncClient:
         max_timeouts=0,  # a connection error comes straight back: the loop backs off
         request_timeout=60,
         encryption_enabled=encrypted,
-        store=SqliteStore,  # nio's login loads a store when it can; with no path it does not
+        # nio's login loads a store whenever crypto is installed (with no path: none); the
+        # class exists only then, so a bot without it still runs unencrypted
+        store=getattr(nio_store, "SqliteStore", None),
         store_sync_tokens=False,  # the bot's store keeps next_batch (R8.2)
     )
     return E2eeClient(config.homeserver.rstrip("/"), config.user_id, config=nio_config,
