@@ -9,6 +9,11 @@ by message, isolates what crewbridge adds — storing the message, routing, the 
 and stdout, the quarantine, the durable outbox — and gives a ratio that does not depend on
 the machine or the day. Target: crewbridge's median within 1.1× of the echo bot's.
 
+Encrypted (R15, `--encrypted`, or both phases with `--both`): the same, in two encrypted
+rooms, with the person's client, the echo bot and crewbridge all encrypting (each with its
+crypto store); every answer must reach the person encrypted. The echo bot is then matrix-nio
+with its crypto on and `sync_forever` doing the key traffic. Target: within 1.15×.
+
 Set-up, all on 127.0.0.1:
 - one Synapse from `.venv-synapse`, started by the test harness (`tests/platform/matrix/
   synapse.py`) with its rate limits raised, so neither bot ever waits on a 429;
@@ -28,7 +33,8 @@ ping (an answer anywhere else fails the run). The two bots alternate
 message by message (and which one goes first alternates every round), after a warm-up that
 is not counted (it spawns the lead).
 
-Run: `.venv/bin/python -m bench.matrix_roundtrip [--count 100] [--warmup 5]`
+Run: `.venv/bin/python -m bench.matrix_roundtrip [--count 100] [--warmup 5]
+[--encrypted | --both]`
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import logging
 import os
 import shutil
 import signal
@@ -46,6 +53,7 @@ import time
 from pathlib import Path
 
 from nio import AsyncClient, AsyncClientConfig, JoinError, MatrixRoom, RoomMessageText
+from nio.store import SqliteStore
 
 from bench.common import FloorBot, machine, percentile, print_table
 from tests.platform.matrix.synapse import (
@@ -59,9 +67,12 @@ from tests.platform.matrix.synapse import (
 from tests.support.botproc import BotProcess, cleanup_data_dir, short_data_dir, write_config
 
 TARGET_RATIO = 1.1
+TARGET_RATIO_ENCRYPTED = 1.15
 REPLY_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 60.0
 ECHO_TOKEN_ENV = "BENCH_ECHO_TOKEN"
+ECHO_DEVICE_ENV = "BENCH_ECHO_DEVICE"
+ECHO_STORE_ENV = "BENCH_ECHO_STORE"  # set: the echo bot encrypts, with its store there
 
 
 # --- the floor: a bare matrix-nio echo bot (runs in its own process) ----------------------
@@ -70,10 +81,13 @@ ECHO_TOKEN_ENV = "BENCH_ECHO_TOKEN"
 async def echo_bot(homeserver: str, user_id: str, room: str) -> int:
     """The thinnest bot matrix-nio makes: join, skip history, echo every text as a notice
     in the thread of the message."""
-    client = AsyncClient(homeserver, user_id, config=AsyncClientConfig(
-        max_limit_exceeded=0, max_timeouts=3, encryption_enabled=False, request_timeout=60))
-    client.access_token = os.environ[ECHO_TOKEN_ENV]
-    client.user_id = user_id
+    store = os.environ.get(ECHO_STORE_ENV, "")
+    client = AsyncClient(homeserver, user_id, store_path=store, config=AsyncClientConfig(
+        max_limit_exceeded=0, max_timeouts=3, encryption_enabled=bool(store),
+        store=SqliteStore, request_timeout=60))
+    client.restore_login(user_id, os.environ[ECHO_DEVICE_ENV], os.environ[ECHO_TOKEN_ENV])
+    if store:
+        await client.keys_upload()  # before "ready": the person encrypts to this device
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -92,7 +106,8 @@ async def echo_bot(homeserver: str, user_id: str, room: str) -> int:
                           "m.in_reply_to": {"event_id": event.event_id}}
                 await client.room_send(r.room_id, "m.room.message",
                                        {"msgtype": "m.notice", "body": f"echo: {event.body}",
-                                        "m.relates_to": thread})
+                                        "m.relates_to": thread},
+                                       ignore_unverified_devices=True)
 
         client.add_event_callback(on_text, RoomMessageText)  # type: ignore[arg-type]
         print("ready", flush=True)
@@ -118,15 +133,19 @@ async def echo_bot(homeserver: str, user_id: str, room: str) -> int:
 class EchoProcess(FloorBot):
     """The echo bot as a subprocess, like crewbridge, so neither shares the person's loop."""
 
-    def __init__(self, server: SynapseServer, account: Account, room: str):
+    def __init__(self, server: SynapseServer, account: Account, room: str,
+                 store: Path | None):
         super().__init__("bench.matrix_roundtrip",
                          ["--echo-bot", server.url, account.user_id, room],
-                         {ECHO_TOKEN_ENV: account.access_token})
+                         {ECHO_TOKEN_ENV: account.access_token,
+                          ECHO_DEVICE_ENV: account.device_id,
+                          ECHO_STORE_ENV: str(store) if store else ""})
 
 
-async def round_trip(person: Person, room: str, bot: str, token: str) -> float:
+async def round_trip(person: Person, room: str, bot: str, token: str,
+                     encrypted: bool = False) -> float:
     """Send `ping <token>`; seconds until the person's sync shows `bot`'s answer to it in
-    the ping's thread."""
+    the ping's thread (and, `encrypted`, came encrypted)."""
     t0 = time.perf_counter()
     ping = await person.send_text(room, f"ping {token}")
     answer = await person.wait_for_message(room, lambda e: token in body_of(e), sender=bot,
@@ -134,16 +153,26 @@ async def round_trip(person: Person, room: str, bot: str, token: str) -> float:
     took = time.perf_counter() - t0
     if thread_of(answer) != ping:
         raise AssertionError(f"the answer to {token} is not in its thread: {answer}")
+    if encrypted and not person.was_encrypted(answer["event_id"]):
+        raise AssertionError(f"the answer to {token} was not encrypted: {answer}")
     return took
 
 
-async def measure(server: SynapseServer, work: Path, count: int, warmup: int) -> int:
-    person = await Person.connect(server, server.register(server.new_localpart("person"),
-                                                          displayname="person"))
+async def measure(server: SynapseServer, work: Path, count: int, warmup: int,
+                  encrypted: bool = False) -> int:
+    phase = "encrypted" if encrypted else "plain"
+    if encrypted:
+        (work / f"person-{phase}").mkdir()
+        (work / f"echo-{phase}").mkdir()
+    person = await Person.connect(
+        server, server.register(server.new_localpart("person"), displayname="person"),
+        encryption=encrypted, store_dir=work / f"person-{phase}" if encrypted else None)
     crew = server.register(server.new_localpart("crew"), displayname="crew")
     echo = server.register(server.new_localpart("echo"), displayname="echo")
-    rooms = {"crewbridge": await person.create_room(name="bench", invite=(crew.user_id,)),
-             "echo": await person.create_room(name="echo", invite=(echo.user_id,))}
+    rooms = {"crewbridge": await person.create_room(name="bench", invite=(crew.user_id,),
+                                                    encrypted=encrypted),
+             "echo": await person.create_room(name="echo", invite=(echo.user_id,),
+                                              encrypted=encrypted)}
     bots = {"crewbridge": crew.user_id, "echo": echo.user_id}
     data_dir = short_data_dir()
     config = write_config(
@@ -156,7 +185,8 @@ async def measure(server: SynapseServer, work: Path, count: int, warmup: int) ->
     echo_proc: EchoProcess | None = None
     try:
         bot = BotProcess(config, env={"MATRIX_ACCESS_TOKEN": crew.access_token})
-        echo_proc = EchoProcess(server, echo, rooms["echo"])
+        echo_proc = EchoProcess(server, echo, rooms["echo"],
+                                work / f"echo-{phase}" if encrypted else None)
         await asyncio.to_thread(bot.wait_ready, READY_TIMEOUT_S)
         await asyncio.to_thread(echo_proc.wait_ready)
         for name, room in rooms.items():
@@ -167,7 +197,8 @@ async def measure(server: SynapseServer, work: Path, count: int, warmup: int) ->
             order = ["crewbridge", "echo"] if i % 2 == 0 else ["echo", "crewbridge"]
             for name in order:
                 try:
-                    took = await round_trip(person, rooms[name], bots[name], f"rt-{name}-{i}")
+                    took = await round_trip(person, rooms[name], bots[name],
+                                            f"rt-{name}-{i}", encrypted)
                 except AssertionError as e:
                     stderr = bot.stderr[-3000:] if name == "crewbridge" else ""
                     print(f"{name}: no answer to message {i}: {e}\n{stderr}", file=sys.stderr)
@@ -191,16 +222,17 @@ async def measure(server: SynapseServer, work: Path, count: int, warmup: int) ->
                 f"{percentile(s, 90) * 1e3:.1f}", f"{percentile(s, 99) * 1e3:.1f}",
                 f"{min(s) * 1e3:.1f}", f"{max(s) * 1e3:.1f}"]
 
-    print_table("Matrix round trip, person -> bot -> person (ms)",
+    print_table(f"Matrix round trip ({phase} rooms), person -> bot -> person (ms)",
                 [row("echo"), row("crewbridge")],
                 ["bot", "n", "median", "p90", "p99", "min", "max"])
     median = {name: percentile(s, 50) for name, s in samples.items()}
     ratio = median["crewbridge"] / median["echo"]
     p99_ratio = percentile(samples["crewbridge"], 99) / percentile(samples["echo"], 99)
-    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
-    print_table("crewbridge against the floor", [
+    target = TARGET_RATIO_ENCRYPTED if encrypted else TARGET_RATIO
+    verdict = "met" if ratio <= target else "MISSED"
+    print_table(f"crewbridge against the floor ({phase})", [
                 ["median ratio (crewbridge / echo)", f"{ratio:.2f}x",
-                 f"<= {TARGET_RATIO}x ({verdict})"],
+                 f"<= {target}x ({verdict})"],
                  ["p99 ratio (crewbridge / echo)", f"{p99_ratio:.2f}x", ""],
                  ["median added by crewbridge",
                   f"{(median['crewbridge'] - median['echo']) * 1e3:.1f} ms",
@@ -208,7 +240,7 @@ async def measure(server: SynapseServer, work: Path, count: int, warmup: int) ->
     return 0
 
 
-async def run(count: int, warmup: int) -> int:
+async def run(count: int, warmup: int, phases: tuple[bool, ...] = (False,)) -> int:
     try:
         python = check_synapse_installed()
     except RuntimeError as e:
@@ -220,7 +252,11 @@ async def run(count: int, warmup: int) -> int:
         t0 = time.monotonic()
         await asyncio.to_thread(server.start)
         print(f"Synapse on {server.url} (started in {time.monotonic() - t0:.1f} s)")
-        return await measure(server, work, count, warmup)
+        for encrypted in phases:
+            code = await measure(server, work, count, warmup, encrypted)
+            if code:
+                return code
+        return 0
     finally:
         await asyncio.to_thread(server.stop)
         shutil.rmtree(work, ignore_errors=True)
@@ -231,15 +267,21 @@ def main(argv: list[str] | None = None) -> int:
                                 description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--count", type=int, default=100, help="measured messages per bot")
     p.add_argument("--warmup", type=int, default=5, help="uncounted messages per bot first")
+    p.add_argument("--encrypted", action="store_true",
+                   help="in encrypted rooms (R15), against an encrypting echo bot")
+    p.add_argument("--both", action="store_true",
+                   help="plain rooms, then encrypted ones, in one run")
     p.add_argument("--echo-bot", nargs=3, metavar=("HOMESERVER", "USER_ID", "ROOM"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.echo_bot:
         return asyncio.run(echo_bot(*args.echo_bot))
+    logging.getLogger("nio").setLevel(logging.ERROR)  # its per-device session warnings
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench.matrix_roundtrip, {now}\n{machine()}\n"
           f"load average at start {os.getloadavg()[0]:.2f}")
-    code = asyncio.run(run(args.count, args.warmup))
+    phases = (False, True) if args.both else (True,) if args.encrypted else (False,)
+    code = asyncio.run(run(args.count, args.warmup, phases))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     return code
 

@@ -76,6 +76,7 @@ from bridges.base import (
     Bridge,
     BridgeEvent,
     ConnectionChanged,
+    DevicesChanged,
     Inbound,
     PlatformUnreachable,
     RoomUnresolvable,
@@ -308,6 +309,11 @@ class App:
             if isinstance(event, Acted):
                 if not await self.status.acted(event):
                     await self.approvals.acted(event)
+                return
+            if isinstance(event, DevicesChanged):  # R15.2
+                await self.alert(f"{event.platform}: the encryption devices of {event.user} "
+                                 f"changed ({event.detail}); if they did not sign in anew, "
+                                 "someone else may have")
                 return
             await self._carry_out(event, classify(event, self.rooms, self.crew,
                                                   self.config.admin.users))

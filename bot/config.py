@@ -242,6 +242,7 @@ MATRIX = Section(MatrixConfig, (
     Field("password", K.STR, non_empty, secret=True),
     Field("device_id", K.STR, non_empty),
     Field("allow_invites_from", K.STRLIST),
+    Field("encryption", K.BOOL),
 ))
 CONSOLE = Section(ConsoleConfig, (Field("enabled", K.BOOL), Field("show_progress", K.BOOL)))
 HTTP = Section(HttpConfig, (Field("listen", K.STR, listen_address),))

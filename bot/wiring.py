@@ -25,7 +25,8 @@ class _NoState:
 
 
 def build_bridges(config: Config, kv: KeyValueStore, *, stdin: TextIO | None = None,
-                  stdout: TextIO | None = None) -> dict[str, Bridge]:
+                  stdout: TextIO | None = None, check: bool = False) -> dict[str, Bridge]:
+    """`check`: for `check --online`, which must keep no state (Matrix: no crypto store)."""
     bridges: dict[str, Bridge] = {}
     if config.console.enabled:
         from bridges.console import ConsoleBridge
@@ -35,14 +36,15 @@ def build_bridges(config: Config, kv: KeyValueStore, *, stdin: TextIO | None = N
         bridges["slack"] = SlackBridge(config.slack, kv)
     if config.matrix is not None:
         from bridges.matrix import MatrixBridge
-        bridges["matrix"] = MatrixBridge(config.matrix, kv)
+        bridges["matrix"] = MatrixBridge(config.matrix, kv,
+                                         data_dir=None if check else config.bot.data_dir)
     return bridges
 
 
 async def check_online(config: Config) -> list[str]:
     """Log in to each platform and resolve every bound room; the problems found."""
     problems: list[str] = []
-    bridges = build_bridges(config, _NoState())
+    bridges = build_bridges(config, _NoState(), check=True)
     bridges.pop("console", None)
 
     async def ignore(_event: object) -> None:
@@ -59,9 +61,13 @@ async def check_online(config: Config) -> list[str]:
         try:
             for ref in rooms[name]:
                 try:
-                    await bridge.resolve_room(ref)
+                    room = await bridge.resolve_room(ref)
                 except RoomUnresolvable as e:
                     problems.append(f"{name}: {e}")
+                    continue
+                encryption_problem = getattr(bridge, "encryption_problem", None)
+                if encryption_problem is not None and (why := await encryption_problem(room)):
+                    problems.append(why)  # R14.1/R15.4
         finally:
             await bridge.stop()
     return problems

@@ -123,7 +123,18 @@ class Acted:
         object.__setattr__(self, "sender_name", clean_text(self.sender_name))
 
 
-BridgeEvent = Inbound | RoomJoined | ConnectionChanged | Acted
+@dataclass(frozen=True)
+class DevicesChanged:
+    """A user the bot already knew has a new encryption device, or a device with other
+    keys (Matrix, R15.2: the bot trusts devices on first use, so a change afterwards is
+    what the admins hear of — someone may have signed in as them). `detail` says which."""
+
+    platform: str
+    user: str
+    detail: str
+
+
+BridgeEvent = Inbound | RoomJoined | ConnectionChanged | Acted | DevicesChanged
 
 
 # --- what the core hands to a bridge --------------------------------------------------------

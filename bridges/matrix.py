@@ -33,8 +33,11 @@ rooms (R1.6), what an error response is — is decided in `bridges.matrix_events
 whoever invited the bot (R11.4), remembered, 429s waited out: R9.1) `bridges.matrix_rooms`;
 posts, edits and notices `bridges.matrix_posts`, the bot's reactions (buttons, status marks:
 R13.1, R13.7) `bridges.matrix_reactions`, typing `bridges.matrix_typing`, and what a card's
-events look like and a person's reaction means `bridges.matrix_cards`. This module is the
-connection: it remembers direct rooms in the store when it accepts an invite.
+events look like and a person's reaction means `bridges.matrix_cards`. End-to-end
+encryption (R15) — the crypto store, keys after each sync, the alert when a known user's
+devices change — is `bridges.matrix_crypto`, sending as Element does
+`bridges.matrix_e2ee_client`, what cannot be decrypted `bridges.matrix_unreadable`. This
+module is the connection: it remembers direct rooms in the store when it accepts an invite.
 """
 
 from __future__ import annotations
@@ -44,14 +47,11 @@ import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
-from aiohttp import ClientError
 from nio import (
     AsyncClient,
-    MessageDirection,
-    ProfileGetDisplayNameResponse,
-    RoomMessagesResponse,
     SyncResponse,
 )
 
@@ -70,12 +70,17 @@ from bridges.base import (
 )
 from bridges.link import LinkState
 from bridges.matrix_cards import read_reaction
+from bridges.matrix_crypto import (
+    STORE_DIR_NAME,
+    Crypto,
+    encryption_problem,
+    require_crypto,
+    say_unreadable,
+)
 from bridges.matrix_events import (
     PLATFORM,
     describe,
     is_encrypted,
-    localpart,
-    read_invite,
     read_message,
     start_of_news,
     sync_filter,
@@ -91,8 +96,9 @@ from bridges.matrix_login import (
 )
 from bridges.matrix_posts import MatrixPosts
 from bridges.matrix_reactions import BotReactions
-from bridges.matrix_rooms import join, resolve
+from bridges.matrix_rooms import accept_invite, display_name, fill_gap, resolve
 from bridges.matrix_typing import RENEW_S, TypingNotices
+from bridges.matrix_unreadable import WAIT_S, Unreadable
 from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
@@ -106,9 +112,13 @@ class MatrixBridge:
     """`bridges.base.Bridge` for Matrix. Construct, `await start(sink)`, `resolve_room`,
     `send` (`edit`, `delete`, `react`, `tell`, `typing`), `await stop()`.
 
-    The keyword arguments are tuning knobs with production defaults; tests shorten the
-    backoff cap and the timeline limit to exercise recovery and gap filling quickly, and
-    the typing renewal to see it renewed.
+    `data_dir`: the bot's data directory, where the crypto store lives (R15.1); None for a
+    bridge that only looks (`check --online`): it keeps no keys — a second set of keys for
+    the bot's device would break it — and posts nothing of its own.
+
+    The other keyword arguments are tuning knobs with production defaults; tests shorten
+    the backoff cap and the timeline limit to exercise recovery and gap filling quickly,
+    the typing renewal to see it renewed, and the wait for an undecryptable message's key.
     """
 
     platform = PLATFORM
@@ -116,10 +126,15 @@ class MatrixBridge:
     edits_per_minute = None  # edits count against the same per-user limit as posts
 
     def __init__(self, config: MatrixConfig, kv: KeyValueStore, *,
+                 data_dir: Path | None = None,
                  sync_timeout_ms: int = 30_000, backoff_base_s: float = 1.0,
                  backoff_cap_s: float = 30.0, timeline_limit: int = 50,
-                 overdue_grace_s: float = 10.0, typing_renew_s: float = RENEW_S):
+                 overdue_grace_s: float = 10.0, typing_renew_s: float = RENEW_S,
+                 undecryptable_wait_s: float = WAIT_S):
         self.config = config
+        self.running = data_dir is not None
+        self._crypto = (Crypto(data_dir / STORE_DIR_NAME)
+                        if config.encryption and data_dir is not None else None)
         self.kv = kv
         self.sync_timeout_ms = sync_timeout_ms
         self.backoff_base_s = backoff_base_s
@@ -132,6 +147,8 @@ class MatrixBridge:
         self._posts = MatrixPosts(self._require_client,
                                   BotReactions(self._require_client, kv, self.user_id))
         self._typing = TypingNotices(self._require_client, renew_s=typing_renew_s)
+        self._unreadable = Unreadable(self._require_client, self.user_id, self._posts.tell,
+                                      wait_s=undecryptable_wait_s)
         self._sink: EventSink | None = None
         self._task: asyncio.Task[None] | None = None
         self._next_batch: str | None = None
@@ -161,9 +178,17 @@ class MatrixBridge:
             raise RuntimeError("MatrixBridge.start called twice")
         self._sink = sink
         self._stopping = self._stopped = False
-        self._client = new_client(self.config)
+        crypto = self._crypto
+        if crypto is not None:
+            require_crypto()
+        self._client = new_client(self.config, encrypted=crypto is not None)
         try:
-            self.device_id = await login(self._client, self.config, self.kv)
+            self.device_id = await login(
+                self._client, self.config, self.kv,
+                keep_device=lambda device: crypto is None or crypto.has_store(self.user_id,
+                                                                               device))
+            if crypto is not None:
+                await crypto.start(self._client)
             saved_user = await self.kv.get_value(KV_USER)
             if saved_user is not None and saved_user != self.user_id:
                 log.warning("matrix: store belongs to %s, not %s; starting from now",
@@ -202,6 +227,7 @@ class MatrixBridge:
             return
         self._stopping = True
         await self._typing.stop()
+        await self._unreadable.stop()
         task, self._task = self._task, None
         if task is not None:
             locked = False
@@ -234,6 +260,9 @@ class MatrixBridge:
         client = self._require_client()
         failures = 0  # consecutive failed syncs: drives backoff and the up/down reports
         sink_failures = 0
+        # R15.1: after a restart nio knows no room until a sync shows it, nor whether it is
+        # encrypted; the first sync brings every room's state (and returns at once).
+        full_state = self._crypto is not None and self._first_batch is None
         while self._first_batch is not None and not self._stopping:
             async with self._batch_lock:
                 try:
@@ -256,7 +285,8 @@ class MatrixBridge:
                 overdue = asyncio.timeout(poll_ms / 1000 + self.overdue_grace_s)
                 async with overdue:
                     resp = await client.sync(timeout=poll_ms, since=self._next_batch,
-                                             sync_filter=sync_filter(self.timeline_limit))
+                                             sync_filter=sync_filter(self.timeline_limit),
+                                             full_state=full_state or None)
                 error = None if isinstance(resp, SyncResponse) else describe(resp)
             except asyncio.CancelledError:
                 raise
@@ -276,11 +306,14 @@ class MatrixBridge:
                 await asyncio.sleep(delay)
                 continue
             assert isinstance(resp, SyncResponse)
+            full_state = False
             self._last_ok = time.monotonic()
             if failures:
                 log.warning("matrix: link back after %d failed syncs", failures)
                 failures = 0
             await self._report_link(True, "sync succeeded")
+            if self._crypto is not None:
+                await self._crypto.after_sync(client, self._deliver)  # R15.1, R15.2
             async with self._batch_lock:
                 if self._stopping:
                     return
@@ -331,6 +364,7 @@ class MatrixBridge:
 
     async def _handle_batch(self, resp: SyncResponse) -> None:
         await self._handle_invites(resp)
+        await self._unreadable.retry(self._deliver_source)  # R15.3: their keys came
         since = self._next_batch
         for room_id, info in resp.rooms.join.items():
             events = [e.source for e in info.timeline.events]
@@ -338,85 +372,49 @@ class MatrixBridge:
             if start is not None:
                 events = events[start:]
             elif info.timeline.limited and since and info.timeline.prev_batch:
-                events = await self._fill_gap(room_id, info.timeline.prev_batch, since) + events
+                events = await fill_gap(self._require_client(), room_id,
+                                        info.timeline.prev_batch, since) + events
             seen: set[str] = set()
             for source in events:  # messages and reactions, in the order they were sent
-                inbound = await self._inbound(room_id, source)
-                if inbound is None or inbound.event_id in seen:
-                    continue
-                seen.add(inbound.event_id)
-                await self._deliver(inbound)
+                if source.get("event_id") not in seen:
+                    seen.add(source.get("event_id"))
+                    await self._deliver_source(room_id, source)
 
-    async def _fill_gap(self, room_id: str, prev_batch: str, since: str) -> list[dict]:
-        """The events the server left out of a `limited` timeline, oldest first: page
-        backwards from the timeline's start to our saved position."""
-        client = self._require_client()
-        chunks: list[dict] = []
-        token = prev_batch
-        for _ in range(100):  # at most 10,000 events; beyond that the gap is history
-            resp = await client.room_messages(room_id, start=token, end=since,
-                                              direction=MessageDirection.back, limit=100)
-            if not isinstance(resp, RoomMessagesResponse):
-                raise RuntimeError(f"filling the gap in {room_id} failed: {describe(resp)}")
-            chunks.extend(e.source for e in resp.chunk)
-            if not resp.chunk or not resp.end or resp.end == token:
-                break
-            token = resp.end
-        chunks.reverse()
-        log.info("matrix: fetched %d events missing from a limited timeline in %s",
-                 len(chunks), room_id)
-        return chunks
+    async def _deliver_source(self, room_id: str, source: dict[str, Any]) -> None:
+        inbound = await self._inbound(room_id, source)
+        if inbound is not None:
+            await self._deliver(inbound)
 
     async def _inbound(self, room_id: str, source: dict[str, Any]) -> Inbound | Acted | None:
         """A person's message as an `Inbound`, their reaction as an `Acted` (R13.1), or None
         for anything that is neither (R5.5)."""
-        if is_encrypted(source) and room_id not in self._encrypted_warned:
-            self._encrypted_warned.add(room_id)
-            log.warning("matrix: %s is encrypted; crewbridge cannot read it", room_id)
+        if is_encrypted(source):  # what nio could not decrypt
+            if self._crypto is not None:
+                await self._unreadable.seen(room_id, source)  # R15.3
+            elif room_id not in self._encrypted_warned:
+                self._encrypted_warned.add(room_id)
+                log.warning("matrix: %s is encrypted and [matrix] encryption is off; "
+                            "crewbridge cannot read it", room_id)
+            return None
         now = time.time()
         read = read_message(source, self.user_id, now) or read_reaction(source, self.user_id, now)
         if read is None:
             return None
-        name = await self._display_name(room_id, read.sender)
+        name = await display_name(self._require_client(), self._names, room_id, read.sender)
         return read.inbound(room_id, sender_name=name, is_direct=room_id in self._direct)
-
-    async def _display_name(self, room_id: str, user_id: str) -> str:
-        """The sender's display name: from the room state nio tracks, else their profile
-        (cached), else the localpart."""
-        client = self._require_client()
-        room = client.rooms.get(room_id)
-        if room is not None and user_id in room.users:
-            name = room.users[user_id].display_name
-            if name:
-                return name
-        if user_id not in self._names:
-            name = None
-            with contextlib.suppress(ClientError, TimeoutError, OSError):
-                resp = await client.get_displayname(user_id)
-                if isinstance(resp, ProfileGetDisplayNameResponse):
-                    name = resp.displayname
-            self._names[user_id] = name or localpart(user_id)
-        return self._names[user_id]
 
     async def _handle_invites(self, resp: SyncResponse) -> None:
         """R1.5/R1.6: join rooms we are invited to by an allowed user; remember direct ones."""
         for room_id, info in resp.rooms.invite.items():
-            invite = read_invite(info.invite_state, self.user_id)
-            inviter, is_direct = invite.inviter, invite.is_direct
-            if not invite.accepted(self.config.allow_invites_from):
-                log.info("matrix: not joining %s: inviter %s is not in allow_invites_from",
-                         room_id, inviter)
+            invite = await accept_invite(self._require_client(), room_id, info.invite_state,
+                                         self.user_id, self.config.allow_invites_from)
+            if invite is None:
                 continue
-            joined, _ = await join(self._require_client(), room_id)
-            if joined is None:
-                continue
-            if is_direct and room_id not in self._direct:
+            if invite.is_direct and room_id not in self._direct:
                 self._direct.add(room_id)
                 await self.kv.put_value(KV_DIRECT, json.dumps(sorted(self._direct)))
-            log.info("matrix: joined %s (invited by %s%s)", room_id, inviter,
-                     ", direct" if is_direct else "")
-            await self._deliver(RoomJoined(PLATFORM, room_id, is_direct=is_direct,
-                                           inviter=inviter))
+            await self._deliver(RoomJoined(PLATFORM, room_id, is_direct=invite.is_direct,
+                                           inviter=invite.inviter))
 
     # --- rooms and posts ----------------------------------------------------------------
 
@@ -424,7 +422,17 @@ class MatrixBridge:
         """R1.2/R11.4/R9.1: see `bridges.matrix_rooms.resolve`."""
         if self._client is None:
             raise RoomUnresolvable(f"Matrix room {ref}: the Matrix bridge is not started")
-        return await resolve(self._client, self.kv, ref, self.user_id)
+        room_id = await resolve(self._client, self.kv, ref, self.user_id)
+        if self.running and (problem := await self.encryption_problem(room_id)):
+            await say_unreadable(self.kv, self._posts.send, room_id, problem)  # R15.4
+        return room_id
+
+    async def encryption_problem(self, room_id: str) -> str | None:
+        """R14.1/R15.4: why the bot cannot read bound room `room_id` (it is encrypted and
+        `[matrix] encryption` is off), or None."""
+        if self.config.encryption:
+            return None
+        return await encryption_problem(self._require_client(), room_id)
 
     async def send(self, room: str, post: Post, *, key: str,
                    maybe_sent: bool = False) -> str | None:

@@ -15,8 +15,10 @@ from typing import TypeVar
 
 from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
+from nio import store as nio_store
 
 from bridges.base import KeyValueStore, PlatformUnreachable
+from bridges.matrix_e2ee_client import E2eeClient
 from bridges.matrix_events import describe, http_status, is_rate_limited, retry_after_s
 from bridges.settings import MatrixConfig
 
@@ -41,16 +43,24 @@ class MatrixUnreachable(MatrixStartError, PlatformUnreachable):
     """The homeserver could not be reached, or its proxy answered 5xx: try again later."""
 
 
-def new_client(config: MatrixConfig) -> AsyncClient:
-    """An nio client that never retries by itself (the outbox and the sync loop do)."""
+def new_client(config: MatrixConfig, *, encrypted: bool = False) -> AsyncClient:
+    """An nio client that never retries by itself (the outbox and the sync loop do).
+
+    `encrypted` (R15.1): nio's crypto on, with its SQLite store; the store is opened after
+    login (`bridges.matrix_crypto.open_store`), not by nio's login, so its file is private
+    from the start and a lost store is noticed before any key is uploaded."""
     nio_config = AsyncClientConfig(
         max_limit_exceeded=0,  # a 429 comes straight back: the outbox owns retrying
         max_timeouts=0,  # a connection error comes straight back: the loop backs off
         request_timeout=60,
-        encryption_enabled=False,
+        encryption_enabled=encrypted,
+        # nio's login loads a store whenever crypto is installed (with no path: none); the
+        # class exists only then, so a bot without it still runs unencrypted
+        store=getattr(nio_store, "SqliteStore", None),
         store_sync_tokens=False,  # the bot's store keeps next_batch (R8.2)
     )
-    return AsyncClient(config.homeserver.rstrip("/"), config.user_id, config=nio_config)
+    return E2eeClient(config.homeserver.rstrip("/"), config.user_id, config=nio_config,
+                      store_path="")
 
 
 async def patient_call(call: Callable[[], Awaitable[T]], what: str,
@@ -73,8 +83,11 @@ async def patient_call(call: Callable[[], Awaitable[T]], what: str,
         await asyncio.sleep(wait)
 
 
-async def login(client: AsyncClient, config: MatrixConfig, kv: KeyValueStore) -> str | None:
-    """Sign `client` in with the access token or the password; returns the device id."""
+async def login(client: AsyncClient, config: MatrixConfig, kv: KeyValueStore, *,
+                keep_device: Callable[[str], bool] = lambda _device: True) -> str | None:
+    """Sign `client` in with the access token or the password; returns the device id.
+    With a password, a saved device is reused only when `keep_device(device)` (R15.1: its
+    crypto store is there; a device whose keys are lost must not be taken up again)."""
     hs = config.homeserver
     if config.access_token:
         client.access_token = config.access_token
@@ -93,6 +106,10 @@ async def login(client: AsyncClient, config: MatrixConfig, kv: KeyValueStore) ->
     device = config.device_id or await kv.get_value(KV_DEVICE)
     if device and await kv.get_value(KV_USER) not in (None, config.user_id):
         device = config.device_id
+    if device and device != config.device_id and not keep_device(device):
+        log.warning("matrix: the crypto store of device %s is missing; signing in as a new "
+                    "device (people's clients will show it as new)", device)
+        device = None
     client.device_id = device or None
     resp = await patient_call(lambda: client.login(config.password, device_name="crewbridge"),
                               f"log in to {hs}")

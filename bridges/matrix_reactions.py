@@ -14,12 +14,14 @@ relations name the first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiohttp import ClientError
-from nio import AsyncClient, RoomRedactResponse, RoomSendResponse
+from nio import AsyncClient, EncryptionError, MegolmEvent, RoomRedactResponse, RoomSendResponse
 from nio.api import RelationshipType
 
 from bridges.base import KeyValueStore, SendError
@@ -48,6 +50,15 @@ async def redact(client: AsyncClient, room: str, event_id: str) -> None:
         log.info("matrix: %s in %s is gone already", event_id, room)
         return
     raise send_failure(room, resp)
+
+
+def readable(client: AsyncClient, room: str, event: Any) -> dict[str, Any]:
+    """An event's source, decrypted when it is encrypted and the bot can read it."""
+    if isinstance(event, MegolmEvent) and client.olm is not None:
+        event.room_id = room
+        with contextlib.suppress(EncryptionError):
+            return client.decrypt_event(event).source
+    return getattr(event, "source", {})
 
 
 class BotReactions:
@@ -109,14 +120,17 @@ class BotReactions:
         raise send_failure(room, resp)
 
     async def _find(self, room: str, target: str, key: str) -> str | None:
-        """The bot's reaction `key` on `target` as the homeserver has it, or None."""
+        """The bot's reaction `key` on `target` as the homeserver has it, or None. In an
+        encrypted room the bot's reactions are encrypted (R15.1): the server lists them as
+        `m.room.encrypted`, so every annotation is read, decrypted where need be."""
+        client = self._client()
         try:
-            async for event in self._client().room_get_event_relations(
-                    room, target, rel_type=RelationshipType.annotation,
-                    event_type=EventType.REACTION):
-                source = getattr(event, "source", {})
+            async for event in client.room_get_event_relations(
+                    room, target, rel_type=RelationshipType.annotation):
+                source = readable(client, room, event)
                 relates = (source.get("content") or {}).get("m.relates_to") or {}
-                if source.get("sender") == self.user_id and relates.get("key") == key:
+                if source.get("type") == EventType.REACTION \
+                        and source.get("sender") == self.user_id and relates.get("key") == key:
                     return str(source.get("event_id"))  # a redacted one has no key left
         except (*NETWORK_ERRORS, AttributeError) as e:
             # nio's iterator reads `next_batch` of an error response too: AttributeError.

@@ -40,6 +40,7 @@ class MatrixConfig:
     password: str | None = None
     device_id: str | None = None
     allow_invites_from: tuple[str, ...] = ()
+    encryption: bool = True  # R15: read and write encrypted rooms (matrix-nio's e2e extra)
 
     def __repr__(self) -> str:
         return f"MatrixConfig(homeserver={self.homeserver!r}, user_id={self.user_id!r})"

@@ -90,16 +90,21 @@ def make_account(synapse: SynapseServer) -> Callable[..., Account]:
 
 
 @pytest.fixture
-async def make_person(synapse: SynapseServer,
-                      make_account: Callable[..., Account]
+async def make_person(synapse: SynapseServer, make_account: Callable[..., Account],
+                      tmp_path_factory: pytest.TempPathFactory
                       ) -> AsyncIterator[Callable[..., Awaitable[Person]]]:
-    """Connect people (fresh accounts unless one is given); all are closed after the test."""
+    """Connect people (fresh accounts unless one is given); all are closed after the test.
+    `encryption=True` (R15): the person's client encrypts, with a store of its own;
+    `login=True`: a fresh password login, i.e. another device of the same account."""
     people: list[Person] = []
 
     async def make(prefix: str = "person", *, account: Account | None = None,
-                   server: SynapseServer | None = None) -> Person:
+                   server: SynapseServer | None = None, encryption: bool = False,
+                   login: bool = False) -> Person:
         srv = server or synapse
-        person = await Person.connect(srv, account or make_account(prefix, server=srv))
+        store = Path(tmp_path_factory.mktemp("person-store")) if encryption else None
+        person = await Person.connect(srv, account or make_account(prefix, server=srv),
+                                      login=login, encryption=encryption, store_dir=store)
         people.append(person)
         return person
 

@@ -16,9 +16,14 @@ API
   `restart()`, `url`, `server_name`, `register(localpart, ...) -> Account`,
   `new_localpart(prefix)`, `override_ratelimit(user_id, ...)`, `log_tail()`.
 - `Person.connect(server, account)`: a matrix-nio client with a background sync:
-  `create_room`, `invite`, `send_text` (optionally in a thread), `edit`, `reply`, `react`,
-  `wait_for_message`, `wait_for_membership`, `wait_until`, `thread_events`, `messages`,
-  `events`, `reactions`, `redacted`, `typing`, `close`.
+  `create_room` (optionally `encrypted`), `invite`, `send_text` (optionally in a thread),
+  `edit`, `reply`, `react`, `wait_for_message`, `wait_for_membership`, `wait_until`,
+  `thread_events`, `messages`, `events`, `reactions`, `redacted`, `typing`, `close`.
+  With `encryption=True` (R15) its client has nio's crypto on, with its own store in
+  `store_dir`, and does the key traffic a real client does after each sync: it reads
+  encrypted rooms (`was_encrypted(event_id)` says an event came encrypted) and sends
+  encrypted in them, reactions too, to every device (as Element does, trusting on first
+  use). `to_device` lists the to-device events it received.
 - `synapse_python()`: the interpreter that runs Synapse (`CREWBRIDGE_SYNAPSE_PYTHON`
   overrides `<repo>/.venv-synapse/bin/python`).
 """
@@ -45,9 +50,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import vodozemac
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    MegolmEvent,
     RoomCreateError,
     RoomCreateResponse,
     RoomInviteError,
@@ -56,8 +63,10 @@ from nio import (
     SyncResponse,
     TypingNoticeEvent,
 )
-from nio.api import RelationshipType
+from nio.api import Api, RelationshipType
+from nio.store import SqliteStore
 
+from bridges.matrix_e2ee_client import E2eeClient
 from tests.platform.matrix.support import wait_on
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -368,20 +377,29 @@ class Person:
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._sync_error: BaseException | None = None
+        self._encrypted: set[str] = set()  # events that came encrypted and were decrypted
+        self.to_device: list[Any] = []
 
     @classmethod
     async def connect(cls, server: SynapseServer, account: Account, *,
-                      login: bool = False) -> Person:
-        """Connect with the registration token (or a fresh password login) and start syncing
-        from "now"."""
+                      login: bool = False, encryption: bool = False,
+                      store_dir: Path | None = None) -> Person:
+        """Connect with the registration token (or a fresh password login: a new device)
+        and start syncing from "now"; `encryption` needs a `store_dir` of its own."""
+        if encryption and store_dir is None:
+            raise ValueError("an encrypting person needs a store_dir")
         config = AsyncClientConfig(max_limit_exceeded=None, max_timeouts=3,
-                                   encryption_enabled=False, request_timeout=60)
-        client = AsyncClient(server.url, account.user_id, config=config)
+                                   encryption_enabled=encryption, request_timeout=60,
+                                   store=SqliteStore)
+        client: AsyncClient = E2eeClient(server.url, account.user_id, config=config,
+                                         store_path=str(store_dir) if store_dir else "")
         if login:
             resp = await client.login(account.password, device_name="test person")
             if not hasattr(resp, "access_token"):
                 await client.close()
                 raise RuntimeError(f"login of {account.user_id} failed: {resp}")
+        elif encryption:
+            client.restore_login(account.user_id, account.device_id, account.access_token)
         else:
             client.access_token = account.access_token
             client.user_id = account.user_id
@@ -392,6 +410,7 @@ class Person:
             await client.close()
             raise RuntimeError(f"first sync of {account.user_id} failed: {first}")
         person._record(first)
+        await person._keys()
         person._task = asyncio.create_task(person._sync_forever(first.next_batch))
         return person
 
@@ -411,14 +430,33 @@ class Person:
             assert isinstance(resp, SyncResponse)
             since = resp.next_batch
             self._record(resp)
+            await self._keys()
             async with self._changed:
                 self._changed.notify_all()
 
+    async def _keys(self) -> None:
+        """What a client with encryption does after each sync (nio's `sync_forever`)."""
+        client = self.client
+        if client.olm is None:
+            return
+        with contextlib.suppress(OSError, TimeoutError, aiohttp.ClientError):
+            if client.outgoing_to_device_messages:
+                await client.send_to_device_messages()
+            if client.should_upload_keys:
+                await client.keys_upload()
+            if client.should_query_keys:
+                await client.keys_query()
+            if client.should_claim_keys:
+                await client.keys_claim(client.get_users_for_key_claiming())
+
     def _record(self, resp: SyncResponse) -> None:
+        self.to_device.extend(resp.to_device_events)
         for room_id, info in resp.rooms.join.items():
             log = self._rooms.setdefault(room_id, _RoomLog())
             for ev in info.timeline.events:
                 source = ev.source
+                if getattr(ev, "decrypted", False) and not isinstance(ev, MegolmEvent):
+                    self._encrypted.add(str(source.get("event_id")))
                 log.events.append(source)
                 if source.get("type") == "m.room.member":
                     self._members.setdefault(room_id, {})[source.get("state_key", "")] = (
@@ -443,10 +481,14 @@ class Person:
 
     async def create_room(self, *, invite: tuple[str, ...] = (), is_direct: bool = False,
                           alias: str | None = None, name: str | None = None,
-                          public: bool = False) -> str:
-        """Create a room (private unless `public`), optionally inviting with `is_direct`."""
+                          public: bool = False, encrypted: bool = False) -> str:
+        """Create a room (private unless `public`), optionally inviting with `is_direct`;
+        `encrypted` as Element creates private rooms and DMs (R15)."""
+        state = [{"type": "m.room.encryption", "state_key": "",
+                  "content": {"algorithm": "m.megolm.v1.aes-sha2"}}] if encrypted else []
         resp = await self.client.room_create(
             alias=alias, name=name, invite=list(invite), is_direct=is_direct,
+            initial_state=state,
             preset=RoomPreset.public_chat if public else (
                 RoomPreset.trusted_private_chat if is_direct else RoomPreset.private_chat),
         )
@@ -494,6 +536,31 @@ class Person:
         """Tap the reaction `key` on `event_id`; returns the reaction's event id."""
         return await self._send(room_id, {"m.relates_to": {
             "rel_type": "m.annotation", "event_id": event_id, "key": key}}, "m.reaction")
+
+    async def send_unreadable(self, room_id: str, text: str, *,
+                              thread: str | None = None) -> str:
+        """Post a message encrypted with a Megolm session this person shares with no one
+        (R15.3): the event every other device sees and none can decrypt; its id."""
+        client = self.client
+        assert client.olm is not None, "send_unreadable needs encryption=True"
+        session = vodozemac.GroupSession()
+        plain = json.dumps({"type": "m.room.message", "room_id": room_id,
+                            "content": {"msgtype": "m.text", "body": text}})
+        content: dict[str, Any] = {
+            "algorithm": "m.megolm.v1.aes-sha2", "session_id": session.session_id,
+            "sender_key": client.olm.account.identity_keys["curve25519"],
+            "device_id": client.device_id,
+            "ciphertext": session.encrypt(plain.encode()).to_base64()}
+        if thread is not None:
+            content["m.relates_to"] = {"rel_type": "m.thread", "event_id": thread,
+                                       "is_falling_back": True,
+                                       "m.in_reply_to": {"event_id": thread}}
+        method, path, data = Api.room_send(client.access_token, room_id, "m.room.encrypted",
+                                           content, secrets.token_hex(8))
+        resp = await client._send(RoomSendResponse, method, path, data, (room_id,))
+        if not isinstance(resp, RoomSendResponse):
+            raise RuntimeError(f"{self.user_id}: send failed: {resp}")
+        return resp.event_id
 
     async def _send(self, room_id: str, content: dict[str, Any],
                     event_type: str = "m.room.message") -> str:
@@ -544,6 +611,10 @@ class Person:
         found = [e.event_id async for e in self.client.room_get_event_relations(
             room_id, root, rel_type=RelationshipType.thread)]
         return found[::-1]
+
+    def was_encrypted(self, event_id: str) -> bool:
+        """Whether `event_id` came encrypted (and this person could decrypt it)."""
+        return event_id in self._encrypted
 
     def membership(self, room_id: str, user_id: str) -> str | None:
         return self._members.get(room_id, {}).get(user_id)

@@ -101,16 +101,21 @@ class MatrixBot:
 
 async def launch(server: SynapseServer, alice: Person, tmp_path: Path, *,
                  channels: list[dict[str, Any]] | None = None,
-                 agent: dict[str, Any] | None = None) -> MatrixBot:
-    """Create #webui and the admin room (plus any extra `channels`), invite the bot, write
-    its config and start it; return once it has joined every bound room."""
+                 agent: dict[str, Any] | None = None, encrypted: bool = False,
+                 matrix: dict[str, Any] | None = None) -> MatrixBot:
+    """Create #webui and the admin room (plus any extra `channels`; all `encrypted` if
+    asked, R15), invite the bot, write its config (`matrix`: more of its `[matrix]`) and
+    start it; return once it has joined every bound room."""
     account = server.register(server.new_localpart("crew"), displayname="crew")
-    rooms = {"webui": await alice.create_room(name="webui", invite=(account.user_id,)),
-             "ops": await alice.create_room(name="crew-ops", invite=(account.user_id,))}
+
+    async def room(name: str) -> str:
+        return await alice.create_room(name=name, invite=(account.user_id,),
+                                       encrypted=encrypted)
+    rooms = {"webui": await room("webui"), "ops": await room("crew-ops")}
     channel_cfg = [{"name": "webui", "prompt": "You lead the web UI.",
                     "matrix": [rooms["webui"]]}]
     for ch in channels or []:
-        rooms[ch["name"]] = await alice.create_room(name=ch["name"], invite=(account.user_id,))
+        rooms[ch["name"]] = await room(ch["name"])
         channel_cfg.append({**ch, "matrix": [rooms[ch["name"]]]})
     data_dir = short_data_dir()
     agent_log = tmp_path / "agents.jsonl"
@@ -120,7 +125,7 @@ async def launch(server: SynapseServer, alice: Person, tmp_path: Path, *,
             "admin": {"matrix": [rooms["ops"]]},
             "matrix": {"homeserver": server.url, "user_id": account.user_id,
                        "access_token": "${MATRIX_ACCESS_TOKEN}",
-                       "allow_invites_from": [alice.user_id]},
+                       "allow_invites_from": [alice.user_id], **(matrix or {})},
         })
     bot = MatrixBot(server, account, config, data_dir, agent_log, rooms,
                     env={"MATRIX_ACCESS_TOKEN": account.access_token,
