@@ -10,7 +10,10 @@ block the others forever.
 
 Edits, deletions and reactions (R13.3, R13.7) are rows too, in the same order as the posts
 of their room, so an edit always follows the post it edits; they name the message they act
-on, found in their room by its ref at sending time. One whose message never reached the room
+on, found in their room by its ref at sending time. The room's pace (`post_interval_s`,
+Slack's one message a second per channel) is for new messages: an edit or a reaction has
+limits of its own (Slack's Tier 3, spread by the callers), so an answer never waits a
+second behind the 👀 on the message it answers. One whose message never reached the room
 is dropped, and a status edit the platform refuses for now is dropped (the next one replaces
 it) rather than holding up the room's answers behind it.
 
@@ -127,8 +130,9 @@ class Outbox:
                 if not pending:
                     return
                 for post in pending:
-                    due = max(post.next_at,
-                              self._last_sent.get(key, 0.0) + bridge.post_interval_s)
+                    due = post.next_at
+                    if post.op is PostOp.POST:  # the pace is the platform's for new messages
+                        due = max(due, self._last_sent.get(key, 0.0) + bridge.post_interval_s)
                     await self.clock.sleep(due - self.clock.now())
                     if not await self._send_one(bridge, key, post):
                         break  # it waits for a retry: read the room's posts again
@@ -206,7 +210,8 @@ class Outbox:
             wait = backoff_delay(post.attempts + 1, cap_s=300)
             await self.store.post_failed(post.id, self.clock.now() + wait, repr(e))
             return PostOutcome.RETRIED
-        self._last_sent[key] = self.clock.now()
+        if post.op is PostOp.POST:
+            self._last_sent[key] = self.clock.now()
         await self.store.post_sent(post.id, ref=ref)
         self._unsure.discard(post.id)
         return PostOutcome.SENT

@@ -120,3 +120,21 @@ async def test_r13_7_the_outbox_edits_in_order_and_drops_what_it_cannot(
     [waiting] = await store.pending_posts()
     assert waiting.text == "✅" and waiting.attempts == 1
     await outbox.stop()
+
+
+async def test_r13_7_a_reaction_does_not_hold_the_answer_behind_the_rooms_pace(
+        store: Store) -> None:  # noqa: F811
+    """R13.7: the room's pace (Slack's one message a second) is for new messages: the 👀 on
+    a person's message does not make the answer after it wait another second."""
+    clock = FakeClock(start=1000.0)
+    slack = Recorder(platform="slack", post_interval_s=1.0)
+    outbox = Outbox(store, {"slack": slack}, clock)
+    [mid] = await store.add_said([card(request())], clock.now())
+    outbox.stored([card(request())])
+    assert await outbox.drain(2) and len(slack.sent) == 1
+    await clock.advance(1.0)
+    await outbox.add_changes([NewPost("slack", "C1", "👀", message=mid, op=PostOp.REACT)])
+    await outbox.add([card(request("r-2"))])
+    assert await outbox.drain(2), "the answer waited behind the reaction's pace"
+    assert len(slack.sent) == 2 and slack.reactions == [("C1", "slack-1", "👀", True)]
+    await outbox.stop()
