@@ -39,6 +39,11 @@ from supervisor.ports import Clock
 log = logging.getLogger(__name__)
 
 BATCH = 50  # posts read per store round trip; a retry re-reads
+MARKS = frozenset({PostOp.REACT, PostOp.UNREACT})
+Lane = tuple[str, str, bool]
+"""A room's queue: its messages (posts, edits, deletions, in order), or its marks (the
+reactions on people's messages, R13.7), which need no order against the messages — so an
+answer never waits behind the 👀 on the message it answers."""
 
 
 class PostOutcome(StrEnum):
@@ -58,9 +63,9 @@ class Outbox:
         self.bridges = bridges
         self.clock = clock
         self.counted = counted  # told each attempt's platform and outcome
-        self._workers: dict[tuple[str, str], asyncio.Task] = {}
+        self._workers: dict[Lane, asyncio.Task] = {}
         self._last_sent: dict[tuple[str, str], float] = {}
-        self._added: dict[tuple[str, str], int] = {}  # posts added per room, to skip re-reads
+        self._added: dict[Lane, int] = {}  # rows added per lane, to skip re-reads
         self._unsure: set[int] = set()  # posts an earlier attempt may have delivered
         self._idle = asyncio.Event()
         self._idle.set()
@@ -94,6 +99,8 @@ class Outbox:
         pending = await self.store.pending_posts()
         self._unsure.update(p.id for p in pending)  # the last run may have sent them, unrecorded
         self._wake({(p.platform, p.room) for p in pending if p.platform in self.bridges})
+        self._wake({(p.platform, p.room) for p in pending if p.platform in self.bridges},
+                   marks=True)
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until every stored post is sent (or set aside); False on timeout."""
@@ -110,10 +117,11 @@ class Outbox:
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         self._workers.clear()
 
-    def _wake(self, rooms: set[tuple[str, str]]) -> None:
+    def _wake(self, rooms: set[tuple[str, str]], *, marks: bool = False) -> None:
         if self._stopping:
             return
-        for key in rooms:
+        for platform, room in rooms:
+            key = (platform, room, marks)
             self._added[key] = self._added.get(key, 0) + 1
             task = self._workers.get(key)
             if task is None or task.done():
@@ -121,20 +129,20 @@ class Outbox:
                 self._workers[key] = asyncio.create_task(self._room_worker(key),
                                                          name=f"outbox-{key[0]}-{key[1]}")
 
-    async def _room_worker(self, key: tuple[str, str]) -> None:
-        bridge = self.bridges[key[0]]
+    async def _room_worker(self, key: Lane) -> None:
+        bridge, room = self.bridges[key[0]], key[:2]
         try:
             while True:
                 seen = self._added.get(key, 0)
-                pending = await self.store.pending_posts(key, limit=BATCH)
+                pending = await self.store.pending_posts(room, limit=BATCH, marks=key[2])
                 if not pending:
                     return
                 for post in pending:
                     due = post.next_at
                     if post.op is PostOp.POST:  # the pace is the platform's for new messages
-                        due = max(due, self._last_sent.get(key, 0.0) + bridge.post_interval_s)
+                        due = max(due, self._last_sent.get(room, 0.0) + bridge.post_interval_s)
                     await self.clock.sleep(due - self.clock.now())
-                    if not await self._send_one(bridge, key, post):
+                    if not await self._send_one(bridge, room, post):
                         break  # it waits for a retry: read the room's posts again
                 else:
                     if len(pending) < BATCH and self._added.get(key, 0) == seen:
@@ -150,7 +158,10 @@ class Outbox:
         changes = [c for c in changes if c.platform in self.bridges]
         if changes:
             await self.store.add_changes(changes, self.clock.now())
-            self._wake({(c.platform, c.room) for c in changes})
+            for marks in (False, True):
+                self._wake({(c.platform, c.room) for c in changes if c.op in MARKS} if marks
+                           else {(c.platform, c.room) for c in changes if c.op not in MARKS},
+                           marks=marks)
 
     async def _carry_out(self, bridge: Bridge, key: tuple[str, str],
                          post: OutboxRow) -> str | None:

@@ -129,12 +129,16 @@ class OutboxRecords:
         said = list(said)
         return await self._tx(lambda conn: [said_sql(conn, s, now) for s in said])
 
-    async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1
-                            ) -> list[OutboxRow]:
-        """Posts not yet sent, oldest first; of one (platform, room) when given. A threaded
-        post comes with where its thread was in its room at this read (one query, not one
-        per post: the send path's store reads are most of a round trip's cost)."""
+    async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1, *,
+                            marks: bool | None = None) -> list[OutboxRow]:
+        """Posts not yet sent, oldest first; of one (platform, room) when given; only its
+        reactions (`marks`), or all but them (`marks=False`). A threaded post comes with
+        where its thread was in its room at this read (one query, not one per post: the
+        send path's store reads are most of a round trip's cost)."""
         where, args = ("AND o.platform = ? AND o.room = ?", room) if room else ("", ())
+        if marks is not None:
+            where += (f" AND o.op {'IN' if marks else 'NOT IN'} "
+                      f"('{PostOp.REACT}', '{PostOp.UNREACT}')")
         rows = await self._all(
             f"SELECT {OUTBOX_COLUMNS}, {target_columns('o.platform', 'o.room')} FROM outbox o "
             f"LEFT JOIN threads t ON t.id = o.thread WHERE o.set_aside = 0 {where} "
