@@ -9,6 +9,7 @@ turns' edits together stay under the platform's limit (Slack's Tier 3 for `chat.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import Counter
@@ -68,7 +69,9 @@ class StatusOps:
         self._cards: dict[str, Card] = {}  # by agent: its running turn's status message
         self._origins: dict[int, RoomMessage | None] = {}  # queued nudge -> person's message
         self._marked: dict[int, str] = {}  # message -> the mark on it now
-        self._typing: Counter[tuple[str, str]] = Counter()
+        self._typing: Counter[tuple[str, str]] = Counter()  # turns running, per room
+        self._typing_wanted: dict[tuple[str, str], bool] = {}
+        self._typists: dict[tuple[str, str], asyncio.Task] = {}
 
     # --- the status message -----------------------------------------------------------------
 
@@ -186,10 +189,21 @@ class StatusOps:
         else:
             self._typing.pop(room, None)
         if (now and count == 1) or (not now and count <= 0):  # the first in, the last out
+            self._typing_wanted[room] = now
+            typist = self._typists.get(room)
+            if typist is None or typist.done():  # not awaited: the answer must not wait on it
+                self._typists[room] = asyncio.create_task(self._typist(bridge, room),
+                                                          name=f"typing-{origin.room}")
+
+    async def _typist(self, bridge: Bridge, room: tuple[str, str]) -> None:
+        """Tell the platform until it shows what is wanted now (on and off in order)."""
+        shown: bool | None = None
+        while shown != self._typing_wanted.get(room):
+            shown = self._typing_wanted[room]
             try:
-                await bridge.typing(origin.room, now)
+                await bridge.typing(room[1], shown)
             except Exception:  # best effort
-                log.debug("typing in %s failed", origin.room, exc_info=True)
+                log.debug("typing in %s failed", room[1], exc_info=True)
 
     # --- the Stop button (R13.6) -------------------------------------------------------------
 
