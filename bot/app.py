@@ -61,6 +61,7 @@ from bot.model import (
 )
 from bot.outage import OutageTracker
 from bot.outbox import Outbox
+from bot.retention import Retention
 from bot.rooms import Rooms, wanted_rooms
 from bot.routing import Notice, route
 from bot.status_ops import StatusOps
@@ -196,6 +197,9 @@ class App:
         await self.status.take_back_left_overs()
         await self.supervisor.start_up()
         self._spawn(self.budget.run_days(), "budget-days")
+        self.retention = Retention(self.store, self.supervisor, self.crew, self.rooms,
+                                   bot.retain_days, self.clock)  # R14.6
+        self._spawn(self.retention.run_daily(), "retention")
         self._spawn(self.approvals.run_deadlines(), "approval-deadlines")
         for name, why in late.items():
             self._spawn(connect_later(name, self.bridges[name], self.on_event, why,

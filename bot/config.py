@@ -60,6 +60,7 @@ class BotConfig:
     data_dir: Path = Path("var")
     general_channel: str = "general"
     admin_channel: str = "ops"
+    retain_days: float = 90  # R14.6: older messages, finished tasks, usage and audit go
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ BOT = Section(BotConfig, (
     Field("data_dir", K.PATH),
     Field("general_channel", K.STR, channel_name),
     Field("admin_channel", K.STR, channel_name),
+    Field("retain_days", K.NUMBER, positive),
 ))
 AGENT = Section(AgentConfig, (
     Field("command", K.STRLIST, non_empty),

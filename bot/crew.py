@@ -94,6 +94,14 @@ class Crew:
             del counts[channel]
         self._workers[assignee] = frozenset(counts)
 
+    def forget_worker(self, name: str) -> None:
+        """A worker retention forgot (R14.6): no longer known, its channel gone. One with an
+        open task stays (a task opened meanwhile)."""
+        if not self.has_open_task(name):
+            self._workers.pop(name, None)
+            self._open.pop(name, None)
+            self.channels.pop(dm_channel_of(name), None)
+
     # --- questions ---------------------------------------------------------------------------
 
     def is_lead(self, name: str) -> bool:

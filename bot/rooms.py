@@ -67,6 +67,10 @@ class Rooms:
         self.dms[ref] = worker
         return True
 
+    def detach(self, worker: str) -> None:
+        """Forget every DM room attached to `worker` (a worker retention forgot, R14.6)."""
+        self.dms = {ref: w for ref, w in self.dms.items() if w != worker}
+
     def rooms_of(self, channel: str, *, with_dms: bool = True) -> list[RoomRef]:
         """Every room that shows `channel`: bound rooms, DMs attached to its worker, console.
 

@@ -115,4 +115,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN buttons TEXT NOT NULL DEFAULT '';
     ALTER TABLE queue ADD COLUMN message INTEGER;
     """,
+    # R14.6 retention: messages are pruned by age and a worker's activity is read by its
+    # channel and its threads, daily, on a table that holds 90 days of a team's talk.
+    """
+    CREATE INDEX messages_ts ON messages (ts);
+    CREATE INDEX messages_channel ON messages (channel, ts);
+    CREATE INDEX threads_owner ON threads (owner) WHERE owner IS NOT NULL;
+    """,
 ]

@@ -18,7 +18,9 @@ What lives here, and why it must outlive the process:
   them when it starts again (R4.9);
 - threads and every platform id a message has per room (`bot.store_threads`, R12), and the
   outbox's rows (`bot.store_outbox`), mixed into `Store`;
-- usage by day, agent, channel and person, and the audit (`bot.store_usage`, R13.8, R13.9).
+- usage by day, agent, channel and person, and the audit (`bot.store_usage`, R13.8, R13.9);
+- what is older than `[bot] retain_days` is pruned, idle workers forgotten
+  (`bot.store_retention`, R14.6).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bot.model import ChannelKind, Nudge
 from bot.schema import MIGRATIONS
 from bot.store_approvals import ApprovalRecords
 from bot.store_outbox import OutboxRecords, Said, said_sql
+from bot.store_retention import RetentionRecords
 from bot.store_threads import ThreadRecords, add_ref, bot_message, insert_message, new_thread
 from bot.store_usage import AuditRecords, UsageRecords
 from bridges.base import Inbound
@@ -131,7 +134,8 @@ class StoreError(Exception):
     """The data directory or database cannot be used; the message says which and why."""
 
 
-class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRecords):
+class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRecords,
+            RetentionRecords):
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self._db = db
         self.path = path

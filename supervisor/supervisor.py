@@ -279,6 +279,18 @@ class Supervisor(Executor):
         rt = self._runtimes.get(name)
         return rt.run.cli_post_hops() if rt else 0
 
+    def forget(self, name: str) -> bool:
+        """Drop the run of an agent the bot forgot (an idle worker, a pruned thread's fork,
+        R14.6), so the runs kept in memory do not grow with every agent there ever was. Only
+        a stopped run that nothing holds: False when it is busy (it stays)."""
+        rt = self._runtimes.get(name)
+        if (rt is None or rt.run.state is not RunState.STOPPED or rt.run.in_turn
+                or rt.lock.locked() or name in self._slots.waiting):
+            return False
+        del self._runtimes[name]
+        self._healths.pop(rt.run.health_key, None)
+        return True
+
     def refresh_spec(self, spec: AgentSpec) -> None:
         """A worker got a new task: later starts use it (and its health key)."""
         rt = self._runtimes.get(spec.name)
