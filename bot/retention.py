@@ -87,7 +87,7 @@ class Retention:
         while True:
             try:
                 pruned = await self.prune_once()
-                log.info("retention (%s days): %s", self.retain_days, pruned.summary())
+                log.info("retention (%g days): %s", self.retain_days, pruned.summary())
             except Exception:
                 log.exception("retention failed; trying again in a day")
             await self.clock.sleep(DAY_S)
