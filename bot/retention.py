@@ -34,8 +34,8 @@ BATCH_ROWS = 5000
 
 def horizon(now: float, retain_days: float, running: frozenset[str] = frozenset()) -> Horizon:
     """What is kept: the last `retain_days` days (usage by whole UTC days: the day the
-    cut falls in is kept)."""
-    cut = now - retain_days * DAY_S
+    cut falls in is kept). A span longer than the epoch keeps everything."""
+    cut = max(0.0, now - retain_days * DAY_S)
     return Horizon(cut, utc_day(cut), running)
 
 

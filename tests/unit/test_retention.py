@@ -21,6 +21,7 @@ NOON = 20_000 * DAY_S + DAY_S / 2  # 2024-10-04 12:00 UTC
     (1, NOON - DAY_S, "2024-10-03"),
     (0.5, NOON - DAY_S / 2, "2024-10-04"),  # the day the cut falls in is kept whole
     (365, NOON - 365 * DAY_S, "2023-10-05"),
+    (1e6, 0.0, "1970-01-01"),  # longer than the epoch: everything is kept
 ])
 def test_r14_6_the_horizon_is_retain_days_back(days: float, cut: float, day: str) -> None:
     h = horizon(NOON, days)
