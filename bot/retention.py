@@ -29,7 +29,10 @@ from supervisor.supervisor import Supervisor
 log = logging.getLogger(__name__)
 
 DAY_S = 86_400
-BATCH_ROWS = 5000
+BATCH_ROWS = 1000
+"""Rows of one kind per transaction. A message goes with its refs and reactions (some
+4,000 b-tree changes per 1,000 messages, about 0.1 s on the benchmark's machine,
+docs/benchmarks.md): the longest the bot's own writes wait behind a pass."""
 
 
 def horizon(now: float, retain_days: float, running: frozenset[str] = frozenset()) -> Horizon:
