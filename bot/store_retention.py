@@ -203,9 +203,10 @@ class RetentionRecords:
 
     async def forget_worker(self, name: str, horizon: Horizon) -> bool:
         """Forget worker `name` if it has no open task and nothing it did or was asked is
-        newer than the horizon: its channel, agent row, health, breaker, queue, DM
-        attachments and process record. True when it was forgotten. The caller makes sure
-        it is not running."""
+        newer than the horizon: its channel and the channel's threads (a new one starts
+        at number 1 again: a `dm-` thread has no fork to be named after it), agent row,
+        health, breaker, queue, DM attachments and process record; its messages follow
+        by age. True when it was forgotten. The caller makes sure it is not running."""
         channel = f"{DM_PREFIX}{name}"
 
         def work(conn: sqlite3.Connection) -> bool:
@@ -215,6 +216,8 @@ class RetentionRecords:
             if active:
                 return False
             for sql, arg in (("DELETE FROM channels WHERE name = ?", channel),
+                             ("DELETE FROM threads WHERE channel = ? AND id NOT IN (SELECT "
+                              "thread FROM outbox WHERE thread IS NOT NULL)", channel),
                              ("DELETE FROM tool_rules WHERE channel = ?", channel),
                              ("DELETE FROM agents WHERE name = ?", name),
                              ("DELETE FROM health WHERE key = ?", f"worker:{name}"),

@@ -217,6 +217,7 @@ async def test_r14_6_an_idle_worker_is_forgotten_an_active_or_tasked_one_not(
     for name in ("idle", "active", "tasked", "threaded"):
         await worker(store, name, NEW if name == "active" else OLD)
     await store.enqueue([Nudge("idle", "[bob] hello?", 0, "bob")], OLD)
+    await person(store, "in a thread", OLD, channel="dm-idle", roots=True)
     await store.create_task("long", "webui", "tasked", "webui", OLD)
     t = await store.create_task("thread", "webui", "threaded", "webui", OLD - DAY_S)
     await store.finish_task(t.id, OLD)
@@ -233,6 +234,11 @@ async def test_r14_6_an_idle_worker_is_forgotten_an_active_or_tasked_one_not(
     assert "worker:idle" not in await store.healths()
     assert "breaker:idle" not in await store.escalations()
     assert [w for _, _, w in await store.dm_attachments()] == ["active", "tasked", "threaded"]
+    for post in await store.pending_posts():
+        await store.post_sent(post.id)
+    await prune_all(store)
+    assert await store._all("SELECT id FROM threads WHERE channel = 'dm-idle'") == []
+    assert await store._all("SELECT id FROM messages WHERE channel = 'dm-idle'") == []
 
 
 def test_r14_6_the_keys_named_are_their_writers_keys() -> None:
