@@ -195,7 +195,7 @@ async def simulate(path: Path, days: int, per_day: int, retain: bool) -> dict[st
             await retention.prune_once()
             prune_s += time.perf_counter() - t
         if (day + 1) % 91 == 0 or day + 1 == days:
-            await store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await store._all("PRAGMA wal_checkpoint(TRUNCATE)")
             sizes[f"day {day + 1}"] = file_size(path)
     sizes["prune_s_per_day"] = prune_s / days if retain else 0.0
     sizes["messages"] = (await store._all("SELECT COUNT(*) FROM messages"))[0][0]
