@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 DAY_S = 86_400
 BATCH_ROWS = 1000
 """Rows of one kind per transaction: the longest the bot's own writes wait behind a pass.
-A message goes with its refs and reactions; 1,000 of them took at most 0.13 s in the first
-pass over a year's store, 5,000 over half a second (docs/benchmarks.md)."""
+A message goes with its refs and reactions; 1,000-row batches took at most 0.29 s in the
+first pass over a busy year's store, 5,000 of them over half a second (docs/benchmarks.md)."""
 
 
 def horizon(now: float, retain_days: float, running: frozenset[str] = frozenset()) -> Horizon:
