@@ -163,7 +163,7 @@ def record_answers(b: Bench) -> set[str]:
     """The agents that have posted, filled in as they post (wraps the App's `answered`, the
     `Host` call every agent post goes through: a turn's answer and a `crewbridge post`)."""
     posted: set[str] = set()
-    orig = b.app.answered
+    orig = b.app.host.answered
 
     async def answered(agent: str, channel: str, texts: list[str], hops: int,
                        nudge_ids: list[int]) -> None:
@@ -171,7 +171,7 @@ def record_answers(b: Bench) -> set[str]:
             posted.add(agent)
         await orig(agent, channel, texts, hops, nudge_ids)
 
-    b.app.answered = answered  # type: ignore[method-assign]
+    b.app.host.answered = answered  # type: ignore[method-assign]
     return posted
 
 

@@ -34,6 +34,7 @@ from bot.connecting import connect_later
 from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
 from bot.conversations import Conversations, UnknownThread
 from bot.crew import Crew
+from bot.crew_host import CrewHost
 from bot.http_health import HealthServer
 from bot.inbound import (
     AttachDm,
@@ -54,7 +55,6 @@ from bot.model import (
     BOT_NAME,
     ChannelKind,
     Message,
-    Nudge,
     Platform,
     PostKind,
     RoomRef,
@@ -68,7 +68,7 @@ from bot.status_ops import StatusOps
 from bot.steer_ops import SteerOps
 from bot.store import Store
 from bot.store_outbox import Said
-from bot.store_usage import Actor, turn_shares, utc_day
+from bot.store_usage import Actor
 from bot.task_ops import TaskOps
 from bot.wiring import build_bridges
 from bridges.base import (
@@ -82,9 +82,8 @@ from bridges.base import (
     PlatformUnreachable,
     RoomUnresolvable,
 )
-from supervisor.control import PermissionAsk
 from supervisor.environment import new_token
-from supervisor.ports import AgentKind, AgentSpec, Clock, Conversation, Mark, TurnUsage
+from supervisor.ports import AgentKind, Clock, Conversation
 from supervisor.redact import SECRETS
 from supervisor.supervisor import Supervisor
 
@@ -146,8 +145,9 @@ class App:
                            dms={RoomRef(p, r): w for p, r, w in await self.store.dm_attachments()})
         self.outbox = Outbox(self.store, self.bridges, self.clock, self.metrics.posted)
         self.conversations = Conversations(self.store, self.rooms, self.crew, self.config)
+        self.host = CrewHost(self)  # what the supervisor asks of the bot
         self.supervisor = Supervisor(
-            self.store, self.clock, self.config.agent, self,
+            self.store, self.clock, self.config.agent, self.host,
             socket_path=self.socket_path.resolve(),
             always_on=[c.name for c in self.config.channels if c.always_on],
             withheld_env=self.config.env_refs)
@@ -165,7 +165,7 @@ class App:
         await self.budget.load()
         self.approvals = ApprovalOps(self.store, self.crew, self.supervisor, self.config,
                                      self.outbox, self.conversations, self.bridges, self.clock,
-                                     self.spec_for)
+                                     self.host.spec_for)
         await self.approvals.load()
         self.admin_ops = AdminOps(self.supervisor, self.store, self.config.agent,
                                   lambda text: self.notice(Conversation(self.crew.admin), text),
@@ -441,65 +441,7 @@ class App:
             for alert in self.outages.due(self.clock.now()):
                 await self.alert(alert.text, skip=alert.skip)
 
-    # --- the supervisor's host (supervisor.ports.Host) ---------------------------------------
-
-    async def agent_posted(self, agent: str, conversation: Conversation | None, text: str,
-                           hops: int) -> None:
-        await self.answered(agent, conversation, [text], hops, [])
-
-    async def answered(self, agent: str, conversation: Conversation | None, texts: list[str],
-                       hops: int, nudge_ids: list[int]) -> None:
-        """Post an agent's texts into the conversation its turn answered (R5.1, R12), queue
-        the nudges they route (R2.6), and dequeue the nudges the turn answered — one
-        transaction (R8.5) — then deliver what was routed."""
-        await self._agent_says(agent, conversation, texts, hops, nudge_ids, turn=True)
-
-    async def cli_posted(self, agent: str, channel: str, text: str, hops: int) -> None:
-        """`crewbridge post <channel>` by an agent: into that channel only (R7.2, R10.4)."""
-        await self._agent_says(agent, Conversation(channel), [text], hops, [], turn=False)
-
-    async def _agent_says(self, agent: str, conversation: Conversation | None,
-                          texts: list[str], hops: int, nudge_ids: list[int], *,
-                          turn: bool) -> None:
-        said: list[Said] = []
-        nudges: list[Nudge] = []
-        for text in texts:
-            where, shown = await self.conversations.agent_said(agent, conversation, text,
-                                                               turn=turn)
-            said += shown
-            message = Message(where.channel, agent, True, Platform.AGENT, text, hops,
-                              top_level=where.thread is None, thread=where.thread)
-            routing = route(message, self.crew.directory, self.config.agent.max_hops)
-            nudges += routing.nudges
-            said += [self.conversations.said(Conversation(n.channel, where.thread), BOT_NAME,
-                                             n.text, kind=PostKind.NOTICE)
-                     for n in routing.notices]
-        if said or nudges or nudge_ids:
-            await self.outbox.add_answer(said, nudges, nudge_ids)
-        self.supervisor.schedule_kick(n.agent for n in nudges)
-
-    async def record_usage(self, agent: str, conversation: Conversation | None,
-                           usage: TurnUsage) -> None:
-        """R13.8: a turn's cost and tokens, shared equally by the people it answered, added
-        to the day's sums for the agent and the channel it answered in (its home channel
-        when the turn answered no conversation)."""
-        await self.store.add_usage(utc_day(self.clock.now()), agent,
-                                   conversation.channel if conversation else None,
-                                   turn_shares(usage))
-        home = await self.store.agent(agent) if conversation is None else None
-        channel = conversation.channel if conversation else home.channel if home else ""
-        self.metrics.turn_ended(usage, channel)
-        await self.budget.spent(channel)  # R13.8: a warning, an alert, a pause
-
-    async def show_status(self, agent: str, conversation: Conversation, text: str) -> None:
-        await self.status.show(agent, conversation, text)
-
-    async def end_status(self, agent: str, conversation: Conversation,
-                         outcome: str | None) -> None:
-        await self.status.end(agent, conversation, outcome)
-
-    async def mark(self, agent: str, nudge_ids: list[int], mark: Mark) -> None:
-        await self.status.mark(nudge_ids, mark)
+    # --- what the bot itself says ----------------------------------------------------------
 
     async def notice(self, where: Conversation | str, text: str) -> None:
         """A notice into a conversation (or a channel's top level)."""
@@ -512,39 +454,9 @@ class App:
         await self.outbox.add([Said(self.crew.admin, BOT_NAME, text,
                                     tuple((r.platform, r.room) for r in rooms), PostKind.ALERT)])
 
-    async def permission_asked(self, agent: str, conversation: Conversation,
-                               ask: PermissionAsk) -> None:
-        await self.approvals.asked(agent, conversation, ask)
-
-    async def permission_withdrawn(self, agent: str, request_id: str, why: str) -> None:
-        await self.approvals.withdrawn(agent, request_id, why)
-
     def _authorize(self, token: str) -> Caller | None:
         """Whom a control-socket token speaks for (R10.4): the operator or one agent."""
         if hmac.compare_digest(token, self.operator_token):
             return Caller(agent=None)
         agent = self.supervisor.tokens.agent_of(token)
         return Caller(agent) if agent is not None else None
-
-    def has_open_task(self, name: str) -> bool:
-        return self.crew.has_open_task(name)
-
-    def paused(self, name: str) -> str | None:
-        return self.budget.paused(name)
-
-    async def spec_for(self, name: str) -> AgentSpec | None:
-        """How agent `name` is started, from the config and its newest task (R3.3); a
-        fork from its thread and the lead's session (R12.3)."""
-        task = None
-        if (fork := self.crew.fork_of(name)) is not None:
-            thread = await self.store.thread_by_number(*fork)
-            lead = await self.store.agent(fork[0])
-            spec = (self.crew.fork_spec(name, thread.id, lead.session_id if lead else None)
-                    if thread else None)
-        else:
-            if not self.crew.is_lead(name) and self.crew.is_worker(name):
-                task = await self.store.latest_task_of(name)
-            spec = self.crew.spec_for(name, task)
-        if spec is not None:
-            await self.store.upsert_agent(spec.name, spec.kind, spec.channel, spec.task_id)
-        return spec

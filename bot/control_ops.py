@@ -78,7 +78,7 @@ async def _post(app: App, req: dict[str, Any], agent: str | None) -> str:
                                + ("" if special else "; --create makes it"))
         await app.ensure_channel(channel, ChannelKind.TOPIC)  # R1.1: created at run time
     if agent:
-        await app.cli_posted(agent, channel, text, app.supervisor.cli_post_hops(agent))
+        await app.host.cli_posted(agent, channel, text, app.supervisor.cli_post_hops(agent))
     else:
         # A person posting from the host's shell: stored and routed like a chat message.
         user = str(req.get("user") or "cli")

@@ -59,7 +59,15 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import Acted, EventSink, Inbound, KeyValueStore, Post, ThreadRef
+from bridges.base import (
+    Acted,
+    EventSink,
+    Inbound,
+    KeyValueStore,
+    PlatformUnreachable,
+    Post,
+    ThreadRef,
+)
 from bridges.link import Leg, Legs
 from bridges.pump import Make, OrderedPump, ready
 from bridges.settings import SlackConfig, SlackMode
@@ -95,6 +103,10 @@ few Slack's Tier 3 lets through at once."""
 
 class SlackStartError(Exception):
     """Slack refused our credentials or could not be reached at start-up: one clear line."""
+
+
+class SlackUnreachable(SlackStartError, PlatformUnreachable):
+    """Slack's API could not be reached (or answered 5xx): the core tries again (R14.2)."""
 
 
 def _unused_token_warning(record: logging.LogRecord) -> bool:
@@ -273,9 +285,12 @@ class SlackBridge:
         try:
             auth = await self._client.auth_test()
         except SlackApiError as e:
+            if e.response.status_code >= 500:
+                raise SlackUnreachable(f"the Slack API answered {e.response.status_code}"
+                                       ) from None
             raise SlackStartError(f"Slack rejected the bot token ({error_code(e)})") from None
         except NETWORK_ERRORS as e:
-            raise SlackStartError(
+            raise SlackUnreachable(
                 f"cannot reach the Slack API at {self._config.api_url}: {e}") from None
         if not auth.get("bot_id"):
             raise SlackStartError("the bot token is not a bot token: use the app's "
@@ -299,7 +314,7 @@ class SlackBridge:
                                   "Socket Mode needs an app-level token (xapp-…) with "
                                   "connections:write") from None
         except NETWORK_ERRORS as e:
-            raise SlackStartError(
+            raise SlackUnreachable(
                 f"cannot reach the Slack API at {self._config.api_url}: {e}") from None
         self._socket = SocketHandler(app, app_token, on_click=self._on_click,
                                      ping_interval=self._ping_interval_s)
@@ -309,7 +324,7 @@ class SlackBridge:
             await asyncio.wait_for(self._socket.connect_async(), self._connect_timeout_s)
             await asyncio.wait_for(self._hello.wait(), self._connect_timeout_s)
         except TimeoutError:
-            raise SlackStartError(
+            raise SlackUnreachable(
                 f"the Socket Mode connection to Slack did not open within "
                 f"{self._connect_timeout_s:.0f} s") from None
         self._watch_task = asyncio.create_task(self._watch_link(), name="slack-link-watch")

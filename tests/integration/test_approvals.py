@@ -198,13 +198,13 @@ async def test_r13_1_always_allow_is_kept_for_the_channels_later_sessions(
         await until(lambda: said(slack, "C1", "ran Bash: touch x"), what="the tool ran")
         await until(lambda: edited(slack, "C1", ref), what="the card edited")
         assert "`Bash(touch x)` is allowed in #webui" in edited(slack, "C1", ref)[-1]
-        spec = await bot.app.spec_for("webui")
+        spec = await bot.app.host.spec_for("webui")
         assert spec is not None and spec.policy.allowed_tools == ("Bash(touch x)",)
     finally:
         await bot.stop()
     bot, _, _ = await approval_bot(tmp_path, data_dir=data)
     try:
-        spec = await bot.app.spec_for("webui")
+        spec = await bot.app.host.spec_for("webui")
         assert spec is not None and "Bash(touch x)" in spec.policy.flags()
     finally:
         await bot.stop()

@@ -81,7 +81,7 @@ async def test_r14_3_metrics_are_prometheus_text_and_move_after_a_message_and_a_
                     what="the lead's answer")
         await bot.app.supervisor.wait_quiet(10)
         assert await bot.app.outbox.drain(10)
-        await bot.app.record_usage("webui", Conversation("webui"), TurnUsage(0.5, 10, 1))
+        await bot.app.host.record_usage("webui", Conversation("webui"), TurnUsage(0.5, 10, 1))
 
         after = await scrape(bot.app)
         assert sample(after, "crewbridge_inbound_messages_total", platform="console") == 1

@@ -50,10 +50,10 @@ async def test_r13_8_a_turn_s_cost_is_stored_and_shown_by_status_and_usage(
         assert (real.agent, real.channel, real.person, real.totals.turns) == (
             "webui", "webui", "carol", 1)
 
-        await bot.app.record_usage("webui", Conversation("webui", None), TurnUsage(
+        await bot.app.host.record_usage("webui", Conversation("webui", None), TurnUsage(
             0.5, 1000, 100, asked("[alice via slack in #webui] a", "[bob via matrix in #webui] b")))
-        await bot.app.record_usage("webui", None, TurnUsage(0.25, 10, 1))  # home: #webui
-        await bot.app.record_usage("general", Conversation("general"), TurnUsage(
+        await bot.app.host.record_usage("webui", None, TurnUsage(0.25, 10, 1))  # home: #webui
+        await bot.app.host.record_usage("general", Conversation("general"), TurnUsage(
             2.0, 1, 1, asked("[alice via console in #general] c")))
         rows = {(r.agent, r.channel, r.person): r.totals for r in
                 await bot.app.store.usage_since(today)}
