@@ -3,14 +3,15 @@
 A person's message travels: bridge → `on_event` → `classify` (bot.inbound) says what it
 asks for → stored with its nudges in one transaction (R1.3, R8.1) → relayed to the
 channel's other rooms (R1.4) → the supervisor delivers the queued nudges (R3). An agent's
-text travels: supervisor → `answered` (or `agent_posted`, mid-turn) → the outbox (one row
-per bound room, R5.1, R8.3) and routing, like a person's message (R2.6); at a turn's end in
-the same transaction as the dequeue of the nudges that turn answered (R8.5).
+text travels: supervisor → its host's `answered` (or `agent_posted`, mid-turn;
+`bot.crew_host`) → the outbox (one row per bound room, R5.1, R8.3) and routing, like a
+person's message (R2.6); at a turn's end in the same transaction as the dequeue of the
+nudges that turn answered (R8.5).
 
 The decisions live in pure modules — `inbound` (what an event asks for), `rooms` (which
 rooms show a channel), `crew` (who the agents are and how they start), `outage` (when a
-platform's outage is alerted) — and the App carries them out. It is the supervisor's
-`Host` (`supervisor.ports`): the one interface between the two.
+platform's outage is alerted) — and the App carries them out. The supervisor's `Host`
+(`supervisor.ports`), the one interface between the two, is `bot.crew_host.CrewHost`.
 """
 
 from __future__ import annotations
