@@ -23,7 +23,7 @@ import re
 import time
 from typing import Any
 
-from supervisor import fake_agent, fake_control
+from crewbridge.supervisor import fake_agent, fake_control
 
 ID = re.compile(r"bid-([a-z0-9]+)")
 TYPE = re.compile(r'"type":\s*"([a-z_]+)"')

@@ -56,10 +56,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from crewbridge.bot.model import ChannelKind, dm_channel_of
+from crewbridge.bot.store import Store
+from crewbridge.supervisor.ports import AgentKind
+
 from bench.common import Bench, StoreTrips, bench_app, machine, print_table, quiet_logs, verdict
-from bot.model import ChannelKind, dm_channel_of
-from bot.store import Store
-from supervisor.ports import AgentKind
 
 MESSAGE_RATIO_TARGET = 1.1
 START_RATIO_TARGET = 1.1  # "flat": within noise of the small crew

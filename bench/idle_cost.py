@@ -175,7 +175,7 @@ class LoopCounter:
 def counted(target: str, args: list[str]) -> int:
     LoopCounter(Path(os.environ[COUNTS_ENV])).install()
     if target == "bot":
-        from bot.cli import main as crewbridge_main
+        from crewbridge.bot.cli import main as crewbridge_main
         return crewbridge_main(["run", "--config", args[0], "--log-level", "info"])
     from bench.matrix_roundtrip import echo_bot
     return asyncio.run(echo_bot(*args))

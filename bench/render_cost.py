@@ -32,8 +32,8 @@ import types
 from collections.abc import Callable
 from pathlib import Path
 
-from bridges.md_parse import PARSER
-from bridges.render import (
+from crewbridge.bridges.md_parse import PARSER
+from crewbridge.bridges.render import (
     MATRIX_LIMIT_BYTES,
     SLACK_LIMIT_CHARS,
     matrix_measure,
@@ -41,7 +41,7 @@ from bridges.render import (
     to_matrix_html,
     to_slack_mrkdwn,
 )
-from bridges.split import split_message
+from crewbridge.bridges.split import split_message
 
 REPO = Path(__file__).resolve().parents[1]
 REPLY_CHARS = 40_000

@@ -36,14 +36,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from crewbridge.bot.app import App
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bot.config import load_config
+from crewbridge.bot.retention import DAY_S, Retention
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_retention import Prune
+from crewbridge.bot.store_threads import add_ref, bot_message, insert_message, new_thread
+
 from bench.common import MemoryBridge, machine, print_table, quiet_logs
-from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load_config
-from bot.retention import DAY_S, Retention
-from bot.store import Store
-from bot.store_retention import Prune
-from bot.store_threads import add_ref, bot_message, insert_message, new_thread
 from tests.support.botproc import write_config
 
 START = 1_735_689_600.0  # 2025-01-01 00:00 UTC

@@ -23,7 +23,7 @@ import re
 import sys
 import time
 
-from supervisor import fake_agent
+from crewbridge.supervisor import fake_agent
 
 ID = re.compile(rb"bench#([A-Za-z0-9_.:-]+)")
 

@@ -19,11 +19,12 @@ import itertools
 import time
 from collections import defaultdict
 
+from crewbridge.bot.app import App
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bot.config import load_config
+from crewbridge.bridges.base import Inbound
+
 from bench.common import machine, quiet_logs
-from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load_config
-from bridges.base import Inbound
 from tests.integration.harness import Recorder
 from tests.support.botproc import FAKE_AGENT, short_data_dir, write_config
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from bot.routing import split_nudge
-from bot.store import TaskRow
-from bot.store_usage import NO_ONE, AuditRow, Totals, UsageLine, UsageReport
-from supervisor.ports import AgentStatus, QueuedNudge
+from crewbridge.bot.routing import split_nudge
+from crewbridge.bot.store import TaskRow
+from crewbridge.bot.store_usage import NO_ONE, AuditRow, Totals, UsageLine, UsageReport
+from crewbridge.supervisor.ports import AgentStatus, QueuedNudge
 
 COLUMNS = ("agent", "kind", "state", "channel", "task", "fails", "breaker", "uptime", "queued",
            "cost today", "last error")

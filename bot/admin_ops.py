@@ -12,14 +12,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from bot import admin as admin_text
-from bot.commands import ADMIN_HELP, Admin, AdminVerb
-from bot.routing import split_nudge
-from bot.store import Store
-from bot.store_usage import Actor, UsageReport, days_before, usage_report, utc_day
-from supervisor.login import LoginRun
-from supervisor.ports import AgentConfig, Conversation
-from supervisor.supervisor import Supervisor
+from crewbridge.bot import admin as admin_text
+from crewbridge.bot.commands import ADMIN_HELP, Admin, AdminVerb
+from crewbridge.bot.routing import split_nudge
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_usage import Actor, UsageReport, days_before, usage_report, utc_day
+from crewbridge.supervisor.login import LoginRun
+from crewbridge.supervisor.ports import AgentConfig, Conversation
+from crewbridge.supervisor.supervisor import Supervisor
 
 NO_LOGIN = "No login is running; `auth login` starts one."
 USAGE_DAYS = 7  # admin `usage`: today and the six days before (R13.8)

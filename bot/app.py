@@ -25,19 +25,19 @@ import sys
 from collections.abc import Collection, Coroutine
 from typing import Any, TextIO
 
-from bot import control_ops, datadir
-from bot.admin_ops import AdminOps
-from bot.approval_ops import ApprovalOps, Decider
-from bot.budget_ops import BudgetOps
-from bot.clock import SystemClock
-from bot.config import Config
-from bot.connecting import connect_later
-from bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
-from bot.conversations import Conversations, UnknownThread
-from bot.crew import Crew
-from bot.crew_host import CrewHost
-from bot.http_health import HealthServer
-from bot.inbound import (
+from crewbridge.bot import control_ops, datadir
+from crewbridge.bot.admin_ops import AdminOps
+from crewbridge.bot.approval_ops import ApprovalOps, Decider
+from crewbridge.bot.budget_ops import BudgetOps
+from crewbridge.bot.clock import SystemClock
+from crewbridge.bot.config import Config
+from crewbridge.bot.connecting import connect_later
+from crewbridge.bot.control import OPERATOR_TOKEN_FILE, Caller, ControlError, ControlServer
+from crewbridge.bot.conversations import Conversations, UnknownThread
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.crew_host import CrewHost
+from crewbridge.bot.http_health import HealthServer
+from crewbridge.bot.inbound import (
     AttachDm,
     Decision,
     Notify,
@@ -51,8 +51,8 @@ from bot.inbound import (
     TrackConnection,
     classify,
 )
-from bot.metrics import Metrics
-from bot.model import (
+from crewbridge.bot.metrics import Metrics
+from crewbridge.bot.model import (
     BOT_NAME,
     ChannelKind,
     Message,
@@ -60,19 +60,19 @@ from bot.model import (
     PostKind,
     RoomRef,
 )
-from bot.outage import OutageTracker
-from bot.outbox import Outbox
-from bot.retention import Retention
-from bot.rooms import Rooms, wanted_rooms
-from bot.routing import Notice, route
-from bot.status_ops import StatusOps
-from bot.steer_ops import SteerOps
-from bot.store import Store
-from bot.store_outbox import Said
-from bot.store_usage import Actor
-from bot.task_ops import TaskOps
-from bot.wiring import build_bridges
-from bridges.base import (
+from crewbridge.bot.outage import OutageTracker
+from crewbridge.bot.outbox import Outbox
+from crewbridge.bot.retention import Retention
+from crewbridge.bot.rooms import Rooms, wanted_rooms
+from crewbridge.bot.routing import Notice, route
+from crewbridge.bot.status_ops import StatusOps
+from crewbridge.bot.steer_ops import SteerOps
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_outbox import Said
+from crewbridge.bot.store_usage import Actor
+from crewbridge.bot.task_ops import TaskOps
+from crewbridge.bot.wiring import build_bridges
+from crewbridge.bridges.base import (
     Acted,
     AuthorRole,
     Bridge,
@@ -83,10 +83,10 @@ from bridges.base import (
     PlatformUnreachable,
     RoomUnresolvable,
 )
-from supervisor.environment import new_token
-from supervisor.ports import AgentKind, Clock, Conversation
-from supervisor.redact import SECRETS
-from supervisor.supervisor import Supervisor
+from crewbridge.supervisor.environment import new_token
+from crewbridge.supervisor.ports import AgentKind, Clock, Conversation
+from crewbridge.supervisor.redact import SECRETS
+from crewbridge.supervisor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

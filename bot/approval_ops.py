@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
-from bot.approvals import (
+from crewbridge.bot.approvals import (
     Approval,
     ApprovalState,
     TypedVerdict,
@@ -25,19 +25,19 @@ from bot.approvals import (
     refusal,
     verdict_of,
 )
-from bot.config import Config
-from bot.conversations import Conversations
-from bot.crew import Crew
-from bot.model import BOT_NAME, Platform, PostKind, PostOp
-from bot.outbox import Outbox
-from bot.routing import split_nudge
-from bot.store import Store
-from bot.store_outbox import NewPost, Said
-from bot.store_usage import Actor
-from bridges.base import Acted, Bridge, Inbound, ThreadRef
-from supervisor.control import PermissionAsk, Verdict
-from supervisor.ports import AgentSpec, Clock, Conversation
-from supervisor.supervisor import Supervisor
+from crewbridge.bot.config import Config
+from crewbridge.bot.conversations import Conversations
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.model import BOT_NAME, Platform, PostKind, PostOp
+from crewbridge.bot.outbox import Outbox
+from crewbridge.bot.routing import split_nudge
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_outbox import NewPost, Said
+from crewbridge.bot.store_usage import Actor
+from crewbridge.bridges.base import Acted, Bridge, Inbound, ThreadRef
+from crewbridge.supervisor.control import PermissionAsk, Verdict
+from crewbridge.supervisor.ports import AgentSpec, Clock, Conversation
+from crewbridge.supervisor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.model import Platform
-from bridges.base import Button
-from supervisor.control import Verdict
-from supervisor.terminal import plain
+from crewbridge.bot.model import Platform
+from crewbridge.bridges.base import Button
+from crewbridge.supervisor.control import Verdict
+from crewbridge.supervisor.terminal import plain
 
 SUMMARY_MAX_CHARS = 600
 """A card shows this much of a command or an input; the agent's own record has it all."""

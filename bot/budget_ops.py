@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from bot import budget
-from bot.config import Config
-from bot.crew import Crew
-from bot.model import dm_channel_of
-from bot.store import Store
-from bot.store_usage import utc_day
-from supervisor.ports import Clock
-from supervisor.supervisor import Supervisor
+from crewbridge.bot import budget
+from crewbridge.bot.config import Config
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.model import dm_channel_of
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_usage import utc_day
+from crewbridge.supervisor.ports import Clock
+from crewbridge.supervisor.supervisor import Supervisor
 
 DAY_S = 86_400
 

@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot import service
-from bot.config import Config, ConfigError, find_config, load_config, load_host_config
-from bot.control import ControlError, read_operator_token, request
-from bot.validate import validate
-from supervisor.redact import ScrubbingFilter
+from crewbridge.bot import service
+from crewbridge.bot.config import Config, ConfigError, find_config, load_config, load_host_config
+from crewbridge.bot.control import ControlError, read_operator_token, request
+from crewbridge.bot.validate import validate
+from crewbridge.supervisor.redact import ScrubbingFilter
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -169,7 +169,7 @@ AUDIT_SINCE_LIMIT = 10_000
 
 
 def days_arg(text: str) -> int:
-    from bot.store_usage import MAX_DAYS
+    from crewbridge.bot.store_usage import MAX_DAYS
 
     if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
         raise argparse.ArgumentTypeError(f"expected a whole number of days from 1 to {MAX_DAYS}")
@@ -286,7 +286,7 @@ class JsonFormatter(logging.Formatter):
 
 
 async def _run(config: Config) -> int:
-    from bot.app import App, StartupError
+    from crewbridge.bot.app import App, StartupError
 
     app = App(config, stdin=sys.stdin, stdout=sys.stdout)
     loop = asyncio.get_running_loop()
@@ -327,7 +327,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = load_config(path)
     validate(config)
     if args.online:
-        from bot.wiring import check_online
+        from crewbridge.bot.wiring import check_online
         problems = asyncio.run(check_online(config))
         if problems:
             for problem in problems:
@@ -352,8 +352,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bot.admin import status_rows, table
-    from supervisor.ports import AgentStatus
+    from crewbridge.bot.admin import status_rows, table
+    from crewbridge.supervisor.ports import AgentStatus
 
     rows = _call(args, {"op": "status"})
     if args.json:
@@ -399,8 +399,8 @@ def cmd_task_list(args: argparse.Namespace) -> int:
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from bot.admin import usage_text
-    from bot.store_usage import UsageReport
+    from crewbridge.bot.admin import usage_text
+    from crewbridge.bot.store_usage import UsageReport
 
     report = _call(args, {"op": "usage", "days": args.days})
     print(json.dumps(report, indent=2) if args.json
@@ -409,8 +409,8 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from bot.admin import audit_text
-    from bot.store_usage import AuditRow
+    from crewbridge.bot.admin import audit_text
+    from crewbridge.bot.store_usage import AuditRow
 
     limit = args.limit or (AUDIT_SINCE_LIMIT if args.since is not None else None)
     rows = _call(args, {"op": "audit", "since": args.since, "limit": limit})

@@ -16,7 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bot.config_reader import (
+from crewbridge.bot.config_reader import (
     Field,
     FieldKind,
     Reader,
@@ -28,9 +28,9 @@ from bot.config_reader import (
     positive,
     url,
 )
-from bot.model import DM_PREFIX, RESERVED_NAMES
-from bridges.settings import MatrixConfig, SlackConfig, SlackMode
-from supervisor.ports import AgentConfig, PermissionMode, ToolPolicy
+from crewbridge.bot.model import DM_PREFIX, RESERVED_NAMES
+from crewbridge.bridges.settings import MatrixConfig, SlackConfig, SlackMode
+from crewbridge.supervisor.ports import AgentConfig, PermissionMode, ToolPolicy
 
 
 class Threads(StrEnum):

@@ -20,7 +20,7 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
-from supervisor.redact import redact
+from crewbridge.supervisor.redact import redact
 
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

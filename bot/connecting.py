@@ -12,7 +12,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bridges.base import Bridge, ConnectionChanged, EventSink, PlatformUnreachable, backoff_delay
+from crewbridge.bridges.base import (
+    Bridge,
+    ConnectionChanged,
+    EventSink,
+    PlatformUnreachable,
+    backoff_delay,
+)
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,16 @@ import uuid
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from bot.admin_ops import AUDIT_COUNT, USAGE_DAYS
-from bot.control import Caller, ControlError
-from bot.model import NAME, RESERVED_NAMES, ChannelKind, Platform, worker_of_dm
-from bot.store_usage import MAX_DAYS, Actor, utc_day
-from bridges.base import Inbound
+from crewbridge.bot.admin_ops import AUDIT_COUNT, USAGE_DAYS
+from crewbridge.bot.control import Caller, ControlError
+from crewbridge.bot.model import NAME, RESERVED_NAMES, ChannelKind, Platform, worker_of_dm
+from crewbridge.bot.store_usage import MAX_DAYS, Actor, utc_day
+from crewbridge.bridges.base import Inbound
 
 CLI_PLATFORM = "cli"  # what the audit says of a request from the host's shell (R13.9)
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from crewbridge.bot.app import App
 
 
 async def handle(app: App, req: dict[str, Any], caller: Caller) -> Any:

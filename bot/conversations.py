@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 
-from bot.config import Config, Replies
-from bot.crew import Crew
-from bot.model import Platform, PostKind, RoomRef, dm_channel_of
-from bot.rooms import Rooms
-from bot.store import Store
-from bot.store_outbox import Said
-from bot.store_threads import ThreadRow
-from bridges.base import AuthorRole, Button, Inbound
-from supervisor.ports import Conversation
+from crewbridge.bot.config import Config, Replies
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.model import Platform, PostKind, RoomRef, dm_channel_of
+from crewbridge.bot.rooms import Rooms
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_outbox import Said
+from crewbridge.bot.store_threads import ThreadRow
+from crewbridge.bridges.base import AuthorRole, Button, Inbound
+from crewbridge.supervisor.ports import Conversation
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import MappingProxyType
 
-from bot.config import Config, Threads
-from bot.model import NAME, RESERVED_NAMES, ChannelKind, dm_channel_of, worker_of_dm
-from bot.routing import Directory
-from bot.store import TaskRow
-from bot.store_threads import ThreadRow
-from supervisor.ports import AgentKind, AgentSpec, ToolPolicy
+from crewbridge.bot.config import Config, Threads
+from crewbridge.bot.model import NAME, RESERVED_NAMES, ChannelKind, dm_channel_of, worker_of_dm
+from crewbridge.bot.routing import Directory
+from crewbridge.bot.store import TaskRow
+from crewbridge.bot.store_threads import ThreadRow
+from crewbridge.supervisor.ports import AgentKind, AgentSpec, ToolPolicy
 
 OPEN = "open"
 FORK_NAME = re.compile(r"(?P<lead>[a-z0-9][a-z0-9_-]*)/(?P<number>[1-9][0-9]*)")

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.model import BOT_NAME, Message, Nudge, Platform, PostKind
-from bot.routing import route
-from bot.store_outbox import Said
-from bot.store_usage import turn_shares, utc_day
-from supervisor.control import PermissionAsk
-from supervisor.ports import AgentSpec, Conversation, Mark, TurnUsage
+from crewbridge.bot.model import BOT_NAME, Message, Nudge, Platform, PostKind
+from crewbridge.bot.routing import route
+from crewbridge.bot.store_outbox import Said
+from crewbridge.bot.store_usage import turn_shares, utc_day
+from crewbridge.supervisor.control import PermissionAsk
+from crewbridge.supervisor.ports import AgentSpec, Conversation, Mark, TurnUsage
 
 if TYPE_CHECKING:
-    from bot.app import App
+    from crewbridge.bot.app import App
 
 
 class CrewHost:

@@ -23,14 +23,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from crewbridge.bot.config import split_listen
+from crewbridge.bot.metrics import read_snapshot
+from crewbridge.supervisor.redact import redact
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from bot.config import split_listen
-from bot.metrics import read_snapshot
-from supervisor.redact import redact
-
 if TYPE_CHECKING:
-    from bot.app import App
+    from crewbridge.bot.app import App
 
 log = logging.getLogger(__name__)
 

@@ -31,12 +31,20 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from bot.approvals import TypedVerdict, is_numbered_command, parse_decision
-from bot.commands import Admin, Invalid, StopTurn, TaskCreate, TaskDone, is_admin_command, parse
-from bot.crew import Crew
-from bot.model import Platform, RoomRef, dm_channel_of, worker_of_dm
-from bot.rooms import Rooms
-from bridges.base import Acted, BridgeEvent, ConnectionChanged, Inbound, RoomJoined
+from crewbridge.bot.approvals import TypedVerdict, is_numbered_command, parse_decision
+from crewbridge.bot.commands import (
+    Admin,
+    Invalid,
+    StopTurn,
+    TaskCreate,
+    TaskDone,
+    is_admin_command,
+    parse,
+)
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.model import Platform, RoomRef, dm_channel_of, worker_of_dm
+from crewbridge.bot.rooms import Rooms
+from crewbridge.bridges.base import Acted, BridgeEvent, ConnectionChanged, Inbound, RoomJoined
 
 DM_ADDRESS = re.compile(r"@([A-Za-z0-9][\w-]*)[,:]?\s*(.*)", re.DOTALL)
 

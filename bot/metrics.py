@@ -19,18 +19,17 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from crewbridge.bot.outbox import PostOutcome
+from crewbridge.bridges.base import BridgeEvent, Inbound
+from crewbridge.supervisor.breaker import BreakerState
+from crewbridge.supervisor.ports import TurnUsage
+from crewbridge.supervisor.resolve import RunState
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bot.outbox import PostOutcome
-from bridges.base import BridgeEvent, Inbound
-from supervisor.breaker import BreakerState
-from supervisor.ports import TurnUsage
-from supervisor.resolve import RunState
-
 if TYPE_CHECKING:
-    from bot.app import App
+    from crewbridge.bot.app import App
 
 PREFIX = "crewbridge"
 TURN_BUCKETS_S = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 900, 1800)

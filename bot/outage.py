@@ -16,7 +16,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from bridges.base import ConnectionChanged
+from crewbridge.bridges.base import ConnectionChanged
 
 ALERT_AFTER_S = 60.0
 

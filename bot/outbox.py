@@ -30,11 +30,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from enum import StrEnum
 
-from bot.model import Nudge, PostKind, PostOp
-from bot.store import Store
-from bot.store_outbox import NewPost, OutboxRow, Said
-from bridges.base import Bridge, Post, RateLimited, SendError, ThreadRef, backoff_delay
-from supervisor.ports import Clock
+from crewbridge.bot.model import Nudge, PostKind, PostOp
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_outbox import NewPost, OutboxRow, Said
+from crewbridge.bridges.base import Bridge, Post, RateLimited, SendError, ThreadRef, backoff_delay
+from crewbridge.supervisor.ports import Clock
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bot.crew import Crew
-from bot.rooms import Rooms
-from bot.store import Store
-from bot.store_retention import Horizon, Prune
-from bot.store_usage import utc_day
-from supervisor.executor import RunView
-from supervisor.ports import Clock
-from supervisor.resolve import RunState
-from supervisor.supervisor import Supervisor
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.rooms import Rooms
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_retention import Horizon, Prune
+from crewbridge.bot.store_usage import utc_day
+from crewbridge.supervisor.executor import RunView
+from crewbridge.supervisor.ports import Clock
+from crewbridge.supervisor.resolve import RunState
+from crewbridge.supervisor.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
-from bot.config import Config
-from bot.model import Platform, RoomRef, worker_of_dm
+from crewbridge.bot.config import Config
+from crewbridge.bot.model import Platform, RoomRef, worker_of_dm
 
 
 @dataclass(frozen=True)

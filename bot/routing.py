@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bot.model import ChannelKind, Message, Notice, Nudge, worker_of_dm
+from crewbridge.bot.model import ChannelKind, Message, Notice, Nudge, worker_of_dm
 
 MENTION = re.compile(r"(?<![\w@./])@([A-Za-z0-9][A-Za-z0-9_-]*)")
 CODE = re.compile(r"```.*?(?:```|\Z)|``.*?``|`[^`\n]*`", re.DOTALL)

@@ -16,14 +16,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
-from bot.config import Config
-from bot.conversations import Conversations
-from bot.model import BOT_NAME, Platform, PostKind, PostOp
-from bot.outbox import Outbox
-from bot.store import RoomMessage, Store
-from bot.store_outbox import NewPost
-from bridges.base import Acted, Bridge, Button
-from supervisor.ports import Clock, Conversation, Mark
+from crewbridge.bot.config import Config
+from crewbridge.bot.conversations import Conversations
+from crewbridge.bot.model import BOT_NAME, Platform, PostKind, PostOp
+from crewbridge.bot.outbox import Outbox
+from crewbridge.bot.store import RoomMessage, Store
+from crewbridge.bot.store_outbox import NewPost
+from crewbridge.bridges.base import Acted, Bridge, Button
+from crewbridge.supervisor.ports import Clock, Conversation, Mark
 
 log = logging.getLogger(__name__)
 

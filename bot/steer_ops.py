@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from bot.config import Config
-from bot.crew import Crew
-from bot.inbound import may_steer
-from bot.model import RoomRef
-from bot.routing import split_nudge
-from bot.store import Store
-from bot.store_usage import Actor
-from bridges.base import Acted, Inbound
-from supervisor.ports import Conversation
-from supervisor.supervisor import Supervisor
+from crewbridge.bot.config import Config
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.inbound import may_steer
+from crewbridge.bot.model import RoomRef
+from crewbridge.bot.routing import split_nudge
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_usage import Actor
+from crewbridge.bridges.base import Acted, Inbound
+from crewbridge.supervisor.ports import Conversation
+from crewbridge.supervisor.supervisor import Supervisor
 
 
 class SteerOps:

@@ -32,19 +32,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
-
-from bot import datadir
-from bot.model import ChannelKind, Nudge
-from bot.schema import MIGRATIONS
-from bot.store_approvals import ApprovalRecords
-from bot.store_outbox import OutboxRecords, Said, said_sql
-from bot.store_retention import RetentionRecords
-from bot.store_threads import ThreadRecords, add_ref, bot_message, insert_message, new_thread
-from bot.store_usage import AuditRecords, UsageRecords
-from bridges.base import Inbound
-from supervisor.breaker import Health
-from supervisor.ports import AgentKind, AgentRow, QueuedNudge
-from supervisor.redact import scrub
+from crewbridge.bot import datadir
+from crewbridge.bot.model import ChannelKind, Nudge
+from crewbridge.bot.schema import MIGRATIONS
+from crewbridge.bot.store_approvals import ApprovalRecords
+from crewbridge.bot.store_outbox import OutboxRecords, Said, said_sql
+from crewbridge.bot.store_retention import RetentionRecords
+from crewbridge.bot.store_threads import (
+    ThreadRecords,
+    add_ref,
+    bot_message,
+    insert_message,
+    new_thread,
+)
+from crewbridge.bot.store_usage import AuditRecords, UsageRecords
+from crewbridge.bridges.base import Inbound
+from crewbridge.supervisor.breaker import Health
+from crewbridge.supervisor.ports import AgentKind, AgentRow, QueuedNudge
+from crewbridge.supervisor.redact import scrub
 
 T = TypeVar("T")
 Statement = tuple[str, tuple]

@@ -16,8 +16,8 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from bot.approvals import Approval, ApprovalState
-from bot.store_outbox import Said, said_sql
+from crewbridge.bot.approvals import Approval, ApprovalState
+from crewbridge.bot.store_outbox import Said, said_sql
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bot.model import PostKind, PostOp
-from bot.store_threads import ThreadTarget, add_ref, bot_message, target_columns
-from bridges.base import AuthorRole, Button
+from crewbridge.bot.model import PostKind, PostOp
+from crewbridge.bot.store_threads import ThreadTarget, add_ref, bot_message, target_columns
+from crewbridge.bridges.base import AuthorRole, Button
 
 T = TypeVar("T")
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from bot.approvals import ApprovalState
-from bot.model import DM_PREFIX, ChannelKind
-from supervisor.ports import AgentKind
+from crewbridge.bot.approvals import ApprovalState
+from crewbridge.bot.model import DM_PREFIX, ChannelKind
+from crewbridge.supervisor.ports import AgentKind
 
 T = TypeVar("T")
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from bot.routing import split_nudge
-from bridges.base import Acted, Inbound
-from supervisor.ports import TurnUsage
+from crewbridge.bot.routing import split_nudge
+from crewbridge.bridges.base import Acted, Inbound
+from crewbridge.supervisor.ports import TurnUsage
 
 T = TypeVar("T")
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from bot.commands import TaskCreate, TaskDone
-from bot.control import ControlError
-from bot.conversations import Conversations
-from bot.crew import Crew, worker_name
-from bot.model import BOT_NAME, ChannelKind, Nudge, PostKind, RoomRef, dm_channel_of
-from bot.outbox import Outbox
-from bot.store import Store, TaskRow
-from bot.store_outbox import Said
-from bot.store_usage import Actor
-from bridges.base import Inbound
-from supervisor.ports import Conversation
-from supervisor.supervisor import Supervisor
+from crewbridge.bot.commands import TaskCreate, TaskDone
+from crewbridge.bot.control import ControlError
+from crewbridge.bot.conversations import Conversations
+from crewbridge.bot.crew import Crew, worker_name
+from crewbridge.bot.model import BOT_NAME, ChannelKind, Nudge, PostKind, RoomRef, dm_channel_of
+from crewbridge.bot.outbox import Outbox
+from crewbridge.bot.store import Store, TaskRow
+from crewbridge.bot.store_outbox import Said
+from crewbridge.bot.store_usage import Actor
+from crewbridge.bridges.base import Inbound
+from crewbridge.supervisor.ports import Conversation
+from crewbridge.supervisor.supervisor import Supervisor
 
 
 class TaskOps:

@@ -13,10 +13,10 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from bot.config import Config, ConfigError
-from bot.control import SOCKET_PATH_MAX
-from bot.rooms import wanted_rooms
-from supervisor.session import find_command
+from crewbridge.bot.config import Config, ConfigError
+from crewbridge.bot.control import SOCKET_PATH_MAX
+from crewbridge.bot.rooms import wanted_rooms
+from crewbridge.supervisor.session import find_command
 
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,}")
 MATRIX_USER = re.compile(r"@[^:\s]+:[^\s]+")

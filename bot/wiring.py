@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from bot.config import Config
-from bridges.base import Bridge, KeyValueStore, RoomUnresolvable
+from crewbridge.bot.config import Config
+from crewbridge.bridges.base import Bridge, KeyValueStore, RoomUnresolvable
 
 
 class _NoState:
@@ -29,13 +29,13 @@ def build_bridges(config: Config, kv: KeyValueStore, *, stdin: TextIO | None = N
     """`check`: for `check --online`, which must keep no state (Matrix: no crypto store)."""
     bridges: dict[str, Bridge] = {}
     if config.console.enabled:
-        from bridges.console import ConsoleBridge
+        from crewbridge.bridges.console import ConsoleBridge
         bridges["console"] = ConsoleBridge(stdin, stdout)
     if config.slack is not None:
-        from bridges.slack import SlackBridge
+        from crewbridge.bridges.slack import SlackBridge
         bridges["slack"] = SlackBridge(config.slack, kv)
     if config.matrix is not None:
-        from bridges.matrix import MatrixBridge
+        from crewbridge.bridges.matrix import MatrixBridge
         bridges["matrix"] = MatrixBridge(config.matrix, kv,
                                          data_dir=None if check else config.bot.data_dir)
     return bridges

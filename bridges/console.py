@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TextIO
 
-from bridges.base import EventSink, Inbound, Post, ThreadRef
+from crewbridge.bridges.base import EventSink, Inbound, Post, ThreadRef
 
 LINE = re.compile(r"#(?P<channel>[^\s/]+)(?:/(?P<thread>\d+))?\s*(?P<text>.*)"
                   r"|/dm\s+@?(?P<worker>\S+)\s*(?P<dm>.*)"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from bridges.base import ConnectionChanged
+from crewbridge.bridges.base import ConnectionChanged
 
 
 class LinkState:

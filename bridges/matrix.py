@@ -50,12 +50,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nio import (
-    AsyncClient,
-    SyncResponse,
-)
-
-from bridges.base import (
+from crewbridge.bridges.base import (
     Acted,
     BridgeEvent,
     EventSink,
@@ -68,16 +63,16 @@ from bridges.base import (
     ThreadRef,
     backoff_delay,
 )
-from bridges.link import LinkState
-from bridges.matrix_cards import read_reaction
-from bridges.matrix_crypto import (
+from crewbridge.bridges.link import LinkState
+from crewbridge.bridges.matrix_cards import read_reaction
+from crewbridge.bridges.matrix_crypto import (
     STORE_DIR_NAME,
     Crypto,
     encryption_problem,
     require_crypto,
     say_unreadable,
 )
-from bridges.matrix_events import (
+from crewbridge.bridges.matrix_events import (
     PLATFORM,
     describe,
     is_encrypted,
@@ -85,7 +80,7 @@ from bridges.matrix_events import (
     start_of_news,
     sync_filter,
 )
-from bridges.matrix_login import (
+from crewbridge.bridges.matrix_login import (
     KV_DIRECT,
     KV_NEXT_BATCH,
     KV_USER,
@@ -94,12 +89,16 @@ from bridges.matrix_login import (
     new_client,
     patient_call,
 )
-from bridges.matrix_posts import MatrixPosts
-from bridges.matrix_reactions import BotReactions
-from bridges.matrix_rooms import accept_invite, display_name, fill_gap, resolve
-from bridges.matrix_typing import RENEW_S, TypingNotices
-from bridges.matrix_unreadable import WAIT_S, Unreadable
-from bridges.settings import MatrixConfig
+from crewbridge.bridges.matrix_posts import MatrixPosts
+from crewbridge.bridges.matrix_reactions import BotReactions
+from crewbridge.bridges.matrix_rooms import accept_invite, display_name, fill_gap, resolve
+from crewbridge.bridges.matrix_typing import RENEW_S, TypingNotices
+from crewbridge.bridges.matrix_unreadable import WAIT_S, Unreadable
+from crewbridge.bridges.settings import MatrixConfig
+from nio import (
+    AsyncClient,
+    SyncResponse,
+)
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-from bridges.base import Acted, Post, ThreadRef, clean_text
-from bridges.matrix_events import (
+from crewbridge.bridges.base import Acted, Post, ThreadRef, clean_text
+from crewbridge.bridges.matrix_events import (
     HTML_FORMAT,
     PLATFORM,
     EventType,
@@ -36,7 +36,7 @@ from bridges.matrix_events import (
     post_contents,
     thread_relation,
 )
-from bridges.render import to_matrix_html
+from crewbridge.bridges.render import to_matrix_html
 
 EDIT_FALLBACK = "* "  # what clients without edits show before the new text
 

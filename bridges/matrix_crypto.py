@@ -33,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientError
+from crewbridge.bridges.base import DevicesChanged, KeyValueStore, Post, SendError
+from crewbridge.bridges.matrix_events import PLATFORM, describe
+from crewbridge.bridges.matrix_login import MatrixStartError, patient_call
+from crewbridge.bridges.matrix_trust import device_changes, known_devices, query_keys
 from nio import (
     AsyncClient,
     ErrorResponse,
@@ -42,11 +46,6 @@ from nio import (
     RoomGetStateEventResponse,
 )
 from nio.crypto import ENCRYPTION_ENABLED
-
-from bridges.base import DevicesChanged, KeyValueStore, Post, SendError
-from bridges.matrix_events import PLATFORM, describe
-from bridges.matrix_login import MatrixStartError, patient_call
-from bridges.matrix_trust import device_changes, known_devices, query_keys
 
 log = logging.getLogger(__name__)
 

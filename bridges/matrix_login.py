@@ -14,13 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import ClientError
+from crewbridge.bridges.base import KeyValueStore, PlatformUnreachable
+from crewbridge.bridges.matrix_e2ee_client import E2eeClient
+from crewbridge.bridges.matrix_events import describe, http_status, is_rate_limited, retry_after_s
+from crewbridge.bridges.settings import MatrixConfig
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
 from nio import store as nio_store
-
-from bridges.base import KeyValueStore, PlatformUnreachable
-from bridges.matrix_e2ee_client import E2eeClient
-from bridges.matrix_events import describe, http_status, is_rate_limited, retry_after_s
-from bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import ClientError
+from crewbridge.bridges.base import KeyValueStore, RoomUnresolvable, remembered
+from crewbridge.bridges.matrix_events import Invite, describe, localpart, read_invite
+from crewbridge.bridges.matrix_login import MatrixStartError, patient_call
 from nio import (
     AsyncClient,
     JoinedRoomsResponse,
@@ -28,10 +31,6 @@ from nio import (
     RoomMessagesResponse,
     RoomResolveAliasResponse,
 )
-
-from bridges.base import KeyValueStore, RoomUnresolvable, remembered
-from bridges.matrix_events import Invite, describe, localpart, read_invite
-from bridges.matrix_login import MatrixStartError, patient_call
 
 log = logging.getLogger(__name__)
 

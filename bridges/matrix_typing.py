@@ -14,10 +14,9 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import ClientError
+from crewbridge.bridges.base import SendError
+from crewbridge.bridges.matrix_events import describe
 from nio import AsyncClient, RoomTypingResponse
-
-from bridges.base import SendError
-from bridges.matrix_events import describe
 
 log = logging.getLogger(__name__)
 

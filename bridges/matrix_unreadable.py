@@ -26,10 +26,9 @@ from typing import Any
 from uuid import uuid4
 
 from aiohttp import ClientError
+from crewbridge.bridges.base import ThreadRef
+from crewbridge.bridges.matrix_events import RelType, describe
 from nio import AsyncClient, EncryptionError, MegolmEvent, ToDeviceResponse
-
-from bridges.base import ThreadRef
-from bridges.matrix_events import RelType, describe
 
 log = logging.getLogger(__name__)
 

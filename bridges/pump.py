@@ -14,7 +14,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from bridges.base import BridgeEvent, EventSink
+from crewbridge.bridges.base import BridgeEvent, EventSink
 
 log = logging.getLogger(__name__)
 

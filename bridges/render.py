@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TypeVar
 
-from bridges import render_html, render_mrkdwn
+from crewbridge.bridges import render_html, render_mrkdwn
 
 # The splitter measures every part it returns by rendering it, and the bridge then renders
 # that part to send it: remembering the last few renders makes the second one free (a

@@ -53,13 +53,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
-from bridges.base import (
+from crewbridge.bridges.base import (
     Acted,
     EventSink,
     Inbound,
@@ -68,11 +62,11 @@ from bridges.base import (
     Post,
     ThreadRef,
 )
-from bridges.link import Leg, Legs
-from bridges.pump import Make, OrderedPump, ready
-from bridges.settings import SlackConfig, SlackMode
-from bridges.slack_cards import Malformed, clicks
-from bridges.slack_events import (
+from crewbridge.bridges.link import Leg, Legs
+from crewbridge.bridges.pump import Make, OrderedPump, ready
+from crewbridge.bridges.settings import SlackConfig, SlackMode
+from crewbridge.bridges.slack_cards import Malformed, clicks
+from crewbridge.bridges.slack_events import (
     PLATFORM,
     WANTED_SCOPES,
     SocketSignal,
@@ -86,12 +80,17 @@ from bridges.slack_events import (
     socket_signal,
     to_inbound,
 )
-from bridges.slack_http import events_app
-from bridges.slack_names import SlackNames
-from bridges.slack_pace import TokenBucket
-from bridges.slack_posts import SlackPoster
-from bridges.slack_rooms import NETWORK_ERRORS, resolve
-from bridges.slack_socket import SocketHandler
+from crewbridge.bridges.slack_http import events_app
+from crewbridge.bridges.slack_names import SlackNames
+from crewbridge.bridges.slack_pace import TokenBucket
+from crewbridge.bridges.slack_posts import SlackPoster
+from crewbridge.bridges.slack_rooms import NETWORK_ERRORS, resolve
+from crewbridge.bridges.slack_socket import SocketHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 

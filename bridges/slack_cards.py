@@ -21,8 +21,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bridges.base import Acted, Button
-from bridges.slack_events import PLATFORM, post_texts
+from crewbridge.bridges.base import Acted, Button
+from crewbridge.bridges.slack_events import PLATFORM, post_texts
 
 SECTION_TEXT_LIMIT = 3000 - 100
 """Rendered characters in one card's section: Block Kit's 3,000, with the same headroom

@@ -22,9 +22,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-
-from bridges.base import (
+from crewbridge.bridges.base import (
     AuthorRole,
     Inbound,
     Post,
@@ -34,8 +32,9 @@ from bridges.base import (
     SendError,
     clean_text,
 )
-from bridges.render import SLACK_LIMIT_CHARS, slack_measure, to_slack_mrkdwn
-from bridges.split import split_message
+from crewbridge.bridges.render import SLACK_LIMIT_CHARS, slack_measure, to_slack_mrkdwn
+from crewbridge.bridges.split import split_message
+from slack_sdk.errors import SlackApiError
 
 PLATFORM = "slack"
 SLACK_TEXT_LIMIT = SLACK_LIMIT_CHARS - 100

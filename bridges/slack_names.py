@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import time
 
+from crewbridge.bridges.slack_events import display_name
+from crewbridge.bridges.slack_posts import Exchange
+from crewbridge.bridges.slack_rooms import NETWORK_ERRORS
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-
-from bridges.slack_events import display_name
-from bridges.slack_posts import Exchange
-from bridges.slack_rooms import NETWORK_ERRORS
 
 log = logging.getLogger(__name__)
 

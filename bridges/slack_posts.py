@@ -35,14 +35,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
-
-from bridges.base import KeyValueStore, Post, RateLimited, SendError, ThreadRef
-from bridges.render import rendered
-from bridges.slack_cards import SECTION_TEXT_LIMIT, card_blocks, one_message, reaction_name
-from bridges.slack_events import (
+from crewbridge.bridges.base import KeyValueStore, Post, RateLimited, SendError, ThreadRef
+from crewbridge.bridges.render import rendered
+from crewbridge.bridges.slack_cards import (
+    SECTION_TEXT_LIMIT,
+    card_blocks,
+    one_message,
+    reaction_name,
+)
+from crewbridge.bridges.slack_events import (
     EDIT_PERMANENT_ERRORS,
     PERMANENT_ERRORS,
     SLACK_TEXT_LIMIT,
@@ -58,8 +59,11 @@ from bridges.slack_events import (
     rate_limit,
     refusal,
 )
-from bridges.slack_pace import TokenBucket
-from bridges.slack_rooms import NETWORK_ERRORS
+from crewbridge.bridges.slack_pace import TokenBucket
+from crewbridge.bridges.slack_rooms import NETWORK_ERRORS
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
 
-from bridges.fences import Fence, open_fence
+from crewbridge.bridges.fences import Fence, open_fence
 
 
 def split_message(text: str, limit: int, *, measure: Callable[[str], int] = len) -> list[str]:

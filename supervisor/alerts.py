@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import time
 
-from supervisor.breaker import Blocked, BlockReason
-from supervisor.ports import AgentSpec
+from crewbridge.supervisor.breaker import Blocked, BlockReason
+from crewbridge.supervisor.ports import AgentSpec
 
 
 def clock_time(at: float) -> str:

@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
-from supervisor.protocol import (
+from crewbridge.supervisor.protocol import (
     AgentEvent,
     ApiError,
     AssistantText,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supervisor import ports
-from supervisor.breaker import Blocked, Health
-from supervisor.control import PermissionAsk, Verdict
-from supervisor.ports import Conversation, QueuedNudge, TurnUsage
+from crewbridge.supervisor import ports
+from crewbridge.supervisor.breaker import Blocked, Health
+from crewbridge.supervisor.control import PermissionAsk, Verdict
+from crewbridge.supervisor.ports import Conversation, QueuedNudge, TurnUsage
 
 
 @dataclass(frozen=True)

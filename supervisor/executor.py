@@ -16,17 +16,17 @@ from collections.abc import Awaitable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import breaker, leftovers, slots
-from supervisor import effects as fx
-from supervisor.control import encode_verdict
-from supervisor.lifecycle import AgentRun
-from supervisor.ports import AgentConfig, AgentStore, Clock, Host
-from supervisor.protocol import AgentEvent
-from supervisor.resolve import RunState
-from supervisor.rules import StopReason
-from supervisor.session import Session
-from supervisor.starter import NoResources, Started, Starter, StartFailed
-from supervisor.timer import DeadlineTimer
+from crewbridge.supervisor import breaker, leftovers, slots
+from crewbridge.supervisor import effects as fx
+from crewbridge.supervisor.control import encode_verdict
+from crewbridge.supervisor.lifecycle import AgentRun
+from crewbridge.supervisor.ports import AgentConfig, AgentStore, Clock, Host
+from crewbridge.supervisor.protocol import AgentEvent
+from crewbridge.supervisor.resolve import RunState
+from crewbridge.supervisor.rules import StopReason
+from crewbridge.supervisor.session import Session
+from crewbridge.supervisor.starter import NoResources, Started, Starter, StartFailed
+from crewbridge.supervisor.timer import DeadlineTimer
 
 log = logging.getLogger(__name__)
 

@@ -152,7 +152,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from supervisor.fake_control import Control, Interrupted
+from crewbridge.supervisor.fake_control import Control, Interrupted
 
 MODEL = "fake-1"
 DIRECTIVE_RE = re.compile(r"fake:([a-z][a-z-]*)(?:=(\S*))?")

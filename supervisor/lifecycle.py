@@ -45,13 +45,13 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from supervisor import alerts, breaker
-from supervisor import effects as fx
-from supervisor.autopost import TurnOutput
-from supervisor.breaker import Blocked, BlockReason, Health
-from supervisor.control import PermissionAsk, PermissionWithdrawn, Verdict
-from supervisor.effects import Effect
-from supervisor.ports import (
+from crewbridge.supervisor import alerts, breaker
+from crewbridge.supervisor import effects as fx
+from crewbridge.supervisor.autopost import TurnOutput
+from crewbridge.supervisor.breaker import Blocked, BlockReason, Health
+from crewbridge.supervisor.control import PermissionAsk, PermissionWithdrawn, Verdict
+from crewbridge.supervisor.effects import Effect
+from crewbridge.supervisor.ports import (
     AgentConfig,
     AgentKind,
     AgentSpec,
@@ -60,11 +60,11 @@ from supervisor.ports import (
     QueuedNudge,
     TurnUsage,
 )
-from supervisor.progress import TurnProgress
-from supervisor.protocol import AgentEvent, ApiError, Init, RateLimit, TurnResult
-from supervisor.redact import redact
-from supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
-from supervisor.rules import (
+from crewbridge.supervisor.progress import TurnProgress
+from crewbridge.supervisor.protocol import AgentEvent, ApiError, Init, RateLimit, TurnResult
+from crewbridge.supervisor.redact import redact
+from crewbridge.supervisor.resolve import Deliver, Hold, Resume, RunState, Wait, resolve
+from crewbridge.supervisor.rules import (
     AFTER_EXIT,
     AFTER_TURN,
     TIMERS,

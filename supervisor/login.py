@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.redact import redact
-from supervisor.terminal import screen_line
+from crewbridge.supervisor.redact import redact
+from crewbridge.supervisor.terminal import screen_line
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from supervisor.breaker import Health
-from supervisor.control import PermissionAsk
+from crewbridge.supervisor.breaker import Health
+from crewbridge.supervisor.control import PermissionAsk
 
 
 class AgentKind(StrEnum):

@@ -21,9 +21,9 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from supervisor.control import PermissionAsk, PermissionWithdrawn
-from supervisor.protocol import AgentEvent, AssistantText, ToolResult, ToolUse
-from supervisor.redact import redact
+from crewbridge.supervisor.control import PermissionAsk, PermissionWithdrawn
+from crewbridge.supervisor.protocol import AgentEvent, AssistantText, ToolResult, ToolUse
+from crewbridge.supervisor.redact import redact
 
 MAX_STEP_CHARS = 60
 """A tool step (`Bash: npm test`) is cut to this; the line stays one line on a phone."""

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from supervisor.control import (
+from crewbridge.supervisor.control import (
     PermissionAsk,
     PermissionWithdrawn,
     parse_control_cancel,

@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Iterable
 
-from supervisor.environment import TOKEN_PREFIX
+from crewbridge.supervisor.environment import TOKEN_PREFIX
 
 REDACTED = "[redacted]"
 MIN_SECRET_CHARS = 6

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from supervisor.breaker import Allowed, Blocked, Health, gate
+from crewbridge.supervisor.breaker import Allowed, Blocked, Health, gate
 
 
 class RunState(StrEnum):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from enum import Enum, StrEnum
 
-from supervisor import alerts, breaker
-from supervisor.breaker import Blocked, Health
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
-from supervisor.protocol import TurnResult, is_auth_failure, is_unknown_session
-from supervisor.resolve import RunState
+from crewbridge.supervisor import alerts, breaker
+from crewbridge.supervisor.breaker import Blocked, Health
+from crewbridge.supervisor.ports import AgentConfig, AgentKind, AgentSpec, QueuedNudge
+from crewbridge.supervisor.protocol import TurnResult, is_auth_failure, is_unknown_session
+from crewbridge.supervisor.resolve import RunState
 
 
 class StopReason(StrEnum):

@@ -22,9 +22,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
-from supervisor import process
-from supervisor.control import encode_initialize, encode_interrupt
-from supervisor.protocol import AgentEvent, encode_user_message, parse_line
+from crewbridge.supervisor import process
+from crewbridge.supervisor.control import encode_initialize, encode_interrupt
+from crewbridge.supervisor.protocol import AgentEvent, encode_user_message, parse_line
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from enum import Enum
 from itertools import islice
 from typing import Protocol
 
-from supervisor.effects import Spawn
-from supervisor.resolve import RunState
+from crewbridge.supervisor.effects import Spawn
+from crewbridge.supervisor.resolve import RunState
 
 WAITING_FOR_SLOT = "waiting for a slot"
 """The `status` state of an agent whose start waits for a slot (R6.4)."""

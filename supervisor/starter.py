@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.environment import AgentTokens, agent_environment
-from supervisor.ports import AgentConfig, AgentSpec
-from supervisor.protocol import AgentEvent
-from supervisor.session import OutOfResources, Session, SpawnError, agent_argv
+from crewbridge.supervisor.environment import AgentTokens, agent_environment
+from crewbridge.supervisor.ports import AgentConfig, AgentSpec
+from crewbridge.supervisor.protocol import AgentEvent
+from crewbridge.supervisor.session import OutOfResources, Session, SpawnError, agent_argv
 
 
 @dataclass(frozen=True)

@@ -35,13 +35,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from supervisor import alerts, breaker, leftovers, slots
-from supervisor.control import PermissionAsk, Verdict
-from supervisor.executor import Executor, Runtime, RunView
-from supervisor.ports import AgentSpec, AgentStatus, Conversation
-from supervisor.redact import redact
-from supervisor.resolve import RunState
-from supervisor.rules import StopReason, health_key, status_state
+from crewbridge.supervisor import alerts, breaker, leftovers, slots
+from crewbridge.supervisor.control import PermissionAsk, Verdict
+from crewbridge.supervisor.executor import Executor, Runtime, RunView
+from crewbridge.supervisor.ports import AgentSpec, AgentStatus, Conversation
+from crewbridge.supervisor.redact import redact
+from crewbridge.supervisor.resolve import RunState
+from crewbridge.supervisor.rules import StopReason, health_key, status_state
 
 log = logging.getLogger(__name__)
 

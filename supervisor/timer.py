@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from supervisor.ports import Clock
+from crewbridge.supervisor.ports import Clock
 
 log = logging.getLogger(__name__)
 

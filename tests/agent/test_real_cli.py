@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-
-from supervisor.protocol import (
+from crewbridge.supervisor.protocol import (
     AgentEvent,
     ApiError,
     AssistantText,
@@ -36,6 +35,7 @@ from supervisor.protocol import (
     is_unknown_session,
     parse_line,
 )
+
 from tests.agent.claude_cli import Claude, one_turn, session_turns
 from tests.agent.messages_api import (
     MessagesAPI,

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load_config
-from bridges.base import EventSink, Inbound, Post, ThreadRef
+from crewbridge.bot.app import App
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bot.config import load_config
+from crewbridge.bridges.base import EventSink, Inbound, Post, ThreadRef
+
 from tests.support.botproc import write_config
 
 _ids = itertools.count(1)

@@ -12,14 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from crewbridge.bot.app import App
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bot.config import load_config
+from crewbridge.bot.http_health import ListenError
+from crewbridge.bridges.base import ConnectionChanged, EventSink, PlatformUnreachable
+from crewbridge.supervisor.ports import Conversation, TurnUsage
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load_config
-from bot.http_health import ListenError
-from bridges.base import ConnectionChanged, EventSink, PlatformUnreachable
-from supervisor.ports import Conversation, TurnUsage
 from tests.integration.harness import Recorder, start_bot, until
 from tests.support.botproc import crewbridge, write_config
 

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from crewbridge.bot.app import App
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bot.config import load_config
+from crewbridge.bot.retention import DAY_S
+from crewbridge.bridges.base import Inbound
 
-from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load_config
-from bot.retention import DAY_S
-from bridges.base import Inbound
 from tests.integration.harness import Bot, Recorder, until
 from tests.support.botproc import write_config
 
@@ -43,7 +43,7 @@ async def test_r14_6_a_day_at_a_time_old_talk_goes_idle_workers_are_forgotten_th
     and a finished task with it; its worker, idle since, is forgotten (row, channel, crew),
     while a worker with an open task stays. A thread whose root is that old but which had a
     reply since keeps its root and goes on working: a new reply there is answered in it."""
-    caplog.set_level(logging.INFO, logger="bot.retention")
+    caplog.set_level(logging.INFO, logger="crewbridge.bot.retention")
     bot = await retaining_bot(tmp_path)
     clock = bot.clock
 

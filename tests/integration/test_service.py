@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from crewbridge.bot.config import load_config
 
-from bot.config import load_config
 from tests.support.botproc import REPO, BotProcess, crewbridge, write_config
 
 pytestmark = pytest.mark.timeout(180)
@@ -72,13 +72,22 @@ def test_r14_5_the_bot_tells_systemd_when_it_is_ready_and_when_it_stops(tmp_path
         listener.close()
 
 
-def test_r14_5_the_wheel_carries_the_config_the_manifest_the_unit_and_the_license(
+def test_r14_5_the_wheel_has_one_import_name_and_carries_the_templates_and_the_license(
         tmp_path: Path) -> None:
+    source = tmp_path / "src"  # a copy: a build/ left in the repository must not leak in
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".venv*", ".git", "build", "var", "*.egg-info", "__pycache__", ".*_cache",
+        ".hypothesis", "tests", "bench", "docs"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                            "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+                            "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
                            capture_output=True, text=True, timeout=170)
     assert build.returncode == 0, build.stderr
     [wheel] = tmp_path.glob("crewbridge-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for file in ("example.toml", "slack-manifest.yaml", "crewbridge.service", "LICENSE"):
         assert any(n.endswith(f".data/data/share/crewbridge/{file}") for n in names), names
+    # R14.5: one import name; nothing top-level called bot, bridges or supervisor
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info",
+                                                                           ".data"))}
+    assert tops == {"crewbridge"}, tops
+    assert "crewbridge/bot/app.py" in names and "crewbridge/supervisor/session.py" in names

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from crewbridge.supervisor.breaker import BreakerState, Health
 
-from supervisor.breaker import BreakerState, Health
 from tests.integration.harness import Bot, start_bot, until
 from tests.support.botproc import FAKE_AGENT
 
@@ -89,7 +89,7 @@ async def test_r4_3_r4_4_r6_1_crash_loop_opens_breaker_once_then_reset_delivers_
 def _read_failures(bot: Bot) -> int:
     import sqlite3
 
-    from supervisor.breaker import Health
+    from crewbridge.supervisor.breaker import Health
 
     db = sqlite3.connect(bot.app.store.path)
     try:

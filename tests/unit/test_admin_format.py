@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
-from bot.admin import COLUMNS, format_status, format_tasks, format_uptime, status_rows, table
-from bot.store import TaskRow
-from supervisor.ports import AgentStatus
+from crewbridge.bot.admin import (
+    COLUMNS,
+    format_status,
+    format_tasks,
+    format_uptime,
+    status_rows,
+    table,
+)
+from crewbridge.bot.store import TaskRow
+from crewbridge.supervisor.ports import AgentStatus
 
 AGENTS = [
     AgentStatus("general", "lead", "running", "general", None, 0, "closed", "", 3725.0, 0),
@@ -100,8 +106,8 @@ def test_r6_4_tasks_list() -> None:
 
 
 def test_r6_6_queue_lists_place_sender_age_and_first_line() -> None:
-    from bot.admin import format_queue
-    from supervisor.ports import QueuedNudge
+    from crewbridge.bot.admin import format_queue
+    from crewbridge.supervisor.ports import QueuedNudge
 
     queued = [QueuedNudge(7, "webui", "[alice via slack in #webui] deploy it\nnow please", 0,
                           "webui", 1000.0),
@@ -117,13 +123,13 @@ def test_r6_6_queue_lists_place_sender_age_and_first_line() -> None:
 
 
 def test_r6_6_an_empty_queue_says_so() -> None:
-    from bot.admin import format_queue
+    from crewbridge.bot.admin import format_queue
 
     assert format_queue("webui", [], now=0.0) == "Nothing is queued for webui."
 
 
 def test_r6_6_the_sender_of_a_dropped_message_is_told_who_dropped_it() -> None:
-    from bot.admin import dropped_notice
+    from crewbridge.bot.admin import dropped_notice
 
     assert dropped_notice("alice", "webui", "deploy it\nnow", "bob") == (
         'alice: your message to webui ("deploy it") was dropped by an admin (bob) and will '
@@ -145,13 +151,13 @@ def test_r13_8_status_shows_each_agent_s_cost_today_by_name() -> None:
 @pytest.mark.parametrize(("usd", "shown"), [
     (0, "$0.00"), (0.0042, "$0.0042"), (0.5, "$0.5000"), (1, "$1.00"), (1234.5, "$1,234.50")])
 def test_r13_8_dollars_show_the_fraction_a_turn_costs(usd: float, shown: str) -> None:
-    from bot.admin import format_usd
+    from crewbridge.bot.admin import format_usd
 
     assert format_usd(usd) == shown
 
 
 def usage_report_fixture():
-    from bot.store_usage import NO_ONE, Totals, UsageRow, usage_report
+    from crewbridge.bot.store_usage import NO_ONE, Totals, UsageRow, usage_report
 
     def row(day: str, agent: str, channel: str, person: str, cost: float) -> UsageRow:
         return UsageRow(day, agent, channel, person, Totals(cost, 1500, 20, 1))
@@ -164,7 +170,7 @@ def usage_report_fixture():
 def test_r13_8_usage_shows_channels_agents_top_people_and_days() -> None:
     """R13.8 admin `usage`: a headline with today's and the week's total, then code blocks
     by channel, by agent, the top people today and by day."""
-    from bot.admin import usage_text
+    from crewbridge.bot.admin import usage_text
 
     text = usage_text(usage_report_fixture())
     lines = text.splitlines()
@@ -181,8 +187,8 @@ def test_r13_8_usage_shows_channels_agents_top_people_and_days() -> None:
 
 
 def test_r13_8_usage_for_the_cli_has_no_code_fences_and_an_empty_one_says_so() -> None:
-    from bot.admin import usage_text
-    from bot.store_usage import usage_report
+    from crewbridge.bot.admin import usage_text
+    from crewbridge.bot.store_usage import usage_report
 
     assert "```" not in usage_text(usage_report_fixture(), fenced=False)
     assert usage_text(usage_report([], "2026-12-01", 7)).endswith("no turns recorded.")
@@ -190,8 +196,8 @@ def test_r13_8_usage_for_the_cli_has_no_code_fences_and_an_empty_one_says_so() -
 
 def test_r13_9_audit_lists_when_who_platform_where_what_and_outcome() -> None:
     """R13.9 admin `audit`: one line per act, oldest first, the time in UTC."""
-    from bot.admin import audit_text
-    from bot.store_usage import AuditRow
+    from crewbridge.bot.admin import audit_text
+    from crewbridge.bot.store_usage import AuditRow
 
     rows = [AuditRow(1, 0.0, "Dana (U1)", "slack", "ops", "reset webui", "Closed. " * 20),
             AuditRow(2, 61.0, "cli:ops", "cli", "", "task done #3", "Task #3 done: x")]

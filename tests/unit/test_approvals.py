@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from bot.approvals import (
+from crewbridge.bot.approvals import (
     Approval,
     ApprovalState,
     TypedVerdict,
@@ -18,14 +17,14 @@ from bot.approvals import (
     summary,
     verdict_of,
 )
-from supervisor.control import (
+from crewbridge.supervisor.control import (
     PermissionAsk,
     PermissionWithdrawn,
     Verdict,
     encode_verdict,
 )
-from supervisor.protocol import parse_line
-from supervisor.terminal import plain
+from crewbridge.supervisor.protocol import parse_line
+from crewbridge.supervisor.terminal import plain
 
 ASK_LINE = json.dumps({
     "type": "control_request", "request_id": "r-1",

@@ -10,17 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from supervisor.autopost import (
+from crewbridge.supervisor.autopost import (
     QUARANTINE_KEPT,
     Quarantined,
     QuarantineReason,
     TurnOutput,
     withheld_line,
 )
-from supervisor.protocol import (
+from crewbridge.supervisor.protocol import (
     AgentEvent,
     ApiError,
     ApiRetry,
@@ -32,6 +29,8 @@ from supervisor.protocol import (
     Unparsed,
     parse_line,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude"
 

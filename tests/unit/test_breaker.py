@@ -7,10 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from supervisor.breaker import (
+from crewbridge.supervisor.breaker import (
     Allowed,
     Blocked,
     BreakerClosed,
@@ -25,6 +22,8 @@ from supervisor.breaker import (
     succeeded,
     trial_started,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 P = Policy(cooldown_s=120, max_failures=3, reset_s=600, max_reset_s=6 * 3600)
 T0 = 1_000.0

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from bot.budget import Budgets, Level, level
+from crewbridge.bot.budget import Budgets, Level, level
 
 
 @pytest.mark.parametrize(("spent", "cap", "expected"), [

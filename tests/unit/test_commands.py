@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from bot.commands import (
+from crewbridge.bot.commands import (
     USAGE,
     Admin,
     Command,
@@ -17,6 +14,8 @@ from bot.commands import (
     is_admin_command,
     parse,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 TOPIC: dict[str, tuple[str, Command | None]] = {
     # R7.2 — !task @worker subject

@@ -10,13 +10,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-
-from bot import config
-from bot.config import AdminConfig, BotConfig, Config, ConfigError, ConsoleConfig, load_config
-from bot.config_reader import Field, FieldKind, Section
-from bridges.settings import SlackMode
-from supervisor.ports import AgentConfig
-from supervisor.redact import redact
+from crewbridge.bot import config
+from crewbridge.bot.config import (
+    AdminConfig,
+    BotConfig,
+    Config,
+    ConfigError,
+    ConsoleConfig,
+    load_config,
+)
+from crewbridge.bot.config_reader import Field, FieldKind, Section
+from crewbridge.bridges.settings import SlackMode
+from crewbridge.supervisor.ports import AgentConfig
+from crewbridge.supervisor.redact import redact
 
 # The example of R11.1, as SPEC shows it.
 EXAMPLE = """

@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from bot.control import (
+from crewbridge.bot.control import (
     MAX_CONNECTIONS,
     Caller,
     ControlError,
@@ -19,6 +18,7 @@ from bot.control import (
     RefusalLog,
     request,
 )
+
 from tests.integration.harness import until
 
 
@@ -99,11 +99,11 @@ async def test_r10_6_at_most_64_connections_the_next_is_refused_and_served_later
     assert server.max_connections == MAX_CONNECTIONS == 64
     clients = await idle_clients(server, 64)
     try:
-        with caplog.at_level(logging.WARNING, logger="bot.control"):
+        with caplog.at_level(logging.WARNING, logger="crewbridge.bot.control"):
             replies = [await ask(server, STATUS) for _ in range(20)]
         assert all(r == {"ok": False, "error": "busy: too many connections to crewbridge; "
                                                  "try again"} for r in replies)
-        warnings = [r for r in caplog.records if r.name == "bot.control"]
+        warnings = [r for r in caplog.records if r.name == "crewbridge.bot.control"]
         assert len(warnings) == 1 and "more than 64 connections" in warnings[0].getMessage()
         assert not any(r.exc_info for r in caplog.records)
     finally:
@@ -184,7 +184,7 @@ async def test_r10_4_a_request_without_a_valid_token_is_refused(
         sock_dir: Path, request_line: bytes, caplog: pytest.LogCaptureFixture) -> None:
     server = await start(sock_dir)
     try:
-        with caplog.at_level(logging.WARNING, logger="bot.control"):
+        with caplog.at_level(logging.WARNING, logger="crewbridge.bot.control"):
             reply = await ask(server, request_line)
             await ask(server, request_line)
         assert reply["ok"] is False and reply["error"].startswith("not authorized")

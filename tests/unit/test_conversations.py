@@ -10,15 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
-from bot.conversations import Conversations
-from bot.crew import Crew
-from bot.model import ChannelKind, Nudge, RoomRef
-from bot.rooms import Rooms, Wanted
-from bot.store import Store
-from bridges.base import AuthorRole
-from supervisor.ports import AgentConfig, Conversation
+from crewbridge.bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
+from crewbridge.bot.conversations import Conversations
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.model import ChannelKind, Nudge, RoomRef
+from crewbridge.bot.rooms import Rooms, Wanted
+from crewbridge.bot.store import Store
+from crewbridge.bridges.base import AuthorRole
+from crewbridge.supervisor.ports import AgentConfig, Conversation
 
 CONFIG = Config(Path("c.toml"), BotConfig(), AgentConfig(), (ChannelConfig("webui"),),
                 AdminConfig(), None, None, ConsoleConfig())

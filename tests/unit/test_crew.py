@@ -8,13 +8,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig, Threads
-from bot.crew import Crew, lead_prompt, worker_name, worker_prompt
-from bot.model import ChannelKind
-from bot.store import TaskRow
-from bot.store_threads import ThreadRow
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, PermissionMode, ToolPolicy
+from crewbridge.bot.config import (
+    AdminConfig,
+    BotConfig,
+    ChannelConfig,
+    Config,
+    ConsoleConfig,
+    Threads,
+)
+from crewbridge.bot.crew import Crew, lead_prompt, worker_name, worker_prompt
+from crewbridge.bot.model import ChannelKind
+from crewbridge.bot.store import TaskRow
+from crewbridge.bot.store_threads import ThreadRow
+from crewbridge.supervisor.ports import (
+    AgentConfig,
+    AgentKind,
+    AgentSpec,
+    PermissionMode,
+    ToolPolicy,
+)
 
 AGENT = AgentConfig(command=("fake",), workdir="/work")
 CONFIG = Config(Path("c.toml"), BotConfig(), AGENT,

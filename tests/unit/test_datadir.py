@@ -7,7 +7,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from bot.datadir import create_private, prepare
+from crewbridge.bot.datadir import create_private, prepare
 
 
 def mode(path: Path) -> int:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from supervisor.environment import agent_environment
+from crewbridge.supervisor.environment import agent_environment
 
 INHERITED = {
     "PATH": "/usr/bin", "HOME": "/home/bot", "LANG": "C.UTF-8",
@@ -51,7 +50,7 @@ def test_r10_4_identity_wins_over_anything_configured() -> None:
 
 def test_r5_8_stderr_is_kept_as_a_bounded_tail() -> None:
     """R5.8: an agent that prints megabytes to stderr costs at most 64 KiB of it."""
-    from supervisor.session import STDERR_TAIL_BYTES, StderrTail
+    from crewbridge.supervisor.session import STDERR_TAIL_BYTES, StderrTail
 
     tail = StderrTail()
     for i in range(20_000):

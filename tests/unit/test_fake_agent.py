@@ -2,8 +2,8 @@
 
 The supervisor's tests lean on the fake agent to show every failure mode quickly; they are
 only worth something if each mode's output has the shapes of Claude Code's stream-json.
-So each test here starts `python -m supervisor.fake_agent` with the flags crewbridge gives
-the real CLI, writes user messages on its stdin, and parses its stdout line by line with
+So each test here starts `python -m crewbridge.supervisor.fake_agent` with the flags crewbridge
+gives the real CLI, writes user messages on its stdin, and parses its stdout line by line with
 `json.loads`. Nothing sleeps to wait: every read has a timeout.
 """
 
@@ -136,7 +136,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Any]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "supervisor.fake_agent",
+            "crewbridge.supervisor.fake_agent",
             *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

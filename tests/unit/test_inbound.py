@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bot.commands import Admin, AdminVerb, StopTurn, TaskCreate, TaskDone
-from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
-from bot.crew import Crew
-from bot.inbound import (
+from crewbridge.bot.commands import Admin, AdminVerb, StopTurn, TaskCreate, TaskDone
+from crewbridge.bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
+from crewbridge.bot.crew import Crew
+from crewbridge.bot.inbound import (
     AttachDm,
     Decision,
     Notify,
@@ -29,10 +28,10 @@ from bot.inbound import (
     may_steer,
     unbound,
 )
-from bot.model import ChannelKind, RoomRef
-from bot.rooms import Rooms, Wanted
-from bridges.base import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
-from supervisor.ports import AgentConfig
+from crewbridge.bot.model import ChannelKind, RoomRef
+from crewbridge.bot.rooms import Rooms, Wanted
+from crewbridge.bridges.base import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
+from crewbridge.supervisor.ports import AgentConfig
 
 CONFIG = Config(Path("c.toml"), BotConfig(), AgentConfig(),
                 (ChannelConfig("webui", slack=("C1",)),), AdminConfig(slack=("C0",)),

@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
-from supervisor import effects as fx
-from supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
-from supervisor.effects import Effect
-from supervisor.lifecycle import AgentRun, LifecycleError
-from supervisor.ports import (
+from crewbridge.supervisor import effects as fx
+from crewbridge.supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
+from crewbridge.supervisor.effects import Effect
+from crewbridge.supervisor.lifecycle import AgentRun, LifecycleError
+from crewbridge.supervisor.ports import (
     AgentConfig,
     AgentKind,
     AgentSpec,
@@ -23,9 +22,16 @@ from supervisor.ports import (
     QueuedNudge,
     TurnUsage,
 )
-from supervisor.protocol import AssistantText, Init, RateLimit, ToolUse, TurnResult, parse_line
-from supervisor.resolve import RunState
-from supervisor.rules import (
+from crewbridge.supervisor.protocol import (
+    AssistantText,
+    Init,
+    RateLimit,
+    ToolUse,
+    TurnResult,
+    parse_line,
+)
+from crewbridge.supervisor.resolve import RunState
+from crewbridge.supervisor.rules import (
     AFTER_EXIT,
     AFTER_TURN,
     TIMERS,
@@ -39,7 +45,7 @@ from supervisor.rules import (
     policy,
     status_state,
 )
-from supervisor.session import agent_argv
+from crewbridge.supervisor.session import agent_argv
 
 CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
                   idle_stop_s=1800, turn_timeout_s=900, max_lead_restarts=3,
@@ -502,8 +508,8 @@ def test_exit_outcomes_are_all_used() -> None:
 def test_r10_4_r2_6_every_cli_post_of_an_agent_counts_one_hop() -> None:
     """R10.4/R2.6: `crewbridge post` continues the chain of the nudge being answered, and
     each post counts, so a loop of CLI posts reaches the hop limit."""
-    from supervisor.lifecycle import AgentRun
-    from supervisor.ports import AgentConfig, AgentKind, AgentSpec
+    from crewbridge.supervisor.lifecycle import AgentRun
+    from crewbridge.supervisor.ports import AgentConfig, AgentKind, AgentSpec
 
     run = AgentRun(AgentSpec("webui", AgentKind.LEAD, "webui"), AgentConfig())
     run.hops = 3  # the nudge it answers came after three agent-to-agent hops

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from supervisor import alerts
-from supervisor import effects as fx
-from supervisor.breaker import Health
-from supervisor.control import PermissionAsk, PermissionWithdrawn, Verdict
-from supervisor.ports import Conversation
-from supervisor.resolve import RunState
-from supervisor.rules import StopReason
+from crewbridge.supervisor import alerts
+from crewbridge.supervisor import effects as fx
+from crewbridge.supervisor.breaker import Health
+from crewbridge.supervisor.control import PermissionAsk, PermissionWithdrawn, Verdict
+from crewbridge.supervisor.ports import Conversation
+from crewbridge.supervisor.resolve import RunState
+from crewbridge.supervisor.rules import StopReason
+
 from tests.unit.test_lifecycle import CFG, T0, answers, kinds, nudge, of, running
 
 ASK = PermissionAsk("r-1", "Bash", {"command": "touch x"}, rule="Bash(touch x)")

@@ -11,15 +11,21 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
-
-from supervisor import effects as fx
-from supervisor.breaker import Health
-from supervisor.control import PermissionAsk, Verdict
-from supervisor.effects import Effect
-from supervisor.lifecycle import AgentRun
-from supervisor.ports import AgentConfig, AgentKind, AgentSpec, Conversation, Mark, QueuedNudge
-from supervisor.protocol import AssistantText, RateLimit, ToolResult, ToolUse, TurnResult
-from supervisor.rules import StopReason
+from crewbridge.supervisor import effects as fx
+from crewbridge.supervisor.breaker import Health
+from crewbridge.supervisor.control import PermissionAsk, Verdict
+from crewbridge.supervisor.effects import Effect
+from crewbridge.supervisor.lifecycle import AgentRun
+from crewbridge.supervisor.ports import (
+    AgentConfig,
+    AgentKind,
+    AgentSpec,
+    Conversation,
+    Mark,
+    QueuedNudge,
+)
+from crewbridge.supervisor.protocol import AssistantText, RateLimit, ToolResult, ToolUse, TurnResult
+from crewbridge.supervisor.rules import StopReason
 
 CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
                   turn_timeout_s=900, status_after_s=5, status_interval_s=3)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from bridges.base import ConnectionChanged
-from bridges.link import Leg, Legs, LinkState
+from crewbridge.bridges.base import ConnectionChanged
+from crewbridge.bridges.link import Leg, Legs, LinkState
 
 
 @pytest.mark.parametrize(("name", "start_up", "observations", "reported"), [

@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from bridges.base import Acted, AuthorRole, Button, Post, ThreadRef
-from bridges.matrix_cards import (
+from crewbridge.bridges.base import Acted, AuthorRole, Button, Post, ThreadRef
+from crewbridge.bridges.matrix_cards import (
     Reaction,
     edit_contents,
     edit_txn_id,
@@ -19,8 +18,8 @@ from bridges.matrix_cards import (
     read_reaction,
     redaction_txn_id,
 )
-from bridges.matrix_events import HTML_FORMAT, post_contents, read_message, replied_to
-from bridges.render import to_matrix_html
+from crewbridge.bridges.matrix_events import HTML_FORMAT, post_contents, read_message, replied_to
+from crewbridge.bridges.render import to_matrix_html
 
 BOT = "@crewbridge:example.org"
 ALICE = "@alice:example.org"

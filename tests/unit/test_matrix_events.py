@@ -9,10 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from nio import ErrorResponse, InviteMemberEvent, RoomSendError
-
-from bridges.base import AuthorRole, Inbound, Post, RateLimited, SendError, ThreadRef
-from bridges.matrix_events import (
+from crewbridge.bridges.base import AuthorRole, Inbound, Post, RateLimited, SendError, ThreadRef
+from crewbridge.bridges.matrix_events import (
     DEFAULT_RETRY_AFTER_S,
     HTML_FORMAT,
     Invite,
@@ -28,7 +26,8 @@ from bridges.matrix_events import (
     start_of_news,
     strip_reply_fallback,
 )
-from bridges.render import MATRIX_LIMIT_BYTES, to_matrix_html
+from crewbridge.bridges.render import MATRIX_LIMIT_BYTES, to_matrix_html
+from nio import ErrorResponse, InviteMemberEvent, RoomSendError
 
 BOT = "@crewbridge:example.org"
 ALICE = "@alice:example.org"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.outage import OutageTracker
-from bridges.base import ConnectionChanged
+from crewbridge.bot.outage import OutageTracker
+from crewbridge.bridges.base import ConnectionChanged
 
 
 def down(platform: str = "slack") -> ConnectionChanged:

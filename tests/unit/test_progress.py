@@ -5,10 +5,9 @@ events and times in, texts out."""
 from __future__ import annotations
 
 import pytest
-
-from supervisor.control import PermissionAsk, PermissionWithdrawn
-from supervisor.progress import MAX_STEP_CHARS, TurnProgress, elapsed, tool_step
-from supervisor.protocol import AgentEvent, ApiRetry, AssistantText, ToolResult, ToolUse
+from crewbridge.supervisor.control import PermissionAsk, PermissionWithdrawn
+from crewbridge.supervisor.progress import MAX_STEP_CHARS, TurnProgress, elapsed, tool_step
+from crewbridge.supervisor.protocol import AgentEvent, ApiRetry, AssistantText, ToolResult, ToolUse
 
 T0 = 1_000.0
 

@@ -7,10 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from supervisor.protocol import (
+from crewbridge.supervisor.protocol import (
     UNPARSED_MAX_CHARS,
     ApiError,
     ApiRetry,
@@ -25,6 +22,8 @@ from supervisor.protocol import (
     is_unknown_session,
     parse_line,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude"
 

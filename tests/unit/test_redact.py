@@ -7,8 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-
-from supervisor.redact import SECRETS, ScrubbingFilter, redact, scrub
+from crewbridge.supervisor.redact import SECRETS, ScrubbingFilter, redact, scrub
 
 PASSWORD = "correct-horse-battery"
 
@@ -62,7 +61,7 @@ def test_r10_5_log_records_are_scrubbed_message_args_and_traceback() -> None:
 def test_r10_4_control_tokens_are_hidden_wherever_they_appear() -> None:
     """R10.4/R10.5: an agent that posts its environment does not hand its control-socket
     token (or the operator's) to the agents that read the room."""
-    from supervisor.environment import new_token
+    from crewbridge.supervisor.environment import new_token
 
     token = new_token()
     assert scrub(f"CREWBRIDGE_TOKEN={token}\nPATH=/usr/bin") == (

@@ -7,10 +7,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
-
-from bridges.render import (
+from crewbridge.bridges.render import (
     MATRIX_LIMIT_BYTES,
     SLACK_LIMIT_CHARS,
     matrix_measure,
@@ -18,6 +15,8 @@ from bridges.render import (
     to_matrix_html,
     to_slack_mrkdwn,
 )
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 
 def utf8(text: str) -> int:
@@ -382,7 +381,7 @@ async def test_r5_6_a_long_post_renders_off_the_event_loop() -> None:
     of markdown-it must not stall the loop); a short one in place."""
     import threading
 
-    from bridges.render import OFF_LOOP_CHARS, rendered
+    from crewbridge.bridges.render import OFF_LOOP_CHARS, rendered
 
     loop_thread = threading.get_ident()
     assert await rendered("short", lambda t: (threading.get_ident(), t)) == (loop_thread, "short")

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from bot.config import ConfigError, load_config
-from bot.retention import DAY_S, Pruned, horizon, is_running, may_forget
-from bot.store_retention import Prune
-from supervisor.executor import RunView
-from supervisor.resolve import RunState
+from crewbridge.bot.config import ConfigError, load_config
+from crewbridge.bot.retention import DAY_S, Pruned, horizon, is_running, may_forget
+from crewbridge.bot.store_retention import Prune
+from crewbridge.supervisor.executor import RunView
+from crewbridge.supervisor.resolve import RunState
 
 NOON = 20_000 * DAY_S + DAY_S / 2  # 2024-10-04 12:00 UTC
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
-from bot.model import RoomRef
-from bot.rooms import Rooms, Wanted, wanted_rooms
-from supervisor.ports import AgentConfig
+from crewbridge.bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
+from crewbridge.bot.model import RoomRef
+from crewbridge.bot.rooms import Rooms, Wanted, wanted_rooms
+from crewbridge.supervisor.ports import AgentConfig
 
 C1, C2, M1 = RoomRef("slack", "C1"), RoomRef("slack", "C2"), RoomRef("matrix", "!m")
 D1, D2 = RoomRef("slack", "D1"), RoomRef("matrix", "!d")

@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from crewbridge.bot.model import Message, Nudge
+from crewbridge.bot.routing import Directory, Routing, mentions, route
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from bot.model import Message, Nudge
-from bot.routing import Directory, Routing, mentions, route
 
 MAX_HOPS = 8
 
@@ -356,6 +355,6 @@ def test_r2_5_property_no_author_no_duplicates_only_known_agents(data: st.DataOb
 ])
 def test_r6_6_split_nudge_recovers_who_wrote_a_queued_message(text, expected):
     """R6.6: `queue` and `drop` name each message's sender from its nudge header (R2.7)."""
-    from bot.routing import split_nudge
+    from crewbridge.bot.routing import split_nudge
 
     assert split_nudge(text) == expected

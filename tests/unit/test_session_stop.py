@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from supervisor.session import Session
+from crewbridge.supervisor.session import Session
+
 from tests.integration.harness import until
 
 # An agent whose SIGTERM handler takes its time (the real CLI saves its session first) and

@@ -9,11 +9,8 @@ import copy
 from typing import Any
 
 import pytest
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web import SlackResponse
-
-from bridges.base import Acted, Button, RateLimited
-from bridges.slack_cards import (
+from crewbridge.bridges.base import Acted, Button, RateLimited
+from crewbridge.bridges.slack_cards import (
     BUTTON_LABEL_LIMIT,
     ELLIPSIS,
     SECTION_TEXT_LIMIT,
@@ -24,8 +21,10 @@ from bridges.slack_cards import (
     one_message,
     reaction_name,
 )
-from bridges.slack_events import EDIT_PERMANENT_ERRORS, refusal
-from bridges.slack_pace import TokenBucket
+from crewbridge.bridges.slack_events import EDIT_PERMANENT_ERRORS, refusal
+from crewbridge.bridges.slack_pace import TokenBucket
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
 
 ALLOW = Button("allow", "Allow", "✅", "primary")
 DENY = Button("deny", "Deny", "❌", "danger")

@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web import SlackResponse
-
-from bridges.base import (
+from crewbridge.bridges.base import (
     AuthorRole,
     Inbound,
     Post,
@@ -24,7 +21,7 @@ from bridges.base import (
     SendError,
     ThreadRef,
 )
-from bridges.slack_events import (
+from crewbridge.bridges.slack_events import (
     DEFAULT_RETRY_AFTER_S,
     ROLE_ICONS,
     SLACK_TEXT_LIMIT,
@@ -52,6 +49,9 @@ from bridges.slack_events import (
     socket_signal,
     to_inbound,
 )
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
 from tests.platform.slack.emulator import BOT_SCOPES
 
 BOT = "UBOT0001"

@@ -8,10 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-
-from supervisor.effects import Spawn
-from supervisor.resolve import RunState
-from supervisor.slots import Holder, Plan, Slots, Use, plan, use_of
+from crewbridge.supervisor.effects import Spawn
+from crewbridge.supervisor.resolve import RunState
+from crewbridge.supervisor.slots import Holder, Plan, Slots, Use, plan, use_of
 
 
 def h(name: str, use: Use, last: float = 0.0) -> Holder:

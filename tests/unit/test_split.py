@@ -7,11 +7,15 @@ import re
 from functools import cache
 
 import pytest
+from crewbridge.bridges.render import (
+    MATRIX_LIMIT_BYTES,
+    SLACK_LIMIT_CHARS,
+    matrix_measure,
+    slack_measure,
+)
+from crewbridge.bridges.split import split_message
 from hypothesis import given
 from hypothesis import strategies as st
-
-from bridges.render import MATRIX_LIMIT_BYTES, SLACK_LIMIT_CHARS, matrix_measure, slack_measure
-from bridges.split import split_message
 
 
 def utf8(text: str) -> int:

@@ -4,8 +4,7 @@ when all running turns' edits together would pass the platform's limit."""
 from __future__ import annotations
 
 import pytest
-
-from bot.status_ops import HEADROOM, edit_gap
+from crewbridge.bot.status_ops import HEADROOM, edit_gap
 
 
 @pytest.mark.parametrize(("cards", "per_minute", "gap"), [

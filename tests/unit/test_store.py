@@ -19,14 +19,13 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
-
-from bot.model import Nudge
-from bot.schema import MIGRATIONS
-from bot.store import AIOSQLITE_PIN, Store, StoreError
-from bot.store_outbox import NewPost, Said
-from bridges.base import Inbound
-from supervisor.breaker import BreakerState, Health
-from supervisor.ports import AgentKind
+from crewbridge.bot.model import Nudge
+from crewbridge.bot.schema import MIGRATIONS
+from crewbridge.bot.store import AIOSQLITE_PIN, Store, StoreError
+from crewbridge.bot.store_outbox import NewPost, Said
+from crewbridge.bridges.base import Inbound
+from crewbridge.supervisor.breaker import BreakerState, Health
+from crewbridge.supervisor.ports import AgentKind
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -433,11 +432,11 @@ async def test_r4_6_r8_4_everything_survives_close_and_reopen(db_path: Path) -> 
 WRITER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from bot.model import Nudge
-    from bridges.base import Inbound
-    from bot.store import Store
-    from bot.store_outbox import NewPost
-    from supervisor.breaker import Health
+    from crewbridge.bot.model import Nudge
+    from crewbridge.bridges.base import Inbound
+    from crewbridge.bot.store import Store
+    from crewbridge.bot.store_outbox import NewPost
+    from crewbridge.supervisor.breaker import Health
 
     async def main():
         s = await Store.open(Path(sys.argv[1]))
@@ -526,8 +525,8 @@ async def test_r8_4_killed_at_any_moment_the_store_stays_consistent(tmp_path: Pa
 async def test_r10_5_no_secret_the_config_holds_is_written_to_the_store(tmp_path: Path) -> None:
     """R10.5: every write path of the store scrubs the config's secret values, so neither
     the database nor its WAL ever holds one (and no post, which is stored first, can)."""
-    from bot.store_outbox import NewPost
-    from supervisor.redact import SECRETS
+    from crewbridge.bot.store_outbox import NewPost
+    from crewbridge.supervisor.redact import SECRETS
 
     secret = "xoxb-SECRET-0123456789"
     SECRETS.add([secret])

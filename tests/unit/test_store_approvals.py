@@ -4,13 +4,14 @@ edit whose post never reached its room is dropped."""
 
 from __future__ import annotations
 
-from bot.approvals import Approval, ApprovalState
-from bot.clock import FakeClock
-from bot.model import PostKind, PostOp
-from bot.outbox import Outbox
-from bot.store import Store
-from bot.store_outbox import NewPost, Said
-from bridges.base import Button, RateLimited
+from crewbridge.bot.approvals import Approval, ApprovalState
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bot.model import PostKind, PostOp
+from crewbridge.bot.outbox import Outbox
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_outbox import NewPost, Said
+from crewbridge.bridges.base import Button, RateLimited
+
 from tests.integration.harness import Recorder
 from tests.unit.test_store import db_path, store  # noqa: F401 (fixtures)
 

@@ -7,20 +7,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from crewbridge.bot import budget_ops
+from crewbridge.bot.approvals import ApprovalState
+from crewbridge.bot.model import ChannelKind, Nudge, PostKind
+from crewbridge.bot.retention import DAY_S, horizon
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_outbox import Said
+from crewbridge.bot.store_retention import MATRIX_REACTIONS, Prune
+from crewbridge.bot.store_usage import Share, utc_day
+from crewbridge.bridges.base import Inbound
+from crewbridge.bridges.matrix_reactions import KV_REACTIONS
+from crewbridge.supervisor.breaker import Health
+from crewbridge.supervisor.ports import AgentKind, AgentSpec
+from crewbridge.supervisor.rules import health_key
 
-from bot import budget_ops
-from bot.approvals import ApprovalState
-from bot.model import ChannelKind, Nudge, PostKind
-from bot.retention import DAY_S, horizon
-from bot.store import Store
-from bot.store_outbox import Said
-from bot.store_retention import MATRIX_REACTIONS, Prune
-from bot.store_usage import Share, utc_day
-from bridges.base import Inbound
-from bridges.matrix_reactions import KV_REACTIONS
-from supervisor.breaker import Health
-from supervisor.ports import AgentKind, AgentSpec
-from supervisor.rules import health_key
 from tests.unit.test_store_approvals import card, request
 
 NOW = 1000 * DAY_S

@@ -6,8 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from bot.store import Store
+from crewbridge.bot.store import Store
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from bot.cli import since_arg
-from bot.store import Store
-from bot.store_usage import (
+from crewbridge.bot.cli import since_arg
+from crewbridge.bot.store import Store
+from crewbridge.bot.store_usage import (
     NO_ONE,
     Actor,
     Share,
@@ -25,9 +24,9 @@ from bot.store_usage import (
     usage_report,
     utc_day,
 )
-from bridges.base import Inbound
-from supervisor.ports import QueuedNudge, TurnUsage
-from supervisor.redact import SECRETS
+from crewbridge.bridges.base import Inbound
+from crewbridge.supervisor.ports import QueuedNudge, TurnUsage
+from crewbridge.supervisor.redact import SECRETS
 
 
 def asked(*texts: str) -> tuple[QueuedNudge, ...]:
@@ -162,7 +161,7 @@ async def test_r13_8_usage_is_summed_per_day_agent_channel_and_person(store: Sto
 async def test_r13_8_a_turn_of_no_conversation_counts_in_the_agent_s_home(store: Store
                                                                            ) -> None:
     """R13.8: channel None (the supervisor's "home") is the agents table's channel."""
-    from supervisor.ports import AgentKind
+    from crewbridge.supervisor.ports import AgentKind
 
     await store.upsert_agent("alice", AgentKind.WORKER, "dm-alice", 3)
     await store.add_usage("2026-12-01", "alice", None, [Share("bob", 0.5, 1, 1)])

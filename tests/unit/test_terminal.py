@@ -3,8 +3,8 @@ line buffer."""
 
 from __future__ import annotations
 
-from supervisor.login import LineBuffer
-from supervisor.terminal import plain, screen_line
+from crewbridge.supervisor.login import LineBuffer
+from crewbridge.supervisor.terminal import plain, screen_line
 
 
 def test_r6_5_terminal_lines_lose_their_escapes_and_keep_the_url() -> None:

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from bridges.base import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
+from crewbridge.bridges.base import BridgeEvent, ConnectionChanged, Inbound, RoomJoined
 
 
 async def wait_on(changed: asyncio.Condition, condition: Callable[[], Any], timeout: float,

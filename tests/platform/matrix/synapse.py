@@ -51,6 +51,7 @@ from typing import Any
 
 import aiohttp
 import vodozemac
+from crewbridge.bridges.matrix_e2ee_client import E2eeClient
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -66,7 +67,6 @@ from nio import (
 from nio.api import Api, RelationshipType
 from nio.store import SqliteStore
 
-from bridges.matrix_e2ee_client import E2eeClient
 from tests.platform.matrix.support import wait_on
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

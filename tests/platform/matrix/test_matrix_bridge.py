@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
-from nio import RoomSendResponse
-
-from bridges.base import (
+from crewbridge.bridges.base import (
     AuthorRole,
     BridgeEvent,
     Inbound,
@@ -24,11 +22,13 @@ from bridges.base import (
     RoomUnresolvable,
     ThreadRef,
 )
-from bridges.matrix import MatrixBridge
-from bridges.matrix_events import MAX_EVENT_BYTES, post_contents
-from bridges.matrix_login import KV_DEVICE, KV_NEXT_BATCH, MatrixStartError
-from bridges.render import to_matrix_html
-from bridges.settings import MatrixConfig
+from crewbridge.bridges.matrix import MatrixBridge
+from crewbridge.bridges.matrix_events import MAX_EVENT_BYTES, post_contents
+from crewbridge.bridges.matrix_login import KV_DEVICE, KV_NEXT_BATCH, MatrixStartError
+from crewbridge.bridges.render import to_matrix_html
+from crewbridge.bridges.settings import MatrixConfig
+from nio import RoomSendResponse
+
 from tests.integration.harness import until
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy

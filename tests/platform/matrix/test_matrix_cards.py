@@ -11,10 +11,11 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from bridges.base import Acted, AuthorRole, Button, Inbound, Post, ThreadRef
-from bridges.matrix import MatrixBridge
-from bridges.matrix_events import post_contents
-from bridges.settings import MatrixConfig
+from crewbridge.bridges.base import Acted, AuthorRole, Button, Inbound, Post, ThreadRef
+from crewbridge.bridges.matrix import MatrixBridge
+from crewbridge.bridges.matrix_events import post_contents
+from crewbridge.bridges.settings import MatrixConfig
+
 from tests.integration.harness import until
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy

@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from crewbridge.bridges.base import Post
+from crewbridge.bridges.matrix import MatrixBridge
 from nio import RoomKeyRequest
 
-from bridges.base import Post
-from bridges.matrix import MatrixBridge
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.support import MemoryKV, RecordingSink
 from tests.platform.matrix.synapse import Account, Person, SynapseServer, body_of, thread_of
@@ -110,7 +110,7 @@ async def test_encryption_off_in_an_encrypted_bound_room_is_said_once(
     kv = MemoryKV()
     for _ in range(2):  # a start, and a restart on the same store
         bridge = await make_bridge(config, kv, data_dir=tmp_path / "data")
-        with caplog.at_level(logging.WARNING, logger="bridges.matrix"):
+        with caplog.at_level(logging.WARNING, logger="crewbridge.bridges.matrix"):
             await bridge.resolve_room(secret)
             await bridge.resolve_room(plain)
         await bridge.stop()

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from crewbridge.bot.app import App
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bot.config import load_config
+from crewbridge.bridges.matrix import MatrixBridge
 
-from bot.app import App
-from bot.clock import FakeClock
-from bot.config import load_config
-from bridges.matrix import MatrixBridge
 from tests.integration.harness import Recorder, until
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import MemoryKV
@@ -42,7 +42,7 @@ async def test_r6_3_a_hung_homeserver_is_alerted_once_and_its_return_noticed(
     last good sync (not as of when the hang was noticed): one "down" alert on the console
     before 60 s of fake time have passed since the report (the outage is ≥ 3 s older), none
     again while it lasts, and one "back" notice when the homeserver answers again."""
-    caplog.set_level(logging.INFO, logger="bot.app")
+    caplog.set_level(logging.INFO, logger="crewbridge.bot.app")
     proxy = CountingProxy(synapse.url)
     await proxy.start()
     account = make_account("hung")

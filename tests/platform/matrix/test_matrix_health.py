@@ -12,9 +12,10 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.app import App
-from bot.config import load_config
-from bridges.matrix import MatrixBridge
+from crewbridge.bot.app import App
+from crewbridge.bot.config import load_config
+from crewbridge.bridges.matrix import MatrixBridge
+
 from tests.integration.harness import until
 from tests.integration.test_health import healthz, sample, scrape
 from tests.platform.matrix.support import MemoryKV

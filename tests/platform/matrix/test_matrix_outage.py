@@ -12,8 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridges.matrix import MatrixBridge
-from bridges.settings import MatrixConfig
+from crewbridge.bridges.matrix import MatrixBridge
+from crewbridge.bridges.settings import MatrixConfig
+
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import RecordingSink

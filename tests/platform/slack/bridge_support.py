@@ -8,9 +8,10 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 
-from bridges.base import BridgeEvent, ConnectionChanged, Inbound
-from bridges.settings import SlackConfig
-from bridges.slack import SlackBridge
+from crewbridge.bridges.base import BridgeEvent, ConnectionChanged, Inbound
+from crewbridge.bridges.settings import SlackConfig
+from crewbridge.bridges.slack import SlackBridge
+
 from tests.platform.slack.emulator import SlackEmulator
 
 TIMEOUT = 5.0

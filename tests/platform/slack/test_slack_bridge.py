@@ -15,8 +15,7 @@ import re
 import traceback
 
 import pytest
-
-from bridges.base import (
+from crewbridge.bridges.base import (
     ConnectionChanged,
     Inbound,
     Post,
@@ -25,10 +24,11 @@ from bridges.base import (
     RoomUnresolvable,
     SendError,
 )
-from bridges.render import to_slack_mrkdwn
-from bridges.settings import SlackConfig
-from bridges.slack import SlackBridge, SlackStartError
-from bridges.slack_events import SLACK_TEXT_LIMIT
+from crewbridge.bridges.render import to_slack_mrkdwn
+from crewbridge.bridges.settings import SlackConfig
+from crewbridge.bridges.slack import SlackBridge, SlackStartError
+from crewbridge.bridges.slack_events import SLACK_TEXT_LIMIT
+
 from tests.platform.slack.bridge_support import TIMEOUT, MemoryKV, Sink, StartBridge, slack_config
 from tests.platform.slack.emulator import SlackEmulator
 

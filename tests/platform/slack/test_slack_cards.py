@@ -12,9 +12,8 @@ import logging
 from typing import Any
 
 import pytest
-
-from bot.clock import FakeClock
-from bridges.base import (
+from crewbridge.bot.clock import FakeClock
+from crewbridge.bridges.base import (
     Acted,
     AuthorRole,
     Button,
@@ -24,9 +23,10 @@ from bridges.base import (
     SendError,
     ThreadRef,
 )
-from bridges.render import to_slack_mrkdwn
-from bridges.slack import EDIT_BURST, SlackBridge
-from bridges.slack_cards import ELLIPSIS, SECTION_TEXT_LIMIT
+from crewbridge.bridges.render import to_slack_mrkdwn
+from crewbridge.bridges.slack import EDIT_BURST, SlackBridge
+from crewbridge.bridges.slack_cards import ELLIPSIS, SECTION_TEXT_LIMIT
+
 from tests.platform.slack.bridge_support import Sink, StartBridge
 from tests.platform.slack.emulator import SlackEmulator, Via
 
@@ -249,7 +249,7 @@ async def test_r13_2_tell_reaches_only_that_person_in_the_thread(
     assert [p.ts for p in slack_emulator.posts("C0GENERAL")] == [root]
     await bridge.tell("D0ALICE", "U0ALICE", "at the top", ThreadRef(None, 2))
     assert "thread_ts" not in slack_emulator.ephemeral("D0ALICE", "U0ALICE")[0].params
-    with caplog.at_level(logging.WARNING, logger="bridges.slack_posts"):
+    with caplog.at_level(logging.WARNING, logger="crewbridge.bridges.slack_posts"):
         await bridge.tell("D0ALICE", "U0BOB", "not your IM", None)
     assert any("user_not_in_channel" in r.getMessage() for r in caplog.records)
 

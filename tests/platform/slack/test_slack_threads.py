@@ -8,10 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+from crewbridge.bridges.base import AuthorRole, Post, SendError, ThreadRef
+from crewbridge.bridges.render import to_slack_mrkdwn
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.base import AuthorRole, Post, SendError, ThreadRef
-from bridges.render import to_slack_mrkdwn
 from tests.platform.slack.bridge_support import StartBridge
 from tests.platform.slack.emulator import SlackEmulator
 from tests.platform.slack.test_slack_bridge import long_markdown
@@ -161,9 +161,9 @@ async def test_r5_7_start_up_warns_when_slack_would_ignore_the_names(
     manifest) starts, with one warning that names the scope and what to do."""
     if not granted:
         slack_emulator.scopes.remove("chat:write.customize")
-    with caplog.at_level(logging.WARNING, logger="bridges.slack"):
+    with caplog.at_level(logging.WARNING, logger="crewbridge.bridges.slack"):
         await start_bridge()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "bridges.slack"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "crewbridge.bridges.slack"]
     assert warnings == ([] if granted else [
         "slack: the bot token lacks the scope chat:write.customize, so posts show as the app "
         "and not under each agent's name: add it to the app and reinstall it "
