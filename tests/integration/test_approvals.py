@@ -261,17 +261,23 @@ async def test_r13_1_the_console_decides_with_slash_allow(tmp_path: Path) -> Non
         await bot.stop()
 
 
-async def test_r13_4_a_pending_card_survives_a_restart_of_the_bot(tmp_path: Path) -> None:
-    """R13.4: the bot stops while the agent waits; after the restart the agent is given
-    the message again and asks again, and the card already shown (not a new one) is the
-    one that decides, keeping its number."""
-    data = tmp_path / "data"
+async def card_then_stop(tmp_path: Path, data: Path) -> str:
+    """A bot whose agent asks, stopped while the card waits; the card's ref on Slack."""
     bot, slack, _ = await approval_bot(tmp_path, data_dir=data)
     try:
         await bot.app.on_event(person("slack", "C1", ASK))
         ref, _ = await asked(slack)
     finally:
         await bot.stop()
+    return ref
+
+
+async def test_r13_4_a_pending_card_survives_a_restart_of_the_bot(tmp_path: Path) -> None:
+    """R13.4: the bot stops while the agent waits; after the restart the agent is given
+    the message again and asks again, and the card already shown (not a new one) is the
+    one that decides, keeping its number."""
+    data = tmp_path / "data"
+    ref = await card_then_stop(tmp_path, data)
     bot, slack2, _ = await approval_bot(tmp_path, data_dir=data)
     try:
         await until(lambda: bot.app.supervisor.asking("webui"), what="asked again")
@@ -289,12 +295,7 @@ async def test_r13_4_a_decision_for_a_session_that_is_gone_is_refused(tmp_path: 
     """R13.4: after a restart, until the agent asks again, a decision on the old card is
     refused with a notice, and the card stays open."""
     data = tmp_path / "data"
-    bot, slack, _ = await approval_bot(tmp_path, data_dir=data)
-    try:
-        await bot.app.on_event(person("slack", "C1", ASK))
-        ref, _ = await asked(slack)
-    finally:
-        await bot.stop()
+    ref = await card_then_stop(tmp_path, data)
     bot, slack2, _ = await approval_bot(
         tmp_path, data_dir=data, agent={"env": {"FAKE_AGENT_MODE": "crash-start"}})
     try:
