@@ -332,7 +332,9 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
             r.problem("slack.app_token", f"required when slack.mode is \"{SlackMode.SOCKET}\"")
         if slack.mode is SlackMode.HTTP and not slack.signing_secret:
             r.problem("slack.signing_secret", f"required when slack.mode is \"{SlackMode.HTTP}\"")
-    if matrix is not None and not (matrix.access_token or matrix.password):
+    written = data.get("matrix", {}) if isinstance(data.get("matrix"), dict) else {}
+    if matrix is not None and not (matrix.access_token or matrix.password) and not (
+            {"access_token", "password"} & written.keys()):  # else its own line said why
         r.problem("matrix.access_token", "set access_token or password")
     if bot.general_channel == bot.admin_channel:
         r.problem("bot.admin_channel", "a name different from bot.general_channel")

@@ -632,3 +632,17 @@ def test_r11_1_documented_defaults_are_the_dataclasses_defaults() -> None:
         default = sections[section].default(key)
         expected = "required" if default is dataclasses.MISSING else _as_toml(default)
         assert documented == expected, (section, key, documented, expected)
+
+
+def test_r14_1_an_unset_token_is_said_once(tmp_path: Path) -> None:
+    """R14.1: a Matrix token from an unset variable is one line, not two."""
+    path = tmp_path / "c.toml"
+    path.write_text('[matrix]\nhomeserver = "https://m.example.org"\nuser_id = "@c:example.org"\n'
+                    'access_token = "${MATRIX_ACCESS_TOKEN}"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(path, env={})
+    assert [p.split(": ", 2)[1] for p in e.value.problems] == ["matrix.access_token"]
+    path.write_text('[matrix]\nhomeserver = "https://m.example.org"\nuser_id = "@c:example.org"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(path, env={})
+    assert any("set access_token or password" in p for p in e.value.problems)
