@@ -44,11 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bench.common import REPO, machine, ms, percentile, print_table, quiet_logs
 from crewbridge.bot.app import App
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import Post
-
-from bench.common import REPO, machine, ms, percentile, print_table, quiet_logs
 from tests.integration.harness import Recorder
 from tests.integration.test_approvals import click
 from tests.integration.test_threads import person

@@ -70,9 +70,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from crewbridge.bot.clock import FakeClock
-from crewbridge.supervisor.session import Session
-
 from bench.common import (
     FAKE_AGENT_CMD,
     bench_app,
@@ -82,6 +79,8 @@ from bench.common import (
     quiet_logs,
     verdict,
 )
+from crewbridge.bot.clock import FakeClock
+from crewbridge.supervisor.session import Session
 
 TARGET_RATIO = 1.10
 NEAR_MS = 100

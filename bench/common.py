@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
 from crewbridge.bot.app import App
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import EventSink, Inbound, Post
 from crewbridge.supervisor.ports import Clock
 from crewbridge.supervisor.session import Session
-
 from tests.support.botproc import FAKE_AGENT, short_data_dir, write_config
 
 REPO = Path(__file__).resolve().parents[1]

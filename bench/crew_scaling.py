@@ -56,11 +56,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.common import Bench, StoreTrips, bench_app, machine, print_table, quiet_logs, verdict
 from crewbridge.bot.model import ChannelKind, dm_channel_of
 from crewbridge.bot.store import Store
 from crewbridge.supervisor.ports import AgentKind
-
-from bench.common import Bench, StoreTrips, bench_app, machine, print_table, quiet_logs, verdict
 
 MESSAGE_RATIO_TARGET = 1.1
 START_RATIO_TARGET = 1.1  # "flat": within noise of the small crew

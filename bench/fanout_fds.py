@@ -48,12 +48,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.common import Bench, bench_app, machine, print_table, quiet_logs, verdict
 from crewbridge.bot.model import ChannelKind, dm_channel_of
 from crewbridge.bot.store import Store
 from crewbridge.supervisor.ports import AgentKind
 from crewbridge.supervisor.session import Session, SpawnError
-
-from bench.common import Bench, bench_app, machine, print_table, quiet_logs, verdict
 
 GENERAL = "general"
 STALL_TARGET_MS = 100.0

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from bench.common import MemoryBridge, machine, print_table, quiet_logs
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
@@ -43,8 +44,6 @@ from crewbridge.bot.retention import DAY_S, Retention
 from crewbridge.bot.store import Store
 from crewbridge.bot.store_retention import Prune
 from crewbridge.bot.store_threads import add_ref, bot_message, insert_message, new_thread
-
-from bench.common import MemoryBridge, machine, print_table, quiet_logs
 from tests.support.botproc import write_config
 
 START = 1_735_689_600.0  # 2025-01-01 00:00 UTC

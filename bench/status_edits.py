@@ -19,12 +19,11 @@ import itertools
 import time
 from collections import defaultdict
 
+from bench.common import machine, quiet_logs
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import Inbound
-
-from bench.common import machine, quiet_logs
 from tests.integration.harness import Recorder
 from tests.support.botproc import FAKE_AGENT, short_data_dir, write_config
 

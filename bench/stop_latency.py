@@ -36,12 +36,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.approval_card import ROOM, StampedRecorder, until
+from bench.common import machine, ms, print_table, quiet_logs
 from crewbridge.bot.app import App
 from crewbridge.bot.config import load_config
 from crewbridge.supervisor import session as session_module
-
-from bench.approval_card import ROOM, StampedRecorder, until
-from bench.common import machine, ms, print_table, quiet_logs
 from tests.agent.claude_cli import Claude
 from tests.agent.messages_api import MessagesAPI, Text, bundled_claude
 from tests.integration.harness import Recorder

@@ -23,10 +23,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from crewbridge.bot.config import split_listen
 from crewbridge.bot.metrics import read_snapshot
 from crewbridge.supervisor.redact import redact
-from prometheus_client import CONTENT_TYPE_LATEST
 
 if TYPE_CHECKING:
     from crewbridge.bot.app import App

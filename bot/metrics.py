@@ -19,14 +19,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from crewbridge.bot.outbox import PostOutcome
 from crewbridge.bridges.base import BridgeEvent, Inbound
 from crewbridge.supervisor.breaker import BreakerState
 from crewbridge.supervisor.ports import TurnUsage
 from crewbridge.supervisor.resolve import RunState
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from crewbridge.bot.app import App

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+
 from crewbridge.bot import datadir
 from crewbridge.bot.model import ChannelKind, Nudge
 from crewbridge.bot.schema import MIGRATIONS

@@ -50,6 +50,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nio import (
+    AsyncClient,
+    SyncResponse,
+)
+
 from crewbridge.bridges.base import (
     Acted,
     BridgeEvent,
@@ -95,10 +100,6 @@ from crewbridge.bridges.matrix_rooms import accept_invite, display_name, fill_ga
 from crewbridge.bridges.matrix_typing import RENEW_S, TypingNotices
 from crewbridge.bridges.matrix_unreadable import WAIT_S, Unreadable
 from crewbridge.bridges.settings import MatrixConfig
-from nio import (
-    AsyncClient,
-    SyncResponse,
-)
 
 log = logging.getLogger(__name__)
 

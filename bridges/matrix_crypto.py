@@ -33,10 +33,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientError
-from crewbridge.bridges.base import DevicesChanged, KeyValueStore, Post, SendError
-from crewbridge.bridges.matrix_events import PLATFORM, describe
-from crewbridge.bridges.matrix_login import MatrixStartError, patient_call
-from crewbridge.bridges.matrix_trust import device_changes, known_devices, query_keys
 from nio import (
     AsyncClient,
     ErrorResponse,
@@ -46,6 +42,11 @@ from nio import (
     RoomGetStateEventResponse,
 )
 from nio.crypto import ENCRYPTION_ENABLED
+
+from crewbridge.bridges.base import DevicesChanged, KeyValueStore, Post, SendError
+from crewbridge.bridges.matrix_events import PLATFORM, describe
+from crewbridge.bridges.matrix_login import MatrixStartError, patient_call
+from crewbridge.bridges.matrix_trust import device_changes, known_devices, query_keys
 
 log = logging.getLogger(__name__)
 

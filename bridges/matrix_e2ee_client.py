@@ -16,9 +16,10 @@ import asyncio
 from typing import Any
 from uuid import uuid4
 
-from crewbridge.bridges.base import SendError
 from nio import AsyncClient, RoomSendResponse, SyncResponse
 from nio.api import Api
+
+from crewbridge.bridges.base import SendError
 
 REACTION = "m.reaction"
 ROOM_WAIT_S = 10.0

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from nio import ErrorResponse, InviteMemberEvent
+
 from crewbridge.bridges.base import Inbound, Post, RateLimited, SendError, ThreadRef, clean_text
 from crewbridge.bridges.render import MATRIX_LIMIT_BYTES, matrix_measure, to_matrix_html
 from crewbridge.bridges.split import split_message
-from nio import ErrorResponse, InviteMemberEvent
 
 PLATFORM = "matrix"
 MAX_EVENT_BYTES = 65_536  # Synapse refuses larger events; parts stay far below (render.py)

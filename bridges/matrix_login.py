@@ -14,12 +14,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import ClientError
+from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
+from nio import store as nio_store
+
 from crewbridge.bridges.base import KeyValueStore, PlatformUnreachable
 from crewbridge.bridges.matrix_e2ee_client import E2eeClient
 from crewbridge.bridges.matrix_events import describe, http_status, is_rate_limited, retry_after_s
 from crewbridge.bridges.settings import MatrixConfig
-from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
-from nio import store as nio_store
 
 log = logging.getLogger(__name__)
 

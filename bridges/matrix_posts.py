@@ -16,6 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import ClientError
+from nio import AsyncClient, RoomSendResponse
+
 from crewbridge.bridges.base import Post, SendError, ThreadRef
 from crewbridge.bridges.matrix_cards import edit_contents, edit_txn_id, notice_to
 from crewbridge.bridges.matrix_events import (
@@ -26,7 +28,6 @@ from crewbridge.bridges.matrix_events import (
 )
 from crewbridge.bridges.matrix_reactions import BotReactions, redact
 from crewbridge.bridges.render import rendered
-from nio import AsyncClient, RoomSendResponse
 
 log = logging.getLogger(__name__)
 

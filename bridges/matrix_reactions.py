@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import ClientError
+from nio import AsyncClient, EncryptionError, MegolmEvent, RoomRedactResponse, RoomSendResponse
+from nio.api import RelationshipType
+
 from crewbridge.bridges.base import KeyValueStore, SendError
 from crewbridge.bridges.matrix_cards import reaction_content, redaction_txn_id
 from crewbridge.bridges.matrix_events import EventType, describe, http_status, send_failure
-from nio import AsyncClient, EncryptionError, MegolmEvent, RoomRedactResponse, RoomSendResponse
-from nio.api import RelationshipType
 
 log = logging.getLogger(__name__)
 

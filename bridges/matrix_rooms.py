@@ -19,9 +19,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import ClientError
-from crewbridge.bridges.base import KeyValueStore, RoomUnresolvable, remembered
-from crewbridge.bridges.matrix_events import Invite, describe, localpart, read_invite
-from crewbridge.bridges.matrix_login import MatrixStartError, patient_call
 from nio import (
     AsyncClient,
     JoinedRoomsResponse,
@@ -31,6 +28,10 @@ from nio import (
     RoomMessagesResponse,
     RoomResolveAliasResponse,
 )
+
+from crewbridge.bridges.base import KeyValueStore, RoomUnresolvable, remembered
+from crewbridge.bridges.matrix_events import Invite, describe, localpart, read_invite
+from crewbridge.bridges.matrix_login import MatrixStartError, patient_call
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import ClientError
+from nio import AsyncClient, RoomTypingResponse
+
 from crewbridge.bridges.base import SendError
 from crewbridge.bridges.matrix_events import describe
-from nio import AsyncClient, RoomTypingResponse
 
 log = logging.getLogger(__name__)
 

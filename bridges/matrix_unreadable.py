@@ -26,9 +26,10 @@ from typing import Any
 from uuid import uuid4
 
 from aiohttp import ClientError
+from nio import AsyncClient, EncryptionError, MegolmEvent, ToDeviceResponse
+
 from crewbridge.bridges.base import ThreadRef
 from crewbridge.bridges.matrix_events import RelType, describe
-from nio import AsyncClient, EncryptionError, MegolmEvent, ToDeviceResponse
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ import html
 import re
 from collections.abc import Iterator
 
-from crewbridge.bridges.md_parse import parse, plain_text, safe_href
 from markdown_it.token import Token
+
+from crewbridge.bridges.md_parse import parse, plain_text, safe_href
 
 _BLOCK_TAGS = frozenset({
     "p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "ul", "ol", "li",

@@ -16,8 +16,9 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-from crewbridge.bridges.md_parse import parse, plain_text, safe_href
 from markdown_it.token import Token
+
+from crewbridge.bridges.md_parse import parse, plain_text, safe_href
 
 _MARKS = {"strong": "*", "em": "_", "s": "~"}
 _BULLET = "•"

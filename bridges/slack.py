@@ -53,6 +53,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
 from crewbridge.bridges.base import (
     Acted,
     EventSink,
@@ -86,11 +92,6 @@ from crewbridge.bridges.slack_pace import TokenBucket
 from crewbridge.bridges.slack_posts import SlackPoster
 from crewbridge.bridges.slack_rooms import NETWORK_ERRORS, resolve
 from crewbridge.bridges.slack_socket import SocketHandler
-from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+
 from crewbridge.bridges.base import (
     AuthorRole,
     Inbound,
@@ -34,7 +36,6 @@ from crewbridge.bridges.base import (
 )
 from crewbridge.bridges.render import SLACK_LIMIT_CHARS, slack_measure, to_slack_mrkdwn
 from crewbridge.bridges.split import split_message
-from slack_sdk.errors import SlackApiError
 
 PLATFORM = "slack"
 SLACK_TEXT_LIMIT = SLACK_LIMIT_CHARS - 100

@@ -28,11 +28,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from crewbridge.bridges.slack_socket import OnClick, is_click
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
+
+from crewbridge.bridges.slack_socket import OnClick, is_click
 
 log = logging.getLogger(__name__)
 

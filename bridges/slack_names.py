@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import time
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
 from crewbridge.bridges.slack_events import display_name
 from crewbridge.bridges.slack_posts import Exchange
 from crewbridge.bridges.slack_rooms import NETWORK_ERRORS
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 

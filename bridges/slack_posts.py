@@ -35,6 +35,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
 from crewbridge.bridges.base import KeyValueStore, Post, RateLimited, SendError, ThreadRef
 from crewbridge.bridges.render import rendered
 from crewbridge.bridges.slack_cards import (
@@ -61,9 +65,6 @@ from crewbridge.bridges.slack_events import (
 )
 from crewbridge.bridges.slack_pace import TokenBucket
 from crewbridge.bridges.slack_rooms import NETWORK_ERRORS
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from crewbridge.bridges.base import KeyValueStore, RoomUnresolvable, remembered
-from crewbridge.bridges.slack_events import CHANNEL_ID, channel_id, error_code, rate_limit
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from crewbridge.bridges.base import KeyValueStore, RoomUnresolvable, remembered
+from crewbridge.bridges.slack_events import CHANNEL_ID, channel_id, error_code, rate_limit
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+
 from crewbridge.supervisor.protocol import (
     AgentEvent,
     ApiError,
@@ -35,7 +36,6 @@ from crewbridge.supervisor.protocol import (
     is_unknown_session,
     parse_line,
 )
-
 from tests.agent.claude_cli import Claude, one_turn, session_turns
 from tests.agent.messages_api import (
     MessagesAPI,

@@ -21,9 +21,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.approvals import ApprovalState
 from crewbridge.bridges.base import Inbound
-
 from tests.agent.messages_api import MessagesAPI, Text, ToolCall, claude_env
 from tests.agent.test_real_cli_bot import RUN_TIMEOUT, interactive_bot, write_config
 from tests.integration.harness import Bot, Recorder, until

@@ -19,7 +19,6 @@ from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import EventSink, Inbound, Post, ThreadRef
-
 from tests.support.botproc import write_config
 
 _ids = itertools.count(1)

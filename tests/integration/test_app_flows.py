@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import Inbound, RoomJoined
-
 from tests.integration.harness import Bot, Recorder, start_bot, until
 from tests.support.botproc import write_config
 

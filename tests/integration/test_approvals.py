@@ -11,12 +11,12 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.app import App
 from crewbridge.bot.approvals import ApprovalState
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import Acted, Inbound
-
 from tests.integration.harness import Bot, Recorder, until
 from tests.integration.test_threads import person
 from tests.support.botproc import write_config

@@ -12,14 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bot.http_health import ListenError
 from crewbridge.bridges.base import ConnectionChanged, EventSink, PlatformUnreachable
 from crewbridge.supervisor.ports import Conversation, TurnUsage
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.integration.harness import Recorder, start_bot, until
 from tests.support.botproc import crewbridge, write_config
 

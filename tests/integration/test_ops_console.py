@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import ConnectionChanged
-
 from tests.integration.harness import Recorder, until
 from tests.integration.test_supervision import flaky_command
 from tests.support.botproc import BotProcess, write_config

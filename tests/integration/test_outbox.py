@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.model import PostOp
 from crewbridge.bot.outbox import Outbox, PostOutcome
 from crewbridge.bot.store import Store
 from crewbridge.bot.store_outbox import NewPost, Said
 from crewbridge.bridges.base import Inbound, Post, RateLimited, SendError
-
 from tests.integration.harness import until
 
 pytestmark = pytest.mark.timeout(30)

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bot.retention import DAY_S
 from crewbridge.bridges.base import Inbound
-
 from tests.integration.harness import Bot, Recorder, until
 from tests.support.botproc import write_config
 

@@ -12,8 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from crewbridge.bot.config import load_config
 
+from crewbridge.bot.config import load_config
 from tests.support.botproc import REPO, BotProcess, crewbridge, write_config
 
 pytestmark = pytest.mark.timeout(180)

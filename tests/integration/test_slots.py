@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from crewbridge.supervisor.session import OutOfResources, Session
 
+from crewbridge.supervisor.session import OutOfResources, Session
 from tests.integration.harness import Bot, start_bot, until
 
 pytestmark = pytest.mark.timeout(60)

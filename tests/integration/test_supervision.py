@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from crewbridge.supervisor.breaker import BreakerState, Health
 
+from crewbridge.supervisor.breaker import BreakerState, Health
 from tests.integration.harness import Bot, start_bot, until
 from tests.support.botproc import FAKE_AGENT
 

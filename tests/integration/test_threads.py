@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.base import Inbound
-
 from tests.integration.harness import Bot, Recorder, until
 from tests.support.botproc import cleanup_data_dir, short_data_dir, write_config
 

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.store_usage import utc_day
 from crewbridge.supervisor.ports import Conversation, QueuedNudge, TurnUsage
-
 from tests.integration.harness import Bot, start_bot, until
 from tests.support.botproc import BotProcess, crewbridge, write_config
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.config import ConfigError, load_config
 from crewbridge.bot.validate import validate
-
 from tests.support.botproc import crewbridge, short_data_dir, write_config
 
 pytestmark = pytest.mark.timeout(120)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from crewbridge.bot.admin import (
     COLUMNS,
     format_status,

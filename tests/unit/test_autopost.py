@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crewbridge.supervisor.autopost import (
     QUARANTINE_KEPT,
     Quarantined,
@@ -29,8 +32,6 @@ from crewbridge.supervisor.protocol import (
     Unparsed,
     parse_line,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude"
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from crewbridge.supervisor.breaker import (
     Allowed,
     Blocked,
@@ -22,8 +25,6 @@ from crewbridge.supervisor.breaker import (
     succeeded,
     trial_started,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 P = Policy(cooldown_s=120, max_failures=3, reset_s=600, max_reset_s=6 * 3600)
 T0 = 1_000.0

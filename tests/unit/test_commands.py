@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from crewbridge.bot.commands import (
     USAGE,
     Admin,
@@ -14,8 +17,6 @@ from crewbridge.bot.commands import (
     is_admin_command,
     parse,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 TOPIC: dict[str, tuple[str, Command | None]] = {
     # R7.2 — !task @worker subject

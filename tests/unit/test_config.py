@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot import config
 from crewbridge.bot.config import (
     AdminConfig,

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.control import (
     MAX_CONNECTIONS,
     Caller,
@@ -18,7 +19,6 @@ from crewbridge.bot.control import (
     RefusalLog,
     request,
 )
-
 from tests.integration.harness import until
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from crewbridge.supervisor.environment import agent_environment
 
 INHERITED = {

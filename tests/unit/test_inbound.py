@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.commands import Admin, AdminVerb, StopTurn, TaskCreate, TaskDone
 from crewbridge.bot.config import AdminConfig, BotConfig, ChannelConfig, Config, ConsoleConfig
 from crewbridge.bot.crew import Crew

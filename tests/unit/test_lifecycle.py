@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
 from crewbridge.supervisor import effects as fx
 from crewbridge.supervisor.breaker import Blocked, BlockReason, BreakerState, Health, failed
 from crewbridge.supervisor.effects import Effect

@@ -10,7 +10,6 @@ from crewbridge.supervisor.control import PermissionAsk, PermissionWithdrawn, Ve
 from crewbridge.supervisor.ports import Conversation
 from crewbridge.supervisor.resolve import RunState
 from crewbridge.supervisor.rules import StopReason
-
 from tests.unit.test_lifecycle import CFG, T0, answers, kinds, nudge, of, running
 
 ASK = PermissionAsk("r-1", "Bash", {"command": "touch x"}, rule="Bash(touch x)")

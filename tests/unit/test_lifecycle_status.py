@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+
 from crewbridge.supervisor import effects as fx
 from crewbridge.supervisor.breaker import Health
 from crewbridge.supervisor.control import PermissionAsk, Verdict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from crewbridge.bridges.base import ConnectionChanged
 from crewbridge.bridges.link import Leg, Legs, LinkState
 

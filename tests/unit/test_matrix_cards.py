@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from crewbridge.bridges.base import Acted, AuthorRole, Button, Post, ThreadRef
 from crewbridge.bridges.matrix_cards import (
     Reaction,

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from nio import ErrorResponse, InviteMemberEvent, RoomSendError
+
 from crewbridge.bridges.base import AuthorRole, Inbound, Post, RateLimited, SendError, ThreadRef
 from crewbridge.bridges.matrix_events import (
     DEFAULT_RETRY_AFTER_S,
@@ -27,7 +29,6 @@ from crewbridge.bridges.matrix_events import (
     strip_reply_fallback,
 )
 from crewbridge.bridges.render import MATRIX_LIMIT_BYTES, to_matrix_html
-from nio import ErrorResponse, InviteMemberEvent, RoomSendError
 
 BOT = "@crewbridge:example.org"
 ALICE = "@alice:example.org"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bridges.matrix_crypto import check_own_device
 from crewbridge.bridges.matrix_trust import Devices, device_changes, query_keys
 from crewbridge.bridges.matrix_unreadable import thread_of

@@ -4,12 +4,13 @@ verdict — pure, without a server (tests/integration/test_health.py serves them
 from __future__ import annotations
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from crewbridge.bot.http_health import HealthReport, Status
 from crewbridge.bot.metrics import Metrics, Snapshot, families, state_label
 from crewbridge.bot.outbox import PostOutcome
 from crewbridge.bridges.base import ConnectionChanged, Inbound
 from crewbridge.supervisor.ports import TurnUsage
-from prometheus_client.parser import text_string_to_metric_families
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

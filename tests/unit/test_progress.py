@@ -5,6 +5,7 @@ events and times in, texts out."""
 from __future__ import annotations
 
 import pytest
+
 from crewbridge.supervisor.control import PermissionAsk, PermissionWithdrawn
 from crewbridge.supervisor.progress import MAX_STEP_CHARS, TurnProgress, elapsed, tool_step
 from crewbridge.supervisor.protocol import AgentEvent, ApiRetry, AssistantText, ToolResult, ToolUse

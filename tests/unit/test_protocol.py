@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crewbridge.supervisor.protocol import (
     UNPARSED_MAX_CHARS,
     ApiError,
@@ -22,8 +25,6 @@ from crewbridge.supervisor.protocol import (
     is_unknown_session,
     parse_line,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "claude"
 

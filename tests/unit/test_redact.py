@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+
 from crewbridge.supervisor.redact import SECRETS, ScrubbingFilter, redact, scrub
 
 PASSWORD = "correct-horse-battery"

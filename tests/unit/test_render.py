@@ -7,6 +7,9 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
 from crewbridge.bridges.render import (
     MATRIX_LIMIT_BYTES,
     SLACK_LIMIT_CHARS,
@@ -15,8 +18,6 @@ from crewbridge.bridges.render import (
     to_matrix_html,
     to_slack_mrkdwn,
 )
-from hypothesis import example, given
-from hypothesis import strategies as st
 
 
 def utf8(text: str) -> int:

@@ -7,6 +7,9 @@ the gate in each state. Time is a number passed in.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crewbridge.supervisor.breaker import (
     Blocked,
     BreakerState,
@@ -16,8 +19,6 @@ from crewbridge.supervisor.breaker import (
     trial_started,
 )
 from crewbridge.supervisor.resolve import Deliver, Hold, Resume, RunState, Spawn, Wait, resolve
-from hypothesis import given
-from hypothesis import strategies as st
 
 NOW = 10_000.0
 P = Policy(cooldown_s=120, max_failures=3, reset_s=600, max_reset_s=6 * 3600)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.config import ConfigError, load_config
 from crewbridge.bot.retention import DAY_S, Pruned, horizon, is_running, may_forget
 from crewbridge.bot.store_retention import Prune

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from crewbridge.bot.model import Message, Nudge
-from crewbridge.bot.routing import Directory, Routing, mentions, route
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from crewbridge.bot.model import Message, Nudge
+from crewbridge.bot.routing import Directory, Routing, mentions, route
 
 MAX_HOPS = 8
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from crewbridge.supervisor.session import Session
-
 from tests.integration.harness import until
 
 # An agent whose SIGTERM handler takes its time (the real CLI saves its session first) and

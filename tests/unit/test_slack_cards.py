@@ -9,6 +9,9 @@ import copy
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
 from crewbridge.bridges.base import Acted, Button, RateLimited
 from crewbridge.bridges.slack_cards import (
     BUTTON_LABEL_LIMIT,
@@ -23,8 +26,6 @@ from crewbridge.bridges.slack_cards import (
 )
 from crewbridge.bridges.slack_events import EDIT_PERMANENT_ERRORS, refusal
 from crewbridge.bridges.slack_pace import TokenBucket
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web import SlackResponse
 
 ALLOW = Button("allow", "Allow", "✅", "primary")
 DENY = Button("deny", "Deny", "❌", "danger")

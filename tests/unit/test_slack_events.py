@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import SlackResponse
+
 from crewbridge.bridges.base import (
     AuthorRole,
     Inbound,
@@ -49,9 +52,6 @@ from crewbridge.bridges.slack_events import (
     socket_signal,
     to_inbound,
 )
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web import SlackResponse
-
 from tests.platform.slack.emulator import BOT_SCOPES
 
 BOT = "UBOT0001"

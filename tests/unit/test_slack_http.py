@@ -10,8 +10,9 @@ import json
 from urllib.parse import quote
 
 import pytest
-from crewbridge.bridges.slack_http import STATUS, Accepted, Refusal, check
 from slack_sdk.signature import SignatureVerifier
+
+from crewbridge.bridges.slack_http import STATUS, Accepted, Refusal, check
 
 SECRET = "s3cret"
 NOW = 1_700_000_000

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+
 from crewbridge.supervisor.effects import Spawn
 from crewbridge.supervisor.resolve import RunState
 from crewbridge.supervisor.slots import Holder, Plan, Slots, Use, plan, use_of

@@ -7,6 +7,9 @@ import re
 from functools import cache
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from crewbridge.bridges.render import (
     MATRIX_LIMIT_BYTES,
     SLACK_LIMIT_CHARS,
@@ -14,8 +17,6 @@ from crewbridge.bridges.render import (
     slack_measure,
 )
 from crewbridge.bridges.split import split_message
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 def utf8(text: str) -> int:

@@ -4,6 +4,7 @@ when all running turns' edits together would pass the platform's limit."""
 from __future__ import annotations
 
 import pytest
+
 from crewbridge.bot.status_ops import HEADROOM, edit_gap
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
+
 from crewbridge.bot.model import Nudge
 from crewbridge.bot.schema import MIGRATIONS
 from crewbridge.bot.store import AIOSQLITE_PIN, Store, StoreError

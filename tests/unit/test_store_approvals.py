@@ -11,7 +11,6 @@ from crewbridge.bot.outbox import Outbox
 from crewbridge.bot.store import Store
 from crewbridge.bot.store_outbox import NewPost, Said
 from crewbridge.bridges.base import Button, RateLimited
-
 from tests.integration.harness import Recorder
 from tests.unit.test_store import db_path, store  # noqa: F401 (fixtures)
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot import budget_ops
 from crewbridge.bot.approvals import ApprovalState
 from crewbridge.bot.model import ChannelKind, Nudge, PostKind
@@ -20,7 +21,6 @@ from crewbridge.bridges.matrix_reactions import KV_REACTIONS
 from crewbridge.supervisor.breaker import Health
 from crewbridge.supervisor.ports import AgentKind, AgentSpec
 from crewbridge.supervisor.rules import health_key
-
 from tests.unit.test_store_approvals import card, request
 
 NOW = 1000 * DAY_S

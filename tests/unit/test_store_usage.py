@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.cli import since_arg
 from crewbridge.bot.store import Store
 from crewbridge.bot.store_usage import (

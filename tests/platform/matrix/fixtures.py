@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from crewbridge.bridges.matrix import MatrixBridge
 from crewbridge.bridges.settings import MatrixConfig
-
 from tests.platform.matrix.support import MemoryKV, RecordingSink
 from tests.platform.matrix.synapse import (
     Account,

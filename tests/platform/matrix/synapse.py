@@ -51,7 +51,6 @@ from typing import Any
 
 import aiohttp
 import vodozemac
-from crewbridge.bridges.matrix_e2ee_client import E2eeClient
 from nio import (
     AsyncClient,
     AsyncClientConfig,
@@ -67,6 +66,7 @@ from nio import (
 from nio.api import Api, RelationshipType
 from nio.store import SqliteStore
 
+from crewbridge.bridges.matrix_e2ee_client import E2eeClient
 from tests.platform.matrix.support import wait_on
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
+from nio import RoomSendResponse
+
 from crewbridge.bridges.base import (
     AuthorRole,
     BridgeEvent,
@@ -27,8 +29,6 @@ from crewbridge.bridges.matrix_events import MAX_EVENT_BYTES, post_contents
 from crewbridge.bridges.matrix_login import KV_DEVICE, KV_NEXT_BATCH, MatrixStartError
 from crewbridge.bridges.render import to_matrix_html
 from crewbridge.bridges.settings import MatrixConfig
-from nio import RoomSendResponse
-
 from tests.integration.harness import until
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy

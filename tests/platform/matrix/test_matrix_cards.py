@@ -15,7 +15,6 @@ from crewbridge.bridges.base import Acted, AuthorRole, Button, Inbound, Post, Th
 from crewbridge.bridges.matrix import MatrixBridge
 from crewbridge.bridges.matrix_events import post_contents
 from crewbridge.bridges.settings import MatrixConfig
-
 from tests.integration.harness import until
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy

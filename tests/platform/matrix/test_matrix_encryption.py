@@ -12,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from crewbridge.bridges.base import Post
-from crewbridge.bridges.matrix import MatrixBridge
 from nio import RoomKeyRequest
 
+from crewbridge.bridges.base import Post
+from crewbridge.bridges.matrix import MatrixBridge
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.support import MemoryKV, RecordingSink
 from tests.platform.matrix.synapse import Account, Person, SynapseServer, body_of, thread_of

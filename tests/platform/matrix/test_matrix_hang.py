@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from crewbridge.bot.app import App
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.matrix import MatrixBridge
-
 from tests.integration.harness import Recorder, until
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import MemoryKV

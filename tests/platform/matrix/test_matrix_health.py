@@ -15,7 +15,6 @@ from pathlib import Path
 from crewbridge.bot.app import App
 from crewbridge.bot.config import load_config
 from crewbridge.bridges.matrix import MatrixBridge
-
 from tests.integration.harness import until
 from tests.integration.test_health import healthz, sample, scrape
 from tests.platform.matrix.support import MemoryKV

@@ -14,7 +14,6 @@ from typing import Any
 
 from crewbridge.bridges.matrix import MatrixBridge
 from crewbridge.bridges.settings import MatrixConfig
-
 from tests.platform.matrix.fixtures import matrix_config
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import RecordingSink

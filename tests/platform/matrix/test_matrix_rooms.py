@@ -13,9 +13,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+
 from crewbridge.bridges.matrix import MatrixBridge
 from crewbridge.bridges.settings import MatrixConfig
-
 from tests.platform.matrix.proxy import CountingProxy
 from tests.platform.matrix.support import MemoryKV
 from tests.platform.matrix.synapse import Account, Person, SynapseServer

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from crewbridge.bridges.base import BridgeEvent, ConnectionChanged, Inbound
 from crewbridge.bridges.settings import SlackConfig
 from crewbridge.bridges.slack import SlackBridge
-
 from tests.platform.slack.emulator import SlackEmulator
 
 TIMEOUT = 5.0

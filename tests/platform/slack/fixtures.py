@@ -10,8 +10,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from crewbridge.bridges.slack import SlackBridge
 
+from crewbridge.bridges.slack import SlackBridge
 from tests.platform.slack.bridge_support import (
     TIMEOUT,
     MemoryKV,

@@ -15,6 +15,7 @@ import re
 import traceback
 
 import pytest
+
 from crewbridge.bridges.base import (
     ConnectionChanged,
     Inbound,
@@ -28,7 +29,6 @@ from crewbridge.bridges.render import to_slack_mrkdwn
 from crewbridge.bridges.settings import SlackConfig
 from crewbridge.bridges.slack import SlackBridge, SlackStartError
 from crewbridge.bridges.slack_events import SLACK_TEXT_LIMIT
-
 from tests.platform.slack.bridge_support import TIMEOUT, MemoryKV, Sink, StartBridge, slack_config
 from tests.platform.slack.emulator import SlackEmulator
 

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from crewbridge.bot.clock import FakeClock
 from crewbridge.bridges.base import (
     Acted,
@@ -26,7 +27,6 @@ from crewbridge.bridges.base import (
 from crewbridge.bridges.render import to_slack_mrkdwn
 from crewbridge.bridges.slack import EDIT_BURST, SlackBridge
 from crewbridge.bridges.slack_cards import ELLIPSIS, SECTION_TEXT_LIMIT
-
 from tests.platform.slack.bridge_support import Sink, StartBridge
 from tests.platform.slack.emulator import SlackEmulator, Via
 

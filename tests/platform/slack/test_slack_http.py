@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from crewbridge.bridges.slack import SlackBridge
 
+from crewbridge.bridges.slack import SlackBridge
 from tests.platform.slack.emulator import SlackEmulator, sign
 from tests.platform.slack.test_slack_bridge import MemoryKV, Sink, slack_config
 

@@ -8,10 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from crewbridge.bridges.base import AuthorRole, Post, SendError, ThreadRef
-from crewbridge.bridges.render import to_slack_mrkdwn
 from slack_sdk.web.async_client import AsyncWebClient
 
+from crewbridge.bridges.base import AuthorRole, Post, SendError, ThreadRef
+from crewbridge.bridges.render import to_slack_mrkdwn
 from tests.platform.slack.bridge_support import StartBridge
 from tests.platform.slack.emulator import SlackEmulator
 from tests.platform.slack.test_slack_bridge import long_markdown
