@@ -36,7 +36,13 @@ agents). A person writes to a channel at most once per `post_interval_s`: crewbr
 outbox paces each channel at that interval (R8.3), which a bare bot does not, and a round
 trip that waited on pacing would measure the pace, not the bot.
 
-Run: `.venv/bin/python -m bench.slack_roundtrip [--count 50] [--warmup 3]`
+On loopback the emulator answers in a fraction of a millisecond; Slack, seen from a
+server, takes tens to hundreds. `--latency-ms N` makes each emulator wait N ms before every
+Web API answer and every event it sends (the same for all three bots): the ratio read
+against a platform that takes time. The default, 0, is bare loopback, where the bot's own
+milliseconds weigh the most.
+
+Run: `.venv/bin/python -m bench.slack_roundtrip [--count 50] [--warmup 3] [--latency-ms 0]`
 """
 
 from __future__ import annotations
@@ -207,15 +213,17 @@ async def round_trip(emulator: TimedEmulator, token: str) -> float:
     return emulator.answered_at[root] - t0
 
 
-def new_emulator() -> TimedEmulator:
+def new_emulator(latency_s: float) -> TimedEmulator:
     emulator = TimedEmulator()
+    emulator.latency_s = latency_s
     emulator.add_user(PERSON, "person", display_name="person")
     emulator.add_channel(CHANNEL, "bench")
     return emulator
 
 
-async def measure(work: Path, count: int, warmup: int, interval: float) -> int:
-    emulators = {name: await new_emulator().start() for name in BOTS}
+async def measure(work: Path, count: int, warmup: int, interval: float,
+                  latency_s: float) -> int:
+    emulators = {name: await new_emulator(latency_s).start() for name in BOTS}
     data_dir = short_data_dir()
     crew = emulators["crewbridge"]
     config = write_config(
@@ -297,10 +305,10 @@ def report(samples: dict[str, list[float]], agent_ms: list[float],
         ["429s from the emulators", str(limited), "0"]])
 
 
-async def run(count: int, warmup: int, interval: float) -> int:
+async def run(count: int, warmup: int, interval: float, latency_s: float) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-slackrt-", dir="/tmp"))
     try:
-        return await measure(work, count, warmup, interval)
+        return await measure(work, count, warmup, interval, latency_s)
     finally:
         cleanup_data_dir(work)
 
@@ -313,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=1.0,
                    help="crewbridge's post_interval_s, and the least time between two "
                         "messages to one bot (Slack's pace: 1 s)")
+    p.add_argument("--latency-ms", type=float, default=0.0,
+                   help="the network and Slack's own time, each way: every event and every "
+                        "Web API answer of the emulators waits this long (0: loopback alone)")
     p.add_argument("--echo-bot", metavar="API_URL", help=argparse.SUPPRESS)
     p.add_argument("--with-agent", metavar="TIMES_FILE", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -323,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--count and --warmup must be at least 1")
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench.slack_roundtrip, {now}\n{machine()}\n"
+          f"latency each way {args.latency_ms:g} ms\n"
           f"load average at start {os.getloadavg()[0]:.2f}")
-    code = asyncio.run(run(args.count, args.warmup, args.interval))
+    code = asyncio.run(run(args.count, args.warmup, args.interval, args.latency_ms / 1e3))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     return code
 

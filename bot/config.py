@@ -202,6 +202,7 @@ AGENT = Section(AgentConfig, (
     Field("approvals", K.BOOL),
     Field("approval_timeout_s", K.NUMBER, positive),
     Field("status_after_s", K.NUMBER, positive),
+    Field("seen_after_s", K.NUMBER, non_negative),
     Field("status_interval_s", K.NUMBER, positive),
 ))
 CHANNEL = Section(ChannelConfig, (

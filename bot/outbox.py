@@ -42,8 +42,10 @@ BATCH = 50  # posts read per store round trip; a retry re-reads
 MARKS = frozenset({PostOp.REACT, PostOp.UNREACT})
 Lane = tuple[str, str, bool]
 """A room's queue: its messages (posts, edits, deletions, in order), or its marks (the
-reactions on people's messages, R13.7), which need no order against the messages — so an
-answer never waits behind the 👀 on the message it answers."""
+reactions on people's messages, R13.7). Messages never wait for marks — an answer does not
+wait behind the 👀 on the message it answers — but a mark waits for the messages queued
+before it: ✅ shows once the answer is in the room, not before it (and on Matrix the answer
+does not queue behind the reaction in the homeserver's order of the room's events)."""
 
 
 class PostOutcome(StrEnum):
@@ -67,6 +69,8 @@ class Outbox:
         self._last_sent: dict[tuple[str, str], float] = {}
         self._added: dict[Lane, int] = {}  # rows added per lane, to skip re-reads
         self._unsure: set[int] = set()  # posts an earlier attempt may have delivered
+        self._at: dict[tuple[str, str], int] = {}  # per room: the first message row not done
+        self._moved = asyncio.Event()  # set, and replaced, when a room's messages go on
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -87,8 +91,8 @@ class Outbox:
         """`add`, in one transaction with queueing `nudges` and dequeueing the nudges a
         turn `answered` (R8.5: `Store.answer`)."""
         said = self._ours(said)
-        await self.store.answer(said, nudges, answered, self.clock.now())
-        self._wake({r for s in said for r in s.rooms})
+        waiting = await self.store.answer(said, nudges, answered, self.clock.now(), limit=BATCH)
+        self._wake(set(waiting), first=waiting)
 
     def stored(self, said: Iterable[Said]) -> None:
         """`said` was stored with something else (a task with its post): send it."""
@@ -117,7 +121,12 @@ class Outbox:
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         self._workers.clear()
 
-    def _wake(self, rooms: set[tuple[str, str]], *, marks: bool = False) -> None:
+    def _wake(self, rooms: set[tuple[str, str]], *, marks: bool = False,
+              first: Mapping[tuple[str, str], list[OutboxRow]] | None = None) -> None:
+        """Start the lanes' workers that are not running. `first`: a room's waiting
+        messages, as read by the transaction that queued them — a new worker begins with
+        them instead of reading them back (an answer's posts go out one store round trip
+        sooner); a running worker reads again anyway."""
         if self._stopping:
             return
         for platform, room in rooms:
@@ -126,32 +135,62 @@ class Outbox:
             task = self._workers.get(key)
             if task is None or task.done():
                 self._idle.clear()
-                self._workers[key] = asyncio.create_task(self._room_worker(key),
-                                                         name=f"outbox-{key[0]}-{key[1]}")
+                batch = (first or {}).get((platform, room))
+                self._workers[key] = asyncio.create_task(
+                    self._room_worker(key, None if batch is None else (batch, self._added[key])),
+                    name=f"outbox-{key[0]}-{key[1]}")
 
-    async def _room_worker(self, key: Lane) -> None:
-        bridge, room = self.bridges[key[0]], key[:2]
+    async def _room_worker(self, key: Lane,
+                           first: tuple[list[OutboxRow], int] | None = None) -> None:
+        """Send the lane's rows in order. `first`: its first batch and the count of
+        additions it holds (one added after it makes the worker read again)."""
+        bridge, room, marks = self.bridges[key[0]], key[:2], key[2]
         try:
             while True:
-                seen = self._added.get(key, 0)
-                pending = await self.store.pending_posts(room, limit=BATCH, marks=key[2])
+                if first is not None:
+                    (pending, seen), first = first, None
+                else:
+                    seen = self._added.get(key, 0)
+                    pending = await self.store.pending_posts(room, limit=BATCH, marks=marks)
                 if not pending:
                     return
                 for post in pending:
                     due = post.next_at
                     if post.op is PostOp.POST:  # the pace is the platform's for new messages
                         due = max(due, self._last_sent.get(room, 0.0) + bridge.post_interval_s)
+                    if marks:
+                        await self._messages_before(room, post.id)
+                    else:
+                        self._messages_at(room, post.id)
                     await self.clock.sleep(due - self.clock.now())
                     if not await self._send_one(bridge, room, post):
                         break  # it waits for a retry: read the room's posts again
+                    if not marks:
+                        self._messages_at(room, post.id + 1)
                 else:
                     if len(pending) < BATCH and self._added.get(key, 0) == seen:
                         return  # all sent, and nothing was added meanwhile: no need to look
         finally:
             if self._workers.get(key) is asyncio.current_task():
                 del self._workers[key]
+                if not marks:
+                    self._messages_at(room, None)
             if not self._workers:
                 self._idle.set()
+
+    def _messages_at(self, room: tuple[str, str], row: int | None) -> None:
+        """The room's messages are done up to `row` (None: all of them)."""
+        if row is None:
+            self._at.pop(room, None)
+        else:
+            self._at[room] = row
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+    async def _messages_before(self, room: tuple[str, str], row: int) -> None:
+        """Wait until the room's messages queued before mark `row` are done with."""
+        while (room[0], room[1], False) in self._workers and self._at.get(room, 0) < row:
+            await self._moved.wait()  # 0: its worker has not read the room's rows yet
 
     async def add_changes(self, changes: Iterable[NewPost]) -> None:
         """Queue edits, deletions and reactions (rows with an `op`), in their rooms' order."""

@@ -37,7 +37,14 @@ from crewbridge.bot import datadir
 from crewbridge.bot.model import ChannelKind, Nudge
 from crewbridge.bot.schema import MIGRATIONS
 from crewbridge.bot.store_approvals import ApprovalRecords
-from crewbridge.bot.store_outbox import OutboxRecords, Said, said_sql
+from crewbridge.bot.store_outbox import (
+    OutboxRecords,
+    OutboxRow,
+    Room,
+    Said,
+    pending_messages,
+    said_sql,
+)
 from crewbridge.bot.store_retention import RetentionRecords
 from crewbridge.bot.store_threads import (
     ThreadRecords,
@@ -471,20 +478,24 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
     # --- outbox ------------------------------------------------------------------------------
 
     async def answer(self, said: Iterable[Said], nudges: Iterable[Nudge],
-                     answered: Iterable[int], now: float) -> None:
+                     answered: Iterable[int], now: float, *, limit: int = -1
+                     ) -> dict[Room, list[OutboxRow]]:
         """A turn's answer, in one transaction (R8.5): its posts enter the outbox, the
         nudges its text routes to colleagues are queued (R2.6), and the queued nudges it
         answered leave the queue. A kill either side of it loses nothing and repeats
-        nothing: before, the messages are answered again; after, the posts are sent."""
+        nothing: before, the messages are answered again; after, the posts are sent.
+        Returns the messages waiting in each room it posted to (`pending_messages`, at
+        most `limit` a room)."""
         ids, said, nudges = list(answered), list(said), list(nudges)
+        rooms = {r for s in said for r in s.rooms}
 
-        def work(conn: sqlite3.Connection) -> None:
+        def work(conn: sqlite3.Connection) -> dict[Room, list[OutboxRow]]:
             for s in said:
                 said_sql(conn, s, now)
             _apply(conn, [self._enqueue_sql(n, now) for n in nudges])
             if ids:
                 conn.execute(f"DELETE FROM queue WHERE id IN ({','.join('?' * len(ids))})",
                              tuple(ids))
+            return pending_messages(conn, rooms, limit)
 
-        if said or nudges or ids:
-            await self._tx(work)
+        return await self._tx(work) if said or nudges or ids else {}

@@ -18,6 +18,7 @@ from crewbridge.bot.store_threads import ThreadTarget, add_ref, bot_message, tar
 from crewbridge.bridges.base import AuthorRole, Button
 
 T = TypeVar("T")
+Room = tuple[str, str]  # (platform, room)
 
 OUTBOX_COLUMNS = ", ".join(f"o.{c}" for c in (
     "id", "platform", "room", "text", "kind", "attempts", "next_at", "author", "role", "thread",
@@ -112,6 +113,34 @@ def said_sql(conn: sqlite3.Connection, said: Said, now: float, *,
     return mid
 
 
+def pending_query(room: Room | None, limit: int, marks: bool | None) -> tuple[str, tuple]:
+    """Posts not yet sent, oldest first; of one (platform, room) when given; only its
+    reactions (`marks`), or all but them (`marks=False`). A threaded post comes with where
+    its thread was in its room at this read (one query, not one per post: the send path's
+    store reads are most of a round trip's cost)."""
+    where, args = ("AND o.platform = ? AND o.room = ?", room) if room else ("", ())
+    if marks is not None:
+        where += (f" AND o.op {'IN' if marks else 'NOT IN'} "
+                  f"('{PostOp.REACT}', '{PostOp.UNREACT}')")
+    return (f"SELECT {OUTBOX_COLUMNS}, {target_columns('o.platform', 'o.room')} FROM outbox o "
+            f"LEFT JOIN threads t ON t.id = o.thread WHERE o.set_aside = 0 {where} "
+            f"ORDER BY o.id LIMIT ?", (*args, limit))
+
+
+def outbox_row(r: tuple) -> OutboxRow:
+    return OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), r[9], r[10],
+                     PostOp(r[11]), buttons_of(r[12]),
+                     ThreadTarget(*r[13:]) if r[13] is not None else None)
+
+
+def pending_messages(conn: sqlite3.Connection, rooms: Iterable[Room],
+                     limit: int) -> dict[Room, list[OutboxRow]]:
+    """Each room's messages not yet sent (not its marks), read inside a transaction that
+    queued some: the outbox sends them without reading them back (`Outbox.add_answer`)."""
+    return {room: [outbox_row(r) for r in conn.execute(*pending_query(room, limit, False))]
+            for room in rooms}
+
+
 class OutboxRecords:
     """The outbox's rows; mixed into `Store`, whose `_tx`, `_all` and `_write` it uses."""
 
@@ -129,24 +158,10 @@ class OutboxRecords:
         said = list(said)
         return await self._tx(lambda conn: [said_sql(conn, s, now) for s in said])
 
-    async def pending_posts(self, room: tuple[str, str] | None = None, limit: int = -1, *,
+    async def pending_posts(self, room: Room | None = None, limit: int = -1, *,
                             marks: bool | None = None) -> list[OutboxRow]:
-        """Posts not yet sent, oldest first; of one (platform, room) when given; only its
-        reactions (`marks`), or all but them (`marks=False`). A threaded post comes with
-        where its thread was in its room at this read (one query, not one per post: the
-        send path's store reads are most of a round trip's cost)."""
-        where, args = ("AND o.platform = ? AND o.room = ?", room) if room else ("", ())
-        if marks is not None:
-            where += (f" AND o.op {'IN' if marks else 'NOT IN'} "
-                      f"('{PostOp.REACT}', '{PostOp.UNREACT}')")
-        rows = await self._all(
-            f"SELECT {OUTBOX_COLUMNS}, {target_columns('o.platform', 'o.room')} FROM outbox o "
-            f"LEFT JOIN threads t ON t.id = o.thread WHERE o.set_aside = 0 {where} "
-            f"ORDER BY o.id LIMIT ?", (*args, limit))
-        return [OutboxRow(*r[:4], PostKind(r[4]), r[5], r[6], r[7], AuthorRole(r[8]), r[9],
-                          r[10], PostOp(r[11]), buttons_of(r[12]),
-                          ThreadTarget(*r[13:]) if r[13] is not None else None)
-                for r in rows]
+        """Posts not yet sent, oldest first (`pending_query`)."""
+        return [outbox_row(r) for r in await self._all(*pending_query(room, limit, marks))]
 
     async def pending_count(self) -> int:
         """How many rows wait to be sent, set-aside ones not counted (R14.3's gauge)."""

@@ -121,6 +121,8 @@ class AgentRun:
         self.interrupts = 0
         self.asks: dict[str, PermissionAsk] = {}  # by request id: waiting for a person (R13.1)
         self.progress: TurnProgress | None = None  # the open turn's live status (R13.7)
+        self.unseen: dict[int, QueuedNudge] = {}  # written, not yet shown 👀 (R13.7)
+        self.seen_due = 0.0  # when the oldest of `unseen` gets its 👀
         self.fork_from = spec.fork_from  # a fork's first start forks this session (R12.3)
         self.hops = 0
         self.queue_retry_at: float | None = None
@@ -219,9 +221,12 @@ class AgentRun:
         self.delivered.update(sent)
         self.hops = sent[-1][1].hops
         self.last_activity = self.last_output = now
+        still = self._still_unseen()
+        if not still:  # the turn's first messages, or the earlier ones were answered
+            self.seen_due = now + self.cfg.seen_after_s
+        self.unseen = {q.id: q for q in [*still, *(q for _, q in sent)]}
         first_time = tuple(q.id for _, q in sent if not q.attempted)
-        return ([fx.MarkAttempted(first_time)] if first_time else []) + self._mark(
-            [q for _, q in sent], Mark.WORKING)
+        return [fx.MarkAttempted(first_time)] if first_time else []
 
     def saw(self, event: AgentEvent, health: Health, now: float) -> list[Effect]:
         """One event from the session's output (also while it is being stopped)."""
@@ -405,6 +410,8 @@ class AgentRun:
             return None if closing else self.limited_until
         if timer is Timer.STATUS:
             return None if self.progress is None else self.progress.next_due()
+        if timer is Timer.SEEN:
+            return self.seen_due if self._still_unseen() else None
         assert timer is Timer.ALWAYS_ON
         if not self.always_on or closing:
             return None
@@ -418,6 +425,9 @@ class AgentRun:
         if timer is Timer.STATUS:
             text = self.progress.take(now) if self.progress is not None else None
             return [fx.ShowStatus(self._where(), text)] if text else []
+        if timer is Timer.SEEN:
+            seen, self.unseen = self._still_unseen(), {}
+            return self._mark(seen, Mark.WORKING)
         if timer is Timer.HEALTHY:
             return self._proven(health)
         if timer is Timer.HUNG:
@@ -487,23 +497,25 @@ class AgentRun:
 
     def _turn_ended(self, result: TurnResult, posts: list[str], health: Health,
                     now: float) -> list[Effect]:
-        usage = [*self._withdraw_asks(alerts.ASK_WITHDRAWN), *self._usage(result)]
+        withdrawn = self._withdraw_asks(alerts.ASK_WITHDRAWN)
+        usage = self._usage(result)  # recorded after the answer: it is not on its way
         limited = self.limited_until is not None and now < self.limited_until
         end = (TurnEnd.STOPPED if self.stopped_by and result.is_error
                else TurnEnd.RATE_LIMITED if limited and result.is_error else turn_end(result))
         stopped_by, self.stopped_by = self.stopped_by, None
         outcome = AFTER_TURN[(end, self.healthy)]
         if outcome is TurnOutcome.STOPPED:
-            return usage + self._stopped(posts, stopped_by or "someone")
+            return withdrawn + self._stopped(posts, stopped_by or "someone") + usage
         if outcome is TurnOutcome.WAIT:  # still queued, marked attempted: answered after
             waiting = self._mark(list(self.delivered.values()), Mark.WAITING)
             self.delivered = {}
-            return [*usage, *self._posts(posts), *waiting,
+            return [*withdrawn, *self._posts(posts), *waiting, *usage,
                     fx.Log(logging.WARNING, f"{self.name}: refused by the plan's limit")]
         if outcome in (TurnOutcome.PROVEN, TurnOutcome.ANSWERED, TurnOutcome.NOTE_ERROR):
             answered = [self.delivered.pop(u) for u in self._answered_by(result)]
-            effects = usage + self._posts(posts, answered=answered) + self._mark(
-                answered, Mark.FAILED if outcome is TurnOutcome.NOTE_ERROR else Mark.ANSWERED)
+            effects = [*withdrawn, *self._posts(posts, answered=answered), *self._mark(
+                answered, Mark.FAILED if outcome is TurnOutcome.NOTE_ERROR else Mark.ANSWERED),
+                *usage]
             if not self.delivered and self.held_back:  # another conversation's turn (R3.6)
                 self.held_back = False
                 effects.append(fx.OfferQueue())
@@ -512,7 +524,7 @@ class AgentRun:
             if outcome is TurnOutcome.ANSWERED:
                 return effects
         else:  # its messages stay queued for the next run
-            effects = usage + self._posts(posts)
+            effects = withdrawn + self._posts(posts) + usage
         error = redact(result.text or "; ".join(result.errors) or "error result")
         effects.append(fx.Log(logging.WARNING, f"{self.name}: turn failed: {error}"))
         if outcome is TurnOutcome.FORGET_SESSION:
@@ -618,6 +630,13 @@ class AgentRun:
         if progress is None or progress.shown is None:
             return []
         return [fx.EndStatus(self._where(), outcome)]
+
+    def _still_unseen(self) -> list[QueuedNudge]:
+        """The nudges of the open turn not yet shown 👀: a turn answered within
+        `seen_after_s` gets ✅ alone, so a quick answer is not preceded by 👀 and typing
+        that are gone again a moment later (nor waits behind them on the platform)."""
+        taken = {q.id for q in self.delivered.values()}
+        return [q for i, q in self.unseen.items() if i in taken]
 
     @staticmethod
     def _mark(nudges: list[QueuedNudge], mark: Mark) -> list[Effect]:

@@ -124,6 +124,7 @@ class AgentConfig:
     approvals: bool = True  # R13.1: ask in chat for what the permission mode does not allow
     approval_timeout_s: float = 900  # R13.3: the bot's deadline; the CLI has none
     status_after_s: float = 5  # R13.7: a turn silent this long shows its status
+    seen_after_s: float = 1  # R13.7: 👀 (and typing) once a turn has worked this long
     status_interval_s: float = 3  # R13.7: least time between two edits of it
 
 

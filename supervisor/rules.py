@@ -137,13 +137,15 @@ class Timer(Enum):
     ALWAYS_ON = "restart an always_on lead when allowed"  # R4.1
     LIMIT_RESET = "deliver the queue when the plan's limit resets"  # R13.8
     STATUS = "show the live status of a quiet turn"  # R13.7
+    SEEN = "show 👀 on the messages a turn has worked on for seen_after_s"  # R13.7
 
 
 TIMERS: dict[tuple[RunState, bool], tuple[Timer, ...]] = {
     (RunState.STOPPED, False): (Timer.RETRY_QUEUE, Timer.ALWAYS_ON, Timer.LIMIT_RESET),
     (RunState.STARTING, False): (),
     (RunState.RUNNING, False): (Timer.FLUSH, Timer.HEALTHY, Timer.IDLE, Timer.LIMIT_RESET),
-    (RunState.RUNNING, True): (Timer.FLUSH, Timer.HEALTHY, Timer.HUNG, Timer.STATUS),
+    (RunState.RUNNING, True): (Timer.FLUSH, Timer.HEALTHY, Timer.HUNG, Timer.SEEN,
+                                Timer.STATUS),
     (RunState.STOPPING, False): (),
     (RunState.STOPPING, True): (),
 }

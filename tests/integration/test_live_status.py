@@ -36,9 +36,11 @@ async def test_r13_7_a_quiet_turn_shows_its_status_and_it_goes_when_answered(
         msg = person("slack", "C1", ASK)
         await bot.app.on_event(msg)
         ref, _ = await asked(slack)
+        assert not marks(slack, "C1", msg.ref)  # not yet: seen_after_s (1 s) has not passed
+        await bot.tick(1)
         await until(lambda: ("👀", True) in marks(slack, "C1", msg.ref), what="👀")
         assert not status_posts(slack, "C1")
-        await bot.tick(6)
+        await bot.tick(5)
         await until(lambda: status_posts(slack, "C1"), what="the status")
         status_ref, text = status_posts(slack, "C1")[0]
         assert "webui" in text and "waiting for approval" in text and "Bash" in text
@@ -62,6 +64,8 @@ async def test_r13_7_matrix_shows_typing_while_a_turn_for_its_room_runs(tmp_path
     try:
         await bot.app.on_event(person("matrix", "!m", ASK))
         ref, _ = await asked(slack)
+        assert not matrix.typed  # a turn shows typing once it has worked seen_after_s
+        await bot.tick(1)
         await until(lambda: ("!m", True) in matrix.typed, what="typing")
         await bot.app.on_event(click("slack", "C1", ref, "allow"))
         await until(lambda: ("!m", False) in matrix.typed, what="typing stopped")

@@ -67,6 +67,7 @@ class FlakyBridge:
     async def react(self, room: str, ref: str, emoji: str, on: bool) -> None:
         if self.failures:
             raise self.failures.pop(0)
+        self.sent.append((self.clock.now(), room, f"{'+' if on else '-'}{emoji} {ref}"))
 
     def texts(self, room: str) -> list[str]:
         return [t for _, r, t in self.sent if r == room]
@@ -156,6 +157,35 @@ async def test_r14_3_each_attempt_s_outcome_is_told_with_its_platform(tmp_path: 
         await until(lambda: len(told) == 5, what="the reaction's outcome")
         assert told[3:] == [("chat", PostOutcome.SENT), ("chat", PostOutcome.DROPPED)]
         assert chat.failures == [] and await store.pending_posts() == []
+    finally:
+        await outbox.stop()
+        await store.close()
+
+
+async def test_r13_7_a_mark_follows_the_messages_queued_before_it_and_holds_none_up(
+        tmp_path: Path) -> None:
+    """R13.7, R8.3: ✅ on a person's message shows once the answer queued before it is in
+    the room — here the answer waits out a 429 and the mark waits with it — while a mark
+    never holds a message up: the 👀 queued before a paced post does not wait for it."""
+    outbox, chat, store = await outbox_with(tmp_path, post_interval_s=1.0)
+    try:
+        [asked] = await store.add_said(posts("A", "the question"), chat.clock.now())
+        outbox.stored(posts("A", "the question"))
+        await until(lambda: chat.texts("A") == ["the question"], what="the question")
+        chat.failures.append(RateLimited(5.0))
+        await outbox.add(posts("A", "the answer"))
+        await outbox.add_changes([NewPost("chat", "A", "✅", message=asked, op=PostOp.REACT)])
+        await chat.clock.wake_next_sleeper()  # the room's pace, then the 429
+        await until(lambda: len(chat.keys) == 2, what="the answer's first attempt")
+        await chat.clock.wake_next_sleeper()  # Retry-After
+        await until(lambda: len(chat.texts("A")) == 3, what="the answer and the mark")
+        assert chat.texts("A") == ["the question", "the answer", "+✅ id-1"]
+        assert chat.sent[-1][0] == chat.sent[-2][0] == chat.clock.now()  # after Retry-After
+        await outbox.add_changes([NewPost("chat", "A", "👀", message=asked, op=PostOp.REACT)])
+        await outbox.add(posts("A", "paced"))
+        await until(lambda: chat.texts("A")[-1] == "+👀 id-1", what="👀 before the paced post")
+        await chat.clock.wake_next_sleeper()
+        await until(lambda: chat.texts("A")[-1] == "paced", what="the paced post")
     finally:
         await outbox.stop()
         await store.close()

@@ -50,7 +50,8 @@ from crewbridge.supervisor.session import agent_argv
 
 CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
                   idle_stop_s=1800, turn_timeout_s=900, max_lead_restarts=3,
-                  status_after_s=100_000)  # the live status has tests of its own (R13.7)
+                  status_after_s=100_000,  # the live status has tests of its own (R13.7)
+                  seen_after_s=0)  # 👀 at once, shown by `write` (its delay: tests below)
 LEAD = AgentSpec("webui", AgentKind.LEAD, "webui")
 WORKER = AgentSpec("dave", AgentKind.WORKER, "webui", task_id=7)
 T0 = 1_000.0
@@ -78,13 +79,13 @@ def uuid_of(q: QueuedNudge) -> str:
 
 def write(run: AgentRun, queued: tuple[QueuedNudge, ...], now: float = T0) -> None:
     """Deliver `queued` to a running run, as the executor would: written, told, marked
-    attempted, and 👀 on the people's messages (R13.7)."""
+    attempted, and 👀 on the people's messages `seen_after_s` (here 0) later (R13.7)."""
     fresh = tuple(q.id for q in queued if not q.attempted)
     assert run.nudged(list(queued), Health(), now) == [
         fx.Write(queued, tuple(q.text for q in queued))]
     assert run.wrote([(uuid_of(q), q) for q in queued], now) == (
-        [fx.MarkAttempted(fresh)] if fresh else []) + [
-        fx.Mark(tuple(q.id for q in queued), Mark.WORKING)]
+        [fx.MarkAttempted(fresh)] if fresh else [])
+    assert run.tick(Health(), now) == [fx.Mark(tuple(q.id for q in queued), Mark.WORKING)]
 
 
 def answers(*queued: QueuedNudge, is_error: bool = False) -> TurnResult:
@@ -137,8 +138,7 @@ def test_r3_1_r3_5_spawn_start_and_deliver_in_order() -> None:
     queued = [nudge(1), nudge(2)]
     assert run.nudged(queued, Health(), T0) == [fx.Write(tuple(queued), ("hello", "hello"))]
     assert run.wrote([("u1", queued[0])], T0 + 1) == [  # the second write failed:
-        fx.MarkAttempted((1,)),  # only what reached the agent counts as attempted
-        fx.Mark((1,), Mark.WORKING)]  # R13.7: and 👀
+        fx.MarkAttempted((1,))]  # only what reached the agent counts as attempted
     assert (run.state, run.in_turn, run.session_id) == (RunState.RUNNING, True, "new-sid")
     assert list(run.delivered) == ["u1"]
 

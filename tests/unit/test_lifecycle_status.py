@@ -29,7 +29,8 @@ from crewbridge.supervisor.protocol import AssistantText, RateLimit, ToolResult,
 from crewbridge.supervisor.rules import StopReason
 
 CFG = AgentConfig(healthy_after_s=60, spawn_failure_cooldown_s=120, flush_interval_s=2,
-                  turn_timeout_s=900, status_after_s=5, status_interval_s=3)
+                  turn_timeout_s=900, status_after_s=5, status_interval_s=3,
+                  seen_after_s=0)  # 👀 at once (its delay has tests of its own)
 LEAD = AgentSpec("webui", AgentKind.LEAD, "webui", workdir="/srv/webui")
 T0 = 1_000.0
 HERE = Conversation("webui")
@@ -55,8 +56,8 @@ def in_turn(*queued: QueuedNudge, healthy: bool = True) -> AgentRun:
     if healthy:
         run.tick(Health(), T0)
     assert of(run.nudged(list(queued), Health(), T0), fx.Write)
-    assert of(run.wrote([(f"u{q.id}", q) for q in queued], T0), fx.Mark) == [
-        fx.Mark(tuple(q.id for q in queued), Mark.WORKING)]  # R13.7: 👀
+    assert not of(run.wrote([(f"u{q.id}", q) for q in queued], T0), fx.Mark)
+    assert run.tick(Health(), T0) == [fx.Mark(tuple(q.id for q in queued), Mark.WORKING)]
     return run
 
 
@@ -281,3 +282,36 @@ def test_r13_7_r13_8_a_pause_mid_turn_leaves_the_open_turns_messages_working() -
     run = in_turn(nudge(1))
     effects = run.nudged([nudge(1), nudge(2)], Health(), T0 + 1, paused="⏸️ spent")
     assert of(effects, fx.Mark) == [fx.Mark((2,), Mark.WAITING)]
+
+
+def test_r13_7_a_turn_answered_within_seen_after_s_gets_its_tick_alone() -> None:
+    """R13.7: 👀 (and with it Matrix typing) is for a turn that works a while: one answered
+    within `seen_after_s` marks its message ✅ only, so a quick answer is not preceded by
+    a 👀 that is gone a moment later, nor made to wait behind it on the platform."""
+    run = AgentRun(LEAD, replace(CFG, seen_after_s=1))
+    run.nudged([nudge(1)], Health(), T0, start=True)
+    run.started("sid", 42, T0)
+    run.nudged([nudge(1)], Health(), T0)
+    assert not of(run.wrote([("u1", nudge(1))], T0), fx.Mark)
+    assert run.next_deadline(Health()) == T0 + 1
+    effects = run.saw(result(nudge(1)), Health(), T0 + 0.9)
+    assert of(effects, fx.Mark) == [fx.Mark((1,), Mark.ANSWERED)]
+    assert not of(run_timers(run, T0 + 60), fx.Mark)
+
+
+def test_r13_7_messages_a_turn_works_on_for_seen_after_s_get_their_eyes_together() -> None:
+    """R13.7: 👀 comes `seen_after_s` after the turn took its first message, on every
+    message it has taken by then (one written later in the same turn waits no longer); a
+    message answered before that gets none."""
+    run = AgentRun(LEAD, replace(CFG, seen_after_s=1))
+    run.nudged([nudge(1)], Health(), T0, start=True)
+    run.started("sid", 42, T0)
+    run.nudged([nudge(1)], Health(), T0)
+    run.wrote([("u1", nudge(1))], T0)
+    run.nudged([nudge(1), nudge(2), nudge(3)], Health(), T0 + 0.5)
+    run.wrote([("u2", nudge(2)), ("u3", nudge(3))], T0 + 0.5)
+    answered = run.saw(replace(result(nudge(1)), queued_turns=2), Health(), T0 + 0.7)
+    assert of(answered, fx.Mark) == [fx.Mark((1,), Mark.ANSWERED)]
+    assert run.next_deadline(Health()) == T0 + 1
+    assert run.tick(Health(), T0 + 1) == [fx.Mark((2, 3), Mark.WORKING)]
+    assert not of(run.tick(Health(), T0 + 2), fx.Mark)

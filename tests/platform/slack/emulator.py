@@ -297,6 +297,9 @@ class SlackEmulator:
         """The bot token's scopes, named in every answer's `X-OAuth-Scopes` header."""
         self.answer_pings = True
         """False: websockets stay open but their pings get no pong (a Slack that hangs)."""
+        self.latency_s = 0.0
+        """The network's and Slack's own time, each way: every Web API call is answered and
+        every event sent this much later (a benchmark's model of Slack; tests keep 0)."""
 
         self.users: dict[str, User] = {}
         self.channels: dict[str, Channel] = {}
@@ -640,6 +643,8 @@ class SlackEmulator:
         ten minutes old, correctly signed) or `missing` (no signature headers at all).
         """
         via = via or ("socket" if self._links else "http")
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         if via == "socket":
             if not self._links:
                 raise RuntimeError("no Socket Mode connection is open to deliver to")
@@ -695,6 +700,8 @@ class SlackEmulator:
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else params.get("token")
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.state.calls.append(ApiCall(method, params, token, peer))
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
         if self._hangs.get(method, 0) > 0:
             self._hangs[method] -= 1
             await self._notify()
