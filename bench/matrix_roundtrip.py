@@ -29,7 +29,10 @@ Set-up, all on 127.0.0.1:
 
 Each sample is closed-loop: the person sends `ping rt-<n>`, and the clock stops when the
 person's sync has delivered the bot's answer that contains `rt-<n>`, in the thread of the
-ping (an answer anywhere else fails the run). The two bots alternate
+ping (an answer anywhere else fails the run). crewbridge then reacts ✅ on the ping (R13.7;
+a turn this quick gets no 👀): the run waits, off the clock, until the person sees it, so
+the homeserver's work on that reaction is not charged to the next sample, the echo bot's
+(and a ✅ that never comes fails the run). The two bots alternate
 message by message (and which one goes first alternates every round), after a warm-up that
 is not counted (it spawns the lead).
 
@@ -143,9 +146,11 @@ class EchoProcess(FloorBot):
 
 
 async def round_trip(person: Person, room: str, bot: str, token: str,
-                     encrypted: bool = False) -> float:
+                     encrypted: bool = False, *, marked: bool = False) -> float:
     """Send `ping <token>`; seconds until the person's sync shows `bot`'s answer to it in
-    the ping's thread (and, `encrypted`, came encrypted)."""
+    the ping's thread (and, `encrypted`, came encrypted). `marked`: then, off the clock,
+    wait for the bot's ✅ on the ping (R13.7), so that the homeserver's work on it is not
+    charged to the next round trip — the other bot's."""
     t0 = time.perf_counter()
     ping = await person.send_text(room, f"ping {token}")
     answer = await person.wait_for_message(room, lambda e: token in body_of(e), sender=bot,
@@ -155,6 +160,9 @@ async def round_trip(person: Person, room: str, bot: str, token: str,
         raise AssertionError(f"the answer to {token} is not in its thread: {answer}")
     if encrypted and not person.was_encrypted(answer["event_id"]):
         raise AssertionError(f"the answer to {token} was not encrypted: {answer}")
+    if marked:
+        await person.wait_until(lambda: person.reactions(room, ping, sender=bot),
+                                timeout=REPLY_TIMEOUT_S, what=f"the ✅ on {token}")
     return took
 
 
@@ -198,7 +206,8 @@ async def measure(server: SynapseServer, work: Path, count: int, warmup: int,
             for name in order:
                 try:
                     took = await round_trip(person, rooms[name], bots[name],
-                                            f"rt-{name}-{i}", encrypted)
+                                            f"rt-{name}-{i}", encrypted,
+                                            marked=name == "crewbridge")
                 except AssertionError as e:
                     stderr = bot.stderr[-3000:] if name == "crewbridge" else ""
                     print(f"{name}: no answer to message {i}: {e}\n{stderr}", file=sys.stderr)

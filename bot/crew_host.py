@@ -121,5 +121,5 @@ class CrewHost:
                          outcome: str | None) -> None:
         await self.app.status.end(agent, conversation, outcome)
 
-    async def mark(self, agent: str, nudge_ids: list[int], mark: Mark) -> None:
-        await self.app.status.mark(nudge_ids, mark)
+    async def mark(self, agent: str, messages: list[int], mark: Mark) -> None:
+        await self.app.status.mark(messages, mark)

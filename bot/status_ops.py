@@ -67,7 +67,7 @@ class StatusOps:
         self.clock = clock
         self.stop_by = stop_by
         self._cards: dict[str, Card] = {}  # by agent: its running turn's status message
-        self._origins: dict[int, RoomMessage | None] = {}  # queued nudge -> person's message
+        self._origins: dict[int, RoomMessage | None] = {}  # person's message -> where it is
         self._marked: dict[int, str] = {}  # message -> the mark on it now
         self._typing: Counter[tuple[str, str]] = Counter()  # turns running, per room
         self._typing_wanted: dict[tuple[str, str], bool] = {}
@@ -148,13 +148,13 @@ class StatusOps:
 
     # --- marks on the person's message ------------------------------------------------------
 
-    async def mark(self, nudge_ids: list[int], mark: Mark) -> None:
-        """Put `mark` on the messages these nudges came from, in the room each was written
-        in, in place of the mark before (R13.7). Answered and cleared messages are done
-        with; a waiting or failed one comes back as 👀 when it is given again."""
+    async def mark(self, messages: list[int], mark: Mark) -> None:
+        """Put `mark` on these people's messages, in the room each was written in, in place
+        of the mark before (R13.7). Answered and cleared messages are done with; a waiting
+        or failed one comes back as 👀 when it is given again."""
         final = mark in (Mark.ANSWERED, Mark.CLEARED)
         changes: list[NewPost] = []
-        for origin in await self._origins_of(nudge_ids, forget=final):
+        for origin in await self._origins_of(messages, forget=final):
             before = self._marked.pop(origin.id, None)
             if before != mark.value:
                 if before:
@@ -169,12 +169,12 @@ class StatusOps:
                 self._marked[origin.id] = mark.value
         await self.outbox.add_changes(changes)
 
-    async def _origins_of(self, nudge_ids: list[int], *, forget: bool) -> list[RoomMessage]:
-        """The people's messages (on a platform) these nudges came from, looked up once."""
-        missing = [i for i in nudge_ids if i not in self._origins]
-        found = await self.store.nudged_by(missing)
+    async def _origins_of(self, messages: list[int], *, forget: bool) -> list[RoomMessage]:
+        """Where these messages were written (those on a platform), looked up once."""
+        missing = [i for i in messages if i not in self._origins]
+        found = await self.store.written_where(missing)
         self._origins.update({i: found.get(i) for i in missing})
-        origins = [self._origins.pop(i) if forget else self._origins[i] for i in nudge_ids]
+        origins = [self._origins.pop(i) if forget else self._origins[i] for i in messages]
         return [o for o in dict.fromkeys(origins) if o and o.platform != Platform.CONSOLE]
 
     async def _type(self, origin: RoomMessage, *, was: bool, now: bool) -> None:

@@ -65,11 +65,11 @@ AIOSQLITE_PIN = ">=0.20,<0.23"  # the versions whose private `Connection._execut
 
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
 TASK_COLUMNS = "id, subject, channel, assignee, status, created_by, thread"
-QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted, thread"
+QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted, thread, message"
 
 
 def _queued_nudge(r: tuple) -> QueuedNudge:
-    return QueuedNudge(*r[:6], attempted=bool(r[6]), thread=r[7])
+    return QueuedNudge(*r[:6], attempted=bool(r[6]), thread=r[7], message=r[8])
 
 
 def _agent_row(r: tuple) -> AgentRow:
@@ -293,16 +293,14 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (n.agent, n.text, n.hops, n.origin, now, n.thread, message))
 
-    async def nudged_by(self, ids: Iterable[int]) -> dict[int, RoomMessage]:
-        """The person's message each of these queued nudges came from, where it was written
-        (a nudge an agent's text made has none)."""
+    async def written_where(self, ids: Iterable[int]) -> dict[int, RoomMessage]:
+        """Where each of these messages was written (the room the marks go in, R13.7)."""
         ids = list(ids)
         if not ids:
             return {}
-        rows = await self._all(
-            f"SELECT q.id, m.id, m.platform, m.room FROM queue q JOIN messages m ON "
-            f"m.id = q.message WHERE q.id IN ({','.join('?' * len(ids))})", tuple(ids))
-        return {q: RoomMessage(m, p, r) for q, m, p, r in rows}
+        rows = await self._all(f"SELECT id, platform, room FROM messages WHERE id IN "
+                               f"({','.join('?' * len(ids))})", tuple(ids))
+        return {m: RoomMessage(m, p, r) for m, p, r in rows}
 
     async def enqueue(self, nudges: Iterable[Nudge], now: float) -> None:
         statements = [self._enqueue_sql(n, now) for n in nudges]

@@ -127,9 +127,9 @@ class EndStatus:
 
 @dataclass(frozen=True)
 class Mark:
-    """React on the person's messages these queued nudges came from (R13.7)."""
+    """React on these people's messages, which queued nudges came from (R13.7)."""
 
-    nudge_ids: tuple[int, ...]
+    messages: tuple[int, ...]
     mark: ports.Mark
 
 

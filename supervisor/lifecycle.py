@@ -640,7 +640,9 @@ class AgentRun:
 
     @staticmethod
     def _mark(nudges: list[QueuedNudge], mark: Mark) -> list[Effect]:
-        return [fx.Mark(tuple(q.id for q in nudges), mark)] if nudges else []
+        """`mark` on the people's messages the nudges came from (an agent's have none)."""
+        messages = tuple(dict.fromkeys(q.message for q in nudges if q.message is not None))
+        return [fx.Mark(messages, mark)] if messages else []
 
     def _waiting(self, queued: list[QueuedNudge]) -> list[Effect]:
         """⏸️ on queued messages that wait; what the open turn works on does not."""

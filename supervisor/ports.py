@@ -158,6 +158,8 @@ class QueuedNudge:
     """Written to an agent before, by a run that did not answer it (R8.5): it is delivered
     again with a note that the earlier attempt was cut short."""
     thread: int | None = None  # the thread of `origin` it came from, and is answered in
+    message: int | None = None  # the person's message it came from (None: an agent's text):
+    # the marks of R13.7 go on it
 
     def conversation(self, home: str) -> Conversation:
         """The conversation this nudge came from (`home`: a channel, when it names none)."""
@@ -260,7 +262,7 @@ class Host(Protocol):
         """The turn whose status line was shown has ended (R13.7): remove the line (None),
         or edit it into `outcome` (the turn failed or was stopped)."""
 
-    async def mark(self, agent: str, nudge_ids: list[int], mark: Mark) -> None:
+    async def mark(self, agent: str, messages: list[int], mark: Mark) -> None:
         """Put `mark` on the person's messages these queued nudges came from, in place of
         the bot's earlier mark on them (R13.7); a message that has it already is left
         alone, and one the bot cannot map (an agent's nudge) is skipped."""

@@ -59,6 +59,31 @@ async def test_r13_7_a_quiet_turn_shows_its_status_and_it_goes_when_answered(
         await bot.stop()
 
 
+async def test_r13_7_a_quick_answer_gets_its_tick_alone_after_the_answer(
+        tmp_path: Path) -> None:
+    """R13.7: a turn answered before `seen_after_s` marks the person's message ✅ only — no
+    👀, no typing — and the ✅ is put on once the answer is in the room, not before."""
+    bot, slack, matrix = await approval_bot(tmp_path)
+    shown_at_mark: list[tuple[str, list[str]]] = []
+    react = slack.react
+
+    async def noting(room: str, ref: str, emoji: str, on: bool) -> None:
+        shown_at_mark.append((emoji, [p.text for r, p in slack.sent if r == room]))
+        await react(room, ref, emoji, on)
+
+    slack.react = noting  # type: ignore[method-assign]
+    try:
+        msg = person("slack", "C1", "is the build green?")
+        await bot.app.on_event(msg)
+        await until(lambda: ("✅", True) in marks(slack, "C1", msg.ref), what="✅")
+        assert marks(slack, "C1", msg.ref) == [("✅", True)]
+        [(emoji, shown)] = shown_at_mark
+        assert emoji == "✅" and any("is the build green?" in text for text in shown)
+        assert not matrix.typed
+    finally:
+        await bot.stop()
+
+
 async def test_r13_7_matrix_shows_typing_while_a_turn_for_its_room_runs(tmp_path: Path) -> None:
     bot, slack, matrix = await approval_bot(tmp_path)
     try:

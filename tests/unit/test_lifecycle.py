@@ -65,11 +65,12 @@ RESULTS = {TurnEnd.OK: OK, TurnEnd.ERROR: ERROR, TurnEnd.AUTH: AUTH,
 
 
 def nudge(i: int, text: str = "hello", origin: str = "webui") -> QueuedNudge:
-    return QueuedNudge(i, "webui", text, 0, origin)
+    """Queued nudge `i`, from a person's message `i` (where its marks go, R13.7)."""
+    return QueuedNudge(i, "webui", text, 0, origin, message=i)
 
 
 def thread_nudge(i: int, thread: int, text: str = "in a thread") -> QueuedNudge:
-    return QueuedNudge(i, "webui", text, 0, "webui", thread=thread)
+    return QueuedNudge(i, "webui", text, 0, "webui", thread=thread, message=i)
 
 
 def uuid_of(q: QueuedNudge) -> str:

@@ -37,7 +37,7 @@ HERE = Conversation("webui")
 
 
 def nudge(i: int, origin: str = "webui") -> QueuedNudge:
-    return QueuedNudge(i, "webui", "hello", 0, origin)
+    return QueuedNudge(i, "webui", "hello", 0, origin, message=i)  # from message i
 
 
 def result(*queued: QueuedNudge, is_error: bool = False, text: str = "done") -> TurnResult:
@@ -57,7 +57,8 @@ def in_turn(*queued: QueuedNudge, healthy: bool = True) -> AgentRun:
         run.tick(Health(), T0)
     assert of(run.nudged(list(queued), Health(), T0), fx.Write)
     assert not of(run.wrote([(f"u{q.id}", q) for q in queued], T0), fx.Mark)
-    assert run.tick(Health(), T0) == [fx.Mark(tuple(q.id for q in queued), Mark.WORKING)]
+    assert of(run.tick(Health(), T0), fx.Mark) == [
+        fx.Mark(tuple(dict.fromkeys(q.message for q in queued if q.message)), Mark.WORKING)]
     return run
 
 
@@ -214,7 +215,7 @@ def test_r13_7_a_shown_line_ends_with_the_turn(end: Callable[[AgentRun], list[Ef
     effects = end(run)
     assert of(effects, fx.EndStatus) == [fx.EndStatus(HERE, outcome)]
     assert [m.mark for m in of(effects, fx.Mark)] == ([mark] if mark is not None else [])
-    assert all(m.nudge_ids == (1,) for m in of(effects, fx.Mark))
+    assert all(m.messages == (1,) for m in of(effects, fx.Mark))
     assert of(run.tick(Health(), T0 + 2000), fx.ShowStatus) == []  # its timer is gone
 
 
@@ -315,3 +316,14 @@ def test_r13_7_messages_a_turn_works_on_for_seen_after_s_get_their_eyes_together
     assert run.next_deadline(Health()) == T0 + 1
     assert run.tick(Health(), T0 + 1) == [fx.Mark((2, 3), Mark.WORKING)]
     assert not of(run.tick(Health(), T0 + 2), fx.Mark)
+
+
+def test_r13_7_marks_go_on_the_people_s_messages_once_each() -> None:
+    """R13.7: a mark is on the person's message a nudge came from: two nudges of one message
+    (it mentioned the agent twice over, say) mark it once; a nudge an agent's text made has
+    no message of a person, and no mark."""
+    of_one = [replace(nudge(1), message=7), replace(nudge(2), message=7)]
+    from_an_agent = replace(nudge(3), message=None)
+    run = in_turn(*of_one, from_an_agent)
+    effects = run.saw(result(*of_one, from_an_agent), Health(), T0 + 2)
+    assert of(effects, fx.Mark) == [fx.Mark((7,), Mark.ANSWERED)]
