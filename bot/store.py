@@ -68,6 +68,10 @@ TASK_COLUMNS = "id, subject, channel, assignee, status, created_by, thread"
 QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted, thread, message"
 
 
+Queues = tuple[int, dict[str, list[QueuedNudge]]]
+"""Agents' queues as one transaction (numbered by `Store._writes`) left them."""
+
+
 def _queued_nudge(r: tuple) -> QueuedNudge:
     return QueuedNudge(*r[:6], attempted=bool(r[6]), thread=r[7], message=r[8])
 
@@ -152,6 +156,9 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
     def __init__(self, db: aiosqlite.Connection, path: Path):
         self._db = db
         self.path = path
+        self._writes = 0  # transactions begun, counted on the store's thread in their order
+        self._queues: Queues = (-1, {})
+        """Agents' queues as a transaction left them (`queued`), valid while no other began."""
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -212,7 +219,18 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
         of our own would re-implement aiosqlite. `open` refuses a version without it, and
         tests/unit/test_store.py fails by name when an upgrade removes or changes it.
         """
-        return await self._db._execute(_in_transaction, self._db._conn, work)
+        def counted(conn: sqlite3.Connection) -> T:
+            self._writes += 1
+            return work(conn)
+
+        return await self._db._execute(_in_transaction, self._db._conn, counted)
+
+    def _queues_now(self, conn: sqlite3.Connection, agents: Iterable[str]) -> Queues:
+        """Inside a transaction that queued nudges: their agents' queues as it leaves them,
+        for `queued` to answer from until another transaction begins."""
+        return self._writes, {a: [_queued_nudge(r) for r in conn.execute(
+            f"SELECT {QUEUE_COLUMNS} FROM queue WHERE agent = ? ORDER BY id", (a,))]
+            for a in agents}
 
     async def _write(self, statements: list[Statement]) -> list[int | None]:
         """Run statements in one transaction of their own; see `_apply` for the results."""
@@ -267,20 +285,24 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
         of its own, which its nudges answer in (R12.1)."""
         nudges = list(nudges)
 
-        def work(conn: sqlite3.Connection) -> int | None:
+        def work(conn: sqlite3.Connection) -> tuple[int | None, Queues | None]:
             mid = insert_message(conn, channel=channel, platform=msg.platform, room=msg.room,
                                  sender=msg.sender, sender_name=msg.sender_name,
                                  event_id=msg.event_id, text=msg.text, ts=msg.ts,
                                  thread=thread)
             if mid is None:
-                return None
+                return None, None
             add_ref(conn, msg.platform, msg.room, msg.root_ref, mid)
             answer_in = new_thread(conn, channel, mid).id if roots_thread else thread
             _apply(conn, [self._enqueue_sql(n if n.thread else replace(n, thread=answer_in),
                                             now, message=mid) for n in nudges])
-            return mid
+            agents = dict.fromkeys(n.agent for n in nudges)
+            return mid, self._queues_now(conn, agents) if agents else None
 
-        return await self._tx(work)
+        mid, queues = await self._tx(work)
+        if queues is not None:  # committed: the supervisor reads them next (`queued`)
+            self._queues = queues
+        return mid
 
     async def is_stored(self, platform: str, event_id: str) -> bool:
         return await self._one("SELECT 1 FROM messages WHERE platform = ? AND event_id = ?",
@@ -308,6 +330,12 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
             await self._write(statements)
 
     async def queued(self, agent: str) -> list[QueuedNudge]:
+        """The agent's queue, oldest first. Right after a person's message queued nudges
+        (`accept_inbound`) it is known without a read, until another transaction begins:
+        the read would wait on the store's thread, on the path of every answer."""
+        writes, queues = self._queues
+        if writes == self._writes and agent in queues:
+            return list(queues[agent])
         rows = await self._all(f"SELECT {QUEUE_COLUMNS} FROM queue WHERE agent = ? ORDER BY id",
                                (agent,))
         return [_queued_nudge(r) for r in rows]

@@ -217,6 +217,24 @@ async def test_r8_4_an_aiosqlite_without_it_is_refused_with_a_clear_error(
 # --- inbox: R1.3, R8.1 -------------------------------------------------------------------------
 
 
+async def test_r8_5_the_queue_a_message_leaves_is_the_queue_read_after_it(store: Store) -> None:
+    """R8.5, R3.5: right after a person's message queued nudges the agents' queues are known
+    without a read (the transaction left them so) — and are read afresh once any other
+    transaction began, so an answer, a drop or a new nudge is never missed."""
+    await store.enqueue([nudge("webui", "earlier")], 0.5)
+    await store.accept_inbound("webui", inbound("Ev1"), [nudge("webui", "[Dana] hi")], 1.0)
+    known = await store.queued("webui")
+    assert [q.text for q in known] == ["earlier", "[Dana] hi"]
+    assert known[1].message is not None  # the marks of R13.7 go on it
+    store._queues[1]["webui"].clear()  # were the cache used after a write, this would show
+    await store.enqueue([nudge("webui", "later")], 2.0)
+    assert [q.text for q in await store.queued("webui")] == ["earlier", "[Dana] hi", "later"]
+    await store.accept_inbound("webui", inbound("Ev2"), [nudge("alice", "[Dana] yo")], 3.0)
+    first = (await store.queued("webui"))[0]
+    await store.answer([], [], [first.id], 4.0)
+    assert [q.text for q in await store.queued("webui")] == ["[Dana] hi", "later"]
+
+
 async def test_r1_3_r8_1_accept_inbound_stores_once_and_queues_its_nudges(store: Store) -> None:
     """R1.3, R8.1: a message is stored with its nudges queued; the same platform event again
     (Slack retry, Matrix re-delivery) returns False and queues nothing."""
