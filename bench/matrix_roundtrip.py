@@ -13,6 +13,9 @@ Encrypted (R15, `--encrypted`, or both phases with `--both`): the same, in two e
 rooms, with the person's client, the echo bot and crewbridge all encrypting (each with its
 crypto store); every answer must reach the person encrypted. The echo bot is then matrix-nio
 with its crypto on and `sync_forever` doing the key traffic. Target: within 1.15×.
+In the plain phase crewbridge runs with `[matrix] encryption = false`, as the floor runs
+without crypto: like against like (its default, crypto on, costs it about 4 ms a round
+trip even in plain rooms: docs/benchmarks.md).
 
 Set-up, all on 127.0.0.1:
 - one Synapse from `.venv-synapse`, started by the test harness (`tests/platform/matrix/
@@ -188,7 +191,8 @@ async def measure(server: SynapseServer, work: Path, count: int, warmup: int,
         agent={"flush_interval_s": 2},
         channels=[{"name": "bench", "matrix": [rooms["crewbridge"]]}],
         extra={"matrix": {"homeserver": server.url, "user_id": crew.user_id,
-                          "access_token": "${MATRIX_ACCESS_TOKEN}"}})
+                          "access_token": "${MATRIX_ACCESS_TOKEN}",
+                          "encryption": encrypted}})  # like the floor: crypto on or off
     bot: BotProcess | None = None
     echo_proc: EchoProcess | None = None
     try:
