@@ -15,11 +15,11 @@ from typing import TypeVar
 
 from aiohttp import ClientError
 from nio import AsyncClient, AsyncClientConfig, ErrorResponse, LoginResponse, WhoamiResponse
-from nio import store as nio_store
 
 from crewbridge.bridges.base import KeyValueStore, PlatformUnreachable
 from crewbridge.bridges.matrix_e2ee_client import E2eeClient
 from crewbridge.bridges.matrix_events import describe, http_status, is_rate_limited, retry_after_s
+from crewbridge.bridges.matrix_store import crypto_store_class
 from crewbridge.bridges.settings import MatrixConfig
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def new_client(config: MatrixConfig, *, encrypted: bool = False) -> AsyncClient:
         encryption_enabled=encrypted,
         # nio's login loads a store whenever crypto is installed (with no path: none); the
         # class exists only then, so a bot without it still runs unencrypted
-        store=getattr(nio_store, "SqliteStore", None),
+        store=crypto_store_class(),
         store_sync_tokens=False,  # the bot's store keeps next_batch (R8.2)
     )
     return E2eeClient(config.homeserver.rstrip("/"), config.user_id, config=nio_config,
