@@ -66,6 +66,7 @@ AIOSQLITE_PIN = ">=0.20,<0.23"  # the versions whose private `Connection._execut
 AGENT_COLUMNS = "name, kind, channel, task_id, session_id, last_error"
 TASK_COLUMNS = "id, subject, channel, assignee, status, created_by, thread"
 QUEUE_COLUMNS = "id, agent, text, hops, origin, created_at, attempted, thread, message"
+QUEUE_OF = f"SELECT {QUEUE_COLUMNS} FROM queue WHERE agent = ? ORDER BY id"  # oldest first
 
 
 Queues = tuple[int, dict[str, list[QueuedNudge]]]
@@ -228,9 +229,8 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
     def _queues_now(self, conn: sqlite3.Connection, agents: Iterable[str]) -> Queues:
         """Inside a transaction that queued nudges: their agents' queues as it leaves them,
         for `queued` to answer from until another transaction begins."""
-        return self._writes, {a: [_queued_nudge(r) for r in conn.execute(
-            f"SELECT {QUEUE_COLUMNS} FROM queue WHERE agent = ? ORDER BY id", (a,))]
-            for a in agents}
+        return self._writes, {a: [_queued_nudge(r) for r in conn.execute(QUEUE_OF, (a,))]
+                              for a in agents}
 
     async def _write(self, statements: list[Statement]) -> list[int | None]:
         """Run statements in one transaction of their own; see `_apply` for the results."""
@@ -336,8 +336,7 @@ class Store(OutboxRecords, ThreadRecords, UsageRecords, AuditRecords, ApprovalRe
         writes, queues = self._queues
         if writes == self._writes and agent in queues:
             return list(queues[agent])
-        rows = await self._all(f"SELECT {QUEUE_COLUMNS} FROM queue WHERE agent = ? ORDER BY id",
-                               (agent,))
+        rows = await self._all(QUEUE_OF, (agent,))
         return [_queued_nudge(r) for r in rows]
 
     async def mark_attempted(self, ids: Iterable[int]) -> None:
