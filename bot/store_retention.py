@@ -73,6 +73,12 @@ def _doom(conn: sqlite3.Connection, select: str, args: tuple) -> int:
     return conn.execute(f"INSERT INTO {DOOMED} (id) {select}", args).rowcount
 
 
+def _named_by_none(column: str, *users: tuple[str, str]) -> str:
+    """SQL: `column` is named by no row of these (table, column): what is in use is kept."""
+    return " ".join(f"AND {column} NOT IN (SELECT {ref} FROM {table} WHERE {ref} IS NOT NULL)"
+                    for table, ref in users)
+
+
 def _delete(conn: sqlite3.Connection, table: str, column: str = "id") -> None:
     conn.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT id FROM {DOOMED})")
 
@@ -106,8 +112,7 @@ def _threads(conn: sqlite3.Connection, h: Horizon, limit: int) -> int:
         "SELECT t.id FROM threads t JOIN messages r ON r.id = t.root WHERE r.ts < ? "
         "AND t.number < (SELECT MAX(number) FROM threads n WHERE n.channel = t.channel) "
         "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread = t.id AND m.ts >= ?) "
-        "AND t.id NOT IN (SELECT thread FROM outbox WHERE thread IS NOT NULL) "
-        "AND t.id NOT IN (SELECT thread FROM queue WHERE thread IS NOT NULL) "
+        f"{_named_by_none('t.id', ('outbox', 'thread'), ('queue', 'thread'))} "
         "AND t.id NOT IN (SELECT thread FROM approvals WHERE state = ? AND thread IS NOT NULL) "
         "AND NOT EXISTS (SELECT 1 FROM tasks k WHERE k.id = t.task_id AND k.status = 'open') "
         "AND (t.channel || '/' || t.number) NOT IN (SELECT value FROM json_each(?)) "
@@ -127,11 +132,9 @@ def _threads(conn: sqlite3.Connection, h: Horizon, limit: int) -> int:
 def _messages(conn: sqlite3.Connection, h: Horizon, limit: int) -> int:
     n = _doom(conn, (
         "SELECT m.id FROM messages m WHERE m.ts < ? "
-        "AND m.id NOT IN (SELECT root FROM threads) "
-        "AND m.id NOT IN (SELECT message FROM outbox WHERE message IS NOT NULL) "
-        "AND m.id NOT IN (SELECT message FROM approvals WHERE message IS NOT NULL) "
-        "AND m.id NOT IN (SELECT message FROM queue WHERE message IS NOT NULL) "
-        "ORDER BY m.ts LIMIT ?"), (h.cut, limit))
+        + _named_by_none("m.id", ("threads", "root"), ("outbox", "message"),
+                         ("approvals", "message"), ("queue", "message"))
+        + " ORDER BY m.ts LIMIT ?"), (h.cut, limit))
     conn.execute(f"DELETE FROM kv WHERE key IN (SELECT ? || room || ' ' || event_id FROM refs "
                  f"WHERE platform = 'matrix' AND message IN (SELECT id FROM {DOOMED}))",
                  (MATRIX_REACTIONS,))

@@ -26,6 +26,7 @@ from crewbridge.supervisor.control import (
 )
 from crewbridge.supervisor.protocol import parse_line
 from crewbridge.supervisor.terminal import plain
+from tests.support.cards import CARD_BUTTONS
 
 ASK_LINE = json.dumps({
     "type": "control_request", "request_id": "r-1",
@@ -136,6 +137,12 @@ def test_r13_3_every_card_ends_showing_its_outcome(state: ApprovalState, by: str
 def test_r13_1_buttons_offer_always_only_with_a_rule() -> None:
     assert [b.action for b in buttons(approval())] == ["allow", "deny", "always"]
     assert [b.emoji for b in buttons(approval(rule=""))] == ["✅", "❌"]
+
+
+def test_r13_1_the_bridges_card_tests_show_the_buttons_the_core_offers() -> None:
+    """The bridges' card tests use `tests.support.cards`: the same buttons, so they test
+    what a person sees."""
+    assert buttons(approval()) == CARD_BUTTONS
 
 
 @pytest.mark.parametrize(("platform", "sender", "name", "kw", "may"), [

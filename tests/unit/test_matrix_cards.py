@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crewbridge.bridges.base import Acted, AuthorRole, Button, Post, ThreadRef
+from crewbridge.bridges.base import Acted, AuthorRole, Post, ThreadRef
 from crewbridge.bridges.matrix_cards import (
     Reaction,
     edit_contents,
@@ -21,11 +21,12 @@ from crewbridge.bridges.matrix_cards import (
 )
 from crewbridge.bridges.matrix_events import HTML_FORMAT, post_contents, read_message, replied_to
 from crewbridge.bridges.render import to_matrix_html
+from tests.support.cards import ALLOW, DENY
 
 BOT = "@crewbridge:example.org"
 ALICE = "@alice:example.org"
 NOW = 1_700_000_000.0
-BUTTONS = (Button("allow", "Allow", "✅", "primary"), Button("deny", "Deny", "❌", "danger"))
+BUTTONS = (ALLOW, DENY)
 
 
 def test_r13_3_an_edit_replaces_the_original_with_the_post_as_send_renders_it() -> None:

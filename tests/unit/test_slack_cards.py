@@ -26,11 +26,7 @@ from crewbridge.bridges.slack_cards import (
 )
 from crewbridge.bridges.slack_events import EDIT_PERMANENT_ERRORS, refusal
 from crewbridge.bridges.slack_pace import TokenBucket
-
-ALLOW = Button("allow", "Allow", "✅", "primary")
-DENY = Button("deny", "Deny", "❌", "danger")
-ALWAYS = Button("always", "Always allow", "♾️")
-
+from tests.support.cards import ALLOW, ALWAYS, DENY
 
 # --- reactions ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from crewbridge.bridges.base import Acted, AuthorRole, Button, Inbound, Post, ThreadRef
+from crewbridge.bridges.base import Acted, AuthorRole, Inbound, Post, ThreadRef
 from crewbridge.bridges.matrix import MatrixBridge
 from crewbridge.bridges.matrix_events import post_contents
 from crewbridge.bridges.settings import MatrixConfig
@@ -30,10 +30,9 @@ from tests.platform.matrix.synapse import (
     thread_of,
 )
 from tests.platform.matrix.test_matrix_bridge import bot_in_room
+from tests.support.cards import CARD_BUTTONS
 
 MakeBridge = Callable[..., Awaitable[MatrixBridge]]
-CARD_BUTTONS = (Button("allow", "Allow", "✅", "primary"), Button("deny", "Deny", "❌", "danger"),
-                Button("always", "Always allow", "♾️"))
 KEYS = [b.emoji for b in CARD_BUTTONS]
 
 

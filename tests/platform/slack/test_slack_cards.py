@@ -17,7 +17,6 @@ from crewbridge.bot.clock import FakeClock
 from crewbridge.bridges.base import (
     Acted,
     AuthorRole,
-    Button,
     Inbound,
     Post,
     RateLimited,
@@ -29,10 +28,8 @@ from crewbridge.bridges.slack import EDIT_BURST, SlackBridge
 from crewbridge.bridges.slack_cards import ELLIPSIS, SECTION_TEXT_LIMIT
 from tests.platform.slack.bridge_support import Sink, StartBridge
 from tests.platform.slack.emulator import SlackEmulator, Via
+from tests.support.cards import ALLOW, ALWAYS, DENY
 
-ALLOW = Button("allow", "Allow", "✅", "primary")
-DENY = Button("deny", "Deny", "❌", "danger")
-ALWAYS = Button("always", "Always allow", "♾️")
 CARD = Post("🔐 **lead** wants to run `Bash`: `npm test`", "lead", AuthorRole.LEAD,
             buttons=(ALLOW, DENY, ALWAYS))
 
